@@ -1,0 +1,41 @@
+# Two commands set everything up on a fresh machine: `make run` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+HOST ?= 127.0.0.1
+PORT ?= 8000
+# PostgreSQL used by the second pass of the suite (skipped when unreachable, unless VILTBRIDGE_REQUIRE_SERVICES=1).
+TEST_POSTGRES_URL ?= postgresql://postgres@127.0.0.1:5432/test
+
+.PHONY: run test lint typecheck unit bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+$(VENV)/.test-installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@ $(VENV)/.installed
+
+run: $(VENV)/.installed
+	$(BIN)/viltbridge serve --host $(HOST) --port $(PORT)
+
+lint: $(VENV)/.test-installed
+	$(BIN)/ruff check src tests bench
+	$(BIN)/mypy
+
+# The whole suite on SQLite, then again on PostgreSQL.
+test: lint
+	$(BIN)/pytest -q -p no:cacheprovider
+	VILTBRIDGE_TEST_DATABASE=postgresql VILTBRIDGE_TEST_POSTGRES_URL=$(TEST_POSTGRES_URL) \
+		$(BIN)/pytest -q -p no:cacheprovider -m "not sqlite_only"
+
+bench: $(VENV)/.test-installed
+	$(BIN)/python -m bench.launch
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,232 @@
+"""`viltbridge serve | migrate | keygen | connection …` — the operator's entry points."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Annotated, Any
+
+import typer
+from cryptography.fernet import Fernet
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy.orm import Session as OrmSession
+
+from viltbridge import connections
+from viltbridge.config import Settings, get_settings
+from viltbridge.core.errors import DomainError
+from viltbridge.crypto import Keyring, KeyringError, load_keyring
+from viltbridge.store import migrate as migrations
+from viltbridge.store import repository
+from viltbridge.store.db import sync_engine
+
+app = typer.Typer(
+    no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+    help="viltbridge: a vILT connector for any provider.",
+)
+connection_app = typer.Typer(no_args_is_help=True, help="Create and manage connections (one per LMS integration).")
+app.add_typer(connection_app, name="connection")
+out = Console()
+err = Console(stderr=True)
+
+
+def _fail(message: str, code: int = 1) -> None:
+    err.print(f"[red]error:[/red] {message}")
+    raise typer.Exit(code)
+
+
+@contextmanager
+def _database(settings: Settings) -> Iterator[tuple[OrmSession, Keyring]]:
+    """A migrated database and the keyring; commits on success, rolls back and reports domain errors."""
+    try:
+        keyring = load_keyring(settings.secret_key, settings.key_file)
+        migrations.upgrade(settings.database_url)
+    except (KeyringError, ValueError) as exc:
+        _fail(str(exc))
+    engine = sync_engine(settings.database_url)
+    try:
+        with OrmSession(engine) as db, db.begin():
+            yield db, keyring
+    except DomainError as exc:
+        _fail(exc.message)
+    finally:
+        engine.dispose()
+
+
+def _public_url(settings: Settings) -> str:
+    return (settings.public_url or "http://127.0.0.1:8000").rstrip("/")
+
+
+def _base(settings: Settings) -> tuple[str, str]:
+    base_path = settings.prefix or "/"
+    return base_path, _public_url(settings) + (settings.prefix or "")
+
+
+def _print_json(value: Any) -> None:
+    sys.stdout.write(json.dumps(value, indent=2, sort_keys=True) + "\n")
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on")] = 8000,
+    access_log: Annotated[bool, typer.Option(help="Log every request")] = False,
+) -> None:
+    """Apply migrations, then serve the LMS contract and the launch redirect."""
+    import uvicorn
+
+    from viltbridge.observability import configure_logging
+    from viltbridge.web.app import create_app
+
+    settings = get_settings()
+    configure_logging(settings.log_level, settings.log_json)
+    try:
+        migrations.upgrade(settings.database_url)
+        application = create_app(settings, public_url=settings.public_url or f"http://{host}:{port}")
+    except (KeyringError, ValueError) as exc:
+        _fail(str(exc))
+    err.print(f"viltbridge serving on http://{host}:{port} (LMS contract under '{settings.prefix or '/'}')")
+    uvicorn.run(application, host=host, port=port, access_log=access_log, log_level="warning",
+                server_header=False, proxy_headers=True)
+
+
+@app.command()
+def migrate() -> None:
+    """Bring the database schema up to date."""
+    settings = get_settings()
+    try:
+        migrations.upgrade(settings.database_url)
+    except ValueError as exc:
+        _fail(str(exc))
+    err.print(f"database at revision {migrations.current_revision(settings.database_url)}")
+
+
+@app.command()
+def keygen() -> None:
+    """Print a new secret key; prepend it to VILTBRIDGE_SECRET_KEY (comma-separated) to rotate keys."""
+    typer.echo(Fernet.generate_key().decode("ascii"))
+
+
+@connection_app.command("create")
+def connection_create(
+    name: Annotated[str, typer.Argument(help="Short name, e.g. acme-zoom")],
+    provider: Annotated[str, typer.Option("--provider", help="Provider kind, e.g. link or zoom")] = "link",
+    set_: Annotated[list[str] | None, typer.Option("--set", help="key=value: a provider setting or option")] = None,
+    username: Annotated[str | None, typer.Option(help="LMS username (default: the name)")] = None,
+    password: Annotated[str | None, typer.Option(help="Choose the LMS secret instead of a generated one")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object")] = False,
+) -> None:
+    """Activate an integration: prints what the admin enters in the LMS, including the secret, once."""
+    settings = get_settings()
+    base_path, base_url = _base(settings)
+    with _database(settings) as (db, keyring):
+        created = connections.create(db, keyring, name, provider, connections.parse_pairs(set_ or []),
+                                     username=username, password=password)
+        details = connections.describe(created.row, keyring, base_path, base_url)
+    details["password"] = created.password
+    if as_json:
+        _print_json(details)
+        return
+    out.print(f"[green]Connection '{name}' created[/green] (provider: {provider}). Enter these in Cornerstone Edge:")
+    out.print(f"  Base URL : {base_url}")
+    out.print(f"  Username : {details['username']}")
+    out.print(f"  Password : {created.password}")
+    out.print("[yellow]The password is shown only now; viltbridge keeps only a digest of it.[/yellow]")
+
+
+@connection_app.command("list")
+def connection_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """All connections."""
+    settings = get_settings()
+    base_path, base_url = _base(settings)
+    with _database(settings) as (db, keyring):
+        rows = [connections.describe(row, keyring, base_path, base_url)
+                for row in repository.all_connection_rows(db)]
+    if as_json:
+        _print_json(rows)
+        return
+    table = Table("name", "provider", "active", "username", "launch window", "auto-cancel")
+    for row in rows:
+        table.add_row(row["name"], row["provider"], "yes" if row["active"] else "no", row["username"],
+                      f"{row['launch_window_minutes']} min", "on" if row["automatic_cancellation"] else "off")
+    out.print(table)
+
+
+@connection_app.command("show")
+def connection_show(name: str, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """One connection's settings (secrets shown as ***)."""
+    settings = get_settings()
+    base_path, base_url = _base(settings)
+    with _database(settings) as (db, keyring):
+        details = connections.describe(connections.require(db, name), keyring, base_path, base_url)
+    if as_json:
+        _print_json(details)
+        return
+    for key, value in details.items():
+        out.print(f"{key:24} {value}")
+
+
+@connection_app.command("set")
+def connection_set(
+    name: str,
+    pairs: Annotated[list[str], typer.Argument(help="key=value ...; an empty value removes a provider setting")],
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Change options (automatic_cancellation, extended_options, launch_window_minutes) or provider settings."""
+    settings = get_settings()
+    base_path, base_url = _base(settings)
+    with _database(settings) as (db, keyring):
+        row = connections.change(db, keyring, name, connections.parse_pairs(pairs))
+        details = connections.describe(row, keyring, base_path, base_url)
+    if as_json:
+        _print_json(details)
+    else:
+        out.print(f"Connection '{name}' updated.")
+
+
+def _set_active(name: str, active: bool, as_json: bool) -> None:
+    settings = get_settings()
+    base_path, base_url = _base(settings)
+    with _database(settings) as (db, keyring):
+        details = connections.describe(connections.set_active(db, name, active), keyring, base_path, base_url)
+    if as_json:
+        _print_json(details)
+    elif active:
+        out.print(f"Connection '{name}' is active: the LMS can use it again.")
+    else:
+        out.print(f"Connection '{name}' is deactivated: its data is kept; every LMS call for it now gets a 403.")
+
+
+@connection_app.command("deactivate")
+def connection_deactivate(name: str, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Keep all data but refuse every LMS call for this connection."""
+    _set_active(name, False, as_json)
+
+
+@connection_app.command("activate")
+def connection_activate(name: str, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Let the LMS use a deactivated connection again."""
+    _set_active(name, True, as_json)
+
+
+@connection_app.command("rotate-secret")
+def connection_rotate_secret(
+    name: str,
+    password: Annotated[str | None, typer.Option(help="Choose the new secret")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Replace the LMS secret; the old one stops working at once. Prints the new one, once."""
+    settings = get_settings()
+    with _database(settings) as (db, _keyring):
+        created = connections.rotate_secret(db, name, password)
+        username = created.row.username
+    if as_json:
+        _print_json({"name": name, "username": username, "password": created.password})
+    else:
+        out.print(f"New password for '{name}' (username {username}): {created.password}")
+
+
+def main() -> None:
+    app()

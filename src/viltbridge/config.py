@@ -1,0 +1,41 @@
+"""Settings, all from `VILTBRIDGE_*` environment variables (or a `.env` file)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="VILTBRIDGE_", env_file=".env", extra="ignore")
+
+    database_url: str = Field(
+        default="sqlite:///viltbridge.db",
+        description="SQLAlchemy URL: sqlite:///file.db (default) or postgresql://user@host/db",
+    )
+    secret_key: str | None = Field(
+        default=None,
+        description="Comma-separated Fernet keys, newest first; if unset, a key file is created on first run",
+    )
+    key_file: Path = Path("viltbridge.key")
+    public_url: str | None = Field(default=None, description="External base URL used in launch links")
+    lms_path_prefix: str = Field(default="/", description="Where the Cornerstone contract is mounted")
+    max_body_bytes: int = 1_000_000
+    oauth_token_ttl_seconds: int = 3600
+    launch_link_max_age_hours: int = 12
+    log_level: str = "INFO"
+    log_json: bool = False
+
+    @property
+    def prefix(self) -> str:
+        """The contract prefix, normalised to '' or '/x/y' (no trailing slash)."""
+        stripped = self.lms_path_prefix.strip().strip("/")
+        return f"/{stripped}" if stripped else ""
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

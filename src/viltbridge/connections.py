@@ -1,0 +1,193 @@
+"""Administering connections (one per LMS integration): create, change, (de)activate, authenticate.
+
+Used by the CLI today and the console later; sync, over a SQLAlchemy Session.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy.orm import Session as OrmSession
+
+from viltbridge.core.errors import InvalidInput, NotFound
+from viltbridge.crypto import (
+    MIN_CHOSEN_SECRET_LENGTH,
+    Keyring,
+    new_salt,
+    new_secret,
+    secret_digest,
+    secret_matches,
+)
+from viltbridge.observability import REDACTED
+from viltbridge.providers import PROVIDERS, build_provider
+from viltbridge.store import repository
+from viltbridge.store.tables import ConnectionRow
+
+_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+_USERNAME = re.compile(r"^[A-Za-z0-9._@-]{3,200}$")
+_SECRET_SETTING = re.compile(r"secret|password|token|key", re.IGNORECASE)
+
+OPTION_KEYS = ("automatic_cancellation", "extended_options", "launch_window_minutes")
+
+
+@dataclass(frozen=True)
+class Created:
+    row: ConnectionRow
+    password: str
+
+
+def _parse_bool(key: str, value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise InvalidInput(f"{key} must be true or false, not '{value}'.")
+
+
+def _apply_option(row: ConnectionRow, key: str, value: str) -> None:
+    if key == "launch_window_minutes":
+        try:
+            minutes = int(value)
+        except ValueError:
+            raise InvalidInput(f"launch_window_minutes must be a whole number of minutes, not '{value}'.") from None
+        if not 0 <= minutes <= 24 * 60:
+            raise InvalidInput("launch_window_minutes must be between 0 and 1440.")
+        row.launch_window_minutes = minutes
+    else:
+        setattr(row, key, _parse_bool(key, value))
+
+
+def parse_pairs(pairs: list[str]) -> dict[str, str]:
+    parsed: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise InvalidInput(f"'{pair}' is not key=value; write e.g. launch_window_minutes=30.")
+        parsed[key.strip()] = value
+    return parsed
+
+
+def _split(pairs: dict[str, str]) -> tuple[dict[str, str], dict[str, str]]:
+    options = {key: value for key, value in pairs.items() if key in OPTION_KEYS}
+    settings = {key: value for key, value in pairs.items() if key not in OPTION_KEYS}
+    return options, settings
+
+
+def create(
+    db: OrmSession,
+    keyring: Keyring,
+    name: str,
+    provider: str,
+    pairs: dict[str, str],
+    username: str | None = None,
+    password: str | None = None,
+) -> Created:
+    if not _NAME.match(name):
+        raise InvalidInput(
+            f"Connection name '{name}' must start with a letter or digit and hold only a-z, 0-9, '-' and '_' "
+            "(at most 63 characters), e.g. acme-zoom."
+        )
+    if provider not in PROVIDERS:
+        raise InvalidInput(f"Unknown provider '{provider}'; available: {', '.join(sorted(PROVIDERS))}.")
+    if repository.connection_row_by_name(db, name) is not None:
+        raise InvalidInput(f"A connection named '{name}' exists already; pick another name or change it with `set`.")
+    username = username or name
+    if not _USERNAME.match(username):
+        raise InvalidInput("The username may hold letters, digits and . _ @ - and be 3 to 200 characters long.")
+    if repository.connection_row_by_username(db, username) is not None:
+        raise InvalidInput(f"The username '{username}' is used by another connection; choose another one.")
+    if password is not None and len(password) < MIN_CHOSEN_SECRET_LENGTH:
+        raise InvalidInput(
+            f"A chosen password must be at least {MIN_CHOSEN_SECRET_LENGTH} characters; it is stored only as a "
+            "digest, so it must be hard to guess. Leave --password out to get a generated one."
+        )
+    options, settings = _split(pairs)
+    build_provider(provider, settings)  # validates the settings with the provider's own rules
+    secret = password or new_secret()
+    salt = new_salt()
+    now = datetime.now(UTC)
+    row = ConnectionRow(
+        name=name, provider=provider, provider_settings=keyring.encrypt_json(settings), username=username,
+        secret_salt=salt, secret_digest=secret_digest(secret, salt), automatic_cancellation=True,
+        extended_options=False, launch_window_minutes=15, active=True, created_at=now, updated_at=now,
+    )
+    for key, value in options.items():
+        _apply_option(row, key, value)
+    db.add(row)
+    db.flush()
+    return Created(row=row, password=secret)
+
+
+def require(db: OrmSession, name: str) -> ConnectionRow:
+    row = repository.connection_row_by_name(db, name)
+    if row is None:
+        known = ", ".join(r.name for r in repository.all_connection_rows(db)) or "none yet"
+        raise NotFound(f"No connection named '{name}'. Known connections: {known}.")
+    return row
+
+
+def change(db: OrmSession, keyring: Keyring, name: str, pairs: dict[str, str]) -> ConnectionRow:
+    """Change options and provider settings; an empty value removes a provider setting."""
+    row = require(db, name)
+    options, updates = _split(pairs)
+    settings: dict[str, Any] = keyring.decrypt_json(row.provider_settings)
+    for key, value in updates.items():
+        if value == "":
+            settings.pop(key, None)
+        else:
+            settings[key] = value
+    build_provider(row.provider, settings)
+    for key, value in options.items():
+        _apply_option(row, key, value)
+    row.provider_settings = keyring.encrypt_json(settings)
+    row.updated_at = datetime.now(UTC)
+    db.flush()
+    return row
+
+
+def set_active(db: OrmSession, name: str, active: bool) -> ConnectionRow:
+    row = require(db, name)
+    row.active, row.updated_at = active, datetime.now(UTC)
+    db.flush()
+    return row
+
+
+def rotate_secret(db: OrmSession, name: str, password: str | None = None) -> Created:
+    row = require(db, name)
+    if password is not None and len(password) < MIN_CHOSEN_SECRET_LENGTH:
+        raise InvalidInput(f"A chosen password must be at least {MIN_CHOSEN_SECRET_LENGTH} characters.")
+    secret = password or new_secret()
+    row.secret_salt = new_salt()
+    row.secret_digest = secret_digest(secret, row.secret_salt)
+    row.updated_at = datetime.now(UTC)
+    db.flush()
+    return Created(row=row, password=secret)
+
+
+def check_secret(row: ConnectionRow, secret: str) -> bool:
+    return secret_matches(secret, row.secret_salt, row.secret_digest)
+
+
+def describe(row: ConnectionRow, keyring: Keyring, base_path: str, base_url: str) -> dict[str, Any]:
+    """What an admin may see: everything but secrets (provider secrets are shown as ***)."""
+    settings = keyring.decrypt_json(row.provider_settings)
+    return {
+        "name": row.name,
+        "provider": row.provider,
+        "active": row.active,
+        "base_path": base_path,
+        "base_url": base_url,
+        "username": row.username,
+        "automatic_cancellation": row.automatic_cancellation,
+        "extended_options": row.extended_options,
+        "launch_window_minutes": row.launch_window_minutes,
+        "provider_settings": {
+            key: (REDACTED if _SECRET_SETTING.search(key) else value) for key, value in sorted(settings.items())
+        },
+        "created_at": row.created_at.isoformat(),
+        "updated_at": row.updated_at.isoformat(),
+    }

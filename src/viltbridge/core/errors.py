@@ -1,0 +1,54 @@
+"""Errors the domain raises. Each carries a message written for the person who will read it.
+
+Cornerstone shows `error.message` to whoever clicked (an admin saving a session, a learner launching),
+so messages say what happened and what to do, never how the code failed.
+"""
+
+from __future__ import annotations
+
+
+class DomainError(Exception):
+    """Base class; `status` is the HTTP-like code the LMS contract maps it to."""
+
+    status = 400
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidInput(DomainError):
+    status = 400
+
+
+class NotAuthenticated(DomainError):
+    status = 401
+
+
+class Forbidden(DomainError):
+    status = 403
+
+
+class NotFound(DomainError):
+    status = 404
+
+
+class ProviderFailed(DomainError):
+    """The meeting provider failed after retries; nothing was changed on our side."""
+
+    status = 500
+
+    def __init__(self, provider: str, message: str, retry_after_seconds: int | None = None) -> None:
+        super().__init__(message)
+        self.provider = provider
+        self.retry_after_seconds = retry_after_seconds
+
+
+class NotReady(DomainError):
+    """Data exists only later (attendance before the provider has it); the message says when to retry."""
+
+    status = 500
+
+    def __init__(self, message: str, retry_after_seconds: int) -> None:
+        super().__init__(message)
+        self.retry_after_seconds = retry_after_seconds

@@ -1,0 +1,130 @@
+"""Domain records. Plain dataclasses: the store maps them to rows, the LMS layer to wire models."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+
+class SessionStatus(StrEnum):
+    SCHEDULED = "scheduled"
+    CANCELLED = "cancelled"
+
+
+class Role(StrEnum):
+    HOST = "host"
+    COHOST = "cohost"
+    ATTENDEE = "attendee"
+
+
+class AttendanceState(StrEnum):
+    """Where a session's attendance stands: still coming in, usable but may change, or settled."""
+
+    COLLECTING = "collecting"
+    PROVISIONAL = "provisional"
+    FINAL = "final"
+
+
+@dataclass(frozen=True)
+class VendorOptions:
+    """The per-connection switches Cornerstone calls vendor options, plus our launch window."""
+
+    automatic_cancellation: bool = True
+    extended_options: bool = False
+    launch_window_minutes: int = 15
+
+
+@dataclass
+class Connection:
+    """One LMS integration (Cornerstone's "vendor"): a provider account plus the credentials the LMS uses."""
+
+    id: int
+    name: str
+    provider: str
+    provider_settings: dict[str, Any]
+    username: str
+    options: VendorOptions
+    active: bool
+    oauth_client_id: str | None = None
+
+
+@dataclass
+class Instructor:
+    connection_id: int
+    email: str
+    first_name: str
+    last_name: str
+    active: bool = True
+    provider_user_id: str | None = None
+    provider_data: dict[str, Any] = field(default_factory=dict)
+    id: int | None = None
+
+
+@dataclass
+class Meeting:
+    """What the provider gave us for one part. `join_url` never reaches a learner directly: launches resolve it."""
+
+    provider: str
+    meeting_id: str
+    join_url: str
+    host_url: str | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Session:
+    """One LMS SessionId: a single part with its own dates and meeting. Parts sharing `lo_id` form one session."""
+
+    connection_id: int
+    external_id: str
+    title: str
+    description: str
+    creator_email: str
+    starts_at: datetime
+    ends_at: datetime
+    utc_offset_minutes: int
+    zone: str
+    instructor_emails: list[str]
+    lo_id: str | None = None
+    extended_options: dict[str, Any] = field(default_factory=dict)
+    status: SessionStatus = SessionStatus.SCHEDULED
+    meeting: Meeting | None = None
+    attendance_state: AttendanceState = AttendanceState.COLLECTING
+    cancelled_at: datetime | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    id: int | None = None
+
+
+@dataclass(frozen=True)
+class Launch:
+    """One click on a launch link, as recorded in the launch ledger."""
+
+    session_id: int
+    email: str
+    role: Role
+    clicked_at: datetime
+    provider_url: str
+    personal: bool
+    user_agent: str | None = None
+
+
+@dataclass(frozen=True)
+class AttendanceSegment:
+    """One interval a person was (or is evidenced to have been) in the meeting.
+
+    `source` says where it came from (launch, webhook, report); `match_rule` says how the row was tied to the
+    LMS email (launch_token, registrant_id, email, name); `left_at` is None while unknown or still present.
+    """
+
+    session_id: int
+    email: str | None
+    joined_at: datetime
+    left_at: datetime | None
+    source: str
+    match_rule: str
+    participant_key: str
+    display_name: str | None = None
+    evidence: dict[str, Any] = field(default_factory=dict)

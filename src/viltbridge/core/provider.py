@@ -1,0 +1,147 @@
+"""The provider protocol: what every meeting provider adapter implements, designed against all of them.
+
+Zoom, Teams (Graph), Webex, GoTo, BigBlueButton, Jitsi/JaaS and plain links differ in what they can do, so an
+adapter declares `Capabilities` and the services adapt: a provider without per-user links still gets a launch
+ledger; one without an attendance API gets launch evidence, and the data says so.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Protocol
+
+from viltbridge.core.models import Role
+
+
+class AttendanceSource(StrEnum):
+    NONE = "none"
+    LAUNCH_ONLY = "launch_only"  # we only know who clicked through our launch redirect
+    WEBHOOKS = "webhooks"  # live join/leave events (JaaS, BBB)
+    REPORT = "report"  # a post-meeting report API (Zoom, Graph, Webex, GoTo), possibly plus webhooks
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    per_user_links: bool  # the provider can mint a link tied to one person (registrant, signed join, JWT)
+    webhooks: bool
+    host_licences: bool  # hosts must be licensed users on the provider account
+    recordings: bool
+    attendance: AttendanceSource
+    update_in_place: bool  # a meeting's time/title can change without a new join link
+    cancel: bool
+    max_title_length: int | None = None
+    max_description_length: int | None = None
+
+
+@dataclass(frozen=True)
+class Person:
+    email: str
+    first_name: str | None = None
+    last_name: str | None = None
+
+    @property
+    def display_name(self) -> str:
+        name = " ".join(part for part in (self.first_name, self.last_name) if part)
+        return name or self.email
+
+
+@dataclass(frozen=True)
+class InstructorSpec:
+    email: str
+    first_name: str
+    last_name: str
+    active: bool = True
+    provider_user_id: str | None = None
+
+
+@dataclass(frozen=True)
+class ProvisionedInstructor:
+    provider_user_id: str | None
+    licensed: bool = True
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class MeetingSpec:
+    """What the LMS asked for, in provider-neutral terms. `session_key` is stable across retries."""
+
+    session_key: str
+    title: str
+    description: str
+    starts_at: datetime
+    ends_at: datetime
+    zone: str
+    utc_offset_minutes: int
+    host: InstructorSpec | None
+    co_hosts: tuple[InstructorSpec, ...] = ()
+    extended_options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class MeetingRef:
+    meeting_id: str
+    join_url: str
+    host_url: str | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class LaunchLink:
+    """Where one person goes. `personal` is True when the link itself identifies the person to the provider."""
+
+    url: str
+    personal: bool
+    identity: dict[str, Any] = field(default_factory=dict)  # e.g. {"registrant_id": ...} or {"display_name_tag": ...}
+    note: str | None = None  # why a weaker link was handed out, for the ledger
+
+
+@dataclass(frozen=True)
+class ParticipantSegment:
+    """One join/leave interval as the provider reports it, with every identity clue it gives."""
+
+    participant_key: str
+    joined_at: datetime
+    left_at: datetime | None
+    email: str | None = None
+    display_name: str | None = None
+    evidence: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class AttendanceReport:
+    segments: tuple[ParticipantSegment, ...]
+    complete: bool  # the provider says this is all it will ever report for the meeting
+    retry_after_seconds: int | None = None
+
+
+@dataclass(frozen=True)
+class ExtendedOption:
+    """A provider option the admin may tick per session (Cornerstone's "extended options")."""
+
+    id: str
+    name: str
+    description: str = ""
+    default: bool = False
+
+
+class Provider(Protocol):
+    kind: str
+    capabilities: Capabilities
+
+    async def provision_instructor(self, instructor: InstructorSpec) -> ProvisionedInstructor: ...
+
+    async def update_instructor(self, old_email: str, instructor: InstructorSpec) -> ProvisionedInstructor: ...
+
+    async def create_meeting(self, spec: MeetingSpec) -> MeetingRef: ...
+
+    async def update_meeting(self, meeting: MeetingRef, spec: MeetingSpec) -> MeetingRef: ...
+
+    async def cancel_meeting(self, meeting: MeetingRef) -> None: ...
+
+    async def launch_link(self, meeting: MeetingRef, person: Person, role: Role) -> LaunchLink: ...
+
+    async def collect_attendance(self, meeting: MeetingRef, spec: MeetingSpec) -> AttendanceReport: ...
+
+    def extended_options(self) -> tuple[ExtendedOption, ...]: ...

@@ -1,0 +1,386 @@
+"""The use cases behind the LMS contract: instructors, sessions (per part), launches and attendance.
+
+Each function takes the store, the connection's provider and a clock; none knows HTTP or SQL. Semantics follow
+`cornerstone-vilt-contract.md` §5: every write is idempotent (a duplicate POST updates, a PUT of an unknown
+session creates, a second DELETE succeeds), meetings are updated in place, launches resolve at click time.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from viltbridge.core.attendance import AttendanceDecision, decide_from_launches, launch_only_state
+from viltbridge.core.clock import Clock
+from viltbridge.core.emails import checked_email
+from viltbridge.core.errors import Forbidden, InvalidInput, NotFound, NotReady
+from viltbridge.core.launch_tokens import LaunchClaims, sign_launch, verify_launch
+from viltbridge.core.models import (
+    AttendanceState,
+    Connection,
+    Instructor,
+    Launch,
+    Meeting,
+    Role,
+    Session,
+    SessionStatus,
+)
+from viltbridge.core.ports import Store
+from viltbridge.core.provider import (
+    AttendanceSource,
+    ExtendedOption,
+    InstructorSpec,
+    MeetingRef,
+    MeetingSpec,
+    Person,
+    Provider,
+)
+from viltbridge.core.times import guess_zone
+
+log = logging.getLogger("viltbridge.services")
+
+# People run over; a launch link keeps working this long after the scheduled end.
+LAUNCH_GRACE_AFTER_END = timedelta(minutes=60)
+
+
+@dataclass(frozen=True)
+class LaunchSettings:
+    public_url: str
+    keys: list[bytes]
+    max_age: timedelta = timedelta(hours=12)
+
+
+@dataclass(frozen=True)
+class SessionInput:
+    """A parsed SessionRequest: already validated for shape, normalised, in UTC."""
+
+    external_id: str
+    title: str
+    description: str
+    creator_email: str
+    starts_at: datetime
+    ends_at: datetime
+    utc_offset_minutes: int
+    instructor_emails: list[str] = field(default_factory=list)
+    lo_id: str | None = None
+    extended_options: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class AttendanceResult:
+    emails: list[str]
+    state: AttendanceState
+    decisions: list[AttendanceDecision]
+    source: AttendanceSource
+
+
+# --- instructors -------------------------------------------------------------------------------------------
+
+
+async def add_instructor(
+    store: Store, provider: Provider, connection: Connection, email: str, first_name: str, last_name: str
+) -> Instructor:
+    """Provision at the provider and record; adding a known email updates it (the LMS may retry)."""
+    email = checked_email(email, field="Email")
+    existing = await store.find_instructor(connection.id, email)
+    spec = InstructorSpec(email=email, first_name=first_name, last_name=last_name, active=True,
+                          provider_user_id=existing.provider_user_id if existing else None)
+    provisioned = await (
+        provider.update_instructor(email, spec) if existing else provider.provision_instructor(spec)
+    )
+    instructor = existing or Instructor(connection_id=connection.id, email=email, first_name=first_name,
+                                        last_name=last_name)
+    instructor.first_name, instructor.last_name, instructor.active = first_name, last_name, True
+    instructor.provider_user_id = provisioned.provider_user_id
+    instructor.provider_data = provisioned.data
+    return await store.save_instructor(instructor)
+
+
+async def update_instructor(
+    store: Store,
+    provider: Provider,
+    connection: Connection,
+    old_email: str,
+    new_email: str,
+    first_name: str,
+    last_name: str,
+    is_active: bool | None,
+) -> Instructor:
+    old_email = checked_email(old_email, field="OldEmail")
+    new_email = checked_email(new_email, field="NewEmail")
+    current = await store.find_instructor(connection.id, old_email)
+    if old_email != new_email:
+        taken = await store.find_instructor(connection.id, new_email)
+        if taken is not None and current is not None:
+            raise InvalidInput(
+                f"NewEmail {new_email} already belongs to another instructor of this integration; "
+                "pick a different email or deactivate that instructor first."
+            )
+        current = current or taken
+    active = current.active if (current is not None and is_active is None) else (is_active is not False)
+    spec = InstructorSpec(email=new_email, first_name=first_name, last_name=last_name, active=active,
+                          provider_user_id=current.provider_user_id if current else None)
+    # An update for an instructor we never saw creates it: a lost AddInstructor must not strand them.
+    provisioned = await (
+        provider.update_instructor(old_email, spec) if current else provider.provision_instructor(spec)
+    )
+    instructor = current or Instructor(connection_id=connection.id, email=new_email, first_name=first_name,
+                                       last_name=last_name)
+    instructor.email, instructor.first_name, instructor.last_name = new_email, first_name, last_name
+    instructor.active = active
+    instructor.provider_user_id = provisioned.provider_user_id
+    instructor.provider_data = provisioned.data
+    saved = await store.save_instructor(instructor)
+    if old_email != new_email:
+        await store.rename_session_instructor(connection.id, old_email, new_email)
+    return saved
+
+
+# --- sessions ----------------------------------------------------------------------------------------------
+
+
+def _validated_extended_options(
+    provider: Provider, connection: Connection, requested: dict[str, Any] | None
+) -> dict[str, Any] | None:
+    if requested is None:
+        return None
+    if requested and not connection.options.extended_options:
+        raise InvalidInput(
+            "ExtendedOptions were sent but extended options are turned off for this integration; "
+            "turn them on in the connector (vendor option) or leave them out."
+        )
+    known = {option.id for option in provider.extended_options()}
+    unknown = sorted(set(requested) - known)
+    if unknown:
+        listed = ", ".join(sorted(known)) or "none"
+        raise InvalidInput(
+            f"ExtendedOptions {', '.join(unknown)} are not options of the {provider.kind} provider; "
+            f"known options: {listed}."
+        )
+    return requested
+
+
+async def _instructor_spec(store: Store, connection_id: int, email: str) -> InstructorSpec:
+    known = await store.find_instructor(connection_id, email)
+    if known is None:
+        return InstructorSpec(email=email, first_name="", last_name="")
+    return InstructorSpec(email=known.email, first_name=known.first_name, last_name=known.last_name,
+                          active=known.active, provider_user_id=known.provider_user_id)
+
+
+async def _meeting_spec(store: Store, session: Session) -> MeetingSpec:
+    hosts = [await _instructor_spec(store, session.connection_id, email) for email in session.instructor_emails]
+    return MeetingSpec(
+        session_key=f"{session.connection_id}:{session.external_id}",
+        title=session.title,
+        description=session.description,
+        starts_at=session.starts_at,
+        ends_at=session.ends_at,
+        zone=session.zone,
+        utc_offset_minutes=session.utc_offset_minutes,
+        host=hosts[0] if hosts else None,
+        co_hosts=tuple(hosts[1:]),
+        extended_options=session.extended_options,
+    )
+
+
+def _meeting_ref(meeting: Meeting) -> MeetingRef:
+    return MeetingRef(meeting_id=meeting.meeting_id, join_url=meeting.join_url, host_url=meeting.host_url,
+                      data=meeting.data)
+
+
+def _meeting(provider: Provider, ref: MeetingRef) -> Meeting:
+    return Meeting(provider=provider.kind, meeting_id=ref.meeting_id, join_url=ref.join_url,
+                   host_url=ref.host_url, data=dict(ref.data))
+
+
+async def schedule_session(
+    store: Store, provider: Provider, connection: Connection, request: SessionInput, clock: Clock
+) -> tuple[Session, bool]:
+    """Create or update the session for `request.external_id`; returns (session, created).
+
+    Used by both POST and PUT: a duplicate POST updates, a PUT for an unknown id creates.
+    The provider meeting is updated in place so every launch link keeps working.
+    """
+    if request.ends_at <= request.starts_at:
+        raise InvalidInput(
+            f"DateEnd ({request.ends_at:%Y-%m-%dT%H:%M:%S}) must be after DateBegin "
+            f"({request.starts_at:%Y-%m-%dT%H:%M:%S}); both are UTC. Correct the session's times and save again."
+        )
+    extended = _validated_extended_options(provider, connection, request.extended_options)
+    now = clock.now()
+    existing = await store.find_session(connection.id, request.external_id)
+    zone = guess_zone(request.utc_offset_minutes, request.starts_at)
+    session = existing or Session(
+        connection_id=connection.id, external_id=request.external_id, title="", description="",
+        creator_email="", starts_at=request.starts_at, ends_at=request.ends_at, utc_offset_minutes=0,
+        zone=zone, instructor_emails=[], created_at=now,
+    )
+    session.title = request.title
+    session.description = request.description
+    session.creator_email = request.creator_email
+    session.starts_at, session.ends_at = request.starts_at, request.ends_at
+    session.utc_offset_minutes, session.zone = request.utc_offset_minutes, zone
+    if request.instructor_emails:
+        session.instructor_emails = list(request.instructor_emails)
+    if request.lo_id is not None:
+        session.lo_id = request.lo_id
+    if extended is not None:
+        session.extended_options = extended
+    session.updated_at = now
+    spec = await _meeting_spec(store, session)
+    if session.meeting is not None and session.status is SessionStatus.SCHEDULED:
+        session.meeting = _meeting(provider, await provider.update_meeting(_meeting_ref(session.meeting), spec))
+    else:
+        # New, or reinstated after a cancellation: the cancelled meeting is gone at the provider.
+        session.meeting = _meeting(provider, await provider.create_meeting(spec))
+        session.status, session.cancelled_at = SessionStatus.SCHEDULED, None
+    return await store.save_session(session), existing is None
+
+
+async def cancel_session(
+    store: Store, provider: Provider, connection: Connection, external_id: str, clock: Clock
+) -> Session | None:
+    """Cancel one part. Unknown or already cancelled sessions succeed without change (DELETE is idempotent)."""
+    session = await store.find_session(connection.id, external_id)
+    if session is None or session.status is SessionStatus.CANCELLED:
+        return session
+    if session.meeting is not None and connection.options.automatic_cancellation:
+        await provider.cancel_meeting(_meeting_ref(session.meeting))
+    elif session.meeting is not None:
+        log.info("session %s cancelled in the LMS; meeting left in place because automatic cancellation is off",
+                 external_id)
+    session.status, session.cancelled_at, session.updated_at = SessionStatus.CANCELLED, clock.now(), clock.now()
+    return await store.save_session(session)
+
+
+async def _require_session(store: Store, connection: Connection, external_id: str) -> Session:
+    session = await store.find_session(connection.id, external_id)
+    if session is None:
+        raise NotFound(
+            f"Session {external_id} is not known to this integration. Save the session in the learning system "
+            "again so it is sent to the meeting provider, then retry."
+        )
+    return session
+
+
+def _require_scheduled(session: Session, action: str) -> None:
+    if session.status is SessionStatus.CANCELLED:
+        when = f" on {session.cancelled_at:%Y-%m-%d %H:%M} UTC" if session.cancelled_at else ""
+        raise InvalidInput(f"Session '{session.title}' was cancelled{when}, so there is nothing to {action}.")
+
+
+# --- launches ----------------------------------------------------------------------------------------------
+
+
+async def _role_of(store: Store, session: Session, email: str) -> Role:
+    if session.instructor_emails:
+        if email == session.instructor_emails[0]:
+            return Role.HOST
+        if email in session.instructor_emails:
+            return Role.COHOST
+        return Role.ATTENDEE
+    # The contract's SessionRequest names no instructor; without InstructorEmails, the integration's
+    # active instructors host.
+    return Role.HOST if await store.is_active_instructor(session.connection_id, email) else Role.ATTENDEE
+
+
+async def launch_url(
+    store: Store, connection: Connection, external_id: str, email: str, settings: LaunchSettings, clock: Clock
+) -> str:
+    """The joinUrl for one person: our signed redirect, resolved to the provider's link at click time."""
+    session = await _require_session(store, connection, external_id)
+    _require_scheduled(session, "join")
+    assert session.id is not None
+    role = await _role_of(store, session, email)
+    claims = LaunchClaims(connection_id=connection.id, session_id=session.id, email=email, role=role,
+                          issued_at=clock.now())
+    return f"{settings.public_url.rstrip('/')}/l/{sign_launch(claims, settings.keys[0])}"
+
+
+def read_launch_token(token: str, settings: LaunchSettings, clock: Clock) -> LaunchClaims:
+    return verify_launch(token, settings.keys, now=clock.now(), max_age=settings.max_age)
+
+
+class LaunchNotOpen(Forbidden):
+    """The link is valid but the class is not open for joining now."""
+
+
+async def follow_launch(
+    store: Store,
+    provider: Provider,
+    connection: Connection,
+    claims: LaunchClaims,
+    clock: Clock,
+    user_agent: str | None = None,
+) -> str:
+    """Resolve a click on `/l/<token>` to the provider URL for that person now, and record it in the ledger."""
+    if not connection.active:
+        raise Forbidden("This class's online meeting integration has been switched off. Contact your administrator.")
+    session = await store.get_session(claims.session_id)
+    if session is None or session.connection_id != connection.id or session.meeting is None:
+        raise NotFound("This class no longer exists. Go back to your learning system for its current details.")
+    _require_scheduled(session, "join")
+    now = clock.now()
+    opens_at = session.starts_at - timedelta(minutes=connection.options.launch_window_minutes)
+    if now < opens_at:
+        raise LaunchNotOpen(
+            f"'{session.title}' opens for joining at {opens_at:%Y-%m-%d %H:%M} UTC "
+            f"({connection.options.launch_window_minutes} minutes before it starts). Come back then."
+        )
+    if now > session.ends_at + LAUNCH_GRACE_AFTER_END:
+        raise LaunchNotOpen(f"'{session.title}' ended at {session.ends_at:%Y-%m-%d %H:%M} UTC.")
+    link = await provider.launch_link(_meeting_ref(session.meeting), Person(email=claims.email), claims.role)
+    assert session.id is not None
+    await store.record_launch(Launch(session_id=session.id, email=claims.email, role=claims.role, clicked_at=now,
+                                     provider_url=link.url, personal=link.personal, user_agent=user_agent))
+    return link.url
+
+
+# --- attendance --------------------------------------------------------------------------------------------
+
+
+async def attendance(
+    store: Store, provider: Provider, connection: Connection, external_id: str, clock: Clock
+) -> AttendanceResult:
+    """The LMS emails of people who attended, by the best evidence this provider gives."""
+    session = await _require_session(store, connection, external_id)
+    _require_scheduled(session, "report attendance for")
+    assert session.id is not None
+    now = clock.now()
+    opens_at = session.starts_at - timedelta(minutes=connection.options.launch_window_minutes)
+    source = provider.capabilities.attendance
+    if source is not AttendanceSource.LAUNCH_ONLY:
+        raise NotReady(
+            f"Attendance from the {provider.kind} provider is not available yet; retry after the session ends.",
+            retry_after_seconds=3600,
+        )
+    launches = await store.launches_between(session.id, opens_at, session.ends_at)
+    decisions = decide_from_launches(launches, opens_at=opens_at, ends_at=session.ends_at)
+    state = launch_only_state(now, session.ends_at)
+    if not decisions and state is not AttendanceState.FINAL:
+        wait = max(60, int((session.ends_at - now).total_seconds()))
+        raise NotReady(
+            f"No one has joined '{session.title}' yet and it ends at {session.ends_at:%Y-%m-%d %H:%M} UTC; "
+            "get attendance again after it ends.",
+            retry_after_seconds=wait,
+        )
+    if session.attendance_state is not state:
+        session.attendance_state = state
+        await store.save_session(replace(session))
+    return AttendanceResult(emails=[d.email for d in decisions if d.attended], state=state, decisions=decisions,
+                            source=source)
+
+
+# --- extended options --------------------------------------------------------------------------------------
+
+
+async def extended_options(
+    store: Store, provider: Provider, connection: Connection, external_id: str
+) -> tuple[list[ExtendedOption], dict[str, Any]]:
+    """The provider's options and the values chosen for this session (defaults for a session not yet saved)."""
+    session = await store.find_session(connection.id, external_id)
+    chosen = dict(session.extended_options) if session else {}
+    return list(provider.extended_options()), chosen

@@ -1,0 +1,128 @@
+"""Secrets at rest (MultiFernet), LMS credential digests, and the server's signing keys.
+
+LMS secrets are generated with 32 random bytes, so a salted HMAC-SHA256 digest protects them as well as a slow
+hash would, at a cost per request that does not cap throughput (argon2 would: ~10 req/s per core, see design.md).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+
+MIN_CHOSEN_SECRET_LENGTH = 16
+
+
+class KeyringError(Exception):
+    """The configured secret key cannot be used; the message says how to fix it."""
+
+
+@dataclass(frozen=True)
+class Keyring:
+    """All server keys, newest first. Encrypts with the newest; decrypts and verifies with any."""
+
+    fernet_keys: tuple[bytes, ...]
+
+    @property
+    def fernet(self) -> MultiFernet:
+        return MultiFernet([Fernet(key) for key in self.fernet_keys])
+
+    def derived(self, purpose: str) -> list[bytes]:
+        """Per-purpose HMAC keys (launch links, OAuth tokens), one per Fernet key, so rotation keeps working."""
+        return [hmac.new(key, purpose.encode(), hashlib.sha256).digest() for key in self.fernet_keys]
+
+    def encrypt_json(self, value: dict[str, Any]) -> str:
+        return self.fernet.encrypt(json.dumps(value, sort_keys=True).encode("utf-8")).decode("ascii")
+
+    def decrypt_json(self, token: str) -> dict[str, Any]:
+        try:
+            decoded: dict[str, Any] = json.loads(self.fernet.decrypt(token.encode("ascii")))
+        except InvalidToken:
+            raise KeyringError(
+                "Stored provider settings cannot be decrypted with the configured keys. Put the key they were "
+                "written with back into VILTBRIDGE_SECRET_KEY (comma-separated, newest first)."
+            ) from None
+        return decoded
+
+
+def load_keyring(secret_key: str | None, key_file: Path) -> Keyring:
+    """Keys from VILTBRIDGE_SECRET_KEY, else from the key file, created (mode 0600) on first run."""
+    if secret_key:
+        raw_keys = [part.strip() for part in secret_key.split(",") if part.strip()]
+    elif key_file.exists():
+        raw_keys = [line.strip() for line in key_file.read_text().splitlines() if line.strip()]
+    else:
+        raw_keys = [Fernet.generate_key().decode("ascii")]
+        key_file.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(raw_keys[0] + "\n")
+    keys: list[bytes] = []
+    for raw in raw_keys:
+        try:
+            Fernet(raw.encode("ascii"))
+        except (ValueError, UnicodeEncodeError):
+            raise KeyringError(
+                "VILTBRIDGE_SECRET_KEY (or the key file) holds a value that is not a Fernet key. Generate one with "
+                "`viltbridge keygen` and list keys comma-separated, newest first."
+            ) from None
+        keys.append(raw.encode("ascii"))
+    if not keys:
+        raise KeyringError("No secret key configured; set VILTBRIDGE_SECRET_KEY or remove the empty key file.")
+    return Keyring(tuple(keys))
+
+
+def new_secret() -> str:
+    """A high-entropy LMS secret (256 bits), URL-safe."""
+    return secrets.token_urlsafe(32)
+
+
+def new_salt() -> str:
+    return secrets.token_hex(16)
+
+
+def secret_digest(secret: str, salt: str) -> str:
+    return hmac.new(salt.encode("ascii"), secret.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+def secret_matches(secret: str, salt: str, digest: str) -> bool:
+    return hmac.compare_digest(secret_digest(secret, salt), digest)
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def sign_access_token(connection_id: int, expires_at: int, keys: list[bytes]) -> str:
+    """A stateless OAuth bearer token; any replica sharing the keys can verify it."""
+    body = _b64(json.dumps([connection_id, expires_at], separators=(",", ":")).encode())
+    return f"vbat.{body}.{_b64(hmac.new(keys[0], body.encode(), hashlib.sha256).digest())}"
+
+
+def verify_access_token(token: str, keys: list[bytes], now: int) -> int | None:
+    """The connection id of a valid, unexpired token; None otherwise."""
+    prefix, _, rest = token.partition(".")
+    body, _, signature = rest.partition(".")
+    if prefix != "vbat" or not body or not signature:
+        return None
+    given = signature.encode()
+    if not any(
+        hmac.compare_digest(_b64(hmac.new(key, body.encode(), hashlib.sha256).digest()).encode(), given)
+        for key in keys
+    ):
+        return None
+    try:
+        connection_id, expires_at = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+    except ValueError:
+        return None
+    if not isinstance(connection_id, int) or not isinstance(expires_at, int) or expires_at < now:
+        return None
+    return connection_id

@@ -1,0 +1,1 @@
+"""Inbound LMS contracts. Each LMS is a sibling folder; Cornerstone is the first."""

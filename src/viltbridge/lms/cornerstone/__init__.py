@@ -1,0 +1,1 @@
+"""The Cornerstone vILT connector contract (see docs: cornerstone-vilt-contract.md)."""

@@ -1,0 +1,71 @@
+"""Who is calling: HTTP Basic (the spec) or an OAuth client-credentials bearer token (Cornerstone's QA mock).
+
+The connection is found by its username (Basic) or by the signed token; the client id and secret of the OAuth
+flow are the same username and secret.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import time
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from viltbridge import connections
+from viltbridge.core.errors import Forbidden, NotAuthenticated
+from viltbridge.core.models import Connection
+from viltbridge.crypto import verify_access_token
+from viltbridge.store import repository
+from viltbridge.store.tables import ConnectionRow
+from viltbridge.web.context import AppContext
+
+WRONG_CREDENTIALS = (
+    "The username or password for the viltbridge connector is wrong. Check the credentials entered for this "
+    "vendor in Cornerstone Edge against the ones viltbridge printed when the connection was created."
+)
+# Compared against when the username is unknown, so a wrong username costs the same time as a wrong secret.
+_DUMMY_ROW = ConnectionRow(secret_salt="0" * 32, secret_digest="0" * 64)
+
+
+def basic_credentials(header: str) -> tuple[str, str] | None:
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    username, sep, secret = decoded.partition(":")
+    return (username, secret) if sep else None
+
+
+async def check_client(db: AsyncSession, username: str, secret: str) -> ConnectionRow | None:
+    row = await db.run_sync(repository.connection_row_by_username, username)
+    matches = connections.check_secret(row or _DUMMY_ROW, secret)
+    return row if row is not None and matches else None
+
+
+async def authenticate(authorization: str | None, db: AsyncSession, ctx: AppContext) -> Connection:
+    if not authorization:
+        raise NotAuthenticated(
+            "No credentials were sent. Enter the connector's username and password for this vendor in "
+            "Cornerstone Edge."
+        )
+    row: ConnectionRow | None = None
+    credentials = basic_credentials(authorization)
+    if credentials is not None:
+        row = await check_client(db, *credentials)
+    elif authorization[:7].lower() == "bearer ":
+        connection_id = verify_access_token(authorization[7:].strip(), ctx.access_token_keys, int(time.time()))
+        if connection_id is None:
+            raise NotAuthenticated("The access token is invalid or has expired; request a new one from /oauth/token.")
+        row = await db.run_sync(repository.connection_row, connection_id)
+    if row is None:
+        raise NotAuthenticated(WRONG_CREDENTIALS)
+    if not row.active:
+        raise Forbidden(
+            f"The viltbridge integration '{row.name}' is deactivated, so nothing can be scheduled, launched or "
+            "reported through it. Ask the viltbridge administrator to activate it again."
+        )
+    return repository.connection_from_row(row, ctx.keyring)

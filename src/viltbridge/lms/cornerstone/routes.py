@@ -1,0 +1,344 @@
+"""The Cornerstone vILT contract's endpoints. Each one: authenticate, translate the wire model, call a service."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Header, Path, Query, Request
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError
+from sqlalchemy.exc import IntegrityError
+
+from viltbridge.core import services
+from viltbridge.core.emails import checked_email, decode_base64_email, parse_email_list
+from viltbridge.core.errors import InvalidInput
+from viltbridge.core.times import parse_lms_datetime, parse_utc_offset
+from viltbridge.crypto import sign_access_token
+from viltbridge.lms.cornerstone import auth
+from viltbridge.lms.cornerstone.wire import (
+    AddInstructorRequest,
+    AttendeesEnvelope,
+    ErrorEnvelope,
+    ExtendedOptionsEnvelope,
+    LaunchEnvelope,
+    SessionRequest,
+    SessionUpdateRequest,
+    SuccessEnvelope,
+    UpdateInstructorRequest,
+    describe_validation_error,
+    timestamp,
+)
+from viltbridge.observability import correlation_id
+from viltbridge.store.repository import AsyncSqlStore
+from viltbridge.web.context import AppContext
+
+log = logging.getLogger("viltbridge.lms.cornerstone")
+
+router = APIRouter(tags=["Cornerstone vILT contract"])
+
+
+def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    meaning = {
+        400: "The request is wrong; error.message says what to correct",
+        401: "Missing or wrong credentials",
+        403: "The integration is deactivated",
+        404: "Unknown session",
+        413: "The body is larger than the connector accepts",
+        500: "The connector or the meeting provider failed; nothing was changed. error.message says when to retry",
+    }
+    return {code: {"model": ErrorEnvelope, "description": meaning[code]} for code in codes}
+
+
+COMMON = (401, 403, 500)
+CORRELATION = Header(alias="correlationId", description="Echoed in the response")
+DEBUG = Header(alias="debug", description="true: log this request and its provider calls in detail")
+
+
+def _ctx(request: Request) -> AppContext:
+    context: AppContext = request.app.state.ctx
+    return context
+
+
+def _success(**data: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {"status": "Success", "correlationId": correlation_id.get(), "timestamp": timestamp()}
+    if data:
+        body["data"] = data
+    return body
+
+
+def _text(value: str | None, field: str, *, required: bool = True, limit: int = 200) -> str:
+    cleaned = (value or "").strip()
+    if required and not cleaned:
+        raise InvalidInput(f"{field} is empty; send a value.")
+    if len(cleaned) > limit:
+        raise InvalidInput(f"{field} is {len(cleaned)} characters long; at most {limit} are accepted.")
+    return cleaned
+
+
+def session_input(body: SessionRequest, session_id: str) -> services.SessionInput:
+    """Validate and normalise a SessionRequest; every problem is reported with the field's contract name."""
+    if body.SessionId is not None and body.SessionId.strip() and body.SessionId.strip() != session_id:
+        raise InvalidInput(
+            f"SessionId in the body ({body.SessionId.strip()[:80]}) differs from the SessionId in the URL "
+            f"({session_id[:80]}); send the same id in both."
+        )
+    choices = None
+    if body.ExtendedOptions is not None:
+        choices = {
+            option.Id: option.Value if option.Value is not None else bool(option.IsChecked)
+            for option in body.ExtendedOptions
+        }
+    return services.SessionInput(
+        external_id=_text(session_id, "SessionId"),
+        title=_text(body.Title, "Title", limit=2000),
+        description=(body.Description or "").strip(),
+        creator_email=checked_email(body.CreatorEmail, field="CreatorEmail"),
+        starts_at=parse_lms_datetime(body.DateBegin, field="DateBegin"),
+        ends_at=parse_lms_datetime(body.DateEnd, field="DateEnd"),
+        utc_offset_minutes=parse_utc_offset(body.TimeZone.UTCOffset),
+        instructor_emails=parse_email_list(body.InstructorEmails, field="InstructorEmails"),
+        lo_id=_text(body.LoId, "LoId", required=False) or None,
+        extended_options=choices,
+    )
+
+
+async def _schedule(ctx: AppContext, authorization: str | None, request: services.SessionInput) -> None:
+    for attempt in (1, 2):
+        try:
+            async with ctx.sessions.begin() as db:
+                connection = await auth.authenticate(authorization, db, ctx)
+                provider = ctx.providers.for_connection(connection)
+                session, created = await services.schedule_session(
+                    AsyncSqlStore(db, ctx.keyring), provider, connection, request, ctx.clock
+                )
+            log.info("session %s %s (%s)", request.external_id, "created" if created else "updated",
+                     session.meeting.meeting_id if session.meeting else "no meeting")
+            return
+        except IntegrityError:
+            # Two copies of one POST raced; the second now finds the first's row and updates it.
+            if attempt == 2:
+                raise
+
+
+@router.post("/session", response_model=SuccessEnvelope, responses=_errors(400, 413, *COMMON),
+             summary="CreateSession (a duplicate SessionId updates the session)")
+async def create_session(
+    request: Request,
+    body: Annotated[SessionRequest, Body()],
+    authorization: Annotated[str | None, Header()] = None,
+    correlation: Annotated[str | None, CORRELATION] = None,
+    debug: Annotated[str | None, DEBUG] = None,
+) -> Any:
+    ctx = _ctx(request)
+    if body.SessionId is None or not body.SessionId.strip():
+        raise InvalidInput("SessionId is required; send Cornerstone's id for this session.")
+    await _schedule(ctx, authorization, session_input(body, body.SessionId.strip()))
+    return _success()
+
+
+@router.put("/session/{SessionId}", response_model=SuccessEnvelope, responses=_errors(400, 413, *COMMON),
+            summary="UpdateSession (full replacement; an unknown SessionId creates it)")
+async def update_session(
+    request: Request,
+    SessionId: Annotated[str, Path()],
+    body: Annotated[SessionUpdateRequest, Body()],
+    authorization: Annotated[str | None, Header()] = None,
+    correlation: Annotated[str | None, CORRELATION] = None,
+    debug: Annotated[str | None, DEBUG] = None,
+) -> Any:
+    await _schedule(_ctx(request), authorization, session_input(body, SessionId.strip()))
+    return _success()
+
+
+@router.delete("/session/{SessionId}", response_model=SuccessEnvelope, responses=_errors(400, *COMMON),
+               summary="CancelSession (idempotent: unknown or cancelled sessions succeed)")
+async def cancel_session(
+    request: Request,
+    SessionId: Annotated[str, Path()],
+    LoId: Annotated[str | None, Query()] = None,
+    authorization: Annotated[str | None, Header()] = None,
+    correlation: Annotated[str | None, CORRELATION] = None,
+    debug: Annotated[str | None, DEBUG] = None,
+) -> Any:
+    ctx = _ctx(request)
+    async with ctx.sessions.begin() as db:
+        connection = await auth.authenticate(authorization, db, ctx)
+        cancelled = await services.cancel_session(
+            AsyncSqlStore(db, ctx.keyring), ctx.providers.for_connection(connection), connection,
+            SessionId.strip(), ctx.clock,
+        )
+    log.info("session %s cancel: %s", SessionId, "unknown, nothing to do" if cancelled is None else "cancelled")
+    return _success()
+
+
+@router.get("/session/{SessionId}/user/{base64EncodedEmail}/url", response_model=LaunchEnvelope,
+            responses=_errors(400, 404, *COMMON), summary="LaunchSession: the joinUrl for one person")
+async def launch_session(
+    request: Request,
+    SessionId: Annotated[str, Path()],
+    base64EncodedEmail: Annotated[str, Path()],
+    authorization: Annotated[str | None, Header()] = None,
+    correlation: Annotated[str | None, CORRELATION] = None,
+    debug: Annotated[str | None, DEBUG] = None,
+) -> Any:
+    ctx = _ctx(request)
+    email = decode_base64_email(base64EncodedEmail)
+    async with ctx.sessions() as db:
+        connection = await auth.authenticate(authorization, db, ctx)
+        url = await services.launch_url(AsyncSqlStore(db, ctx.keyring), connection, SessionId.strip(), email,
+                                        ctx.launch, ctx.clock)
+    return _success(joinUrl=url)
+
+
+@router.get("/session/{SessionId}/attendees", response_model=AttendeesEnvelope,
+            responses=_errors(400, 404, *COMMON), summary="GetAttendees: emails of people who attended")
+async def get_attendees(
+    request: Request,
+    SessionId: Annotated[str, Path()],
+    authorization: Annotated[str | None, Header()] = None,
+    correlation: Annotated[str | None, CORRELATION] = None,
+    debug: Annotated[str | None, DEBUG] = None,
+) -> Any:
+    ctx = _ctx(request)
+    async with ctx.sessions.begin() as db:
+        connection = await auth.authenticate(authorization, db, ctx)
+        result = await services.attendance(
+            AsyncSqlStore(db, ctx.keyring), ctx.providers.for_connection(connection), connection,
+            SessionId.strip(), ctx.clock,
+        )
+    log.info("attendance for %s: %d attendee(s), %s, evidence %s", SessionId, len(result.emails),
+             result.state.value, result.source.value)
+    return _success(attendees=[{"email": email} for email in result.emails])
+
+
+@router.get("/session/{SessionId}/extendedoptions", response_model=ExtendedOptionsEnvelope,
+            responses=_errors(*COMMON), summary="GetExtendedOptions: the provider's per-session options")
+async def get_extended_options(
+    request: Request,
+    SessionId: Annotated[str, Path()],
+    authorization: Annotated[str | None, Header()] = None,
+    correlation: Annotated[str | None, CORRELATION] = None,
+    debug: Annotated[str | None, DEBUG] = None,
+) -> Any:
+    ctx = _ctx(request)
+    async with ctx.sessions() as db:
+        connection = await auth.authenticate(authorization, db, ctx)
+        provider = ctx.providers.for_connection(connection)
+        options, chosen = await services.extended_options(
+            AsyncSqlStore(db, ctx.keyring), provider, connection, SessionId.strip()
+        )
+    if not options or not connection.options.extended_options:
+        return _success(extendedOptions=[])
+    root_id = f"{provider.kind}-options"
+    children = [
+        {"Type": "CheckBox", "Id": option.id, "ParentId": root_id, "Name": option.name,
+         "Description": option.description, "Placeholder": None, "Value": None, "IsNameVisible": True,
+         "IsMultiline": False, "IsChecked": bool(chosen.get(option.id, option.default)), "ChildExtendedOptions": []}
+        for option in options
+    ]
+    root = {"Type": "Label", "Id": root_id, "ParentId": None, "Name": f"{provider.kind} options",
+            "Description": None, "Placeholder": None, "Value": None, "IsNameVisible": True, "IsMultiline": False,
+            "IsChecked": False, "ChildExtendedOptions": children}
+    return _success(extendedOptions=[root])
+
+
+@router.post("/instructor", response_model=SuccessEnvelope, responses=_errors(400, 413, *COMMON),
+             summary="AddInstructor (a known email updates the instructor)")
+async def add_instructor(
+    request: Request,
+    body: Annotated[AddInstructorRequest, Body()],
+    authorization: Annotated[str | None, Header()] = None,
+    correlation: Annotated[str | None, CORRELATION] = None,
+    debug: Annotated[str | None, DEBUG] = None,
+) -> Any:
+    ctx = _ctx(request)
+    first, last = _text(body.FirstName, "FirstName"), _text(body.LastName, "LastName")
+    async with ctx.sessions.begin() as db:
+        connection = await auth.authenticate(authorization, db, ctx)
+        await services.add_instructor(AsyncSqlStore(db, ctx.keyring), ctx.providers.for_connection(connection),
+                                      connection, body.Email, first, last)
+    return _success()
+
+
+@router.put("/instructor", response_model=SuccessEnvelope, responses=_errors(400, 413, *COMMON),
+            summary="UpdateInstructor (an unknown OldEmail creates the instructor)")
+async def update_instructor(
+    request: Request,
+    body: Annotated[UpdateInstructorRequest, Body()],
+    authorization: Annotated[str | None, Header()] = None,
+    correlation: Annotated[str | None, CORRELATION] = None,
+    debug: Annotated[str | None, DEBUG] = None,
+) -> Any:
+    ctx = _ctx(request)
+    first, last = _text(body.FirstName, "FirstName"), _text(body.LastName, "LastName")
+    async with ctx.sessions.begin() as db:
+        connection = await auth.authenticate(authorization, db, ctx)
+        await services.update_instructor(
+            AsyncSqlStore(db, ctx.keyring), ctx.providers.for_connection(connection), connection,
+            body.OldEmail, body.NewEmail, first, last, body.IsActive,
+        )
+    return _success()
+
+
+# --- OAuth 2.0 client credentials (RFC 6749 §4.4; errors in RFC 6749 §5.2 form) ----------------------------
+
+
+def _oauth_error(status: int, error: str, description: str) -> JSONResponse:
+    headers = {"WWW-Authenticate": 'Basic realm="viltbridge"'} if status == 401 else {}
+    headers["Cache-Control"] = "no-store"
+    return JSONResponse({"error": error, "error_description": description}, status_code=status, headers=headers)
+
+
+async def _token_form(request: Request) -> dict[str, str]:
+    content_type = request.headers.get("content-type", "")
+    if "json" in content_type:
+        try:
+            payload = await request.json()
+        except ValueError:
+            return {}
+        return {str(k).lower(): str(v) for k, v in payload.items()} if isinstance(payload, dict) else {}
+    form = await request.form()
+    return {k.lower(): v for k, v in form.items() if isinstance(v, str)}
+
+
+@router.post(
+    "/oauth/token",
+    summary="OAuth 2.0 client-credentials token (client id/secret = the connection's username/password)",
+    responses={
+        200: {"description": "An access token",
+              "content": {"application/json": {"example": {"access_token": "vbat...", "token_type": "Bearer",
+                                                           "expires_in": 3600, "scope": "vilt"}}}},
+        400: {"description": "unsupported_grant_type or invalid_request (RFC 6749 §5.2)"},
+        401: {"description": "invalid_client"},
+        403: {"description": "the integration is deactivated"},
+    },
+)
+async def oauth_token(request: Request, authorization: Annotated[str | None, Header()] = None) -> Any:
+    ctx = _ctx(request)
+    form = await _token_form(request)
+    if form.get("grant_type") != "client_credentials":
+        return _oauth_error(400, "unsupported_grant_type", "Only grant_type=client_credentials is supported.")
+    credentials = auth.basic_credentials(authorization) if authorization else None
+    if credentials is None and form.get("client_id") and form.get("client_secret"):
+        credentials = (form["client_id"], form["client_secret"])
+    if credentials is None:
+        return _oauth_error(400, "invalid_request",
+                            "Send client_id and client_secret in the body or as HTTP Basic credentials.")
+    async with ctx.sessions() as db:
+        row = await auth.check_client(db, *credentials)
+    if row is None:
+        return _oauth_error(401, "invalid_client", auth.WRONG_CREDENTIALS)
+    if not row.active:
+        return _oauth_error(403, "access_denied", f"The viltbridge integration '{row.name}' is deactivated.")
+    ttl = ctx.settings.oauth_token_ttl_seconds
+    token = sign_access_token(row.id, int(time.time()) + ttl, ctx.access_token_keys)
+    return JSONResponse(
+        {"access_token": token, "token_type": "Bearer", "expires_in": ttl, "scope": form.get("scope") or "vilt"},
+        headers={"Cache-Control": "no-store", "Pragma": "no-cache"},
+    )
+
+
+def validation_message(errors: list[dict[str, Any]] | ValidationError) -> str:
+    return describe_validation_error(errors, "The request was not accepted")

@@ -1,0 +1,76 @@
+"""Logging: correlation ids on every line, per-request debug detail, secrets redacted.
+
+Cornerstone sends `debug: true` while it troubleshoots; for that request (and everything it causes at the
+provider) DEBUG lines are written even when the server logs at INFO. Nothing secret reaches a log line.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+from collections.abc import Mapping
+from contextvars import ContextVar
+from typing import Any
+
+correlation_id: ContextVar[str] = ContextVar("correlation_id", default="-")
+debug_requested: ContextVar[bool] = ContextVar("debug_requested", default=False)
+
+_SECRET_NAMES = re.compile(r"authorization|secret|password|token|api[_-]?key|cookie|signature|zak", re.IGNORECASE)
+_URL_SECRETS = re.compile(r"([?&#](?:[^=&#]*(?:token|secret|password|zak|jwt|pwd|signature)[^=&#]*)=)[^&#\s]+",
+                          re.IGNORECASE)
+REDACTED = "***"
+
+
+def redact(value: Any) -> Any:
+    """A copy of `value` with secret-looking keys replaced and secret query parameters blanked in strings."""
+    if isinstance(value, Mapping):
+        return {key: REDACTED if _SECRET_NAMES.search(str(key)) else redact(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [redact(item) for item in value]
+    if isinstance(value, str):
+        return _URL_SECRETS.sub(rf"\1{REDACTED}", value)
+    return value
+
+
+class _RequestContext(logging.Filter):
+    """Adds the correlation id; lets DEBUG through only for requests that asked for it."""
+
+    def __init__(self, level: int) -> None:
+        super().__init__()
+        self.level = level
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.correlation_id = correlation_id.get()
+        return record.levelno >= self.level or debug_requested.get()
+
+
+class _JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "correlation_id": getattr(record, "correlation_id", "-"),
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry)
+
+
+def configure_logging(level: str = "INFO", as_json: bool = False) -> None:
+    threshold = logging.getLevelName(level.upper())
+    if not isinstance(threshold, int):
+        threshold = logging.INFO
+    handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(_RequestContext(threshold))
+    handler.setFormatter(
+        _JsonFormatter() if as_json
+        else logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(correlation_id)s] %(message)s")
+    )
+    package = logging.getLogger("viltbridge")
+    package.handlers[:] = [handler]
+    package.setLevel(logging.DEBUG)  # the handler's filter decides; see _RequestContext
+    package.propagate = False

@@ -1,0 +1,23 @@
+"""Provider registry: the one place that names every provider. Adding a provider = a folder + a line here."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from viltbridge.core.errors import InvalidInput
+from viltbridge.core.provider import Provider
+from viltbridge.providers.link.adapter import LinkProvider
+
+ProviderFactory = Callable[[Mapping[str, Any]], Provider]
+
+PROVIDERS: dict[str, ProviderFactory] = {
+    "link": LinkProvider.from_settings,
+}
+
+
+def build_provider(kind: str, settings: Mapping[str, Any]) -> Provider:
+    factory = PROVIDERS.get(kind)
+    if factory is None:
+        raise InvalidInput(f"Unknown provider '{kind}'; available: {', '.join(sorted(PROVIDERS))}.")
+    return factory(settings)

@@ -1,0 +1,1 @@
+"""The `link` provider: a meeting room URL per part from a template; no provider account needed."""

@@ -1,0 +1,132 @@
+"""The `link` provider: the embedded default.
+
+Each part gets a room URL from a template (default: a unique room on the public Jitsi Meet server). There is
+no provider API, so there is nothing to provision and no attendance report: what viltbridge knows is who clicked
+through their personal launch redirect, and the attendance data says so (`AttendanceSource.LAUNCH_ONLY`).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+import unicodedata
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+
+from viltbridge.core.errors import InvalidInput
+from viltbridge.core.models import Role
+from viltbridge.core.provider import (
+    AttendanceReport,
+    AttendanceSource,
+    Capabilities,
+    ExtendedOption,
+    InstructorSpec,
+    LaunchLink,
+    MeetingRef,
+    MeetingSpec,
+    Person,
+    ProvisionedInstructor,
+)
+
+log = logging.getLogger("viltbridge.providers.link")
+
+DEFAULT_TEMPLATE = "https://meet.jit.si/{room}"
+
+
+class LinkSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    room_url_template: str = DEFAULT_TEMPLATE
+    room_prefix: str = "vb"
+    # Jitsi Meet reads `#userInfo.displayName=...` from the URL, so people appear under their LMS email.
+    # Other servers ignore the fragment.
+    pass_display_name: bool = True
+
+    @field_validator("room_url_template")
+    @classmethod
+    def _template_is_url_with_room(cls, value: str) -> str:
+        parts = urlsplit(value.replace("{room}", "room"))
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError("must be an http(s) URL, e.g. https://meet.example.org/{room}")
+        if "{room}" not in value:
+            raise ValueError("must contain {room} where the room name goes, e.g. https://meet.example.org/{room}")
+        return value
+
+    @field_validator("room_prefix")
+    @classmethod
+    def _prefix_is_slug(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9-]{0,20}", value):
+            raise ValueError("may hold only letters, digits and '-', at most 20 characters")
+        return value
+
+
+def _slug(text: str, limit: int = 40) -> str:
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
+    return re.sub(r"[^A-Za-z0-9]+", "-", ascii_text).strip("-").lower()[:limit].strip("-")
+
+
+class LinkProvider:
+    kind = "link"
+    capabilities = Capabilities(
+        per_user_links=False,
+        webhooks=False,
+        host_licences=False,
+        recordings=False,
+        attendance=AttendanceSource.LAUNCH_ONLY,
+        update_in_place=True,
+        cancel=True,
+    )
+
+    def __init__(self, settings: LinkSettings) -> None:
+        self.settings = settings
+
+    @classmethod
+    def from_settings(cls, raw: Mapping[str, Any]) -> LinkProvider:
+        try:
+            return cls(LinkSettings.model_validate(dict(raw)))
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: "
+                f"{'unknown setting' if err['type'] == 'extra_forbidden' else err['msg']}"
+                for err in exc.errors()
+            )
+            known = ", ".join(LinkSettings.model_fields)
+            raise InvalidInput(f"link provider settings are wrong ({problems}). Known settings: {known}.") from None
+
+    async def provision_instructor(self, instructor: InstructorSpec) -> ProvisionedInstructor:
+        return ProvisionedInstructor(provider_user_id=None)
+
+    async def update_instructor(self, old_email: str, instructor: InstructorSpec) -> ProvisionedInstructor:
+        return ProvisionedInstructor(provider_user_id=instructor.provider_user_id)
+
+    async def create_meeting(self, spec: MeetingSpec) -> MeetingRef:
+        # Unguessable: anyone who knows a public Jitsi room name can walk in.
+        parts = [self.settings.room_prefix, _slug(spec.title), secrets.token_hex(6)]
+        room = "-".join(part for part in parts if part)
+        url = self.settings.room_url_template.replace("{room}", room)
+        log.debug("link: room %s for session %s at %s", room, spec.session_key, url)
+        return MeetingRef(meeting_id=room, join_url=url, host_url=url, data={"room": room})
+
+    async def update_meeting(self, meeting: MeetingRef, spec: MeetingSpec) -> MeetingRef:
+        log.debug("link: session %s updated; room %s kept", spec.session_key, meeting.meeting_id)
+        return meeting
+
+    async def cancel_meeting(self, meeting: MeetingRef) -> None:
+        log.debug("link: room %s retired", meeting.meeting_id)
+
+    async def launch_link(self, meeting: MeetingRef, person: Person, role: Role) -> LaunchLink:
+        if not self.settings.pass_display_name:
+            return LaunchLink(url=meeting.join_url, personal=False)
+        name = quote(f'"{person.display_name}"', safe="")
+        return LaunchLink(url=f"{meeting.join_url}#userInfo.displayName={name}", personal=False,
+                          identity={"display_name_tag": person.display_name})
+
+    async def collect_attendance(self, meeting: MeetingRef, spec: MeetingSpec) -> AttendanceReport:
+        return AttendanceReport(segments=(), complete=True)
+
+    def extended_options(self) -> tuple[ExtendedOption, ...]:
+        return ()

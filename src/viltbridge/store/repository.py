@@ -1,0 +1,263 @@
+"""Repositories: sync functions over a SQLAlchemy `Session`, shared by both tiers.
+
+The CLI and workers call them directly; the web tier calls them through `AsyncSqlStore`, which runs each one
+with `AsyncSession.run_sync` (asyncpg/aiosqlite underneath), so there is one implementation of every query.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, ParamSpec, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session as OrmSession
+
+from viltbridge.core.models import (
+    AttendanceState,
+    Connection,
+    Instructor,
+    Launch,
+    Meeting,
+    Role,
+    Session,
+    SessionStatus,
+    VendorOptions,
+)
+from viltbridge.crypto import Keyring
+from viltbridge.store.tables import ConnectionRow, InstructorRow, LaunchRow, SessionRow
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+# --- connections -------------------------------------------------------------------------------------------
+
+
+def connection_from_row(row: ConnectionRow, keyring: Keyring) -> Connection:
+    return Connection(
+        id=row.id,
+        name=row.name,
+        provider=row.provider,
+        provider_settings=keyring.decrypt_json(row.provider_settings),
+        username=row.username,
+        options=VendorOptions(
+            automatic_cancellation=row.automatic_cancellation,
+            extended_options=row.extended_options,
+            launch_window_minutes=row.launch_window_minutes,
+        ),
+        active=row.active,
+    )
+
+
+def connection_row_by_username(db: OrmSession, username: str) -> ConnectionRow | None:
+    return db.scalars(sa.select(ConnectionRow).where(ConnectionRow.username == username)).one_or_none()
+
+
+def connection_row_by_name(db: OrmSession, name: str) -> ConnectionRow | None:
+    return db.scalars(sa.select(ConnectionRow).where(ConnectionRow.name == name)).one_or_none()
+
+
+def connection_row(db: OrmSession, connection_id: int) -> ConnectionRow | None:
+    return db.get(ConnectionRow, connection_id)
+
+
+def all_connection_rows(db: OrmSession) -> list[ConnectionRow]:
+    return list(db.scalars(sa.select(ConnectionRow).order_by(ConnectionRow.name)))
+
+
+# --- instructors -------------------------------------------------------------------------------------------
+
+
+def _instructor(row: InstructorRow) -> Instructor:
+    return Instructor(
+        id=row.id, connection_id=row.connection_id, email=row.email, first_name=row.first_name,
+        last_name=row.last_name, active=row.active, provider_user_id=row.provider_user_id,
+        provider_data=dict(row.provider_data or {}),
+    )
+
+
+def _instructor_row(db: OrmSession, connection_id: int, email: str) -> InstructorRow | None:
+    return db.scalars(
+        sa.select(InstructorRow).where(InstructorRow.connection_id == connection_id, InstructorRow.email == email)
+    ).one_or_none()
+
+
+def find_instructor(db: OrmSession, connection_id: int, email: str) -> Instructor | None:
+    row = _instructor_row(db, connection_id, email)
+    return _instructor(row) if row else None
+
+
+def is_active_instructor(db: OrmSession, connection_id: int, email: str) -> bool:
+    found = db.scalar(
+        sa.select(InstructorRow.id).where(
+            InstructorRow.connection_id == connection_id, InstructorRow.email == email, InstructorRow.active
+        )
+    )
+    return found is not None
+
+
+def save_instructor(db: OrmSession, instructor: Instructor) -> Instructor:
+    now = _now()
+    row = db.get(InstructorRow, instructor.id) if instructor.id else None
+    if row is None:
+        row = InstructorRow(connection_id=instructor.connection_id, created_at=now)
+        db.add(row)
+    row.email, row.first_name, row.last_name = instructor.email, instructor.first_name, instructor.last_name
+    row.active, row.provider_user_id = instructor.active, instructor.provider_user_id
+    row.provider_data, row.updated_at = dict(instructor.provider_data), now
+    db.flush()
+    return _instructor(row)
+
+
+def list_instructors(db: OrmSession, connection_id: int) -> list[Instructor]:
+    rows = db.scalars(
+        sa.select(InstructorRow).where(InstructorRow.connection_id == connection_id).order_by(InstructorRow.email)
+    )
+    return [_instructor(row) for row in rows]
+
+
+def rename_session_instructor(db: OrmSession, connection_id: int, old_email: str, new_email: str) -> int:
+    # JSON lists are small and per-connection; filter in Python so the same code runs on SQLite and PostgreSQL.
+    changed = 0
+    for row in db.scalars(sa.select(SessionRow).where(SessionRow.connection_id == connection_id)):
+        if old_email in (row.instructor_emails or []):
+            row.instructor_emails = [new_email if email == old_email else email for email in row.instructor_emails]
+            changed += 1
+    db.flush()
+    return changed
+
+
+# --- sessions ----------------------------------------------------------------------------------------------
+
+
+def _session(row: SessionRow) -> Session:
+    meeting = None
+    if row.meeting_id is not None and row.meeting_provider is not None:
+        meeting = Meeting(provider=row.meeting_provider, meeting_id=row.meeting_id,
+                          join_url=row.meeting_join_url or "", host_url=row.meeting_host_url,
+                          data=dict(row.meeting_data or {}))
+    return Session(
+        id=row.id, connection_id=row.connection_id, external_id=row.external_id, lo_id=row.lo_id,
+        title=row.title, description=row.description, creator_email=row.creator_email,
+        starts_at=row.starts_at, ends_at=row.ends_at, utc_offset_minutes=row.utc_offset_minutes, zone=row.zone,
+        instructor_emails=list(row.instructor_emails or []), extended_options=dict(row.extended_options or {}),
+        status=SessionStatus(row.status), meeting=meeting, attendance_state=AttendanceState(row.attendance_state),
+        cancelled_at=row.cancelled_at, created_at=row.created_at, updated_at=row.updated_at,
+    )
+
+
+def find_session(db: OrmSession, connection_id: int, external_id: str) -> Session | None:
+    row = db.scalars(
+        sa.select(SessionRow).where(SessionRow.connection_id == connection_id, SessionRow.external_id == external_id)
+    ).one_or_none()
+    return _session(row) if row else None
+
+
+def get_session(db: OrmSession, session_id: int) -> Session | None:
+    row = db.get(SessionRow, session_id)
+    return _session(row) if row else None
+
+
+def save_session(db: OrmSession, session: Session) -> Session:
+    now = _now()
+    row = db.get(SessionRow, session.id) if session.id else None
+    if row is None:
+        row = SessionRow(connection_id=session.connection_id, external_id=session.external_id,
+                         created_at=session.created_at or now)
+        db.add(row)
+    row.lo_id, row.title, row.description = session.lo_id, session.title, session.description
+    row.creator_email = session.creator_email
+    row.starts_at, row.ends_at = session.starts_at, session.ends_at
+    row.utc_offset_minutes, row.zone = session.utc_offset_minutes, session.zone
+    row.instructor_emails, row.extended_options = list(session.instructor_emails), dict(session.extended_options)
+    row.status, row.attendance_state = session.status.value, session.attendance_state.value
+    meeting = session.meeting
+    row.meeting_provider = meeting.provider if meeting else None
+    row.meeting_id = meeting.meeting_id if meeting else None
+    row.meeting_join_url = meeting.join_url if meeting else None
+    row.meeting_host_url = meeting.host_url if meeting else None
+    row.meeting_data = dict(meeting.data) if meeting else {}
+    row.cancelled_at, row.updated_at = session.cancelled_at, session.updated_at or now
+    db.flush()
+    return _session(row)
+
+
+def list_sessions(db: OrmSession, connection_id: int) -> list[Session]:
+    rows = db.scalars(
+        sa.select(SessionRow).where(SessionRow.connection_id == connection_id).order_by(SessionRow.starts_at)
+    )
+    return [_session(row) for row in rows]
+
+
+# --- launches ----------------------------------------------------------------------------------------------
+
+
+def record_launch(db: OrmSession, launch: Launch) -> None:
+    db.add(LaunchRow(session_id=launch.session_id, email=launch.email, role=launch.role.value,
+                     clicked_at=launch.clicked_at, provider_url=launch.provider_url, personal=launch.personal,
+                     user_agent=(launch.user_agent or None) and launch.user_agent[:500]))
+    db.flush()
+
+
+def launches_between(db: OrmSession, session_id: int, start: datetime, end: datetime) -> list[Launch]:
+    rows = db.scalars(
+        sa.select(LaunchRow)
+        .where(LaunchRow.session_id == session_id, LaunchRow.clicked_at >= start, LaunchRow.clicked_at <= end)
+        .order_by(LaunchRow.clicked_at, LaunchRow.id)
+    )
+    return [
+        Launch(session_id=row.session_id, email=row.email, role=Role(row.role), clicked_at=row.clicked_at,
+               provider_url=row.provider_url, personal=row.personal, user_agent=row.user_agent)
+        for row in rows
+    ]
+
+
+# --- the async face of the same functions ------------------------------------------------------------------
+
+
+class AsyncSqlStore:
+    """`core.ports.Store` for the web tier: each call runs the sync repository function via `run_sync`."""
+
+    def __init__(self, db: AsyncSession, keyring: Keyring) -> None:
+        self._db = db
+        self._keyring = keyring
+
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        return await self._db.run_sync(fn, *args)
+
+    async def get_connection(self, connection_id: int) -> Connection | None:
+        row = await self._run(connection_row, connection_id)
+        return connection_from_row(row, self._keyring) if row else None
+
+    async def find_instructor(self, connection_id: int, email: str) -> Instructor | None:
+        return await self._run(find_instructor, connection_id, email)
+
+    async def is_active_instructor(self, connection_id: int, email: str) -> bool:
+        return await self._run(is_active_instructor, connection_id, email)
+
+    async def save_instructor(self, instructor: Instructor) -> Instructor:
+        return await self._run(save_instructor, instructor)
+
+    async def rename_session_instructor(self, connection_id: int, old_email: str, new_email: str) -> int:
+        return await self._run(rename_session_instructor, connection_id, old_email, new_email)
+
+    async def find_session(self, connection_id: int, external_id: str) -> Session | None:
+        return await self._run(find_session, connection_id, external_id)
+
+    async def get_session(self, session_id: int) -> Session | None:
+        return await self._run(get_session, session_id)
+
+    async def save_session(self, session: Session) -> Session:
+        return await self._run(save_session, session)
+
+    async def record_launch(self, launch: Launch) -> None:
+        await self._run(record_launch, launch)
+
+    async def launches_between(self, session_id: int, start: datetime, end: datetime) -> list[Launch]:
+        return await self._run(launches_between, session_id, start, end)

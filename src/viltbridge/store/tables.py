@@ -1,0 +1,124 @@
+"""ORM rows. Separate from the domain records in `core.models`; `store.repository` maps between them."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes in and out. SQLite drops tzinfo from DateTime(timezone=True); this puts it back."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column; pass an aware datetime")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {datetime: UTCDateTime, dict[str, Any]: sa.JSON, list[str]: sa.JSON}
+
+
+class ConnectionRow(Base):
+    __tablename__ = "connections"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(100), unique=True)
+    provider: Mapped[str] = mapped_column(sa.String(40))
+    provider_settings: Mapped[str] = mapped_column(sa.Text, doc="Fernet-encrypted JSON")
+    username: Mapped[str] = mapped_column(sa.String(200), unique=True)
+    secret_salt: Mapped[str] = mapped_column(sa.String(64))
+    secret_digest: Mapped[str] = mapped_column(sa.String(128))
+    automatic_cancellation: Mapped[bool] = mapped_column(default=True)
+    extended_options: Mapped[bool] = mapped_column(default=False)
+    launch_window_minutes: Mapped[int] = mapped_column(default=15)
+    active: Mapped[bool] = mapped_column(default=True)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class InstructorRow(Base):
+    __tablename__ = "instructors"
+    __table_args__ = (sa.UniqueConstraint("connection_id", "email"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    connection_id: Mapped[int] = mapped_column(sa.ForeignKey("connections.id", ondelete="CASCADE"))
+    email: Mapped[str] = mapped_column(sa.String(320))
+    first_name: Mapped[str] = mapped_column(sa.String(200))
+    last_name: Mapped[str] = mapped_column(sa.String(200))
+    active: Mapped[bool] = mapped_column(default=True)
+    provider_user_id: Mapped[str | None] = mapped_column(sa.String(200))
+    provider_data: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class SessionRow(Base):
+    __tablename__ = "sessions"
+    __table_args__ = (
+        sa.UniqueConstraint("connection_id", "external_id"),
+        sa.Index("ix_sessions_connection_lo", "connection_id", "lo_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    connection_id: Mapped[int] = mapped_column(sa.ForeignKey("connections.id", ondelete="CASCADE"))
+    external_id: Mapped[str] = mapped_column(sa.String(200))
+    lo_id: Mapped[str | None] = mapped_column(sa.String(200))
+    title: Mapped[str] = mapped_column(sa.Text)
+    description: Mapped[str] = mapped_column(sa.Text)
+    creator_email: Mapped[str] = mapped_column(sa.String(320))
+    starts_at: Mapped[datetime]
+    ends_at: Mapped[datetime]
+    utc_offset_minutes: Mapped[int]
+    zone: Mapped[str] = mapped_column(sa.String(64))
+    instructor_emails: Mapped[list[str]] = mapped_column(default=list)
+    extended_options: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    status: Mapped[str] = mapped_column(sa.String(20))
+    attendance_state: Mapped[str] = mapped_column(sa.String(20))
+    meeting_provider: Mapped[str | None] = mapped_column(sa.String(40))
+    meeting_id: Mapped[str | None] = mapped_column(sa.String(200))
+    meeting_join_url: Mapped[str | None] = mapped_column(sa.Text)
+    meeting_host_url: Mapped[str | None] = mapped_column(sa.Text)
+    meeting_data: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    cancelled_at: Mapped[datetime | None]
+
+
+class LaunchRow(Base):
+    __tablename__ = "launches"
+    __table_args__ = (sa.Index("ix_launches_session_clicked", "session_id", "clicked_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    session_id: Mapped[int] = mapped_column(sa.ForeignKey("sessions.id", ondelete="CASCADE"))
+    email: Mapped[str] = mapped_column(sa.String(320))
+    role: Mapped[str] = mapped_column(sa.String(20))
+    clicked_at: Mapped[datetime]
+    provider_url: Mapped[str] = mapped_column(sa.Text)
+    personal: Mapped[bool]
+    user_agent: Mapped[str | None] = mapped_column(sa.String(500))

@@ -1,0 +1,115 @@
+"""The ASGI application: contract routes under the configured prefix, the launch redirect, health."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import sqlalchemy as sa
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy.ext.asyncio import async_sessionmaker
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from viltbridge import __version__
+from viltbridge.config import Settings, get_settings
+from viltbridge.core.clock import Clock, SystemClock
+from viltbridge.core.errors import DomainError, NotReady, ProviderFailed
+from viltbridge.crypto import load_keyring
+from viltbridge.lms.cornerstone.routes import router as cornerstone_router
+from viltbridge.lms.cornerstone.wire import describe_validation_error, error_body
+from viltbridge.observability import correlation_id
+from viltbridge.store.db import async_engine
+from viltbridge.web import launch
+from viltbridge.web.context import AppContext
+from viltbridge.web.middleware import BodyLimitMiddleware, RequestContextMiddleware
+
+log = logging.getLogger("viltbridge.web")
+
+
+def _error(code: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(error_body(code, message, correlation_id.get()), status_code=code, headers=headers)
+
+
+async def _domain_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, DomainError)
+    headers: dict[str, str] = {}
+    if exc.status == 401:
+        headers["WWW-Authenticate"] = 'Basic realm="viltbridge"'
+    if isinstance(exc, NotReady | ProviderFailed) and exc.retry_after_seconds:
+        headers["Retry-After"] = str(exc.retry_after_seconds)
+    log.info("refused with %s: %s", exc.status, exc.message)
+    return _error(exc.status, exc.message, headers)
+
+
+async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    return _error(400, describe_validation_error(list(exc.errors()), "The request was not accepted"))
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 404:
+        return _error(404, f"There is no endpoint at {request.url.path}. Check the base URL entered in Cornerstone "
+                      "Edge: it should end with the connector's base path.")
+    if exc.status_code == 405:
+        return _error(405, f"{request.method} is not supported on {request.url.path}.",
+                      dict(exc.headers or {}))
+    return _error(exc.status_code, str(exc.detail), dict(exc.headers or {}))
+
+
+async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+    log.exception("unexpected error")
+    return _error(500, "Something went wrong inside the viltbridge connector; nothing was changed. Try again in a "
+                  f"minute. If it keeps failing, give your administrator this reference: {correlation_id.get()}.")
+
+
+def create_app(settings: Settings | None = None, clock: Clock | None = None, public_url: str | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    keyring = load_keyring(settings.secret_key, settings.key_file)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = async_engine(settings.database_url)
+        app.state.ctx = AppContext(
+            settings=settings, keyring=keyring, engine=engine,
+            sessions=async_sessionmaker(engine, expire_on_commit=False), clock=clock or SystemClock(),
+            public_url=public_url or settings.public_url or "http://127.0.0.1:8000",
+        )
+        try:
+            yield
+        finally:
+            await engine.dispose()
+
+    app = FastAPI(
+        title="viltbridge",
+        version=__version__,
+        description="The Cornerstone vILT connector contract, served for any meeting provider.",
+        lifespan=lifespan,
+        exception_handlers={
+            DomainError: _domain_error,
+            RequestValidationError: _validation_error,
+            StarletteHTTPException: _http_error,
+            Exception: _unexpected,
+        },
+    )
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestContextMiddleware)
+    app.include_router(cornerstone_router, prefix=settings.prefix)
+    app.include_router(launch.router)
+
+    @app.get("/healthz", tags=["Operations"], responses={503: {"description": "The database is unreachable"}})
+    async def healthz(request: Request) -> Any:
+        ctx: AppContext = request.app.state.ctx
+        try:
+            async with ctx.engine.connect() as conn:
+                await conn.execute(sa.text("SELECT 1"))
+        except Exception as exc:
+            log.warning("health check: database unreachable: %s", exc)
+            return JSONResponse({"status": "unavailable", "database": "unreachable"}, status_code=503)
+        return {"status": "ok", "database": "ok", "version": __version__}
+
+    return app

@@ -1,0 +1,65 @@
+"""What every request handler needs, built once per process."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from datetime import timedelta
+from functools import cached_property
+
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from viltbridge.config import Settings
+from viltbridge.core.clock import Clock
+from viltbridge.core.models import Connection
+from viltbridge.core.provider import Provider
+from viltbridge.core.services import LaunchSettings
+from viltbridge.crypto import Keyring
+from viltbridge.providers import build_provider
+
+
+@dataclass
+class ProviderPool:
+    """One adapter per connection and settings version, so clients keep their tokens and rate-limit state."""
+
+    _adapters: dict[tuple[int, str], Provider] = field(default_factory=dict)
+
+    def for_connection(self, connection: Connection) -> Provider:
+        fingerprint = hashlib.sha256(
+            json.dumps([connection.provider, connection.provider_settings], sort_keys=True).encode()
+        ).hexdigest()
+        key = (connection.id, fingerprint)
+        adapter = self._adapters.get(key)
+        if adapter is None:
+            for stale in [k for k in self._adapters if k[0] == connection.id]:
+                del self._adapters[stale]
+            adapter = self._adapters[key] = build_provider(connection.provider, connection.provider_settings)
+        return adapter
+
+
+@dataclass
+class AppContext:
+    settings: Settings
+    keyring: Keyring
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    clock: Clock
+    public_url: str
+    providers: ProviderPool = field(default_factory=ProviderPool)
+
+    @cached_property
+    def launch(self) -> LaunchSettings:
+        return LaunchSettings(
+            public_url=self.public_url,
+            keys=self.keyring.derived("launch-link"),
+            max_age=timedelta(hours=self.settings.launch_link_max_age_hours),
+        )
+
+    @cached_property
+    def access_token_keys(self) -> list[bytes]:
+        return self.keyring.derived("oauth-access-token")
+
+    @property
+    def lms_base_url(self) -> str:
+        return self.public_url.rstrip("/") + (self.settings.prefix or "")

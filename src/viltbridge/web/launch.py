@@ -1,0 +1,72 @@
+"""The public launch redirect `/l/<token>`: no LMS credentials, the signed token is the authority."""
+
+from __future__ import annotations
+
+import html
+import logging
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Path, Request
+from fastapi.responses import HTMLResponse, RedirectResponse
+
+from viltbridge.core import services
+from viltbridge.core.errors import DomainError, NotFound
+from viltbridge.store.repository import AsyncSqlStore
+from viltbridge.web.context import AppContext
+
+log = logging.getLogger("viltbridge.launch")
+
+router = APIRouter(tags=["Launch"])
+
+NO_LEAK_HEADERS = {
+    "Cache-Control": "no-store",
+    # The token is a credential: never send it to the provider in a Referer header.
+    "Referrer-Policy": "no-referrer",
+}
+
+
+def message_page(status: int, message: str) -> HTMLResponse:
+    title = "You can't join yet" if status == 403 else "This link can't be used"
+    page = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
+<title>{html.escape(title)}</title>
+<style>body{{font-family:system-ui,sans-serif;max-width:36rem;margin:4rem auto;padding:0 1rem;color:#1d2330}}
+h1{{font-size:1.4rem}}p{{line-height:1.5}}</style></head>
+<body><main><h1>{html.escape(title)}</h1><p>{html.escape(message)}</p></main></body></html>"""
+    return HTMLResponse(page, status_code=status, headers=NO_LEAK_HEADERS)
+
+
+@router.get(
+    "/l/{token}",
+    summary="Launch redirect: sends one person to their meeting link and records the click",
+    response_class=RedirectResponse,
+    response_model=None,
+    status_code=302,
+    responses={
+        302: {"description": "Redirect to the provider's meeting link for this person"},
+        400: {"description": "A damaged link (HTML page)", "content": {"text/html": {}}},
+        403: {"description": "Not open yet, ended, cancelled, expired or forged (HTML page)",
+              "content": {"text/html": {}}},
+        404: {"description": "The class no longer exists (HTML page)", "content": {"text/html": {}}},
+        500: {"description": "The provider failed (HTML page)", "content": {"text/html": {}}},
+    },
+)
+async def follow(
+    request: Request,
+    token: Annotated[str, Path(max_length=2000)],
+    user_agent: Annotated[str | None, Header()] = None,
+) -> RedirectResponse | HTMLResponse:
+    ctx: AppContext = request.app.state.ctx
+    try:
+        claims = services.read_launch_token(token, ctx.launch, ctx.clock)
+        async with ctx.sessions.begin() as db:
+            store = AsyncSqlStore(db, ctx.keyring)
+            connection = await store.get_connection(claims.connection_id)
+            if connection is None:
+                raise NotFound("This class's online meeting integration no longer exists.")
+            url = await services.follow_launch(store, ctx.providers.for_connection(connection), connection, claims,
+                                               ctx.clock, user_agent)
+    except DomainError as exc:
+        log.info("launch refused (%s): %s", exc.status, exc.message)
+        return message_page(exc.status, exc.message)
+    return RedirectResponse(url, status_code=302, headers=NO_LEAK_HEADERS)
