@@ -32,7 +32,7 @@ lint: $(VENV)/.test-installed
 test: lint
 	$(BIN)/pytest -q -p no:cacheprovider
 	VILTBRIDGE_TEST_DATABASE=postgresql VILTBRIDGE_TEST_POSTGRES_URL=$(TEST_POSTGRES_URL) \
-		$(BIN)/pytest -q -p no:cacheprovider -m "not sqlite_only"
+		$(BIN)/pytest -q -p no:cacheprovider -m "not pure"
 
 bench: $(VENV)/.test-installed
 	$(BIN)/python -m bench.launch

@@ -1,0 +1,199 @@
+"""Shared fixtures: a fresh database per test (SQLite file, or PostgreSQL when VILTBRIDGE_TEST_DATABASE=postgresql),
+an app with an injectable clock, a connection with known credentials, and an LMS-side client.
+
+Tests that need PostgreSQL skip when it is unreachable, except with VILTBRIDGE_REQUIRE_SERVICES=1 (CI), where
+an unreachable service fails the run instead.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from cryptography.fernet import Fernet
+from fastapi.testclient import TestClient
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session as OrmSession
+
+from viltbridge import connections
+from viltbridge.config import Settings
+from viltbridge.core.clock import FixedClock
+from viltbridge.crypto import load_keyring
+from viltbridge.store import migrate
+from viltbridge.store.db import sync_engine
+from viltbridge.web.app import create_app
+
+REQUIRE_SERVICES = os.environ.get("VILTBRIDGE_REQUIRE_SERVICES") == "1"
+BACKEND = os.environ.get("VILTBRIDGE_TEST_DATABASE", "sqlite")
+POSTGRES_URL = os.environ.get("VILTBRIDGE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+NOW = datetime(2026, 3, 2, 14, 0, tzinfo=UTC)
+
+
+def service_unavailable(reason: str) -> None:
+    if REQUIRE_SERVICES:
+        pytest.fail(f"{reason} (VILTBRIDGE_REQUIRE_SERVICES=1 forbids skipping)")
+    pytest.skip(reason)
+
+
+
+def _admin_engine() -> sa.Engine:
+    return sa.create_engine(make_url(POSTGRES_URL).set(drivername="postgresql+psycopg"),
+                            isolation_level="AUTOCOMMIT")
+
+
+@pytest.fixture(scope="session")
+def postgres_template() -> Iterator[str]:
+    """A migrated PostgreSQL database that each test's database is copied from (CREATE DATABASE … TEMPLATE)."""
+    admin = _admin_engine()
+    try:
+        with admin.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+    except Exception as exc:
+        admin.dispose()
+        service_unavailable(f"PostgreSQL at {POSTGRES_URL} is unreachable: {exc.__class__.__name__}")
+    name = f"vb_tmpl_{uuid.uuid4().hex[:10]}"
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    url = make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
+    migrate.upgrade(url)
+    yield name
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture
+def database_url(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[str]:
+    if BACKEND != "postgresql":
+        url = f"sqlite:///{tmp_path / 'viltbridge.db'}"
+        migrate.upgrade(url)
+        yield url
+        return
+    template = request.getfixturevalue("postgres_template")
+    name = f"vb_t_{uuid.uuid4().hex[:12]}"
+    admin = _admin_engine()
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
+    yield make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture
+def settings(database_url: str, tmp_path: Path) -> Settings:
+    return Settings(database_url=database_url, secret_key=Fernet.generate_key().decode(), key_file=tmp_path / "key",
+                    _env_file=None)  # type: ignore[call-arg]
+
+
+@pytest.fixture
+def clock() -> FixedClock:
+    return FixedClock(NOW)
+
+
+@pytest.fixture
+def app(settings: Settings, clock: FixedClock) -> Any:
+    return create_app(settings, clock=clock, public_url="http://testserver")
+
+
+@pytest.fixture
+def client(app: Any) -> Iterator[TestClient]:
+    with TestClient(app, follow_redirects=False) as test_client:
+        yield test_client
+
+
+class Db:
+    """Direct database access for assertions ("the database is unchanged") and setup."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.engine = sync_engine(settings.database_url)
+        self.keyring = load_keyring(settings.secret_key, settings.key_file)
+
+    def session(self) -> OrmSession:
+        return OrmSession(self.engine)
+
+    def snapshot(self) -> dict[str, list[tuple[Any, ...]]]:
+        """Every row of every table except timestamps of reads; compare before/after to prove nothing changed."""
+        tables = ("connections", "instructors", "sessions", "launches")
+        with self.engine.connect() as conn:
+            return {t: [tuple(row) for row in conn.execute(sa.text(f"SELECT * FROM {t} ORDER BY id"))] for t in tables}
+
+    def create_connection(self, name: str = "acme", provider: str = "link", **pairs: str) -> dict[str, str]:
+        with self.session() as db, db.begin():
+            created = connections.create(db, self.keyring, name, provider, dict(pairs))
+            return {"name": name, "username": created.row.username, "password": created.password}
+
+
+@pytest.fixture
+def db(settings: Settings) -> Iterator[Db]:
+    database = Db(settings)
+    yield database
+    database.engine.dispose()
+
+
+def b64(email: str) -> str:
+    return base64.b64encode(email.encode()).decode()
+
+
+def session_body(session_id: str = "sess-1", *, start: datetime | None = None, minutes: int = 60,
+                 **overrides: Any) -> dict[str, Any]:
+    begin = start or NOW + timedelta(hours=1)
+    body: dict[str, Any] = {
+        "SessionId": session_id,
+        "CreatorEmail": "admin@example.com",
+        "Title": "Safety basics",
+        "Description": "Part of onboarding",
+        "DateBegin": begin.strftime("%Y-%m-%dT%H:%M:%S"),
+        "DateEnd": (begin + timedelta(minutes=minutes)).strftime("%Y-%m-%dT%H:%M:%S"),
+        "TimeZone": {"UTCOffset": "-05:00"},
+    }
+    body.update(overrides)
+    return body
+
+
+class Lms:
+    """Plays Cornerstone against the app: authenticated calls with a correlation id."""
+
+    def __init__(self, client: TestClient, username: str, password: str) -> None:
+        self.client = client
+        self.auth = (username, password)
+
+    def call(self, method: str, path: str, **kwargs: Any) -> Any:
+        headers = {"correlationId": "corr-123", **kwargs.pop("headers", {})}
+        return self.client.request(method, path, auth=self.auth, headers=headers, **kwargs)
+
+    def create_session(self, body: dict[str, Any]) -> Any:
+        return self.call("POST", "/session", json=body)
+
+    def update_session(self, session_id: str, body: dict[str, Any]) -> Any:
+        return self.call("PUT", f"/session/{session_id}", json=body)
+
+    def cancel_session(self, session_id: str) -> Any:
+        return self.call("DELETE", f"/session/{session_id}")
+
+    def launch(self, session_id: str, email: str) -> Any:
+        return self.call("GET", f"/session/{session_id}/user/{b64(email)}/url")
+
+    def attendees(self, session_id: str) -> Any:
+        return self.call("GET", f"/session/{session_id}/attendees")
+
+    def add_instructor(self, email: str, first: str = "Ann", last: str = "Smith") -> Any:
+        return self.call("POST", "/instructor", json={"Email": email, "FirstName": first, "LastName": last})
+
+
+@pytest.fixture
+def connection(db: Db) -> dict[str, str]:
+    return db.create_connection()
+
+
+@pytest.fixture
+def lms(client: TestClient, connection: dict[str, str]) -> Lms:
+    return Lms(client, connection["username"], connection["password"])
