@@ -15,7 +15,7 @@ from rich.table import Table
 from sqlalchemy.orm import Session as OrmSession
 
 from viltbridge import connections
-from viltbridge.config import Settings, get_settings
+from viltbridge.config import Settings
 from viltbridge.core.errors import DomainError
 from viltbridge.crypto import Keyring, KeyringError, load_keyring
 from viltbridge.store import migrate as migrations
@@ -80,7 +80,7 @@ def serve(
     from viltbridge.observability import configure_logging
     from viltbridge.web.app import create_app
 
-    settings = get_settings()
+    settings = Settings()
     configure_logging(settings.log_level, settings.log_json)
     try:
         migrations.upgrade(settings.database_url)
@@ -95,7 +95,7 @@ def serve(
 @app.command()
 def migrate() -> None:
     """Bring the database schema up to date."""
-    settings = get_settings()
+    settings = Settings()
     try:
         migrations.upgrade(settings.database_url)
     except ValueError as exc:
@@ -119,7 +119,7 @@ def connection_create(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object")] = False,
 ) -> None:
     """Activate an integration: prints what the admin enters in the LMS, including the secret, once."""
-    settings = get_settings()
+    settings = Settings()
     base_path, base_url = _base(settings)
     with _database(settings) as (db, keyring):
         created = connections.create(db, keyring, name, provider, connections.parse_pairs(set_ or []),
@@ -139,7 +139,7 @@ def connection_create(
 @connection_app.command("list")
 def connection_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """All connections."""
-    settings = get_settings()
+    settings = Settings()
     base_path, base_url = _base(settings)
     with _database(settings) as (db, keyring):
         rows = [connections.describe(row, keyring, base_path, base_url)
@@ -157,7 +157,7 @@ def connection_list(as_json: Annotated[bool, typer.Option("--json")] = False) ->
 @connection_app.command("show")
 def connection_show(name: str, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """One connection's settings (secrets shown as ***)."""
-    settings = get_settings()
+    settings = Settings()
     base_path, base_url = _base(settings)
     with _database(settings) as (db, keyring):
         details = connections.describe(connections.require(db, name), keyring, base_path, base_url)
@@ -175,7 +175,7 @@ def connection_set(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Change options (automatic_cancellation, extended_options, launch_window_minutes) or provider settings."""
-    settings = get_settings()
+    settings = Settings()
     base_path, base_url = _base(settings)
     with _database(settings) as (db, keyring):
         row = connections.change(db, keyring, name, connections.parse_pairs(pairs))
@@ -187,7 +187,7 @@ def connection_set(
 
 
 def _set_active(name: str, active: bool, as_json: bool) -> None:
-    settings = get_settings()
+    settings = Settings()
     base_path, base_url = _base(settings)
     with _database(settings) as (db, keyring):
         details = connections.describe(connections.set_active(db, name, active), keyring, base_path, base_url)
@@ -218,7 +218,7 @@ def connection_rotate_secret(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Replace the LMS secret; the old one stops working at once. Prints the new one, once."""
-    settings = get_settings()
+    settings = Settings()
     with _database(settings) as (db, _keyring):
         created = connections.rotate_secret(db, name, password)
         username = created.row.username

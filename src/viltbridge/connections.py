@@ -27,7 +27,7 @@ from viltbridge.store import repository
 from viltbridge.store.tables import ConnectionRow
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
-_USERNAME = re.compile(r"^[A-Za-z0-9._@-]{3,200}$")
+_USERNAME = re.compile(r"^[A-Za-z0-9._@-]{1,200}$")
 _SECRET_SETTING = re.compile(r"secret|password|token|key", re.IGNORECASE)
 
 OPTION_KEYS = ("automatic_cancellation", "extended_options", "launch_window_minutes")
@@ -97,7 +97,7 @@ def create(
         raise InvalidInput(f"A connection named '{name}' exists already; pick another name or change it with `set`.")
     username = username or name
     if not _USERNAME.match(username):
-        raise InvalidInput("The username may hold letters, digits and . _ @ - and be 3 to 200 characters long.")
+        raise InvalidInput("The username may hold letters, digits and . _ @ - and be at most 200 characters long.")
     if repository.connection_row_by_username(db, username) is not None:
         raise InvalidInput(f"The username '{username}' is used by another connection; choose another one.")
     if password is not None and len(password) < MIN_CHOSEN_SECRET_LENGTH:

@@ -173,7 +173,8 @@ async def cancel_session(
     return _success()
 
 
-@router.get("/session/{SessionId}/user/{base64EncodedEmail}/url", response_model=LaunchEnvelope,
+# `:path` because standard base64 may contain "/" and not every LMS percent-encodes it.
+@router.get("/session/{SessionId}/user/{base64EncodedEmail:path}/url", response_model=LaunchEnvelope,
             responses=_errors(400, 404, *COMMON), summary="LaunchSession: the joinUrl for one person")
 async def launch_session(
     request: Request,

@@ -1,0 +1,3 @@
+from viltbridge.cli import main
+
+main()
