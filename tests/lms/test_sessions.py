@@ -23,7 +23,8 @@ def test_create_answers_with_the_success_envelope_echoing_the_correlation_id(lms
 def test_keys_are_matched_case_insensitively_and_unknown_keys_ignored(lms: Lms, db: Db) -> None:
     body = {
         "sessionId": "camel-1", "creatorEmail": "admin@example.com", "TITLE": "Camel",
-        "dateBegin": "2026-03-02T15:00:00", "dateend": "2026-03-02T16:00:00", "timeZone": {"utcoffset": "+01:00"}, "somethingNew": {"x": 1},
+        "dateBegin": "2026-03-02T15:00:00", "dateend": "2026-03-02T16:00:00",
+        "timeZone": {"utcoffset": "+01:00"}, "somethingNew": {"x": 1},
     }
     assert lms.create_session(body).status_code == 200
     with db.engine.connect() as conn:
