@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import re
 from collections.abc import Iterable
 from urllib.parse import unquote
@@ -71,6 +72,14 @@ def parse_email_list(value: object, *, field: str) -> list[str]:
     """
     if value is None:
         return []
+    if isinstance(value, str) and value.strip().startswith("["):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            raise InvalidInput(
+                f"{field} looks like a JSON list but is not valid JSON; send e.g. "
+                '["ann@example.com", "bob@example.com"] or ann@example.com, bob@example.com.'
+            ) from None
     items: Iterable[object]
     if isinstance(value, str):
         items = [part for part in _LIST_SEPARATORS.split(value) if part]

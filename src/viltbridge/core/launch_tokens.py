@@ -54,13 +54,18 @@ def verify_launch(token: str, keys: list[bytes], *, now: datetime, max_age: time
     body, dot, signature = token.partition(".")
     if not dot or not body or not signature:
         raise InvalidInput("This launch link is incomplete. Go back to your learning system and click Launch again.")
+    if not (body.isascii() and signature.isascii()):
+        raise InvalidInput(DAMAGED)
     try:
-        given = _unb64(signature)
+        _unb64(signature)
     except ValueError:
         raise InvalidInput(DAMAGED) from None
+    # Compare the encoded text, not decoded bytes: the decoder ignores stray characters and the unused bits of the
+    # last one, so several spellings decode to the same signature. Only the one we issued is valid.
+    given = signature.encode("ascii")
     expected_any = False
     for key in keys:
-        expected = hmac.new(key, body.encode("ascii"), hashlib.sha256).digest()
+        expected = _b64(hmac.new(key, body.encode("ascii"), hashlib.sha256).digest()).encode("ascii")
         if hmac.compare_digest(expected, given):
             expected_any = True
             break

@@ -23,7 +23,8 @@ _OFFSET = re.compile(
     \s*(?:\)(?P<label>.*))?$""",
     re.IGNORECASE | re.VERBOSE,
 )
-_ZERO_OFFSET = re.compile(r"^\s*\(?\s*(?:UTC|GMT|Z)\s*\)?(?P<label>.*)$", re.IGNORECASE)
+# "UTC", "GMT", "Z" alone, or "(UTC) Coordinated Universal Time"; not words that merely start with them ("Zagreb").
+_ZERO_OFFSET = re.compile(r"^\s*(?:\(\s*(?:UTC|GMT|Z)\s*\)(?P<label>.*)|(?:UTC|GMT|Z)\s*)$", re.IGNORECASE)
 
 OFFSET_EXAMPLES = "-05:00, -0500, -5, UTC-05:00, GMT+5:30 or '(UTC-05:00) Eastern Time'"
 
@@ -45,13 +46,23 @@ def parse_lms_datetime(value: object, *, field: str) -> datetime:
         ) from None
     if parsed.tzinfo is None:
         return parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:
+        raise InvalidInput(
+            f"{field} '{value[:60]}' is out of range; send UTC as YYYY-MM-DDTHH:MM:SS (e.g. 2026-03-01T14:00:00)."
+        ) from None
 
 
 def parse_utc_offset(value: object) -> int:
     """Return the offset in minutes east of UTC, or raise InvalidInput saying what is accepted."""
     if isinstance(value, int | float) and not isinstance(value, bool):
-        minutes = round(float(value) * 60)
+        try:
+            minutes = round(float(value) * 60)
+        except (ValueError, OverflowError):  # NaN, infinity, absurdly large numbers
+            raise InvalidInput(
+                f"TimeZone.UTCOffset is not a usable number of hours; send e.g. {OFFSET_EXAMPLES}."
+            ) from None
         return _checked_minutes(minutes, value)
     if not isinstance(value, str) or not value.strip():
         raise InvalidInput(
@@ -67,7 +78,10 @@ def parse_utc_offset(value: object) -> int:
     hours = int(match.group("hours"))
     minutes = int(match.group("minutes") or 0)
     if minutes >= 60:
-        raise InvalidInput(f"TimeZone.UTCOffset '{value[:60]}' has {minutes} minutes; minutes must be below 60.")
+        raise InvalidInput(
+            f"TimeZone.UTCOffset '{value[:60]}' has {minutes} minutes; minutes must be below 60. "
+            f"Send e.g. {OFFSET_EXAMPLES}."
+        )
     return _checked_minutes(sign * (hours * 60 + minutes), value)
 
 
@@ -75,7 +89,8 @@ def _checked_minutes(minutes: int, original: object) -> int:
     # Real offsets run from UTC-12:00 to UTC+14:00.
     if not -12 * 60 <= minutes <= 14 * 60:
         raise InvalidInput(
-            f"TimeZone.UTCOffset {original!r} is outside UTC-12:00..UTC+14:00; send the session's real offset."
+            f"TimeZone.UTCOffset {original!r} is outside UTC-12:00..UTC+14:00; send the session's real offset, "
+            f"e.g. {OFFSET_EXAMPLES}."
         )
     return minutes
 

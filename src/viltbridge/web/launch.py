@@ -53,7 +53,7 @@ h1{{font-size:1.4rem}}p{{line-height:1.5}}</style></head>
 )
 async def follow(
     request: Request,
-    token: Annotated[str, Path(max_length=2000)],
+    token: Annotated[str, Path()],
     user_agent: Annotated[str | None, Header()] = None,
 ) -> RedirectResponse | HTMLResponse:
     ctx: AppContext = request.app.state.ctx

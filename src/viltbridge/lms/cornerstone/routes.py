@@ -127,7 +127,7 @@ async def _schedule(ctx: AppContext, authorization: str | None, request: service
 async def create_session(
     request: Request,
     body: Annotated[SessionRequest, Body()],
-    authorization: Annotated[str | None, Header()] = None,
+    authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
     correlation: Annotated[str | None, CORRELATION] = None,
     debug: Annotated[str | None, DEBUG] = None,
 ) -> Any:
@@ -144,7 +144,7 @@ async def update_session(
     request: Request,
     SessionId: Annotated[str, Path()],
     body: Annotated[SessionUpdateRequest, Body()],
-    authorization: Annotated[str | None, Header()] = None,
+    authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
     correlation: Annotated[str | None, CORRELATION] = None,
     debug: Annotated[str | None, DEBUG] = None,
 ) -> Any:
@@ -152,13 +152,13 @@ async def update_session(
     return _success()
 
 
-@router.delete("/session/{SessionId}", response_model=SuccessEnvelope, responses=_errors(400, *COMMON),
+@router.delete("/session/{SessionId}", response_model=SuccessEnvelope, responses=_errors(*COMMON),
                summary="CancelSession (idempotent: unknown or cancelled sessions succeed)")
 async def cancel_session(
     request: Request,
     SessionId: Annotated[str, Path()],
     LoId: Annotated[str | None, Query()] = None,
-    authorization: Annotated[str | None, Header()] = None,
+    authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
     correlation: Annotated[str | None, CORRELATION] = None,
     debug: Annotated[str | None, DEBUG] = None,
 ) -> Any:
@@ -180,7 +180,7 @@ async def launch_session(
     request: Request,
     SessionId: Annotated[str, Path()],
     base64EncodedEmail: Annotated[str, Path()],
-    authorization: Annotated[str | None, Header()] = None,
+    authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
     correlation: Annotated[str | None, CORRELATION] = None,
     debug: Annotated[str | None, DEBUG] = None,
 ) -> Any:
@@ -198,7 +198,7 @@ async def launch_session(
 async def get_attendees(
     request: Request,
     SessionId: Annotated[str, Path()],
-    authorization: Annotated[str | None, Header()] = None,
+    authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
     correlation: Annotated[str | None, CORRELATION] = None,
     debug: Annotated[str | None, DEBUG] = None,
 ) -> Any:
@@ -219,7 +219,7 @@ async def get_attendees(
 async def get_extended_options(
     request: Request,
     SessionId: Annotated[str, Path()],
-    authorization: Annotated[str | None, Header()] = None,
+    authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
     correlation: Annotated[str | None, CORRELATION] = None,
     debug: Annotated[str | None, DEBUG] = None,
 ) -> Any:
@@ -250,7 +250,7 @@ async def get_extended_options(
 async def add_instructor(
     request: Request,
     body: Annotated[AddInstructorRequest, Body()],
-    authorization: Annotated[str | None, Header()] = None,
+    authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
     correlation: Annotated[str | None, CORRELATION] = None,
     debug: Annotated[str | None, DEBUG] = None,
 ) -> Any:
@@ -268,7 +268,7 @@ async def add_instructor(
 async def update_instructor(
     request: Request,
     body: Annotated[UpdateInstructorRequest, Body()],
-    authorization: Annotated[str | None, Header()] = None,
+    authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
     correlation: Annotated[str | None, CORRELATION] = None,
     debug: Annotated[str | None, DEBUG] = None,
 ) -> Any:
@@ -316,7 +316,7 @@ async def _token_form(request: Request) -> dict[str, str]:
         403: {"description": "the integration is deactivated"},
     },
 )
-async def oauth_token(request: Request, authorization: Annotated[str | None, Header()] = None) -> Any:
+async def oauth_token(request: Request, authorization: Annotated[str | None, Header(include_in_schema=False)] = None) -> Any:
     ctx = _ctx(request)
     form = await _token_form(request)
     if form.get("grant_type") != "client_credentials":

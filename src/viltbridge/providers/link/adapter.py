@@ -7,6 +7,7 @@ through their personal launch redirect, and the attendance data says so (`Attend
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import secrets
@@ -91,7 +92,7 @@ class LinkProvider:
         except ValidationError as exc:
             problems = "; ".join(
                 f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: "
-                f"{'unknown setting' if err['type'] == 'extra_forbidden' else err['msg']}"
+                f"{'unknown setting' if err['type'] == 'extra_forbidden' else err['msg'].removeprefix('Value error, ')}"
                 for err in exc.errors()
             )
             known = ", ".join(LinkSettings.model_fields)
@@ -121,7 +122,8 @@ class LinkProvider:
     async def launch_link(self, meeting: MeetingRef, person: Person, role: Role) -> LaunchLink:
         if not self.settings.pass_display_name:
             return LaunchLink(url=meeting.join_url, personal=False)
-        name = quote(f'"{person.display_name}"', safe="")
+        # Jitsi Meet JSON-parses the value: quotes and backslashes in a name must be escaped, not just wrapped.
+        name = quote(json.dumps(person.display_name, ensure_ascii=False), safe="")
         return LaunchLink(url=f"{meeting.join_url}#userInfo.displayName={name}", personal=False,
                           identity={"display_name_tag": person.display_name})
 
