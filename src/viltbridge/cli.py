@@ -73,8 +73,9 @@ def serve(
     host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on")] = 8000,
     access_log: Annotated[bool, typer.Option(help="Log every request")] = False,
+    no_worker: Annotated[bool, typer.Option("--no-worker", help="Leave background work to other processes")] = False,
 ) -> None:
-    """Apply migrations, then serve the LMS contract and the launch redirect."""
+    """Apply migrations, then serve the LMS contract and the launch redirect (and background work, by default)."""
     import uvicorn
 
     from viltbridge.observability import configure_logging
@@ -84,7 +85,8 @@ def serve(
     configure_logging(settings.log_level, settings.log_json)
     try:
         migrations.upgrade(settings.database_url)
-        application = create_app(settings, public_url=settings.public_url or f"http://{host}:{port}")
+        application = create_app(settings, public_url=settings.public_url or f"http://{host}:{port}",
+                                 run_worker=not no_worker)
     except (KeyringError, ValueError) as exc:
         _fail(str(exc))
     err.print(f"viltbridge serving on http://{host}:{port} (LMS contract under '{settings.prefix or '/'}')")

@@ -188,6 +188,23 @@ def save_session(db: OrmSession, session: Session) -> Session:
     return _session(row)
 
 
+def finalize_ended_sessions(db: OrmSession, connection_ids: list[int], now: datetime) -> int:
+    """Set attendance_state=final on scheduled sessions of these connections that ended before `now`."""
+    if not connection_ids:
+        return 0
+    result = db.execute(
+        sa.update(SessionRow)
+        .where(
+            SessionRow.connection_id.in_(connection_ids),
+            SessionRow.status == SessionStatus.SCHEDULED.value,
+            SessionRow.attendance_state != AttendanceState.FINAL.value,
+            SessionRow.ends_at < now,
+        )
+        .values(attendance_state=AttendanceState.FINAL.value, updated_at=now)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
 def list_sessions(db: OrmSession, connection_id: int) -> list[Session]:
     rows = db.scalars(
         sa.select(SessionRow).where(SessionRow.connection_id == connection_id).order_by(SessionRow.starts_at)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -20,6 +22,7 @@ from viltbridge.config import Settings, get_settings
 from viltbridge.core.clock import Clock, SystemClock
 from viltbridge.core.errors import DomainError, NotReady, ProviderFailed
 from viltbridge.crypto import load_keyring
+from viltbridge.jobs import periodic
 from viltbridge.lms.cornerstone.routes import router as cornerstone_router
 from viltbridge.lms.cornerstone.wire import describe_validation_error, error_body
 from viltbridge.observability import correlation_id
@@ -91,7 +94,13 @@ def _published_schema(app: FastAPI, settings: Settings) -> dict[str, Any]:
     return schema
 
 
-def create_app(settings: Settings | None = None, clock: Clock | None = None, public_url: str | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None,
+    clock: Clock | None = None,
+    public_url: str | None = None,
+    run_worker: bool = False,
+) -> FastAPI:
+    """The application. `run_worker` runs periodic upkeep inside this process (embedded mode)."""
     settings = settings or get_settings()
     keyring = load_keyring(settings.secret_key, settings.key_file)
 
@@ -103,9 +112,14 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None, pub
             sessions=async_sessionmaker(engine, expire_on_commit=False), clock=clock or SystemClock(),
             public_url=public_url or settings.public_url or "http://127.0.0.1:8000",
         )
+        worker = asyncio.create_task(periodic.run_forever(app.state.ctx)) if run_worker else None
         try:
             yield
         finally:
+            if worker is not None:
+                worker.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await worker
             await engine.dispose()
 
     app = FastAPI(

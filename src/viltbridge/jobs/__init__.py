@@ -1,0 +1,1 @@
+"""Background work. Today: periodic upkeep run inside `serve` (or not, with --no-worker)."""

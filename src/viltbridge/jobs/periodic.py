@@ -1,0 +1,47 @@
+"""Periodic upkeep, run by every worker; each step is idempotent, so several workers may run it at once."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import datetime
+
+from sqlalchemy.orm import Session as OrmSession
+
+from viltbridge.core.provider import AttendanceSource
+from viltbridge.store import repository
+from viltbridge.web.context import AppContext
+
+log = logging.getLogger("viltbridge.jobs")
+
+INTERVAL_SECONDS = 60
+
+
+def finalize_attendance(db: OrmSession, ctx: AppContext, now: datetime) -> int:
+    """Mark launch-only attendance final once a part has ended: no later click can change it.
+
+    The LMS may never ask again, so the state must not depend on its calls. Providers with attendance reports
+    decide finality from their reports instead.
+    """
+    launch_only = [
+        row.id for row in repository.all_connection_rows(db)
+        if ctx.providers.for_connection(repository.connection_from_row(row, ctx.keyring)).capabilities.attendance
+        is AttendanceSource.LAUNCH_ONLY
+    ]
+    return repository.finalize_ended_sessions(db, launch_only, now)
+
+
+async def run_once(ctx: AppContext) -> int:
+    async with ctx.sessions.begin() as db:
+        return await db.run_sync(finalize_attendance, ctx, ctx.clock.now())
+
+
+async def run_forever(ctx: AppContext, interval: float = INTERVAL_SECONDS) -> None:
+    while True:
+        try:
+            finalized = await run_once(ctx)
+            if finalized:
+                log.info("attendance final for %d ended part(s)", finalized)
+        except Exception:  # keep the loop alive; the next run retries
+            log.exception("periodic upkeep failed; retrying in %s s", interval)
+        await asyncio.sleep(interval)

@@ -1,0 +1,47 @@
+"""Periodic upkeep: launch-only attendance becomes final after a part ends, without any LMS call."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from viltbridge.jobs import periodic
+from tests.conftest import NOW, Db, Lms, session_body
+
+
+def states(db: Db) -> dict[str, str]:
+    with db.engine.connect() as conn:
+        return dict(conn.exec_driver_sql("SELECT external_id, attendance_state FROM sessions").all())
+
+
+def test_ended_parts_become_final_and_others_do_not(lms: Lms, db: Db, clock) -> None:
+    lms.create_session(session_body("ended", start=NOW - timedelta(hours=2)))
+    lms.create_session(session_body("running", start=NOW - timedelta(minutes=10)))
+    lms.create_session(session_body("cancelled", start=NOW - timedelta(hours=2)))
+    lms.cancel_session("cancelled")
+    ctx = lms.client.app.state.ctx
+    assert lms.client.portal.call(periodic.run_once, ctx) == 1
+    assert states(db) == {"ended": "final", "running": "collecting", "cancelled": "collecting"}
+    assert lms.client.portal.call(periodic.run_once, ctx) == 0  # idempotent
+    clock.set(NOW + timedelta(hours=1))
+    assert lms.client.portal.call(periodic.run_once, ctx) == 1
+    assert states(db)["running"] == "final"
+
+
+def test_the_server_runs_upkeep_in_process_unless_told_not_to(settings, clock, db: Db) -> None:
+    import time
+
+    from fastapi.testclient import TestClient
+
+    from viltbridge.web.app import create_app
+
+    credentials = db.create_connection()
+    with TestClient(create_app(settings, clock=clock)) as client:  # no worker
+        Lms(client, credentials["username"], credentials["password"]).create_session(
+            session_body("ended", start=NOW - timedelta(hours=2)))
+        time.sleep(0.3)
+    assert states(db) == {"ended": "collecting"}
+    with TestClient(create_app(settings, clock=clock, run_worker=True)):
+        deadline = time.monotonic() + 10
+        while states(db)["ended"] != "final" and time.monotonic() < deadline:
+            time.sleep(0.05)
+    assert states(db) == {"ended": "final"}
