@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from viltbridge.jobs import periodic
 from tests.conftest import NOW, Db, Lms, session_body
+from viltbridge.jobs import periodic
 
 
 def states(db: Db) -> dict[str, str]:

@@ -316,7 +316,9 @@ async def _token_form(request: Request) -> dict[str, str]:
         403: {"description": "the integration is deactivated"},
     },
 )
-async def oauth_token(request: Request, authorization: Annotated[str | None, Header(include_in_schema=False)] = None) -> Any:
+async def oauth_token(
+    request: Request, authorization: Annotated[str | None, Header(include_in_schema=False)] = None
+) -> Any:
     ctx = _ctx(request)
     form = await _token_form(request)
     if form.get("grant_type") != "client_credentials":
