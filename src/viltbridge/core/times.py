@@ -103,7 +103,7 @@ def format_offset(minutes: int) -> str:
 
 # Zones preferred when several share an offset at a moment: the ones most LMS tenants use.
 _PREFERRED_ZONES = (
-    "America/New_York", "America/Chicago", "America/Denver", "America/Phoenix", "America/Los_Angeles",
+    "America/New_York", "America/Chicago", "America/Denver", "America/Los_Angeles", "America/Phoenix",
     "America/Anchorage", "Pacific/Honolulu", "America/Halifax", "America/St_Johns", "America/Sao_Paulo",
     "America/Mexico_City", "America/Bogota", "Europe/London", "Europe/Paris", "Europe/Berlin", "Europe/Athens",
     "Europe/Moscow", "Africa/Johannesburg", "Africa/Lagos", "Asia/Dubai", "Asia/Karachi", "Asia/Kolkata",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import time
 from typing import Annotated, Any
 
@@ -68,13 +69,23 @@ def _success(**data: Any) -> dict[str, Any]:
     return body
 
 
-def _text(value: str | None, field: str, *, required: bool = True, limit: int = 200) -> str:
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_CONTROL_IN_LINE = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _text(value: str | None, field: str, *, required: bool = True, limit: int = 200, multiline: bool = False) -> str:
     cleaned = (value or "").strip()
     if required and not cleaned:
         raise InvalidInput(f"{field} is empty; send a value.")
     if len(cleaned) > limit:
         raise InvalidInput(f"{field} is {len(cleaned)} characters long; at most {limit} are accepted.")
+    if (_CONTROL if multiline else _CONTROL_IN_LINE).search(cleaned):
+        raise InvalidInput(f"{field} contains control characters (such as NUL); send plain text.")
     return cleaned
+
+
+def _session_id(value: str) -> str:
+    return _text(value, "SessionId")
 
 
 def session_input(body: SessionRequest, session_id: str) -> services.SessionInput:
@@ -91,9 +102,9 @@ def session_input(body: SessionRequest, session_id: str) -> services.SessionInpu
             for option in body.ExtendedOptions
         }
     return services.SessionInput(
-        external_id=_text(session_id, "SessionId"),
+        external_id=_session_id(session_id),
         title=_text(body.Title, "Title", limit=2000),
-        description=(body.Description or "").strip(),
+        description=_text(body.Description, "Description", required=False, limit=100_000, multiline=True),
         creator_email=checked_email(body.CreatorEmail, field="CreatorEmail"),
         starts_at=parse_lms_datetime(body.DateBegin, field="DateBegin"),
         ends_at=parse_lms_datetime(body.DateEnd, field="DateEnd"),
@@ -134,7 +145,7 @@ async def create_session(
     ctx = _ctx(request)
     if body.SessionId is None or not body.SessionId.strip():
         raise InvalidInput("SessionId is required; send Cornerstone's id for this session.")
-    await _schedule(ctx, authorization, session_input(body, body.SessionId.strip()))
+    await _schedule(ctx, authorization, session_input(body, _session_id(body.SessionId)))
     return _success()
 
 
@@ -148,7 +159,7 @@ async def update_session(
     correlation: Annotated[str | None, CORRELATION] = None,
     debug: Annotated[str | None, DEBUG] = None,
 ) -> Any:
-    await _schedule(_ctx(request), authorization, session_input(body, SessionId.strip()))
+    await _schedule(_ctx(request), authorization, session_input(body, _session_id(SessionId)))
     return _success()
 
 
@@ -167,7 +178,7 @@ async def cancel_session(
         connection = await auth.authenticate(authorization, db, ctx)
         cancelled = await services.cancel_session(
             AsyncSqlStore(db, ctx.keyring), ctx.providers.for_connection(connection), connection,
-            SessionId.strip(), ctx.clock,
+            _session_id(SessionId), ctx.clock,
         )
     log.info("session %s cancel: %s", SessionId, "unknown, nothing to do" if cancelled is None else "cancelled")
     return _success()
@@ -188,7 +199,7 @@ async def launch_session(
     email = decode_base64_email(base64EncodedEmail)
     async with ctx.sessions() as db:
         connection = await auth.authenticate(authorization, db, ctx)
-        url = await services.launch_url(AsyncSqlStore(db, ctx.keyring), connection, SessionId.strip(), email,
+        url = await services.launch_url(AsyncSqlStore(db, ctx.keyring), connection, _session_id(SessionId), email,
                                         ctx.launch, ctx.clock)
     return _success(joinUrl=url)
 
@@ -207,7 +218,7 @@ async def get_attendees(
         connection = await auth.authenticate(authorization, db, ctx)
         result = await services.attendance(
             AsyncSqlStore(db, ctx.keyring), ctx.providers.for_connection(connection), connection,
-            SessionId.strip(), ctx.clock,
+            _session_id(SessionId), ctx.clock,
         )
     log.info("attendance for %s: %d attendee(s), %s, evidence %s", SessionId, len(result.emails),
              result.state.value, result.source.value)
@@ -228,7 +239,7 @@ async def get_extended_options(
         connection = await auth.authenticate(authorization, db, ctx)
         provider = ctx.providers.for_connection(connection)
         options, chosen = await services.extended_options(
-            AsyncSqlStore(db, ctx.keyring), provider, connection, SessionId.strip()
+            AsyncSqlStore(db, ctx.keyring), provider, connection, _session_id(SessionId)
         )
     if not options or not connection.options.extended_options:
         return _success(extendedOptions=[])
