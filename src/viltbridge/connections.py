@@ -168,7 +168,7 @@ def rotate_secret(db: OrmSession, name: str, password: str | None = None) -> Cre
     return Created(row=row, password=secret)
 
 
-def check_secret(row: ConnectionRow, secret: str) -> bool:
+def check_secret(row: repository.ConnectionRecord, secret: str) -> bool:
     return secret_matches(secret, row.secret_salt, row.secret_digest)
 
 

@@ -13,6 +13,7 @@ import json
 import os
 import secrets
 from dataclasses import dataclass
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,7 @@ class Keyring:
 
     fernet_keys: tuple[bytes, ...]
 
-    @property
+    @cached_property
     def fernet(self) -> MultiFernet:
         return MultiFernet([Fernet(key) for key in self.fernet_keys])
 
@@ -43,6 +44,10 @@ class Keyring:
         return self.fernet.encrypt(json.dumps(value, sort_keys=True).encode("utf-8")).decode("ascii")
 
     def decrypt_json(self, token: str) -> dict[str, Any]:
+        return dict(self._decrypted(token))
+
+    @lru_cache(maxsize=1024)  # noqa: B019 - keyrings live as long as the process; a ciphertext never changes
+    def _decrypted(self, token: str) -> dict[str, Any]:
         try:
             decoded: dict[str, Any] = json.loads(self.fernet.decrypt(token.encode("ascii")))
         except InvalidToken:

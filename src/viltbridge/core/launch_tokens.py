@@ -1,6 +1,7 @@
 """Signed, per-person launch tokens: the `/l/<token>` links the LMS hands to people.
 
-A token names the connection, the session row, the person's LMS email and their role, and when it was issued.
+A token names the connection, the session row, the person's LMS email, and when it was issued. It carries no role:
+the role (host, co-host, attendee) is decided when the link is followed, from the session as it is then.
 It is signed with HMAC-SHA256; verification accepts any of the configured keys so keys can rotate. Tokens are
 stateless so the launch endpoint the LMS calls writes nothing; the click on the link is what gets recorded.
 """
@@ -15,9 +16,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from viltbridge.core.errors import Forbidden, InvalidInput
-from viltbridge.core.models import Role
 
-TOKEN_VERSION = 1
+TOKEN_VERSION = 2
 DAMAGED = "This launch link is damaged. Go back to your learning system and click Launch again."
 
 
@@ -26,7 +26,6 @@ class LaunchClaims:
     connection_id: int
     session_id: int
     email: str
-    role: Role
     issued_at: datetime
 
 
@@ -40,7 +39,7 @@ def _unb64(text: str) -> bytes:
 
 def sign_launch(claims: LaunchClaims, key: bytes) -> str:
     payload = json.dumps(
-        [TOKEN_VERSION, claims.connection_id, claims.session_id, claims.email, claims.role.value,
+        [TOKEN_VERSION, claims.connection_id, claims.session_id, claims.email,
          int(claims.issued_at.timestamp())],
         separators=(",", ":"),
     ).encode("utf-8")
@@ -72,10 +71,10 @@ def verify_launch(token: str, keys: list[bytes], *, now: datetime, max_age: time
     if not expected_any:
         raise Forbidden("This launch link is not valid. Go back to your learning system and click Launch again.")
     try:
-        version, connection_id, session_id, email, role, issued = json.loads(_unb64(body))
+        version, connection_id, session_id, email, issued = json.loads(_unb64(body))
         if version != TOKEN_VERSION:
             raise ValueError(version)
-        claims = LaunchClaims(int(connection_id), int(session_id), str(email), Role(role),
+        claims = LaunchClaims(int(connection_id), int(session_id), str(email),
                               datetime.fromtimestamp(int(issued), UTC))
     except (ValueError, TypeError):
         raise InvalidInput(DAMAGED) from None

@@ -290,13 +290,12 @@ async def _role_of(store: Store, session: Session, email: str) -> Role:
 async def launch_url(
     store: Store, connection: Connection, external_id: str, email: str, settings: LaunchSettings, clock: Clock
 ) -> str:
-    """The joinUrl for one person: our signed redirect, resolved to the provider's link at click time."""
+    """The joinUrl for one person: our signed redirect, resolved to the provider's link (and the person's role)
+    at click time. Reads only, so the endpoint the LMS calls on every click stays cheap."""
     session = await _require_session(store, connection, external_id)
     _require_scheduled(session, "join")
     assert session.id is not None
-    role = await _role_of(store, session, email)
-    claims = LaunchClaims(connection_id=connection.id, session_id=session.id, email=email, role=role,
-                          issued_at=clock.now())
+    claims = LaunchClaims(connection_id=connection.id, session_id=session.id, email=email, issued_at=clock.now())
     return f"{settings.public_url.rstrip('/')}/l/{sign_launch(claims, settings.keys[0])}"
 
 
@@ -332,9 +331,11 @@ async def follow_launch(
         )
     if now > session.ends_at + LAUNCH_GRACE_AFTER_END:
         raise LaunchNotOpen(f"'{session.title}' ended at {session.ends_at:%Y-%m-%d %H:%M} UTC.")
-    link = await provider.launch_link(_meeting_ref(session.meeting), Person(email=claims.email), claims.role)
+    # The role is decided now, from the session as it is now: an edit to the instructors applies at once.
+    role = await _role_of(store, session, claims.email)
+    link = await provider.launch_link(_meeting_ref(session.meeting), Person(email=claims.email), role)
     assert session.id is not None
-    await store.record_launch(Launch(session_id=session.id, email=claims.email, role=claims.role, clicked_at=now,
+    await store.record_launch(Launch(session_id=session.id, email=claims.email, role=role, clicked_at=now,
                                      provider_url=link.url, personal=link.personal, user_agent=user_agent))
     return link.url
 

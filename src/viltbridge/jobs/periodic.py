@@ -32,7 +32,7 @@ def finalize_attendance(db: OrmSession, ctx: AppContext, now: datetime) -> int:
 
 
 async def run_once(ctx: AppContext) -> int:
-    async with ctx.sessions.begin() as db:
+    async with ctx.db.transaction() as db:
         return await db.run_sync(finalize_attendance, ctx, ctx.clock.now())
 
 

@@ -14,7 +14,6 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
-from sqlalchemy.ext.asyncio import async_sessionmaker
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from viltbridge import __version__
@@ -26,7 +25,7 @@ from viltbridge.jobs import periodic
 from viltbridge.lms.cornerstone.routes import router as cornerstone_router
 from viltbridge.lms.cornerstone.wire import describe_validation_error, error_body
 from viltbridge.observability import correlation_id
-from viltbridge.store.db import async_engine
+from viltbridge.store.db import Database
 from viltbridge.web import launch
 from viltbridge.web.context import AppContext
 from viltbridge.web.middleware import BodyLimitMiddleware, RequestContextMiddleware
@@ -106,10 +105,9 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = async_engine(settings.database_url)
+        database = Database(settings.database_url)
         app.state.ctx = AppContext(
-            settings=settings, keyring=keyring, engine=engine,
-            sessions=async_sessionmaker(engine, expire_on_commit=False), clock=clock or SystemClock(),
+            settings=settings, keyring=keyring, db=database, clock=clock or SystemClock(),
             public_url=public_url or settings.public_url or "http://127.0.0.1:8000",
         )
         worker = asyncio.create_task(periodic.run_forever(app.state.ctx)) if run_worker else None
@@ -120,7 +118,7 @@ def create_app(
                 worker.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await worker
-            await engine.dispose()
+            await database.dispose()
 
     app = FastAPI(
         title="viltbridge",
@@ -145,7 +143,7 @@ def create_app(
     async def healthz(request: Request) -> Any:
         ctx: AppContext = request.app.state.ctx
         try:
-            async with ctx.engine.connect() as conn:
+            async with ctx.db.engine.connect() as conn:
                 await conn.execute(sa.text("SELECT 1"))
         except Exception as exc:
             log.warning("health check: database unreachable: %s", exc)

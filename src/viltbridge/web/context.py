@@ -8,8 +8,6 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import cached_property
 
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
-
 from viltbridge.config import Settings
 from viltbridge.core.clock import Clock
 from viltbridge.core.models import Connection
@@ -17,6 +15,7 @@ from viltbridge.core.provider import Provider
 from viltbridge.core.services import LaunchSettings
 from viltbridge.crypto import Keyring
 from viltbridge.providers import build_provider
+from viltbridge.store.db import Database
 
 
 @dataclass
@@ -42,8 +41,7 @@ class ProviderPool:
 class AppContext:
     settings: Settings
     keyring: Keyring
-    engine: AsyncEngine
-    sessions: async_sessionmaker[AsyncSession]
+    db: Database
     clock: Clock
     public_url: str
     providers: ProviderPool = field(default_factory=ProviderPool)

@@ -59,7 +59,7 @@ async def follow(
     ctx: AppContext = request.app.state.ctx
     try:
         claims = services.read_launch_token(token, ctx.launch, ctx.clock)
-        async with ctx.sessions.begin() as db:
+        async with ctx.db.transaction() as db:
             store = AsyncSqlStore(db, ctx.keyring)
             connection = await store.get_connection(claims.connection_id)
             if connection is None:

@@ -10,13 +10,13 @@ import base64
 import binascii
 import time
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from viltbridge import connections
 from viltbridge.core.errors import Forbidden, NotAuthenticated
 from viltbridge.core.models import Connection
 from viltbridge.crypto import verify_access_token
 from viltbridge.store import repository
+from viltbridge.store.db import SyncRunner
+from viltbridge.store.repository import ConnectionRecord
 from viltbridge.store.tables import ConnectionRow
 from viltbridge.web.context import AppContext
 
@@ -40,19 +40,19 @@ def basic_credentials(header: str) -> tuple[str, str] | None:
     return (username, secret) if sep else None
 
 
-async def check_client(db: AsyncSession, username: str, secret: str) -> ConnectionRow | None:
+async def check_client(db: SyncRunner, username: str, secret: str) -> ConnectionRecord | None:
     row = await db.run_sync(repository.connection_row_by_username, username)
     matches = connections.check_secret(row or _DUMMY_ROW, secret)
     return row if row is not None and matches else None
 
 
-async def authenticate(authorization: str | None, db: AsyncSession, ctx: AppContext) -> Connection:
+async def authenticate(authorization: str | None, db: SyncRunner, ctx: AppContext) -> Connection:
     if not authorization:
         raise NotAuthenticated(
             "No credentials were sent. Enter the connector's username and password for this vendor in "
             "Cornerstone Edge."
         )
-    row: ConnectionRow | None = None
+    row: ConnectionRecord | None = None
     credentials = basic_credentials(authorization)
     if credentials is not None:
         row = await check_client(db, *credentials)
