@@ -43,6 +43,28 @@ def service_unavailable(reason: str) -> None:
 
 
 
+_skipped: list[str] = []
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.skipped:
+        _skipped.append(report.nodeid)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """In CI nothing may skip: a skipped test there means a service was missing and its tests never ran."""
+    if REQUIRE_SERVICES and _skipped and exitstatus == 0:
+        session.exitstatus = 1
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if REQUIRE_SERVICES and _skipped:
+        terminalreporter.write_line(
+            f"FAILED: VILTBRIDGE_REQUIRE_SERVICES=1 but {len(_skipped)} test(s) skipped: {', '.join(_skipped[:10])}",
+            red=True,
+        )
+
+
 def _admin_engine() -> sa.Engine:
     return sa.create_engine(make_url(POSTGRES_URL).set(drivername="postgresql+psycopg"),
                             isolation_level="AUTOCOMMIT")
