@@ -13,13 +13,21 @@ import sys
 from collections.abc import Mapping
 from contextvars import ContextVar
 from typing import Any
+from urllib.parse import parse_qsl
 
 correlation_id: ContextVar[str] = ContextVar("correlation_id", default="-")
 debug_requested: ContextVar[bool] = ContextVar("debug_requested", default=False)
+# The request line noted by the middleware, logged when an authenticated caller's debug request is granted.
+pending_debug_request: ContextVar[str | None] = ContextVar("pending_debug_request", default=None)
 
-_SECRET_NAMES = re.compile(r"authorization|secret|password|token|api[_-]?key|cookie|signature|zak", re.IGNORECASE)
-_URL_SECRETS = re.compile(r"([?&#](?:[^=&#]*(?:token|secret|password|zak|jwt|pwd|signature)[^=&#]*)=)[^&#\s]+",
-                          re.IGNORECASE)
+# joinUrl/start_url: a launch link or a host start link works as a credential for whoever holds it.
+_SECRET_NAMES = re.compile(
+    r"authorization|secret|password|token|api[_-]?key|cookie|signature|zak|join_?url|start_?url", re.IGNORECASE
+)
+_URL_SECRETS = re.compile(
+    r"((?:^|[?&#])(?:[^=&#]*(?:token|secret|password|zak|jwt|pwd|signature)[^=&#]*)=)[^&#\s]+", re.IGNORECASE
+)
+MAX_LOGGED_BODY = 64_000
 REDACTED = "***"
 
 
@@ -32,6 +40,31 @@ def redact(value: Any) -> Any:
     if isinstance(value, str):
         return _URL_SECRETS.sub(rf"\1{REDACTED}", value)
     return value
+
+
+def redacted_body(body: bytes, content_type: str) -> Any:
+    """A body fit for a log line: JSON and form bodies with secret fields blanked; anything else only sized."""
+    if not body:
+        return None
+    if len(body) > MAX_LOGGED_BODY:
+        return f"<{len(body)} bytes, too large to log>"
+    if "json" in content_type or body[:1] in (b"{", b"["):
+        try:
+            return redact(json.loads(body))
+        except ValueError:
+            return f"<{len(body)} bytes, not valid JSON>"
+    if "x-www-form-urlencoded" in content_type:
+        return redact(dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True)))
+    return f"<{len(body)} bytes of {content_type or 'unknown type'}>"
+
+
+def grant_debug() -> None:
+    """The caller is authenticated: honour its `debug: true` from here on, starting with the request itself."""
+    pending = pending_debug_request.get()
+    if pending is not None:
+        debug_requested.set(True)
+        logging.getLogger("viltbridge.http").debug(pending)
+        pending_debug_request.set(None)
 
 
 class _RequestContext(logging.Filter):

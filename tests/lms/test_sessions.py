@@ -141,3 +141,19 @@ def test_debug_true_logs_the_request_and_its_provider_calls_with_secrets_redacte
     assert "quiet-1" not in "".join(debug_lines)
     assert lms.auth[1] not in logged  # never the credentials
     assert "'authorization': '***'" in logged
+
+
+def test_debug_is_honoured_only_for_authenticated_callers_and_hides_links(lms: Lms, capsys) -> None:
+    from tests.conftest import b64
+    from viltbridge.observability import configure_logging
+
+    configure_logging("INFO")
+    lms.create_session(session_body("s-9"))
+    anonymous = lms.client.post("/session", json=session_body("anon"), headers={"debug": "true"})
+    assert anonymous.status_code == 401
+    assert " DEBUG " not in capsys.readouterr().err
+    response = lms.call("GET", f"/session/s-9/user/{b64('a@example.com')}/url", headers={"debug": "true"})
+    join_url = response.json()["data"]["joinUrl"]
+    logged = capsys.readouterr().err
+    assert "debug response body" in logged
+    assert join_url not in logged and join_url.rsplit("/", 1)[1] not in logged  # a launch link is a credential

@@ -5,10 +5,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Protocol
 
-from viltbridge.core.models import Connection, Instructor, Launch, Session
+from viltbridge.core.models import AttendanceState, Connection, Instructor, Launch, Session
 
 
 class Store(Protocol):
+    async def lock(self, key: str) -> None:
+        """Serialise writers of one thing (a session, an instructor) until the transaction ends, so duplicate or
+        racing requests run one after the other and the second sees what the first wrote."""
+        ...
+
     async def get_connection(self, connection_id: int) -> Connection | None: ...
 
     async def find_instructor(self, connection_id: int, email: str) -> Instructor | None: ...
@@ -24,6 +29,8 @@ class Store(Protocol):
     async def get_session(self, session_id: int) -> Session | None: ...
 
     async def save_session(self, session: Session) -> Session: ...
+
+    async def set_attendance_state(self, session_id: int, state: AttendanceState) -> None: ...
 
     async def record_launch(self, launch: Launch) -> None: ...
 

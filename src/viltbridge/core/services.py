@@ -8,7 +8,7 @@ session creates, a second DELETE succeeds), meetings are updated in place, launc
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -84,6 +84,7 @@ async def add_instructor(
 ) -> Instructor:
     """Provision at the provider and record; adding a known email updates it (the LMS may retry)."""
     email = checked_email(email, field="Email")
+    await store.lock(f"instructor:{connection.id}:{email}")
     existing = await store.find_instructor(connection.id, email)
     spec = InstructorSpec(email=email, first_name=first_name, last_name=last_name, active=True,
                           provider_user_id=existing.provider_user_id if existing else None)
@@ -110,6 +111,8 @@ async def update_instructor(
 ) -> Instructor:
     old_email = checked_email(old_email, field="OldEmail")
     new_email = checked_email(new_email, field="NewEmail")
+    for email in sorted({old_email, new_email}):  # sorted: two renames in opposite directions cannot deadlock
+        await store.lock(f"instructor:{connection.id}:{email}")
     current = await store.find_instructor(connection.id, old_email)
     if old_email != new_email:
         taken = await store.find_instructor(connection.id, new_email)
@@ -211,6 +214,7 @@ async def schedule_session(
         )
     extended = _validated_extended_options(provider, connection, request.extended_options)
     now = clock.now()
+    await store.lock(f"session:{connection.id}:{request.external_id}")
     existing = await store.find_session(connection.id, request.external_id)
     zone = guess_zone(request.utc_offset_minutes, request.starts_at)
     session = existing or Session(
@@ -244,6 +248,7 @@ async def cancel_session(
     store: Store, provider: Provider, connection: Connection, external_id: str, clock: Clock
 ) -> Session | None:
     """Cancel one part. Unknown or already cancelled sessions succeed without change (DELETE is idempotent)."""
+    await store.lock(f"session:{connection.id}:{external_id}")
     session = await store.find_session(connection.id, external_id)
     if session is None or session.status is SessionStatus.CANCELLED:
         return session
@@ -369,8 +374,7 @@ async def attendance(
             retry_after_seconds=wait,
         )
     if session.attendance_state is not state:
-        session.attendance_state = state
-        await store.save_session(replace(session))
+        await store.set_attendance_state(session.id, state)
     return AttendanceResult(emails=[d.email for d in decisions if d.attended], state=state, decisions=decisions,
                             source=source)
 

@@ -42,11 +42,23 @@ def sync_engine(database_url: str) -> sa.Engine:
     return engine
 
 
+def _sqlite_take_over_transactions(dbapi_connection: Any, _record: Any) -> None:
+    dbapi_connection.isolation_level = None  # the driver emits no BEGIN of its own; _begin_immediate does
+
+
+def _begin_immediate(connection: sa.Connection) -> None:
+    # Write transactions take SQLite's write lock when they start, not at their first write, so two of them never
+    # interleave: the second waits (busy_timeout) and then reads what the first committed. No lost updates.
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
 def async_engine(database_url: str) -> AsyncEngine:
     _, url = _drivers(database_url)
     if url.get_backend_name() == "sqlite":
         engine = create_async_engine(url)
         sa.event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        sa.event.listen(engine.sync_engine, "connect", _sqlite_take_over_transactions)
+        sa.event.listen(engine.sync_engine, "begin", _begin_immediate)
         return engine
     return create_async_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
 

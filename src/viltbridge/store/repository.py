@@ -6,6 +6,7 @@ with `AsyncSession.run_sync` (asyncpg/aiosqlite underneath), so there is one imp
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -228,6 +229,19 @@ def finalize_ended_sessions(db: OrmSession, connection_ids: list[int], now: date
     return int(getattr(result, "rowcount", 0) or 0)
 
 
+def set_attendance_state(db: OrmSession, session_id: int, state: AttendanceState) -> None:
+    """Only this column: a concurrent edit of the session's other fields must not be undone."""
+    db.execute(sa.update(SessionRow).where(SessionRow.id == session_id).values(attendance_state=state.value))
+
+
+def lock(db: OrmSession, key: str) -> None:
+    """A transaction-scoped lock on `key`. PostgreSQL: an advisory lock. SQLite needs none: its write transactions
+    begin IMMEDIATE (see store.db), so they already run one at a time."""
+    if db.get_bind().dialect.name == "postgresql":
+        number = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big", signed=True)
+        db.execute(sa.select(sa.func.pg_advisory_xact_lock(number)))
+
+
 def list_sessions(db: OrmSession, connection_id: int) -> list[Session]:
     rows = db.scalars(
         sa.select(SessionRow).where(SessionRow.connection_id == connection_id).order_by(SessionRow.starts_at)
@@ -270,6 +284,12 @@ class AsyncSqlStore:
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         return await self._db.run_sync(fn, *args)
+
+    async def lock(self, key: str) -> None:
+        await self._run(lock, key)
+
+    async def set_attendance_state(self, session_id: int, state: AttendanceState) -> None:
+        await self._run(set_attendance_state, session_id, state)
 
     async def get_connection(self, connection_id: int) -> Connection | None:
         row = await self._run(connection_row, connection_id)

@@ -64,10 +64,16 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     return _error(exc.status_code, str(exc.detail), dict(exc.headers or {}))
 
 
-async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
-    log.exception("unexpected error")
-    return _error(500, "Something went wrong inside the viltbridge connector; nothing was changed. Try again in a "
-                  f"minute. If it keeps failing, give your administrator this reference: {correlation_id.get()}.")
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    # Runs in Starlette's outermost middleware, after RequestContextMiddleware has reset the context.
+    reference = getattr(request.state, "correlation_id", None) or correlation_id.get()
+    token = correlation_id.set(reference)
+    try:
+        log.exception("unexpected error")
+        return _error(500, "Something went wrong inside the viltbridge connector; nothing was changed. Try again in "
+                      f"a minute. If it keeps failing, give your administrator this reference: {reference}.")
+    finally:
+        correlation_id.reset(token)
 
 
 def _published_schema(app: FastAPI, settings: Settings) -> dict[str, Any]:
@@ -132,8 +138,9 @@ def create_app(
             Exception: _unexpected,
         },
     )
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    # Added last = outermost: nothing (not even debug logging) reads a body over the limit.
     app.add_middleware(RequestContextMiddleware)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.include_router(cornerstone_router, prefix=settings.prefix)
     app.include_router(launch.router)
 

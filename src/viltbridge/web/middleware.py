@@ -5,21 +5,27 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from viltbridge.lms.cornerstone.wire import error_body
-from viltbridge.observability import correlation_id, debug_requested, redact
+from viltbridge.observability import (
+    correlation_id,
+    debug_requested,
+    pending_debug_request,
+    redact,
+    redacted_body,
+)
 
 log = logging.getLogger("viltbridge.http")
 
 
 class RequestContextMiddleware:
-    """Sets the correlation id (Cornerstone's `correlationId` header, or a new one) and the debug flag.
+    """Sets the correlation id (Cornerstone's `correlationId` header, or a new one) and notes `debug: true`.
 
-    For `debug: true`, the request is logged in full with secrets redacted; everything the request causes
-    (provider calls included) logs at DEBUG under the same correlation id.
+    Debug detail is granted only once the caller has authenticated (`observability.grant_debug`): then the request,
+    everything it causes (provider calls included) and the response are logged at DEBUG under the same
+    correlation id, secrets redacted. An anonymous `debug: true` changes nothing.
     """
 
     def __init__(self, app: ASGIApp) -> None:
@@ -35,18 +41,24 @@ class RequestContextMiddleware:
                 given = value.decode("latin-1")[:200]
             elif name == b"debug":
                 debug = value.strip().lower() in (b"true", b"1", b"yes")
-        cid_token = correlation_id.set(given or uuid.uuid4().hex)
-        debug_token = debug_requested.set(debug)
+        cid = given or uuid.uuid4().hex
+        # Kept in the scope too: Starlette's last-resort error handler runs outside this middleware.
+        scope.setdefault("state", {})["correlation_id"] = cid
+        cid_token = correlation_id.set(cid)
+        debug_token = debug_requested.set(False)
+        pending_token = pending_debug_request.set(None)
         try:
             if debug:
-                receive = await self._log_request(scope, receive)
-            await self.app(scope, receive, self._echo(send) if debug else send)
+                receive = await self._remember_request(scope, receive)
+                send = self._echo(send)
+            await self.app(scope, receive, send)
         finally:
             correlation_id.reset(cid_token)
             debug_requested.reset(debug_token)
+            pending_debug_request.reset(pending_token)
 
     @staticmethod
-    async def _log_request(scope: Scope, receive: Receive) -> Receive:
+    async def _remember_request(scope: Scope, receive: Receive) -> Receive:
         chunks: list[bytes] = []
         more = True
         while more:
@@ -54,13 +66,12 @@ class RequestContextMiddleware:
             chunks.append(message.get("body", b""))
             more = message.get("more_body", False)
         body = b"".join(chunks)
-        headers = redact({k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]})
-        try:
-            shown: Any = redact(json.loads(body)) if body else None
-        except ValueError:
-            shown = body[:2000].decode("utf-8", "replace")
-        log.debug("debug request %s %s query=%s headers=%s body=%s", scope["method"], scope["path"],
-                  redact(scope.get("query_string", b"").decode("latin-1")), headers, shown)
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        query = scope.get("query_string", b"").decode("latin-1")
+        pending_debug_request.set(
+            f"debug request {scope['method']} {scope['path']} query={redact(query)} headers={redact(headers)} "
+            f"body={redacted_body(body, headers.get('content-type', ''))}"
+        )
         replayed = False
 
         async def replay() -> Message:
@@ -74,11 +85,16 @@ class RequestContextMiddleware:
 
     @staticmethod
     def _echo(send: Send) -> Send:
+        content_type = ""
+
         async def logged(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                log.debug("debug response status=%s", message["status"])
-            elif message["type"] == "http.response.body" and message.get("body"):
-                log.debug("debug response body=%s", redact(message["body"][:4000].decode("utf-8", "replace")))
+            nonlocal content_type
+            if debug_requested.get():
+                if message["type"] == "http.response.start":
+                    content_type = dict(message.get("headers", [])).get(b"content-type", b"").decode("latin-1")
+                    log.debug("debug response status=%s", message["status"])
+                elif message["type"] == "http.response.body" and message.get("body"):
+                    log.debug("debug response body=%s", redacted_body(message["body"], content_type))
             await send(message)
 
         return logged
@@ -97,7 +113,7 @@ class BodyLimitMiddleware:
             return
         for name, value in scope["headers"]:
             if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
-                await self._refuse(send)
+                await self._refuse(scope, send)
                 return
         chunks: list[bytes] = []
         size = 0
@@ -109,7 +125,7 @@ class BodyLimitMiddleware:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.max_bytes:
-                await self._refuse(send)
+                await self._refuse(scope, send)
                 return
             chunks.append(chunk)
             more = message.get("more_body", False)
@@ -125,11 +141,13 @@ class BodyLimitMiddleware:
 
         await self.app(scope, replay, send)
 
-    async def _refuse(self, send: Send) -> None:
+    async def _refuse(self, scope: Scope, send: Send) -> None:
         limit_kb = self.max_bytes // 1000
+        # This middleware is outermost, so the correlation id is read here rather than from the context.
+        given = next((v.decode("latin-1")[:200] for k, v in scope["headers"] if k == b"correlationid"), None)
         payload = json.dumps(error_body(
             413, f"The request body is larger than {limit_kb} kB, which is more than any vILT request needs. "
-            "Send only the documented fields.", correlation_id.get(),
+            "Send only the documented fields.", given or uuid.uuid4().hex,
         )).encode()
         await send({"type": "http.response.start", "status": 413,
                     "headers": [(b"content-type", b"application/json"), (b"connection", b"close"),

@@ -14,6 +14,7 @@ from viltbridge import connections
 from viltbridge.core.errors import Forbidden, NotAuthenticated
 from viltbridge.core.models import Connection
 from viltbridge.crypto import verify_access_token
+from viltbridge.observability import grant_debug
 from viltbridge.store import repository
 from viltbridge.store.db import SyncRunner
 from viltbridge.store.repository import ConnectionRecord
@@ -68,4 +69,5 @@ async def authenticate(authorization: str | None, db: SyncRunner, ctx: AppContex
             f"The viltbridge integration '{row.name}' is deactivated, so nothing can be scheduled, launched or "
             "reported through it. Ask the viltbridge administrator to activate it again."
         )
+    grant_debug()
     return repository.connection_from_row(row, ctx.keyring)

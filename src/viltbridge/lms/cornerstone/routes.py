@@ -10,7 +10,6 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Header, Path, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
-from sqlalchemy.exc import IntegrityError
 
 from viltbridge.core import services
 from viltbridge.core.emails import checked_email, decode_base64_email, parse_email_list
@@ -118,21 +117,14 @@ def session_input(body: SessionRequest, session_id: str) -> services.SessionInpu
 
 
 async def _schedule(ctx: AppContext, authorization: str | None, request: services.SessionInput) -> None:
-    for attempt in (1, 2):
-        try:
-            async with ctx.db.transaction() as db:
-                connection = await auth.authenticate(authorization, db, ctx)
-                provider = ctx.providers.for_connection(connection)
-                session, created = await services.schedule_session(
-                    AsyncSqlStore(db, ctx.keyring), provider, connection, request, ctx.clock
-                )
-            log.info("session %s %s (%s)", request.external_id, "created" if created else "updated",
-                     session.meeting.meeting_id if session.meeting else "no meeting")
-            return
-        except IntegrityError:
-            # Two copies of one POST raced; the second now finds the first's row and updates it.
-            if attempt == 2:
-                raise
+    async with ctx.db.transaction() as db:
+        connection = await auth.authenticate(authorization, db, ctx)
+        provider = ctx.providers.for_connection(connection)
+        session, created = await services.schedule_session(
+            AsyncSqlStore(db, ctx.keyring), provider, connection, request, ctx.clock
+        )
+    log.info("session %s %s (%s)", request.external_id, "created" if created else "updated",
+             session.meeting.meeting_id if session.meeting else "no meeting")
 
 
 @router.post("/session", response_model=SuccessEnvelope, responses=_errors(400, 413, *COMMON),
