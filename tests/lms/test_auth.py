@@ -108,3 +108,17 @@ def test_a_deactivated_connection_gets_no_token(client: TestClient, connection, 
 def test_health_needs_no_credentials(client: TestClient) -> None:
     response = client.get("/healthz")
     assert response.status_code == 200 and response.json()["database"] == "ok"
+
+
+def test_callers_are_authenticated_before_their_bodies_are_read(client: TestClient, connection, db: Db) -> None:
+    from viltbridge import connections
+
+    bad = session_body(TimeZone={"UTCOffset": "banana"})
+    anonymous = client.post("/session", json=bad)
+    assert anonymous.status_code == 401 and "banana" not in anonymous.text
+    with db.session() as s, s.begin():
+        connections.set_active(s, connection["name"], False)
+    deactivated = client.post("/session", json=bad, auth=(connection["username"], connection["password"]))
+    assert deactivated.status_code == 403
+    launch = client.get("/session/x/user/not-base64!/url", auth=("nobody", "x"))
+    assert launch.status_code == 401

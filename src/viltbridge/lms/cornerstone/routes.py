@@ -7,13 +7,14 @@ import re
 import time
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Header, Path, Query, Request
+from fastapi import APIRouter, Body, Depends, Header, Path, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
 from viltbridge.core import services
 from viltbridge.core.emails import checked_email, decode_base64_email, parse_email_list
 from viltbridge.core.errors import InvalidInput
+from viltbridge.core.models import Connection
 from viltbridge.core.times import parse_lms_datetime, parse_utc_offset
 from viltbridge.crypto import sign_access_token
 from viltbridge.lms.cornerstone import auth
@@ -54,6 +55,14 @@ def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
 COMMON = (401, 403, 500)
 CORRELATION = Header(alias="correlationId", description="Echoed in the response")
 DEBUG = Header(alias="debug", description="true: log this request and its provider calls in detail")
+
+
+async def lms_caller(request: Request) -> Connection:
+    """Authenticates before FastAPI validates any body, so an unauthenticated or deactivated caller learns
+    nothing from validation errors (only a body that is not JSON at all is refused earlier, as it is unreadable)."""
+    ctx = _ctx(request)
+    async with ctx.db.reader() as db:
+        return await auth.authenticate(request.headers.get("authorization"), db, ctx)
 
 
 def _ctx(request: Request) -> AppContext:
@@ -116,9 +125,8 @@ def session_input(body: SessionRequest, session_id: str) -> services.SessionInpu
     )
 
 
-async def _schedule(ctx: AppContext, authorization: str | None, request: services.SessionInput) -> None:
+async def _schedule(ctx: AppContext, connection: Connection, request: services.SessionInput) -> None:
     async with ctx.db.transaction() as db:
-        connection = await auth.authenticate(authorization, db, ctx)
         provider = ctx.providers.for_connection(connection)
         session, created = await services.schedule_session(
             AsyncSqlStore(db, ctx.keyring), provider, connection, request, ctx.clock
@@ -131,15 +139,15 @@ async def _schedule(ctx: AppContext, authorization: str | None, request: service
              summary="CreateSession (a duplicate SessionId updates the session)")
 async def create_session(
     request: Request,
+    connection: Annotated[Connection, Depends(lms_caller)],
     body: Annotated[SessionRequest, Body()],
-    authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
     correlation: Annotated[str | None, CORRELATION] = None,
     debug: Annotated[str | None, DEBUG] = None,
 ) -> Any:
     ctx = _ctx(request)
     if body.SessionId is None or not body.SessionId.strip():
         raise InvalidInput("SessionId is required; send Cornerstone's id for this session.")
-    await _schedule(ctx, authorization, session_input(body, _session_id(body.SessionId)))
+    await _schedule(ctx, connection, session_input(body, _session_id(body.SessionId)))
     return _success()
 
 
@@ -147,13 +155,13 @@ async def create_session(
             summary="UpdateSession (full replacement; an unknown SessionId creates it)")
 async def update_session(
     request: Request,
+    connection: Annotated[Connection, Depends(lms_caller)],
     SessionId: Annotated[str, Path()],
     body: Annotated[SessionUpdateRequest, Body()],
-    authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
     correlation: Annotated[str | None, CORRELATION] = None,
     debug: Annotated[str | None, DEBUG] = None,
 ) -> Any:
-    await _schedule(_ctx(request), authorization, session_input(body, _session_id(SessionId)))
+    await _schedule(_ctx(request), connection, session_input(body, _session_id(SessionId)))
     return _success()
 
 
@@ -161,15 +169,14 @@ async def update_session(
                summary="CancelSession (idempotent: unknown or cancelled sessions succeed)")
 async def cancel_session(
     request: Request,
+    connection: Annotated[Connection, Depends(lms_caller)],
     SessionId: Annotated[str, Path()],
     LoId: Annotated[str | None, Query()] = None,
-    authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
     correlation: Annotated[str | None, CORRELATION] = None,
     debug: Annotated[str | None, DEBUG] = None,
 ) -> Any:
     ctx = _ctx(request)
     async with ctx.db.transaction() as db:
-        connection = await auth.authenticate(authorization, db, ctx)
         cancelled = await services.cancel_session(
             AsyncSqlStore(db, ctx.keyring), ctx.providers.for_connection(connection), connection,
             _session_id(SessionId), ctx.clock,
@@ -194,9 +201,9 @@ def _documented(*names: str, where: str = "path") -> list[dict[str, Any]]:
 )
 async def launch_session(request: Request) -> Any:
     ctx = _ctx(request)
-    email = decode_base64_email(request.path_params["base64EncodedEmail"])
     async with ctx.db.reader() as db:
         connection = await auth.authenticate(request.headers.get("authorization"), db, ctx)
+        email = decode_base64_email(request.path_params["base64EncodedEmail"])
         url = await services.launch_url(AsyncSqlStore(db, ctx.keyring), connection,
                                         _session_id(request.path_params["SessionId"]), email, ctx.launch, ctx.clock)
     return _success(joinUrl=url)
@@ -206,14 +213,13 @@ async def launch_session(request: Request) -> Any:
             responses=_errors(400, 404, *COMMON), summary="GetAttendees: emails of people who attended")
 async def get_attendees(
     request: Request,
+    connection: Annotated[Connection, Depends(lms_caller)],
     SessionId: Annotated[str, Path()],
-    authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
     correlation: Annotated[str | None, CORRELATION] = None,
     debug: Annotated[str | None, DEBUG] = None,
 ) -> Any:
     ctx = _ctx(request)
     async with ctx.db.transaction() as db:
-        connection = await auth.authenticate(authorization, db, ctx)
         result = await services.attendance(
             AsyncSqlStore(db, ctx.keyring), ctx.providers.for_connection(connection), connection,
             _session_id(SessionId), ctx.clock,
@@ -227,14 +233,13 @@ async def get_attendees(
             responses=_errors(400, *COMMON), summary="GetExtendedOptions: the provider's per-session options")
 async def get_extended_options(
     request: Request,
+    connection: Annotated[Connection, Depends(lms_caller)],
     SessionId: Annotated[str, Path()],
-    authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
     correlation: Annotated[str | None, CORRELATION] = None,
     debug: Annotated[str | None, DEBUG] = None,
 ) -> Any:
     ctx = _ctx(request)
     async with ctx.db.reader() as db:
-        connection = await auth.authenticate(authorization, db, ctx)
         provider = ctx.providers.for_connection(connection)
         options, chosen = await services.extended_options(
             AsyncSqlStore(db, ctx.keyring), provider, connection, _session_id(SessionId)
@@ -258,15 +263,14 @@ async def get_extended_options(
              summary="AddInstructor (a known email updates the instructor)")
 async def add_instructor(
     request: Request,
+    connection: Annotated[Connection, Depends(lms_caller)],
     body: Annotated[AddInstructorRequest, Body()],
-    authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
     correlation: Annotated[str | None, CORRELATION] = None,
     debug: Annotated[str | None, DEBUG] = None,
 ) -> Any:
     ctx = _ctx(request)
     first, last = _text(body.FirstName, "FirstName"), _text(body.LastName, "LastName")
     async with ctx.db.transaction() as db:
-        connection = await auth.authenticate(authorization, db, ctx)
         await services.add_instructor(AsyncSqlStore(db, ctx.keyring), ctx.providers.for_connection(connection),
                                       connection, body.Email, first, last)
     return _success()
@@ -276,15 +280,14 @@ async def add_instructor(
             summary="UpdateInstructor (an unknown OldEmail creates the instructor)")
 async def update_instructor(
     request: Request,
+    connection: Annotated[Connection, Depends(lms_caller)],
     body: Annotated[UpdateInstructorRequest, Body()],
-    authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
     correlation: Annotated[str | None, CORRELATION] = None,
     debug: Annotated[str | None, DEBUG] = None,
 ) -> Any:
     ctx = _ctx(request)
     first, last = _text(body.FirstName, "FirstName"), _text(body.LastName, "LastName")
     async with ctx.db.transaction() as db:
-        connection = await auth.authenticate(authorization, db, ctx)
         await services.update_instructor(
             AsyncSqlStore(db, ctx.keyring), ctx.providers.for_connection(connection), connection,
             body.OldEmail, body.NewEmail, first, last, body.IsActive,
