@@ -6,7 +6,6 @@ hash would, at a cost per request that does not cap throughput (argon2 would: ~1
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 import json
@@ -18,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+
+from viltbridge.core.sealed import seal, unseal
 
 MIN_CHOSEN_SECRET_LENGTH = 16
 
@@ -102,32 +103,25 @@ def secret_matches(secret: str, salt: str, digest: str) -> bool:
     return hmac.compare_digest(secret_digest(secret, salt), digest)
 
 
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+def secret_fingerprint(salt: str) -> str:
+    """Changes whenever the LMS secret is rotated (a new salt comes with it), so tokens minted before die."""
+    return hashlib.sha256(salt.encode("ascii")).hexdigest()[:16]
 
 
-def sign_access_token(connection_id: int, expires_at: int, keys: list[bytes]) -> str:
+def sign_access_token(connection_id: int, fingerprint: str, expires_at: int, keys: list[bytes]) -> str:
     """A stateless OAuth bearer token; any replica sharing the keys can verify it."""
-    body = _b64(json.dumps([connection_id, expires_at], separators=(",", ":")).encode())
-    return f"vbat.{body}.{_b64(hmac.new(keys[0], body.encode(), hashlib.sha256).digest())}"
+    return "vbat." + seal([connection_id, fingerprint, expires_at], keys[0])
 
 
-def verify_access_token(token: str, keys: list[bytes], now: int) -> int | None:
-    """The connection id of a valid, unexpired token; None otherwise."""
-    prefix, _, rest = token.partition(".")
-    body, _, signature = rest.partition(".")
-    if prefix != "vbat" or not body or not signature:
-        return None
-    given = signature.encode()
-    if not any(
-        hmac.compare_digest(_b64(hmac.new(key, body.encode(), hashlib.sha256).digest()).encode(), given)
-        for key in keys
-    ):
+def verify_access_token(token: str, keys: list[bytes], now: int) -> tuple[int, str] | None:
+    """(connection id, secret fingerprint) of a valid, unexpired token; None otherwise."""
+    prefix, _, sealed = token.partition(".")
+    if prefix != "vbat":
         return None
     try:
-        connection_id, expires_at = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
-    except ValueError:
+        connection_id, fingerprint, expires_at = unseal(sealed, keys)
+    except ValueError:  # malformed, forged, or the wrong number of fields
         return None
     if not isinstance(connection_id, int) or not isinstance(expires_at, int) or expires_at < now:
         return None
-    return connection_id
+    return (connection_id, str(fingerprint))

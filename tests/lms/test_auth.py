@@ -87,12 +87,25 @@ def test_oauth_errors_follow_rfc_6749(client: TestClient, connection) -> None:
 def test_a_forged_or_foreign_bearer_token_is_refused(client: TestClient, connection, settings) -> None:
     from viltbridge.crypto import sign_access_token
 
-    forged = sign_access_token(1, 4_000_000_000, [b"k" * 32])
+    forged = sign_access_token(1, "0" * 16, 4_000_000_000, [b"k" * 32])
     response = client.get("/session/x/attendees", headers={"Authorization": f"Bearer {forged}"})
     assert response.status_code == 401
-    expired_key = client.app.state.ctx.access_token_keys
-    expired = sign_access_token(1, 1, expired_key)
+    server_keys = client.app.state.ctx.access_token_keys
+    expired = sign_access_token(1, "0" * 16, 1, server_keys)
     assert client.get("/session/x/attendees", headers={"Authorization": f"Bearer {expired}"}).status_code == 401
+
+
+def test_rotating_the_secret_revokes_issued_tokens(client: TestClient, connection, db: Db) -> None:
+    from viltbridge import connections
+
+    token = client.post("/oauth/token", data={"grant_type": "client_credentials"},
+                        auth=(connection["username"], connection["password"])).json()["access_token"]
+    headers = {"Authorization": f"Bearer {token}"}
+    assert client.get("/session/x/extendedoptions", headers=headers).status_code == 200
+    with db.session() as s, s.begin():
+        connections.rotate_secret(s, connection["name"])
+    refused = client.get("/session/x/extendedoptions", headers=headers)
+    assert refused.status_code == 401 and "request a new one" in refused.json()["error"]["message"]
 
 
 def test_a_deactivated_connection_gets_no_token(client: TestClient, connection, db: Db) -> None:

@@ -26,6 +26,7 @@ _OFFSET = re.compile(
 # "UTC", "GMT", "Z" alone, or "(UTC) Coordinated Universal Time"; not words that merely start with them ("Zagreb").
 _ZERO_OFFSET = re.compile(r"^\s*(?:\(\s*(?:UTC|GMT|Z)\s*\)(?P<label>.*)|(?:UTC|GMT|Z)\s*)$", re.IGNORECASE)
 
+EARLIEST_YEAR, LATEST_YEAR = 1970, 2200
 OFFSET_EXAMPLES = "-05:00, -0500, -5, UTC-05:00, GMT+5:30 or '(UTC-05:00) Eastern Time'"
 
 
@@ -44,14 +45,17 @@ def parse_lms_datetime(value: object, *, field: str) -> datetime:
         raise InvalidInput(
             f"{field} '{value[:60]}' is not a date; send UTC as YYYY-MM-DDTHH:MM:SS (e.g. 2026-03-01T14:00:00)."
         ) from None
-    if parsed.tzinfo is None:
-        return parsed.replace(tzinfo=UTC)
     try:
-        return parsed.astimezone(UTC)
+        moment = parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
     except OverflowError:
+        moment = None
+    # Beyond these years no class is real, and zone arithmetic near year 1 or 9999 overflows.
+    if moment is None or not EARLIEST_YEAR <= moment.year <= LATEST_YEAR:
         raise InvalidInput(
-            f"{field} '{value[:60]}' is out of range; send UTC as YYYY-MM-DDTHH:MM:SS (e.g. 2026-03-01T14:00:00)."
-        ) from None
+            f"{field} '{value[:60]}' is outside the years {EARLIEST_YEAR}-{LATEST_YEAR}; send the session's real "
+            "date as UTC, YYYY-MM-DDTHH:MM:SS (e.g. 2026-03-01T14:00:00)."
+        )
+    return moment
 
 
 def parse_utc_offset(value: object) -> int:

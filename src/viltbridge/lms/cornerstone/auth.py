@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import base64
 import binascii
-import time
+import hmac
 
 from viltbridge import connections
 from viltbridge.core.errors import Forbidden, NotAuthenticated
 from viltbridge.core.models import Connection
-from viltbridge.crypto import verify_access_token
+from viltbridge.crypto import secret_fingerprint, verify_access_token
 from viltbridge.observability import grant_debug
 from viltbridge.store import repository
 from viltbridge.store.db import SyncRunner
@@ -58,10 +58,13 @@ async def authenticate(authorization: str | None, db: SyncRunner, ctx: AppContex
     if credentials is not None:
         row = await check_client(db, *credentials)
     elif authorization[:7].lower() == "bearer ":
-        connection_id = verify_access_token(authorization[7:].strip(), ctx.access_token_keys, int(time.time()))
-        if connection_id is None:
+        verified = verify_access_token(authorization[7:].strip(), ctx.access_token_keys,
+                                       int(ctx.clock.now().timestamp()))
+        if verified is None:
             raise NotAuthenticated("The access token is invalid or has expired; request a new one from /oauth/token.")
-        row = await db.run_sync(repository.connection_row, connection_id)
+        row = await db.run_sync(repository.connection_row, verified[0])
+        if row is not None and not hmac.compare_digest(secret_fingerprint(row.secret_salt), verified[1]):
+            raise NotAuthenticated("The access token was issued before the secret was changed; request a new one.")
     if row is None:
         raise NotAuthenticated(WRONG_CREDENTIALS)
     if not row.active:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import re
-import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Header, Path, Query, Request
@@ -16,7 +15,7 @@ from viltbridge.core.emails import checked_email, decode_base64_email, parse_ema
 from viltbridge.core.errors import InvalidInput
 from viltbridge.core.models import Connection
 from viltbridge.core.times import parse_lms_datetime, parse_utc_offset
-from viltbridge.crypto import sign_access_token
+from viltbridge.crypto import secret_fingerprint, sign_access_token
 from viltbridge.lms.cornerstone import auth
 from viltbridge.lms.cornerstone.wire import (
     AddInstructorRequest,
@@ -348,7 +347,8 @@ async def oauth_token(
     if not row.active:
         return _oauth_error(403, "access_denied", f"The viltbridge integration '{row.name}' is deactivated.")
     ttl = ctx.settings.oauth_token_ttl_seconds
-    token = sign_access_token(row.id, int(time.time()) + ttl, ctx.access_token_keys)
+    token = sign_access_token(row.id, secret_fingerprint(row.secret_salt), int(ctx.clock.now().timestamp()) + ttl,
+                              ctx.access_token_keys)
     return JSONResponse(
         {"access_token": token, "token_type": "Bearer", "expires_in": ttl, "scope": form.get("scope") or "vilt"},
         headers={"Cache-Control": "no-store", "Pragma": "no-cache"},
