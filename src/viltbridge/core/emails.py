@@ -35,7 +35,7 @@ def checked_email(raw: str, *, field: str) -> str:
 
 
 def decode_base64_email(encoded: str) -> str:
-    """Decode the `{base64EncodedEmail}` path segment tolerantly.
+    """Decode the `{base64EncodedEmail}` path segment tolerantly; returns the valid email, trimmed, case kept.
 
     Accepts the standard or URL-safe alphabet, with or without padding, and percent-encoding on top
     (`%3D` for `=`), since LMSs and proxies differ in what they send.
@@ -57,7 +57,9 @@ def decode_base64_email(encoded: str) -> str:
         raise InvalidInput(
             "The user part of the launch URL does not decode to text; send the learner's email encoded with base64."
         ) from None
-    return checked_email(decoded, field="The email in the launch URL")
+    checked_email(decoded, field="The email in the launch URL")
+    # As the LMS spelled it: attendance is reported back in the spelling the LMS knows (compare normalised).
+    return decoded.strip()
 
 
 def encode_base64_email(email: str) -> str:

@@ -100,10 +100,15 @@ class Session:
 
 @dataclass(frozen=True)
 class Launch:
-    """One click on a launch link, as recorded in the launch ledger."""
+    """One click on a launch link, as recorded in the launch ledger.
+
+    `email` is normalised (the person's key); `lms_email` is spelled as the LMS sent it, which is what
+    attendance reports back, since the LMS may compare emails exactly.
+    """
 
     session_id: int
     email: str
+    lms_email: str
     role: Role
     clicked_at: datetime
     provider_url: str

@@ -14,7 +14,7 @@ from typing import Any
 
 from viltbridge.core.attendance import AttendanceDecision, decide_from_launches, launch_only_state
 from viltbridge.core.clock import Clock
-from viltbridge.core.emails import checked_email
+from viltbridge.core.emails import checked_email, normalize_email
 from viltbridge.core.errors import Forbidden, InvalidInput, NotFound, NotReady
 from viltbridge.core.launch_tokens import LaunchClaims, sign_launch, verify_launch
 from viltbridge.core.models import (
@@ -337,10 +337,12 @@ async def follow_launch(
     if now > session.ends_at + LAUNCH_GRACE_AFTER_END:
         raise LaunchNotOpen(f"'{session.title}' ended at {session.ends_at:%Y-%m-%d %H:%M} UTC.")
     # The role is decided now, from the session as it is now: an edit to the instructors applies at once.
-    role = await _role_of(store, session, claims.email)
+    email = normalize_email(claims.email)
+    role = await _role_of(store, session, email)
     link = await provider.launch_link(_meeting_ref(session.meeting), Person(email=claims.email), role)
     assert session.id is not None
-    await store.record_launch(Launch(session_id=session.id, email=claims.email, role=role, clicked_at=now,
+    await store.record_launch(Launch(session_id=session.id, email=email, lms_email=claims.email, role=role,
+                                     clicked_at=now,
                                      provider_url=link.url, personal=link.personal, user_agent=user_agent))
     return link.url
 

@@ -253,7 +253,8 @@ def list_sessions(db: OrmSession, connection_id: int) -> list[Session]:
 
 
 def record_launch(db: OrmSession, launch: Launch) -> None:
-    db.add(LaunchRow(session_id=launch.session_id, email=launch.email, role=launch.role.value,
+    db.add(LaunchRow(session_id=launch.session_id, email=launch.email, lms_email=launch.lms_email,
+                     role=launch.role.value,
                      clicked_at=launch.clicked_at, provider_url=launch.provider_url, personal=launch.personal,
                      user_agent=(launch.user_agent or None) and launch.user_agent[:500]))
     db.flush()
@@ -266,7 +267,8 @@ def launches_between(db: Readable, session_id: int, start: datetime, end: dateti
         .order_by(_LAUNCHES.c.clicked_at, _LAUNCHES.c.id)
     )
     return [
-        Launch(session_id=row.session_id, email=row.email, role=Role(row.role), clicked_at=row.clicked_at,
+        Launch(session_id=row.session_id, email=row.email, lms_email=row.lms_email, role=Role(row.role),
+               clicked_at=row.clicked_at,
                provider_url=row.provider_url, personal=row.personal, user_agent=row.user_agent)
         for row in rows
     ]

@@ -116,7 +116,8 @@ class LaunchRow(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     session_id: Mapped[int] = mapped_column(sa.ForeignKey("sessions.id", ondelete="CASCADE"))
-    email: Mapped[str] = mapped_column(sa.String(320))
+    email: Mapped[str] = mapped_column(sa.String(320), doc="normalised: the person's key")
+    lms_email: Mapped[str] = mapped_column(sa.String(320), doc="as the LMS spelled it")
     role: Mapped[str] = mapped_column(sa.String(20))
     clicked_at: Mapped[datetime]
     provider_url: Mapped[str] = mapped_column(sa.Text)
