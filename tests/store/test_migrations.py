@@ -31,6 +31,7 @@ def test_down_and_up_again_keeps_launches_and_backfills_their_lms_email(database
             " VALUES (1, 'l@example.com', 'attendee', :t, 'https://x', false)"), {"t": now})
     migrate.upgrade(database_url)
     with engine.connect() as conn:
-        assert conn.execute(sa.text("SELECT email, lms_email FROM launches")).one() == ("l@example.com", "l@example.com")
+        row = conn.execute(sa.text("SELECT email, lms_email FROM launches")).one()
+    assert tuple(row) == ("l@example.com", "l@example.com")
     assert migrate.current_revision(database_url) == "0002"
     engine.dispose()
