@@ -103,3 +103,25 @@ def test_migrate_and_keygen(run) -> None:
     assert "database at revision" in run("migrate").output
     key = run("keygen").stdout.strip()
     assert len(key) == 44
+
+
+def test_a_lost_key_file_is_reported_not_replaced(run, tmp_path: Path) -> None:
+    run("connection", "create", "acme")
+    key = tmp_path / "cli.key"
+    key.rename(tmp_path / "moved.key")
+    result = run("connection", "show", "acme", ok=False)
+    assert result.exit_code == 1
+    assert "key file" in result.output and "is missing" in result.output
+    assert not key.exists()  # no new key that could not read the stored settings
+    (tmp_path / "moved.key").rename(key)
+    assert json.loads(run("connection", "show", "acme", "--json").stdout)["name"] == "acme"
+
+
+def test_the_wrong_key_is_reported_without_a_traceback(run, monkeypatch: pytest.MonkeyPatch) -> None:
+    from cryptography.fernet import Fernet
+
+    run("connection", "create", "acme")
+    monkeypatch.setenv("VILTBRIDGE_SECRET_KEY", Fernet.generate_key().decode())
+    result = run("connection", "show", "acme", ok=False)
+    assert result.exit_code == 1 and "cannot be decrypted" in result.output
+    assert "Traceback" not in result.output

@@ -17,7 +17,8 @@ from sqlalchemy.orm import Session as OrmSession
 from viltbridge import connections
 from viltbridge.config import Settings
 from viltbridge.core.errors import DomainError
-from viltbridge.crypto import Keyring, KeyringError, load_keyring
+from viltbridge.crypto import Keyring, KeyringError
+from viltbridge.keys import open_keyring
 from viltbridge.store import migrate as migrations
 from viltbridge.store import repository
 from viltbridge.store.db import sync_engine
@@ -29,7 +30,7 @@ app = typer.Typer(
 connection_app = typer.Typer(no_args_is_help=True, help="Create and manage connections (one per LMS integration).")
 app.add_typer(connection_app, name="connection")
 out = Console()
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # errors stay one line: easy to grep and to paste
 
 
 def _fail(message: str, code: int = 1) -> None:
@@ -41,7 +42,7 @@ def _fail(message: str, code: int = 1) -> None:
 def _database(settings: Settings) -> Iterator[tuple[OrmSession, Keyring]]:
     """A migrated database and the keyring; commits on success, rolls back and reports domain errors."""
     try:
-        keyring = load_keyring(settings.secret_key, settings.key_file)
+        keyring = open_keyring(settings)
         migrations.upgrade(settings.database_url)
     except (KeyringError, ValueError) as exc:
         _fail(str(exc))
@@ -51,6 +52,8 @@ def _database(settings: Settings) -> Iterator[tuple[OrmSession, Keyring]]:
             yield db, keyring
     except DomainError as exc:
         _fail(exc.message)
+    except KeyringError as exc:
+        _fail(str(exc))
     finally:
         engine.dispose()
 
@@ -89,6 +92,10 @@ def serve(
                                  run_worker=not no_worker)
     except (KeyringError, ValueError) as exc:
         _fail(str(exc))
+    if not settings.public_url and host not in ("127.0.0.1", "localhost", "::1"):
+        err.print(f"[yellow]warning:[/yellow] serving on {host} without VILTBRIDGE_PUBLIC_URL: launch links will "
+                  f"point at http://{host}:{port}, which browsers elsewhere cannot reach. Set VILTBRIDGE_PUBLIC_URL to "
+                  "the address people use, e.g. https://vilt.example.org.")
     err.print(f"viltbridge serving on http://{host}:{port} (LMS contract under '{settings.prefix or '/'}')")
     uvicorn.run(application, host=host, port=port, access_log=access_log, log_level="warning",
                 server_header=False, proxy_headers=True)

@@ -25,7 +25,9 @@ class Settings(BaseSettings):
     lms_path_prefix: str = Field(default="/", description="Where the Cornerstone contract is mounted")
     max_body_bytes: int = 1_000_000
     oauth_token_ttl_seconds: int = 3600
-    launch_link_max_age_hours: int = 12
+    # Cornerstone asks for a fresh link on every click, so a link needs to live only from click to page load;
+    # a short life limits what a copied link is worth.
+    launch_link_max_age_minutes: int = 15
     log_level: str = "INFO"
     log_json: bool = False
 

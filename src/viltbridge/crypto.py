@@ -59,18 +59,24 @@ class Keyring:
         return decoded
 
 
-def load_keyring(secret_key: str | None, key_file: Path) -> Keyring:
-    """Keys from VILTBRIDGE_SECRET_KEY, else from the key file, created (mode 0600) on first run."""
+def load_keyring(secret_key: str | None, key_file: Path, may_create: bool = True) -> Keyring:
+    """Keys from VILTBRIDGE_SECRET_KEY, else from the key file, created (mode 0600) on first run.
+
+    `may_create=False` when data encrypted with some key exists already: a new key could not read it, so a missing
+    key file is an error to fix, not something to paper over.
+    """
     if secret_key:
         raw_keys = [part.strip() for part in secret_key.split(",") if part.strip()]
     elif key_file.exists():
         raw_keys = [line.strip() for line in key_file.read_text().splitlines() if line.strip()]
+    elif not may_create:
+        raise KeyringError(
+            f"The key file {key_file} is missing, but the database holds connections whose settings were encrypted "
+            "with a key. Restore the key file (or set VILTBRIDGE_SECRET_KEY to that key); a new key could not "
+            "read them."
+        )
     else:
-        raw_keys = [Fernet.generate_key().decode("ascii")]
-        key_file.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(raw_keys[0] + "\n")
+        raw_keys = [_create_key_file(key_file)]
     keys: list[bytes] = []
     for raw in raw_keys:
         try:
@@ -84,6 +90,18 @@ def load_keyring(secret_key: str | None, key_file: Path) -> Keyring:
     if not keys:
         raise KeyringError("No secret key configured; set VILTBRIDGE_SECRET_KEY or remove the empty key file.")
     return Keyring(tuple(keys))
+
+
+def _create_key_file(key_file: Path) -> str:
+    key = Fernet.generate_key().decode("ascii")
+    key_file.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another process created it a moment ago: use theirs
+        return key_file.read_text().strip().splitlines()[0]
+    with os.fdopen(fd, "w") as handle:
+        handle.write(key + "\n")
+    return key
 
 
 def new_secret() -> str:

@@ -41,6 +41,7 @@ def test_links_open_in_the_launch_window_and_are_recorded(scheduled: Lms, db: Db
     assert too_early.status_code == 403
     assert "opens for joining at" in too_early.text
     clock.set(START - timedelta(minutes=10))
+    url = scheduled.launch("sess-1", "learner@example.com").json()["data"]["joinUrl"]  # the LMS asks on each click
     ok = follow(scheduled, url)
     assert ok.status_code == 302
     assert ok.headers["referrer-policy"] == "no-referrer"
@@ -68,6 +69,14 @@ def test_instructor_emails_decide_host_and_cohost(lms: Lms, db: Db, clock) -> No
     assert roles == {"lead@example.com": "host", "helper@example.com": "cohost", "learner@example.com": "attendee"}
 
 
+def test_a_link_expires_minutes_after_the_lms_asked_for_it(scheduled: Lms, clock) -> None:
+    clock.set(START)
+    url = scheduled.launch("sess-1", "learner@example.com").json()["data"]["joinUrl"]
+    clock.set(START + timedelta(minutes=16))
+    expired = follow(scheduled, url)
+    assert expired.status_code == 403 and "expired" in expired.text
+
+
 def test_a_tampered_link_is_refused_with_a_page(scheduled: Lms) -> None:
     url = scheduled.launch("sess-1", "learner@example.com").json()["data"]["joinUrl"]
     body, signature = url.rsplit(".", 1)
@@ -78,9 +87,9 @@ def test_a_tampered_link_is_refused_with_a_page(scheduled: Lms) -> None:
 
 
 def test_a_link_stops_working_when_the_session_is_cancelled(scheduled: Lms, clock) -> None:
+    clock.set(START)
     url = scheduled.launch("sess-1", "learner@example.com").json()["data"]["joinUrl"]
     scheduled.cancel_session("sess-1")
-    clock.set(START)
     response = follow(scheduled, url)
     assert response.status_code == 400 and "cancelled" in response.text
 
@@ -88,10 +97,10 @@ def test_a_link_stops_working_when_the_session_is_cancelled(scheduled: Lms, cloc
 def test_a_link_stops_working_when_the_connection_is_deactivated(scheduled: Lms, db: Db, connection, clock) -> None:
     from viltbridge import connections
 
+    clock.set(START)
     url = scheduled.launch("sess-1", "learner@example.com").json()["data"]["joinUrl"]
     with db.session() as s, s.begin():
         connections.set_active(s, connection["name"], False)
-    clock.set(START)
     response = follow(scheduled, url)
     assert response.status_code == 403 and "switched off" in response.text
 
@@ -105,19 +114,20 @@ def test_attendance_before_anyone_joined_says_when_to_retry(scheduled: Lms) -> N
 
 
 def test_attendance_lists_learners_who_launched_while_open(scheduled: Lms, db: Db, clock) -> None:
-    links = {email: scheduled.launch("sess-1", email).json()["data"]["joinUrl"]
-             for email in ("a@example.com", "b@example.com", "teacher@example.com", "late@example.com")}
+    def launch(email: str):
+        return follow(scheduled, scheduled.launch("sess-1", email).json()["data"]["joinUrl"])
+
     clock.set(START + timedelta(minutes=5))
     for email in ("a@example.com", "b@example.com", "teacher@example.com"):
-        assert follow(scheduled, links[email]).status_code == 302
-    assert follow(scheduled, links["a@example.com"]).status_code == 302  # a reconnect counts once
+        assert launch(email).status_code == 302
+    assert launch("a@example.com").status_code == 302  # a reconnect counts once
     during = scheduled.attendees("sess-1")
     assert during.status_code == 200
     assert [a["email"] for a in during.json()["data"]["attendees"]] == ["a@example.com", "b@example.com"]
     with db.engine.connect() as conn:
         assert conn.exec_driver_sql("SELECT attendance_state FROM sessions").scalar_one() == "provisional"
     clock.set(START + timedelta(minutes=61))  # after the end, inside the grace period: a click no longer counts
-    assert follow(scheduled, links["late@example.com"]).status_code == 302
+    assert launch("late@example.com").status_code == 302
     after = scheduled.attendees("sess-1")
     assert [a["email"] for a in after.json()["data"]["attendees"]] == ["a@example.com", "b@example.com"]
     with db.engine.connect() as conn:

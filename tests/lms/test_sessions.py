@@ -48,9 +48,9 @@ def test_a_duplicate_post_updates_the_session_and_keeps_the_meeting(lms: Lms, db
 
 
 def test_put_replaces_fields_in_place_and_keeps_links(lms: Lms, db: Db, clock) -> None:
-    lms.create_session(session_body())
+    lms.create_session(session_body(start=NOW + timedelta(minutes=10)))
     old_link = lms.launch("sess-1", "learner@example.com").json()["data"]["joinUrl"]
-    later = NOW + timedelta(minutes=30)
+    later = NOW + timedelta(minutes=12)
     response = lms.update_session("sess-1", session_body(start=later, Title="Moved", SessionId=None))
     assert response.status_code == 200, response.text
     with db.engine.connect() as conn:
@@ -157,3 +157,46 @@ def test_debug_is_honoured_only_for_authenticated_callers_and_hides_links(lms: L
     logged = capsys.readouterr().err
     assert "debug response body" in logged
     assert join_url not in logged and join_url.rsplit("/", 1)[1] not in logged  # a launch link is a credential
+
+
+def test_a_put_keeps_what_it_leaves_out_and_clears_what_it_sends_empty(lms: Lms, db: Db) -> None:
+    lms.create_session(session_body(InstructorEmails="t@example.com", LoId="lo-1"))
+    lms.update_session("sess-1", session_body())  # an older payload without these fields
+    with db.engine.connect() as conn:
+        emails, lo_id = conn.exec_driver_sql("SELECT instructor_emails, lo_id FROM sessions").one()
+    assert "t@example.com" in str(emails) and lo_id == "lo-1"
+    lms.update_session("sess-1", session_body(InstructorEmails=[], LoId=""))
+    with db.engine.connect() as conn:
+        emails, lo_id = conn.exec_driver_sql("SELECT instructor_emails, lo_id FROM sessions").one()
+    assert str(emails) == "[]" and lo_id is None
+
+
+def test_without_automatic_cancellation_the_meeting_stays_and_is_reused(lms: Lms, db: Db, connection) -> None:
+    from viltbridge import connections
+
+    with db.session() as s, s.begin():
+        connections.change(s, db.keyring, connection["name"], {"automatic_cancellation": "false"})
+    lms.create_session(session_body())
+    with db.engine.connect() as conn:
+        room = conn.exec_driver_sql("SELECT meeting_id FROM sessions").scalar_one()
+    assert lms.cancel_session("sess-1").status_code == 200
+    assert lms.launch("sess-1", "a@example.com").status_code == 400  # cancelled in the LMS: no launches
+    assert lms.create_session(session_body()).status_code == 200
+    with db.engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT meeting_id, status FROM sessions").one() == (room, "scheduled")
+
+
+def test_with_automatic_cancellation_a_reinstated_session_gets_a_new_meeting(lms: Lms, db: Db) -> None:
+    lms.create_session(session_body())
+    with db.engine.connect() as conn:
+        room = conn.exec_driver_sql("SELECT meeting_id FROM sessions").scalar_one()
+    lms.cancel_session("sess-1")
+    lms.create_session(session_body())
+    with db.engine.connect() as conn:
+        new_room, cancelled = conn.exec_driver_sql("SELECT meeting_id, meeting_cancelled FROM sessions").one()
+    assert new_room != room and not cancelled
+
+
+def test_utc_offset_true_is_not_an_offset(lms: Lms) -> None:
+    response = lms.create_session(session_body(TimeZone={"UTCOffset": True}))
+    assert response.status_code == 400 and "UTCOffset" in response.json()["error"]["message"]

@@ -71,6 +71,7 @@ class Meeting:
     join_url: str
     host_url: str | None = None
     data: dict[str, Any] = field(default_factory=dict)
+    cancelled: bool = False  # cancelled at the provider too (not when automatic cancellation is off)
 
 
 @dataclass

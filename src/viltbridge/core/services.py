@@ -8,7 +8,7 @@ session creates, a second DELETE succeeds), meetings are updated in place, launc
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -49,7 +49,7 @@ LAUNCH_GRACE_AFTER_END = timedelta(minutes=60)
 class LaunchSettings:
     public_url: str
     keys: list[bytes]
-    max_age: timedelta = timedelta(hours=12)
+    max_age: timedelta = timedelta(minutes=15)
 
 
 @dataclass(frozen=True)
@@ -63,8 +63,8 @@ class SessionInput:
     starts_at: datetime
     ends_at: datetime
     utc_offset_minutes: int
-    instructor_emails: list[str] = field(default_factory=list)
-    lo_id: str | None = None
+    instructor_emails: list[str] | None = None  # None: not sent, keep; []: sent empty, clear
+    lo_id: str | None = None  # None: not sent, keep; "": sent empty, clear
     extended_options: dict[str, Any] | None = None
 
 
@@ -227,20 +227,22 @@ async def schedule_session(
     session.creator_email = request.creator_email
     session.starts_at, session.ends_at = request.starts_at, request.ends_at
     session.utc_offset_minutes, session.zone = request.utc_offset_minutes, zone
-    if request.instructor_emails:
+    # Left out = unchanged (older payloads lack these fields); sent empty = cleared.
+    if request.instructor_emails is not None:
         session.instructor_emails = list(request.instructor_emails)
     if request.lo_id is not None:
-        session.lo_id = request.lo_id
+        session.lo_id = request.lo_id or None
     if extended is not None:
         session.extended_options = extended
     session.updated_at = now
     spec = await _meeting_spec(store, session)
-    if session.meeting is not None and session.status is SessionStatus.SCHEDULED:
+    if session.meeting is not None and not session.meeting.cancelled:
+        # Also when reinstating a session whose meeting was left in place (automatic cancellation off).
         session.meeting = _meeting(provider, await provider.update_meeting(_meeting_ref(session.meeting), spec))
     else:
-        # New, or reinstated after a cancellation: the cancelled meeting is gone at the provider.
+        # New, or reinstated after a cancellation that reached the provider: that meeting is gone.
         session.meeting = _meeting(provider, await provider.create_meeting(spec))
-        session.status, session.cancelled_at = SessionStatus.SCHEDULED, None
+    session.status, session.cancelled_at = SessionStatus.SCHEDULED, None
     return await store.save_session(session), existing is None
 
 
@@ -254,6 +256,7 @@ async def cancel_session(
         return session
     if session.meeting is not None and connection.options.automatic_cancellation:
         await provider.cancel_meeting(_meeting_ref(session.meeting))
+        session.meeting.cancelled = True
     elif session.meeting is not None:
         log.info("session %s cancelled in the LMS; meeting left in place because automatic cancellation is off",
                  external_id)

@@ -8,7 +8,9 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session as OrmSession
 
+from viltbridge.core.errors import DomainError
 from viltbridge.core.provider import AttendanceSource
+from viltbridge.crypto import KeyringError
 from viltbridge.store import repository
 from viltbridge.web.context import AppContext
 
@@ -23,11 +25,15 @@ def finalize_attendance(db: OrmSession, ctx: AppContext, now: datetime) -> int:
     The LMS may never ask again, so the state must not depend on its calls. Providers with attendance reports
     decide finality from their reports instead.
     """
-    launch_only = [
-        row.id for row in repository.all_connection_rows(db)
-        if ctx.providers.for_connection(repository.connection_from_row(row, ctx.keyring)).capabilities.attendance
-        is AttendanceSource.LAUNCH_ONLY
-    ]
+    launch_only: list[int] = []
+    for row in repository.all_connection_rows(db):
+        try:
+            provider = ctx.providers.for_connection(repository.connection_from_row(row, ctx.keyring))
+        except (DomainError, KeyringError) as exc:  # one broken connection must not stop the others' upkeep
+            log.warning("upkeep skips connection %s: %s", row.name, getattr(exc, "message", exc))
+            continue
+        if provider.capabilities.attendance is AttendanceSource.LAUNCH_ONLY:
+            launch_only.append(row.id)
     return repository.finalize_ended_sessions(db, launch_only, now)
 
 

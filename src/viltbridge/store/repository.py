@@ -95,6 +95,20 @@ def connection_row_by_name(db: OrmSession, name: str) -> ConnectionRow | None:
     return db.scalars(sa.select(ConnectionRow).where(ConnectionRow.name == name)).one_or_none()
 
 
+def has_connections(database_url: str) -> bool:
+    """Whether a (possibly not yet migrated) database already holds connections."""
+    from viltbridge.store.db import sync_engine
+
+    engine = sync_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            if not sa.inspect(conn).has_table("connections"):
+                return False
+            return conn.execute(sa.select(sa.func.count()).select_from(_CONNECTIONS)).scalar_one() > 0
+    finally:
+        engine.dispose()
+
+
 def all_connection_rows(db: OrmSession) -> list[ConnectionRow]:
     return list(db.scalars(sa.select(ConnectionRow).order_by(ConnectionRow.name)))
 
@@ -165,7 +179,7 @@ def _session(row: SessionRow | sa.Row[Any]) -> Session:
     if row.meeting_id is not None and row.meeting_provider is not None:
         meeting = Meeting(provider=row.meeting_provider, meeting_id=row.meeting_id,
                           join_url=row.meeting_join_url or "", host_url=row.meeting_host_url,
-                          data=dict(row.meeting_data or {}))
+                          data=dict(row.meeting_data or {}), cancelled=bool(row.meeting_cancelled))
     return Session(
         id=row.id, connection_id=row.connection_id, external_id=row.external_id, lo_id=row.lo_id,
         title=row.title, description=row.description, creator_email=row.creator_email,
@@ -207,6 +221,7 @@ def save_session(db: OrmSession, session: Session) -> Session:
     row.meeting_join_url = meeting.join_url if meeting else None
     row.meeting_host_url = meeting.host_url if meeting else None
     row.meeting_data = dict(meeting.data) if meeting else {}
+    row.meeting_cancelled = meeting.cancelled if meeting else False
     row.cancelled_at, row.updated_at = session.cancelled_at, session.updated_at or now
     db.flush()
     return _session(row)

@@ -105,6 +105,7 @@ class SessionRow(Base):
     meeting_join_url: Mapped[str | None] = mapped_column(sa.Text)
     meeting_host_url: Mapped[str | None] = mapped_column(sa.Text)
     meeting_data: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    meeting_cancelled: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
     cancelled_at: Mapped[datetime | None]

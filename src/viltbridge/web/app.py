@@ -20,8 +20,8 @@ from viltbridge import __version__
 from viltbridge.config import Settings, get_settings
 from viltbridge.core.clock import Clock, SystemClock
 from viltbridge.core.errors import DomainError, NotReady, ProviderFailed
-from viltbridge.crypto import load_keyring
 from viltbridge.jobs import periodic
+from viltbridge.keys import open_keyring
 from viltbridge.lms.cornerstone.routes import router as cornerstone_router
 from viltbridge.lms.cornerstone.wire import describe_validation_error, error_body
 from viltbridge.observability import correlation_id
@@ -107,7 +107,7 @@ def create_app(
 ) -> FastAPI:
     """The application. `run_worker` runs periodic upkeep inside this process (embedded mode)."""
     settings = settings or get_settings()
-    keyring = load_keyring(settings.secret_key, settings.key_file)
+    keyring = open_keyring(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

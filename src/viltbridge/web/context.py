@@ -51,7 +51,7 @@ class AppContext:
         return LaunchSettings(
             public_url=self.public_url,
             keys=self.keyring.derived("launch-link"),
-            max_age=timedelta(hours=self.settings.launch_link_max_age_hours),
+            max_age=timedelta(minutes=self.settings.launch_link_max_age_minutes),
         )
 
     @cached_property

@@ -44,8 +44,8 @@ h1{{font-size:1.4rem}}p{{line-height:1.5}}</style></head>
     status_code=302,
     responses={
         302: {"description": "Redirect to the provider's meeting link for this person"},
-        400: {"description": "A damaged link (HTML page)", "content": {"text/html": {}}},
-        403: {"description": "Not open yet, ended, cancelled, expired or forged (HTML page)",
+        400: {"description": "A damaged link, or a cancelled class (HTML page)", "content": {"text/html": {}}},
+        403: {"description": "Not open yet, ended, switched off, expired or forged (HTML page)",
               "content": {"text/html": {}}},
         404: {"description": "The class no longer exists (HTML page)", "content": {"text/html": {}}},
         500: {"description": "The provider failed (HTML page)", "content": {"text/html": {}}},

@@ -118,8 +118,9 @@ def session_input(body: SessionRequest, session_id: str) -> services.SessionInpu
         starts_at=parse_lms_datetime(body.DateBegin, field="DateBegin"),
         ends_at=parse_lms_datetime(body.DateEnd, field="DateEnd"),
         utc_offset_minutes=parse_utc_offset(body.TimeZone.UTCOffset),
-        instructor_emails=parse_email_list(body.InstructorEmails, field="InstructorEmails"),
-        lo_id=_text(body.LoId, "LoId", required=False) or None,
+        instructor_emails=(None if body.InstructorEmails is None
+                           else parse_email_list(body.InstructorEmails, field="InstructorEmails")),
+        lo_id=None if body.LoId is None else _text(body.LoId, "LoId", required=False),
         extended_options=choices,
     )
 
@@ -180,7 +181,9 @@ async def cancel_session(
             AsyncSqlStore(db, ctx.keyring), ctx.providers.for_connection(connection), connection,
             _session_id(SessionId), ctx.clock,
         )
-    log.info("session %s cancel: %s", SessionId, "unknown, nothing to do" if cancelled is None else "cancelled")
+    # One DELETE cancels one part: other parts sharing the LoId get DELETEs of their own.
+    log.info("session %s (LoId %s) cancel: %s", SessionId, LoId or "-",
+             "unknown, nothing to do" if cancelled is None else "cancelled")
     return _success()
 
 

@@ -5,7 +5,16 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+    model_validator,
+)
 
 
 class CaseInsensitiveModel(BaseModel):
@@ -28,7 +37,10 @@ class CaseInsensitiveModel(BaseModel):
 
 
 class TimeZoneIn(CaseInsensitiveModel):
-    UTCOffset: str | float = Field(description="Offset from UTC, e.g. -05:00, -0500, -5, UTC-05:00, GMT+5:30")
+    # Strict: a JSON `true` must not slip through as the number 1.
+    UTCOffset: StrictStr | StrictInt | StrictFloat = Field(
+        description="Offset from UTC, e.g. -05:00, -0500, -5, UTC-05:00, GMT+5:30"
+    )
 
 
 class ExtendedOptionChoice(CaseInsensitiveModel):
@@ -163,7 +175,7 @@ def describe_validation_error(exc: ValidationError | list[dict[str, Any]], what:
         elif kind == "json_invalid":
             problem = "the body is not valid JSON"
         elif kind in ("model_type", "model_attributes_type", "dict_type") and field == "the body":
-            problem = "the body must be a JSON object"
+            problem = "the body must be a JSON object, sent with Content-Type: application/json"
         elif kind.startswith("string") or kind == "str_type":
             problem = f"{field} must be text"
         elif kind.startswith("bool"):

@@ -17,10 +17,17 @@ if not database_url:
 engine = sync_engine(database_url)
 try:
     with engine.connect() as connection:
+        sqlite = connection.dialect.name == "sqlite"
+        if sqlite:
+            # Batch mode rebuilds a table by copying and dropping it; with foreign keys on, dropping `sessions`
+            # would cascade-delete every launch. Off for the migration (it must be set outside a transaction).
+            connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
         context.configure(connection=connection, target_metadata=Base.metadata, render_as_batch=True,
                           compare_type=True)
         with context.begin_transaction():
             context.run_migrations()
         connection.commit()
+        if sqlite:
+            connection.exec_driver_sql("PRAGMA foreign_keys=ON")
 finally:
     engine.dispose()

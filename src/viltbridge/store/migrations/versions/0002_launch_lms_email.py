@@ -1,4 +1,4 @@
-"""launches.lms_email: the email as the LMS spelled it
+"""launches.lms_email: the email as the LMS spelled it; sessions.meeting_cancelled
 
 Revision ID: 0002
 Revises: 0001
@@ -23,8 +23,13 @@ def upgrade() -> None:
     op.execute("UPDATE launches SET lms_email = email")
     with op.batch_alter_table("launches", schema=None) as batch_op:
         batch_op.alter_column("lms_email", existing_type=sa.String(length=320), nullable=False)
+    # Whether the provider meeting was cancelled too (it is not when automatic cancellation is off).
+    with op.batch_alter_table("sessions", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("meeting_cancelled", sa.Boolean(), nullable=False, server_default=sa.false()))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("sessions", schema=None) as batch_op:
+        batch_op.drop_column("meeting_cancelled")
     with op.batch_alter_table("launches", schema=None) as batch_op:
         batch_op.drop_column("lms_email")
