@@ -224,23 +224,9 @@ def lms(client: TestClient, connection: dict[str, str]) -> Lms:
 @pytest.fixture
 def live_server(app: Any) -> Iterator[str]:
     """The app served by uvicorn on a free 127.0.0.1 port in a background thread (real HTTP, own event loop)."""
-    import socket
-    import threading
-    import time
+    from viltbridge.providers.serving import BackgroundServer
 
-    import uvicorn
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            pytest.fail("the test server did not start")
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    server = BackgroundServer(app, lifespan=True)
+    server.start()
+    yield server.url
+    server.stop()
