@@ -20,6 +20,20 @@ from viltbridge.observability import (
 log = logging.getLogger("viltbridge.http")
 
 
+def replaying(body: bytes, receive: Receive) -> Receive:
+    """A `receive` that hands the app a body already read, then defers to the real one (for disconnects)."""
+    delivered = False
+
+    async def replay() -> Message:
+        nonlocal delivered
+        if not delivered:
+            delivered = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
+
+
 class RequestContextMiddleware:
     """Sets the correlation id (Cornerstone's `correlationId` header, or a new one) and notes `debug: true`.
 
@@ -72,16 +86,7 @@ class RequestContextMiddleware:
             f"debug request {scope['method']} {scope['path']} query={redact(query)} headers={redact(headers)} "
             f"body={redacted_body(body, headers.get('content-type', ''))}"
         )
-        replayed = False
-
-        async def replay() -> Message:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
-        return replay
+        return replaying(body, receive)
 
     @staticmethod
     def _echo(send: Send) -> Send:
@@ -129,17 +134,7 @@ class BodyLimitMiddleware:
                 return
             chunks.append(chunk)
             more = message.get("more_body", False)
-        body = b"".join(chunks)
-        delivered = False
-
-        async def replay() -> Message:
-            nonlocal delivered
-            if not delivered:
-                delivered = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, send)
+        await self.app(scope, replaying(b"".join(chunks), receive), send)
 
     async def _refuse(self, scope: Scope, send: Send) -> None:
         limit_kb = self.max_bytes // 1000
