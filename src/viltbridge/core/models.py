@@ -115,6 +115,7 @@ class Launch:
     provider_url: str
     personal: bool
     user_agent: str | None = None
+    identity: dict[str, Any] = field(default_factory=dict)  # how the link identifies the person to the provider
 
 
 @dataclass(frozen=True)

@@ -140,7 +140,12 @@ class Provider(Protocol):
 
     async def cancel_meeting(self, meeting: MeetingRef) -> None: ...
 
-    async def launch_link(self, meeting: MeetingRef, person: Person, role: Role) -> LaunchLink: ...
+    async def launch_link(
+        self, meeting: MeetingRef, person: Person, role: Role, previous: LaunchLink | None = None
+    ) -> LaunchLink:
+        """Where `person` goes now. `previous` is the personal link this person last got for this meeting (from
+        the launch ledger): reuse it where still valid instead of spending provider quota on a new one."""
+        ...
 
     async def collect_attendance(self, meeting: MeetingRef, spec: MeetingSpec) -> AttendanceReport: ...
 

@@ -32,6 +32,7 @@ from viltbridge.core.provider import (
     AttendanceSource,
     ExtendedOption,
     InstructorSpec,
+    LaunchLink,
     MeetingRef,
     MeetingSpec,
     Person,
@@ -342,11 +343,13 @@ async def follow_launch(
     # The role is decided now, from the session as it is now: an edit to the instructors applies at once.
     email = normalize_email(claims.email)
     role = await _role_of(store, session, email)
-    link = await provider.launch_link(_meeting_ref(session.meeting), Person(email=claims.email), role)
     assert session.id is not None
+    last = await store.last_personal_launch(session.id, email)
+    previous = LaunchLink(url=last.provider_url, personal=True, identity=last.identity) if last else None
+    link = await provider.launch_link(_meeting_ref(session.meeting), Person(email=claims.email), role, previous)
     await store.record_launch(Launch(session_id=session.id, email=email, lms_email=claims.email, role=role,
-                                     clicked_at=now,
-                                     provider_url=link.url, personal=link.personal, user_agent=user_agent))
+                                     clicked_at=now, provider_url=link.url, personal=link.personal,
+                                     user_agent=user_agent, identity=dict(link.identity)))
     return link.url
 
 

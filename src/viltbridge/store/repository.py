@@ -271,8 +271,29 @@ def record_launch(db: OrmSession, launch: Launch) -> None:
     db.add(LaunchRow(session_id=launch.session_id, email=launch.email, lms_email=launch.lms_email,
                      role=launch.role.value,
                      clicked_at=launch.clicked_at, provider_url=launch.provider_url, personal=launch.personal,
-                     user_agent=(launch.user_agent or None) and launch.user_agent[:500]))
+                     user_agent=(launch.user_agent or None) and launch.user_agent[:500],
+                     identity=dict(launch.identity)))
     db.flush()
+
+
+_LAST_PERSONAL_LAUNCH = (
+    sa.select(_LAUNCHES)
+    .where(_LAUNCHES.c.session_id == sa.bindparam("session_id"), _LAUNCHES.c.email == sa.bindparam("email"),
+           _LAUNCHES.c.personal)
+    .order_by(_LAUNCHES.c.clicked_at.desc(), _LAUNCHES.c.id.desc())
+    .limit(1)
+)
+
+
+def _launch(row: sa.Row[Any]) -> Launch:
+    return Launch(session_id=row.session_id, email=row.email, lms_email=row.lms_email, role=Role(row.role),
+                  clicked_at=row.clicked_at, provider_url=row.provider_url, personal=row.personal,
+                  user_agent=row.user_agent, identity=dict(row.identity or {}))
+
+
+def last_personal_launch(db: Readable, session_id: int, email: str) -> Launch | None:
+    row = db.connection().execute(_LAST_PERSONAL_LAUNCH, {"session_id": session_id, "email": email}).first()
+    return _launch(row) if row else None
 
 
 def launches_between(db: Readable, session_id: int, start: datetime, end: datetime) -> list[Launch]:
@@ -335,6 +356,9 @@ class AsyncSqlStore:
 
     async def record_launch(self, launch: Launch) -> None:
         await self._run(record_launch, launch)
+
+    async def last_personal_launch(self, session_id: int, email: str) -> Launch | None:
+        return await self._run(last_personal_launch, session_id, email)
 
     async def launches_between(self, session_id: int, start: datetime, end: datetime) -> list[Launch]:
         return await self._run(launches_between, session_id, start, end)

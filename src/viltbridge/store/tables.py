@@ -124,3 +124,4 @@ class LaunchRow(Base):
     provider_url: Mapped[str] = mapped_column(sa.Text)
     personal: Mapped[bool]
     user_agent: Mapped[str | None] = mapped_column(sa.String(500))
+    identity: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default=sa.text("'{}'"))

@@ -119,7 +119,9 @@ class LinkProvider:
     async def cancel_meeting(self, meeting: MeetingRef) -> None:
         log.debug("link: room %s retired", meeting.meeting_id)
 
-    async def launch_link(self, meeting: MeetingRef, person: Person, role: Role) -> LaunchLink:
+    async def launch_link(
+        self, meeting: MeetingRef, person: Person, role: Role, previous: LaunchLink | None = None
+    ) -> LaunchLink:
         if not self.settings.pass_display_name:
             return LaunchLink(url=meeting.join_url, personal=False)
         # Jitsi Meet JSON-parses the value: quotes and backslashes in a name must be escaped, not just wrapped.
