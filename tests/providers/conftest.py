@@ -1,5 +1,5 @@
-"""Harnesses for the provider acceptance suite: each provider supplies an adapter wired to its environment
-(a simulator where the provider has an API) and a host that exists there. Add a provider = add a harness."""
+"""Harnesses for the provider acceptance suite: each provider supplies its real adapter wired to its environment
+(its simulator, where the provider has an API) and hosts that exist there. Add a provider = add a harness."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ import pytest
 
 from viltbridge.core.provider import InstructorSpec, MeetingSpec, Provider
 from viltbridge.providers.link.adapter import LinkProvider
+from viltbridge.providers.zoom.adapter import ZoomProvider
+from viltbridge.providers.zoom.simulator import ZoomSimulator, running_simulator
 
 
 @dataclass
@@ -41,11 +43,34 @@ def link_harness() -> Iterator[Harness]:
     yield Harness(LinkProvider.from_settings({}), host, cohost, meeting_spec(host, cohost))
 
 
-HARNESSES: dict[str, Callable[[], Iterator[Harness]]] = {
-    "link": link_harness,
-}
+def zoom_settings(sim: ZoomSimulator, **extra: str) -> dict[str, str]:
+    config = sim.config
+    return {"account_id": config.account_id, "client_id": config.client_id, "client_secret": config.client_secret,
+            "webhook_secret_token": config.webhook_secret_token, "api_base_url": sim.api_base_url,
+            "oauth_token_url": sim.oauth_token_url, **extra}
 
 
-@pytest.fixture(params=sorted(HARNESSES))
+@pytest.fixture(scope="session")
+def zoom_simulator() -> Iterator[ZoomSimulator]:
+    with running_simulator(start=datetime(2026, 3, 2, 9, 0, tzinfo=UTC)) as simulator:
+        yield simulator
+
+
+def zoom_harness(sim: ZoomSimulator) -> Iterator[Harness]:
+    sim.reset(start=datetime(2026, 3, 2, 9, 0, tzinfo=UTC))
+    host = InstructorSpec(email="tess@example.com", first_name="Tess", last_name="Teacher")
+    cohost = InstructorSpec(email="cole@example.com", first_name="Cole", last_name="Helper")
+    for person in (host, cohost):
+        sim.state.seed_user(person.email, first_name=person.first_name, last_name=person.last_name)
+    yield Harness(ZoomProvider.from_settings(zoom_settings(sim)), host, cohost, meeting_spec(host, cohost))
+
+
+HARNESSES = ("link", "zoom")
+
+
+@pytest.fixture(params=HARNESSES)
 def harness(request: pytest.FixtureRequest) -> Iterator[Harness]:
-    yield from HARNESSES[request.param]()
+    if request.param == "zoom":
+        yield from zoom_harness(request.getfixturevalue("zoom_simulator"))
+    else:
+        yield from link_harness()

@@ -8,11 +8,13 @@ from typing import Any
 from viltbridge.core.errors import InvalidInput
 from viltbridge.core.provider import Provider
 from viltbridge.providers.link.adapter import LinkProvider
+from viltbridge.providers.zoom.adapter import ZoomProvider
 
 ProviderFactory = Callable[[Mapping[str, Any]], Provider]
 
 PROVIDERS: dict[str, ProviderFactory] = {
     "link": LinkProvider.from_settings,
+    "zoom": ZoomProvider.from_settings,
 }
 
 

@@ -68,6 +68,8 @@ class ZoomSettings(BaseModel):
     plan: Literal["free", "pro", "business"] = "pro"  # sets the client-side rate limits (PLAN_LIMITS)
     # existing: hosts must already be licensed users on the account; create: missing hosts are created.
     host_policy: Literal["existing", "create"] = "existing"
+    # Hosts meetings whose session names no instructor (Cornerstone's SessionRequest need not name one).
+    default_host: str | None = None
 
     @field_validator("account_id", "client_id")
     @classmethod

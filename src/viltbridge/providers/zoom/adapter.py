@@ -1,0 +1,257 @@
+"""The Zoom provider: meetings per part, hosts validated as licensed users, a fresh start link for hosts and a
+personal registrant link for every learner, attendance from Zoom's participants report.
+
+Identity first: a learner's link is a registrant link tied to their LMS email, so the report row carries their
+`registrant_id` even when they join as a guest under another name. When registration cannot answer within the
+launch budget, the learner still gets in at once, on the meeting link with a display-name tag that identifies them,
+and the ledger records why.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import quote
+
+from viltbridge.core.errors import InvalidInput, ProviderFailed
+from viltbridge.core.models import Role
+from viltbridge.core.provider import (
+    AttendanceReport,
+    AttendanceSource,
+    Capabilities,
+    ExtendedOption,
+    InstructorSpec,
+    LaunchLink,
+    MeetingRef,
+    MeetingSpec,
+    ParticipantSegment,
+    Person,
+    ProvisionedInstructor,
+)
+from viltbridge.providers.http import BULK, Budget, ProviderApiError
+from viltbridge.providers.zoom.client import ZoomClient, ZoomSettings
+
+log = logging.getLogger("viltbridge.providers.zoom")
+
+LICENSED = 2
+# A learner's click must not wait on Zoom: registration gets this long, then the learner goes in on the tagged link.
+REGISTRATION_BUDGET = Budget(total=3.0, max_queue_wait=0.5, attempt_timeout=2.5, max_attempts=2, connect_timeout=2.0)
+
+EXTENDED_OPTIONS = (
+    ExtendedOption("waiting_room", "Waiting room", "Learners wait until the instructor admits them", False),
+    ExtendedOption("mute_upon_entry", "Mute on entry", "Learners join muted", True),
+    ExtendedOption("join_before_host", "Join before host", "Learners may join before the instructor", False),
+    ExtendedOption("auto_recording", "Record automatically", "Record to the cloud from the start", False),
+)
+
+
+def name_tag(meeting_id: str, email: str) -> str:
+    """A short tag, stable per person and meeting, shown in the display name when no personal link could be made:
+    it identifies the person in Zoom's report without showing their email to the class."""
+    return "vb-" + hashlib.sha256(f"{meeting_id}:{email.lower()}".encode()).hexdigest()[:6]
+
+
+def _iso(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(UTC)
+
+
+class ZoomProvider:
+    kind = "zoom"
+    capabilities = Capabilities(
+        per_user_links=True,
+        webhooks=True,
+        host_licences=True,
+        recordings=True,
+        attendance=AttendanceSource.REPORT,
+        update_in_place=True,
+        cancel=True,
+        max_title_length=200,
+        max_description_length=2000,
+    )
+
+    def __init__(self, settings: ZoomSettings, client: ZoomClient | None = None) -> None:
+        self.settings = settings
+        self.client = client or ZoomClient(settings)
+
+    @classmethod
+    def from_settings(cls, raw: Mapping[str, Any]) -> ZoomProvider:
+        return cls(ZoomSettings.from_settings(raw))
+
+    # --- instructors -----------------------------------------------------------------------------------------
+
+    async def provision_instructor(self, instructor: InstructorSpec) -> ProvisionedInstructor:
+        """Instructors are validated by email at Zoom: a licensed, active user of this account (created first when
+        the connection's host_policy is 'create')."""
+        try:
+            user = await self.client.get_user(instructor.email)
+        except ProviderApiError as err:
+            if err.http_status != 404 or self.settings.host_policy != "create":
+                raise _as_input_error(err, instructor.email) from None
+            user = await self.client.create_user(instructor.email, first_name=instructor.first_name,
+                                                 last_name=instructor.last_name, user_type=LICENSED)
+        if user.get("type") != LICENSED:
+            raise InvalidInput(
+                f"{instructor.email} is a Zoom user without a licence, and Zoom lets only Licensed users host classes. "
+                "Give them a Licensed user type in Zoom (User Management > Users), then add the instructor again."
+            )
+        if user.get("status") == "inactive":
+            raise InvalidInput(f"{instructor.email} is deactivated in Zoom; activate them there, then add them again.")
+        return ProvisionedInstructor(provider_user_id=str(user["id"]), licensed=True,
+                                     data={"type": user.get("type"), "status": user.get("status")})
+
+    async def update_instructor(self, old_email: str, instructor: InstructorSpec) -> ProvisionedInstructor:
+        """Names are kept in step with the LMS; a new email must belong to a licensed user of the account."""
+        provisioned = await self.provision_instructor(instructor)
+        assert provisioned.provider_user_id is not None
+        if instructor.first_name or instructor.last_name:
+            await self.client.update_user(provisioned.provider_user_id, {"first_name": instructor.first_name,
+                                                                         "last_name": instructor.last_name})
+        return provisioned
+
+    # --- meetings --------------------------------------------------------------------------------------------
+
+    def _host(self, spec: MeetingSpec) -> str:
+        if spec.host is not None:
+            return spec.host.email
+        if self.settings.default_host:
+            return self.settings.default_host
+        raise InvalidInput(
+            "Zoom needs a host for every meeting, and this session names none. Send InstructorEmails with the "
+            "session, or set default_host on the viltbridge connection (a licensed Zoom user's email)."
+        )
+
+    def _body(self, spec: MeetingSpec) -> dict[str, Any]:
+        options = {option.id: spec.extended_options.get(option.id, option.default) for option in EXTENDED_OPTIONS}
+        minutes = max(1, math.ceil((spec.ends_at - spec.starts_at).total_seconds() / 60))
+        return {
+            "topic": spec.title[:200],
+            "type": 2,
+            "start_time": spec.starts_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "duration": minutes,
+            "timezone": spec.zone,
+            "agenda": spec.description[:2000],
+            "settings": {
+                # Registration with automatic approval: every learner gets a personal link (see launch_link).
+                "approval_type": 0,
+                "registration_type": 1,
+                "registrants_email_notification": False,  # the LMS, not Zoom, talks to learners
+                "registrants_confirmation_email": False,
+                "alternative_hosts": ";".join(cohost.email for cohost in spec.co_hosts),
+                "alternative_hosts_email_notification": False,
+                "waiting_room": bool(options["waiting_room"]),
+                "mute_upon_entry": bool(options["mute_upon_entry"]),
+                "join_before_host": bool(options["join_before_host"]),
+                "auto_recording": "cloud" if options["auto_recording"] else "none",
+            },
+        }
+
+    @staticmethod
+    def _ref(meeting: Mapping[str, Any]) -> MeetingRef:
+        # The start link is never stored: it carries the host's token and expires after two hours.
+        return MeetingRef(
+            meeting_id=str(meeting["id"]), join_url=str(meeting["join_url"]), host_url=None,
+            data={"uuid": meeting.get("uuid"), "host_id": meeting.get("host_id"),
+                  "host_email": meeting.get("host_email"), "registration_url": meeting.get("registration_url")},
+        )
+
+    async def create_meeting(self, spec: MeetingSpec) -> MeetingRef:
+        host = self._host(spec)
+        meeting = await self.client.create_meeting(host, self._body(spec))
+        log.debug("zoom: meeting %s created for %s (session %s)", meeting.get("id"), host, spec.session_key)
+        return self._ref(meeting)
+
+    async def update_meeting(self, meeting: MeetingRef, spec: MeetingSpec) -> MeetingRef:
+        """In place (PATCH): the join link never changes, so every launch keeps working."""
+        host = self._host(spec)
+        changes = self._body(spec)
+        if str(meeting.data.get("host_email") or "").lower() != host.lower():
+            changes["schedule_for"] = host  # a new primary instructor takes the meeting over
+        await self.client.update_meeting(meeting.meeting_id, changes, host=host)
+        return self._ref(await self.client.get_meeting(meeting.meeting_id))
+
+    async def cancel_meeting(self, meeting: MeetingRef) -> None:
+        await self.client.delete_meeting(meeting.meeting_id, missing_ok=True)
+
+    # --- launches --------------------------------------------------------------------------------------------
+
+    async def launch_link(
+        self, meeting: MeetingRef, person: Person, role: Role, previous: LaunchLink | None = None
+    ) -> LaunchLink:
+        if role is Role.HOST:
+            return await self._start_link(meeting, person)
+        if role is Role.COHOST:
+            # Alternative hosts sign in to Zoom with their own account and get host powers there.
+            return LaunchLink(url=meeting.join_url, personal=False, identity={"zoom_role": "alternative_host"})
+        if previous is not None and previous.identity.get("registrant_id"):
+            return previous  # the registrant link does not expire: no quota spent on a second click
+        try:
+            registrant = await self.client.add_registrant(
+                meeting.meeting_id, person.email, person.first_name or person.email.split("@")[0],
+                person.last_name or "", budget=REGISTRATION_BUDGET,
+            )
+        except ProviderFailed as err:
+            tag = name_tag(meeting.meeting_id, person.email)
+            log.warning("zoom: registration for meeting %s failed (%s); tagged link handed out instead",
+                        meeting.meeting_id, err.message)
+            separator = "&" if "?" in meeting.join_url else "?"
+            display = f"{person.display_name.split('@')[0]} {tag}"
+            return LaunchLink(url=f"{meeting.join_url}{separator}uname={quote(display)}", personal=False,
+                              identity={"display_name_tag": tag}, note=f"registration failed: {err.message}")
+        return LaunchLink(url=str(registrant["join_url"]), personal=True,
+                          identity={"registrant_id": str(registrant.get("registrant_id") or registrant.get("id"))})
+
+    async def _start_link(self, meeting: MeetingRef, person: Person) -> LaunchLink:
+        """A fresh start link on every click: they expire after two hours, so none is ever cached."""
+        try:
+            current = await self.client.get_meeting(meeting.meeting_id)
+        except ProviderFailed as err:
+            log.warning("zoom: no start link for meeting %s (%s); host sent to the join link", meeting.meeting_id,
+                        err.message)
+            return LaunchLink(url=meeting.join_url, personal=False, identity={"zoom_role": "host"},
+                              note=f"start link unavailable: {err.message}")
+        return LaunchLink(url=str(current["start_url"]), personal=True, identity={"zoom_role": "host"})
+
+    # --- attendance ------------------------------------------------------------------------------------------
+
+    async def collect_attendance(self, meeting: MeetingRef, spec: MeetingSpec) -> AttendanceReport:
+        """Every ended instance's participants report, one segment per row. Not complete while Zoom has no ended
+        instance yet or still reports `duration: 0` (not processed)."""
+        instances = await self.client.past_meeting_instances(meeting.meeting_id, budget=BULK)
+        if not instances:
+            return AttendanceReport(segments=(), complete=False, retry_after_seconds=15 * 60)
+        segments: list[ParticipantSegment] = []
+        complete = True
+        for instance in instances:
+            uuid = str(instance["uuid"])
+            async for row in self.client.report_participants(uuid):
+                if not row.get("duration"):
+                    complete = False
+                joined = _iso(row.get("join_time"))
+                if joined is None:
+                    continue
+                evidence = {key: row[key] for key in ("registrant_id", "participant_user_id", "user_id", "id",
+                                                      "customer_key", "status") if row.get(key)}
+                evidence["instance_uuid"] = uuid
+                segments.append(ParticipantSegment(
+                    participant_key=str(row.get("participant_user_id") or row.get("id") or row.get("user_id")),
+                    joined_at=joined, left_at=_iso(row.get("leave_time")),
+                    email=(row.get("user_email") or None), display_name=row.get("name") or None, evidence=evidence,
+                ))
+        return AttendanceReport(segments=tuple(segments), complete=complete,
+                                retry_after_seconds=None if complete else 15 * 60)
+
+    def extended_options(self) -> tuple[ExtendedOption, ...]:
+        return EXTENDED_OPTIONS
+
+
+def _as_input_error(err: ProviderApiError, email: str) -> InvalidInput | ProviderApiError:
+    """A host Zoom does not know is a correctable input problem (400 to the LMS), not an outage."""
+    if err.http_status == 404:
+        return InvalidInput(err.message)
+    return err

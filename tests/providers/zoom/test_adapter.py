@@ -1,0 +1,123 @@
+"""The Zoom adapter's own behaviour (beyond the shared acceptance suite), against the simulator over HTTP."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+
+import pytest
+
+from tests.providers.conftest import Harness, zoom_harness, zoom_settings
+from viltbridge.core.errors import InvalidInput
+from viltbridge.core.models import Role
+from viltbridge.core.provider import InstructorSpec, Person
+from viltbridge.providers.zoom.adapter import ZoomProvider, name_tag
+from viltbridge.providers.zoom.simulator import ZoomSimulator
+
+pytestmark = pytest.mark.pure
+
+
+@pytest.fixture
+def zoom(zoom_simulator: ZoomSimulator) -> Iterator[Harness]:
+    yield from zoom_harness(zoom_simulator)
+
+
+async def test_hosts_must_be_licensed_users_of_the_account(zoom: Harness, zoom_simulator: ZoomSimulator) -> None:
+    zoom_simulator.state.seed_user("basic@example.com", type=1)
+    with pytest.raises(InvalidInput, match="without a licence"):
+        await zoom.provider.provision_instructor(InstructorSpec("basic@example.com", "B", "Asic"))
+    with pytest.raises(InvalidInput, match="not a user on this Zoom account"):
+        await zoom.provider.provision_instructor(InstructorSpec("stranger@example.com", "S", "Tranger"))
+    provisioned = await zoom.provider.provision_instructor(zoom.host)
+    assert provisioned.licensed and provisioned.provider_user_id
+
+
+async def test_missing_hosts_are_created_when_the_policy_says_so(zoom_simulator: ZoomSimulator, zoom: Harness) -> None:
+    provider = ZoomProvider.from_settings(zoom_settings(zoom_simulator, host_policy="create"))
+    provisioned = await provider.provision_instructor(InstructorSpec("new@example.com", "New", "Host"))
+    assert provisioned.provider_user_id
+    assert any(u["email"] == "new@example.com" for u in zoom_simulator.state.snapshot()["users"])
+
+
+async def test_meetings_are_created_with_registration_and_alternative_hosts(zoom: Harness,
+                                                                          zoom_simulator: ZoomSimulator) -> None:
+    meeting = await zoom.provider.create_meeting(zoom.spec(extended_options={"waiting_room": True}))
+    assert isinstance(zoom.provider, ZoomProvider)
+    current = await zoom.provider.client.get_meeting(meeting.meeting_id)
+    assert current["settings"]["approval_type"] == 0
+    assert zoom.cohost.email in current["settings"]["alternative_hosts"]
+    assert current["settings"]["waiting_room"] is True
+    assert current["duration"] == 60 and current["topic"] == "Safety basics"
+    assert meeting.host_url is None  # start links are never stored
+
+
+async def test_an_edit_updates_in_place(zoom: Harness) -> None:
+    meeting = await zoom.provider.create_meeting(zoom.spec())
+    moved = zoom.spec(title="Moved", starts_at=zoom.spec().starts_at + timedelta(hours=2))
+    edited = await zoom.provider.update_meeting(meeting, moved)
+    assert (edited.meeting_id, edited.join_url) == (meeting.meeting_id, meeting.join_url)
+    assert isinstance(zoom.provider, ZoomProvider)
+    current = await zoom.provider.client.get_meeting(meeting.meeting_id)
+    assert current["topic"] == "Moved" and current["start_time"].startswith("2026-03-02T17:00")
+
+
+async def test_a_session_without_a_host_needs_a_default_host(zoom: Harness, zoom_simulator: ZoomSimulator) -> None:
+    with pytest.raises(InvalidInput, match="default_host"):
+        await zoom.provider.create_meeting(zoom.spec(host=None))
+    provider = ZoomProvider.from_settings(zoom_settings(zoom_simulator, default_host=zoom.host.email))
+    assert (await provider.create_meeting(zoom.spec(host=None))).meeting_id
+
+
+async def test_hosts_get_a_fresh_start_link_and_learners_a_personal_registrant_link(zoom: Harness) -> None:
+    meeting = await zoom.provider.create_meeting(zoom.spec())
+    start = await zoom.provider.launch_link(meeting, Person(zoom.host.email), Role.HOST)
+    assert start.personal and start.url != meeting.join_url
+    learner = await zoom.provider.launch_link(meeting, Person("Jane.Doe@example.com"), Role.ATTENDEE)
+    assert learner.personal and learner.identity.get("registrant_id")
+    assert learner.url != meeting.join_url
+
+
+async def test_a_second_click_reuses_the_registrant_link_without_calling_zoom(zoom: Harness,
+                                                                            zoom_simulator: ZoomSimulator) -> None:
+    meeting = await zoom.provider.create_meeting(zoom.spec())
+    first = await zoom.provider.launch_link(meeting, Person("jane@example.com"), Role.ATTENDEE)
+    zoom_simulator.state.inject_fault(500, count=5, path="registrants")  # any call now would fail
+    again = await zoom.provider.launch_link(meeting, Person("jane@example.com"), Role.ATTENDEE, previous=first)
+    assert again == first
+
+
+async def test_when_registration_cannot_answer_in_time_the_learner_still_gets_in(zoom: Harness,
+                                                                               zoom_simulator: ZoomSimulator) -> None:
+    meeting = await zoom.provider.create_meeting(zoom.spec())
+    zoom_simulator.state.inject_fault(delay=10.0, count=5, path="registrants")
+    started = time.monotonic()
+    link = await zoom.provider.launch_link(meeting, Person("slow@example.com"), Role.ATTENDEE)
+    assert time.monotonic() - started < 5  # the launch budget, not Zoom's delay
+    tag = name_tag(meeting.meeting_id, "slow@example.com")
+    assert not link.personal and link.identity == {"display_name_tag": tag}
+    assert tag in link.url and link.url.startswith(meeting.join_url)
+    assert link.note and "registration failed" in link.note
+
+
+async def test_attendance_comes_from_the_report_with_registrant_evidence(zoom: Harness,
+                                                                       zoom_simulator: ZoomSimulator) -> None:
+    meeting = await zoom.provider.create_meeting(zoom.spec())
+    learner = await zoom.provider.launch_link(meeting, Person("jane@example.com"), Role.ATTENDEE)
+    before = await zoom.provider.collect_attendance(meeting, zoom.spec())
+    assert before.segments == () and not before.complete and before.retry_after_seconds
+    state = zoom_simulator.state
+    state.start_meeting(meeting.meeting_id)
+    state.join(meeting.meeting_id, "Laptop of J.", registrant="jane@example.com")  # as a guest, another name
+    state.advance_clock(1800)
+    state.leave(meeting.meeting_id, "Laptop of J.")
+    state.end_meeting(meeting.meeting_id)
+    pending = await zoom.provider.collect_attendance(meeting, zoom.spec())
+    assert not pending.complete  # Zoom says duration 0 until its report is processed
+    state.mark_report_processed(meeting.meeting_id)
+    report = await zoom.provider.collect_attendance(meeting, zoom.spec())
+    assert report.complete
+    jane = [s for s in report.segments if s.display_name == "Laptop of J."]
+    assert len(jane) == 1
+    assert jane[0].evidence["registrant_id"] == learner.identity["registrant_id"]
+    assert jane[0].left_at is not None and jane[0].left_at - jane[0].joined_at == timedelta(seconds=1800)
