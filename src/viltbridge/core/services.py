@@ -9,10 +9,18 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from viltbridge.core.attendance import AttendanceDecision, decide_from_launches, launch_only_state
+from viltbridge.core.attendance import (
+    AttendanceDecision,
+    AttendancePolicy,
+    LaunchIdentity,
+    decide_from_launches,
+    decide_from_segments,
+    launch_only_state,
+    match_segments,
+)
 from viltbridge.core.clock import Clock
 from viltbridge.core.emails import checked_email, normalize_email
 from viltbridge.core.errors import Forbidden, InvalidInput, NotFound, NotReady
@@ -41,6 +49,10 @@ from viltbridge.core.provider import (
 from viltbridge.core.times import guess_zone
 
 log = logging.getLogger("viltbridge.services")
+
+# Bounds for "every launch of a session" (dates outside these are refused at the door, see core.times).
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(2201, 1, 1, tzinfo=UTC)
 
 # People run over; a launch link keeps working this long after the scheduled end.
 LAUNCH_GRACE_AFTER_END = timedelta(minutes=60)
@@ -366,25 +378,69 @@ async def attendance(
     now = clock.now()
     opens_at = session.starts_at - timedelta(minutes=connection.options.launch_window_minutes)
     source = provider.capabilities.attendance
-    if source is not AttendanceSource.LAUNCH_ONLY:
-        raise NotReady(
-            f"Attendance from the {provider.kind} provider is not available yet; retry after the session ends.",
-            retry_after_seconds=3600,
-        )
-    launches = await store.launches_between(session.id, opens_at, session.ends_at)
-    decisions = decide_from_launches(launches, opens_at=opens_at, ends_at=session.ends_at)
-    state = launch_only_state(now, session.ends_at)
-    if not decisions and state is not AttendanceState.FINAL:
-        wait = max(60, int((session.ends_at - now).total_seconds()))
-        raise NotReady(
-            f"No one has joined '{session.title}' yet and it ends at {session.ends_at:%Y-%m-%d %H:%M} UTC; "
-            "get attendance again after it ends.",
-            retry_after_seconds=wait,
-        )
+    if source is AttendanceSource.LAUNCH_ONLY:
+        launches = await store.launches_between(session.id, opens_at, session.ends_at)
+        decisions = decide_from_launches(launches, opens_at=opens_at, ends_at=session.ends_at)
+        state = launch_only_state(now, session.ends_at)
+        if not decisions and state is not AttendanceState.FINAL:
+            wait = max(60, int((session.ends_at - now).total_seconds()))
+            raise NotReady(
+                f"No one has joined '{session.title}' yet and it ends at {session.ends_at:%Y-%m-%d %H:%M} UTC; "
+                "get attendance again after it ends.",
+                retry_after_seconds=wait,
+            )
+    else:
+        decisions, state = await _attendance_from_report(store, provider, session)
     if session.attendance_state is not state:
         await store.set_attendance_state(session.id, state)
     return AttendanceResult(emails=[d.email for d in decisions if d.attended], state=state, decisions=decisions,
                             source=source)
+
+
+async def _attendance_from_report(
+    store: Store, provider: Provider, session: Session
+) -> tuple[list[AttendanceDecision], AttendanceState]:
+    """The provider's segments, tied to launched learners by identity, judged by the attendance policy."""
+    assert session.id is not None and session.meeting is not None
+    report = await provider.collect_attendance(_meeting_ref(session.meeting), await _meeting_spec(store, session))
+    if not report.segments and not report.complete:
+        wait = report.retry_after_seconds or 900
+        raise NotReady(
+            f"The {provider.kind} provider has no attendance for '{session.title}' yet (it ends at "
+            f"{session.ends_at:%Y-%m-%d %H:%M} UTC); get attendance again in {max(1, wait // 60)} minutes.",
+            retry_after_seconds=wait,
+        )
+    launches = await store.launches_between(session.id, EARLIEST, LATEST)
+    matched, unmatched = match_segments(list(report.segments), _launch_identities(launches), session.ends_at)
+    if unmatched:
+        log.info("attendance for %s: %d segment(s) matched no launched learner (hosts, guests without a link): %s",
+                 session.external_id, len(unmatched),
+                 ", ".join(sorted({s.display_name or s.participant_key for s in unmatched}))[:500])
+    decisions = decide_from_segments(matched, starts_at=session.starts_at, ends_at=session.ends_at,
+                                     policy=AttendancePolicy())
+    for decision in decisions:
+        log.info("attendance for %s: %s: %s", session.external_id, decision.email, decision.explanation)
+    return decisions, AttendanceState.FINAL if report.complete else AttendanceState.PROVISIONAL
+
+
+def _launch_identities(launches: list[Launch]) -> dict[str, LaunchIdentity]:
+    """Per learner (normalised email): the spelling the LMS used last and every identity their links carried."""
+    spelling: dict[str, str] = {}
+    registrants: dict[str, set[str]] = {}
+    tags: dict[str, set[str]] = {}
+    for launch in launches:
+        if launch.role is not Role.ATTENDEE:
+            continue
+        spelling[launch.email] = launch.lms_email
+        if registrant := launch.identity.get("registrant_id"):
+            registrants.setdefault(launch.email, set()).add(str(registrant))
+        if tag := launch.identity.get("display_name_tag"):
+            tags.setdefault(launch.email, set()).add(str(tag))
+    return {
+        email: LaunchIdentity(lms_email=lms_email, registrant_ids=frozenset(registrants.get(email, ())),
+                              name_tags=frozenset(tags.get(email, ())))
+        for email, lms_email in spelling.items()
+    }
 
 
 # --- extended options --------------------------------------------------------------------------------------

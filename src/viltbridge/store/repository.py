@@ -302,12 +302,7 @@ def launches_between(db: Readable, session_id: int, start: datetime, end: dateti
         .where(_LAUNCHES.c.session_id == session_id, _LAUNCHES.c.clicked_at >= start, _LAUNCHES.c.clicked_at <= end)
         .order_by(_LAUNCHES.c.clicked_at, _LAUNCHES.c.id)
     )
-    return [
-        Launch(session_id=row.session_id, email=row.email, lms_email=row.lms_email, role=Role(row.role),
-               clicked_at=row.clicked_at,
-               provider_url=row.provider_url, personal=row.personal, user_agent=row.user_agent)
-        for row in rows
-    ]
+    return [_launch(row) for row in rows]
 
 
 # --- the async face of the same functions ------------------------------------------------------------------

@@ -1,0 +1,88 @@
+"""The Cornerstone workflow with a `zoom` connection pointed at the simulator, through the contract over HTTP:
+a learner who joins as a guest under another name is still credited to the right LMS email."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from fastapi.testclient import TestClient
+
+from tests.conftest import NOW, Db, Lms, session_body
+from tests.providers.conftest import zoom_settings
+from viltbridge.providers.zoom.simulator import ZoomSimulator
+
+START = NOW + timedelta(minutes=5)
+
+
+@pytest.fixture
+def zoom_lms(client: TestClient, db: Db, zoom_simulator: ZoomSimulator) -> Lms:
+    zoom_simulator.reset(start=NOW)
+    zoom_simulator.state.seed_user("tess@example.com", first_name="Tess", last_name="Teacher")
+    created = db.create_connection("acme-zoom", "zoom", **zoom_settings(zoom_simulator))
+    return Lms(client, created["username"], created["password"])
+
+
+def click(lms: Lms, session_id: str, email: str) -> str:
+    from tests.conftest import b64
+
+    join_url = lms.call("GET", f"/session/{session_id}/user/{b64(email)}/url").json()["data"]["joinUrl"]
+    redirect = lms.client.get(join_url.replace("http://testserver", ""))
+    assert redirect.status_code == 302, redirect.text
+    return str(redirect.headers["location"])
+
+
+def test_a_guest_under_another_name_is_credited_to_the_lms_email(zoom_lms: Lms, zoom_simulator: ZoomSimulator,
+                                                                 db: Db) -> None:
+    assert zoom_lms.add_instructor("tess@example.com", "Tess", "Teacher").status_code == 200
+    unknown = zoom_lms.add_instructor("nobody@example.com")
+    assert unknown.status_code == 400 and "not a user on this Zoom account" in unknown.json()["error"]["message"]
+    body = session_body("z-1", start=START, minutes=60, InstructorEmails="tess@example.com")
+    assert zoom_lms.create_session(body).status_code == 200
+    assert zoom_lms.update_session("z-1", {**body, "Title": "Forklift safety"}).status_code == 200
+    with db.engine.connect() as conn:
+        meeting_id = conn.exec_driver_sql("SELECT meeting_id FROM sessions").scalar_one()
+
+    host_link = click(zoom_lms, "z-1", "tess@example.com")
+    jane_link = click(zoom_lms, "z-1", "Jane.Doe@example.com")
+    assert f"/s/{meeting_id}?zak=" in host_link  # a fresh start link for the host
+    assert "tk=" in jane_link  # her personal registrant link
+    click(zoom_lms, "z-1", "bob@example.com")
+
+    state = zoom_simulator.state
+    state.start_meeting(meeting_id)
+    state.join(meeting_id, "Laptop of J.", registrant="jane.doe@example.com")  # a guest, under another name
+    state.join(meeting_id, "Bob", registrant="bob@example.com")
+    state.advance_clock(10 * 60)
+    state.leave(meeting_id, "Bob")  # ten minutes: not enough
+    state.advance_clock(40 * 60)
+    state.leave(meeting_id, "Laptop of J.")
+    state.end_meeting(meeting_id)
+
+    provisional = zoom_lms.attendees("z-1")
+    assert provisional.status_code == 200
+    with db.engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT attendance_state FROM sessions").scalar_one() == "provisional"
+    state.mark_report_processed(meeting_id)
+    final = zoom_lms.attendees("z-1")
+    assert final.status_code == 200
+    assert final.json()["data"]["attendees"] == [{"email": "Jane.Doe@example.com"}]
+    with db.engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT attendance_state FROM sessions").scalar_one() == "final"
+
+
+def test_attendance_before_zoom_has_a_report_says_when_to_retry(zoom_lms: Lms) -> None:
+    zoom_lms.add_instructor("tess@example.com", "Tess", "Teacher")
+    zoom_lms.create_session(session_body("z-2", start=START, InstructorEmails="tess@example.com"))
+    response = zoom_lms.attendees("z-2")
+    assert response.status_code == 500
+    assert "no attendance" in response.json()["error"]["message"]
+    assert int(response.headers["retry-after"]) > 0
+
+
+def test_cancelling_deletes_the_zoom_meeting(zoom_lms: Lms, zoom_simulator: ZoomSimulator) -> None:
+    zoom_lms.add_instructor("tess@example.com", "Tess", "Teacher")
+    zoom_lms.create_session(session_body("z-3", start=START, InstructorEmails="tess@example.com"))
+    assert zoom_lms.cancel_session("z-3").status_code == 200
+    assert zoom_lms.cancel_session("z-3").status_code == 200
+    assert all(m["deleted"] for m in zoom_simulator.state.snapshot()["meetings"])
