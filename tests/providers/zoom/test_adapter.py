@@ -121,3 +121,23 @@ async def test_attendance_comes_from_the_report_with_registrant_evidence(zoom: H
     assert len(jane) == 1
     assert jane[0].evidence["registrant_id"] == learner.identity["registrant_id"]
     assert jane[0].left_at is not None and jane[0].left_at - jane[0].joined_at == timedelta(seconds=1800)
+
+
+async def test_a_crowd_launching_at_once_is_registered_in_batches(zoom: Harness,
+                                                                  zoom_simulator: ZoomSimulator) -> None:
+    import asyncio
+
+    naive = ZoomProvider.from_settings(zoom_settings(zoom_simulator, batch_registration="false"))
+    crowd = [Person(f"learner{n}@example.com") for n in range(90)]
+    for provider in (zoom.provider, naive):
+        meeting = await provider.create_meeting(zoom.spec())
+        started = time.monotonic()
+        links = await asyncio.gather(*(provider.launch_link(meeting, p, Role.ATTENDEE) for p in crowd))
+        elapsed = time.monotonic() - started
+        personal = sum(link.personal for link in links)
+        assert all(link.url for link in links) and elapsed < 5  # nobody waits past the launch budget
+        if provider is zoom.provider:
+            assert personal == len(crowd)  # 3 batch calls instead of 90 single ones
+        else:
+            assert personal < len(crowd)  # 30 single calls a second on Pro: the rest get tagged links
+            assert all(link.identity.get("display_name_tag") for link in links if not link.personal)

@@ -70,6 +70,9 @@ class ZoomSettings(BaseModel):
     host_policy: Literal["existing", "create"] = "existing"
     # Hosts meetings whose session names no instructor (Cornerstone's SessionRequest need not name one).
     default_host: str | None = None
+    # Registrations of learners who launch at the same moment go to Zoom in batches of up to 30 (one Heavy call)
+    # instead of one Light call each.
+    batch_registration: bool = True
 
     @field_validator("account_id", "client_id")
     @classmethod
