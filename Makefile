@@ -36,6 +36,7 @@ test: lint
 
 bench: $(VENV)/.test-installed
 	$(BIN)/python -m bench.launch
+	$(BIN)/python -m bench.zoom_launch
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -328,15 +328,19 @@ class LaunchNotOpen(Forbidden):
     """The link is valid but the class is not open for joining now."""
 
 
-async def follow_launch(
-    store: Store,
-    provider: Provider,
-    connection: Connection,
-    claims: LaunchClaims,
-    clock: Clock,
-    user_agent: str | None = None,
-) -> str:
-    """Resolve a click on `/l/<token>` to the provider URL for that person now, and record it in the ledger."""
+@dataclass(frozen=True)
+class LaunchPlan:
+    """What a click on `/l/<token>` resolves to, read from the store: who, where, in which role."""
+
+    session: Session
+    email: str  # normalised
+    lms_email: str  # as the LMS spelled it
+    role: Role
+    previous: LaunchLink | None
+
+
+async def plan_launch(store: Store, connection: Connection, claims: LaunchClaims, clock: Clock) -> LaunchPlan:
+    """Check the click may go ahead now, and gather what the provider needs. Reads only."""
     if not connection.active:
         raise Forbidden("This class's online meeting integration has been switched off. Contact your administrator.")
     session = await store.get_session(claims.session_id)
@@ -352,17 +356,29 @@ async def follow_launch(
         )
     if now > session.ends_at + LAUNCH_GRACE_AFTER_END:
         raise LaunchNotOpen(f"'{session.title}' ended at {session.ends_at:%Y-%m-%d %H:%M} UTC.")
+    assert session.id is not None
     # The role is decided now, from the session as it is now: an edit to the instructors applies at once.
     email = normalize_email(claims.email)
     role = await _role_of(store, session, email)
-    assert session.id is not None
     last = await store.last_personal_launch(session.id, email)
     previous = LaunchLink(url=last.provider_url, personal=True, identity=last.identity) if last else None
-    link = await provider.launch_link(_meeting_ref(session.meeting), Person(email=claims.email), role, previous)
-    await store.record_launch(Launch(session_id=session.id, email=email, lms_email=claims.email, role=role,
-                                     clicked_at=now, provider_url=link.url, personal=link.personal,
-                                     user_agent=user_agent, identity=dict(link.identity)))
-    return link.url
+    return LaunchPlan(session=session, email=email, lms_email=claims.email, role=role, previous=previous)
+
+
+async def resolve_launch(provider: Provider, plan: LaunchPlan) -> LaunchLink:
+    """The provider's link for this person now. Called outside any database transaction: it may take seconds."""
+    assert plan.session.meeting is not None
+    return await provider.launch_link(_meeting_ref(plan.session.meeting), Person(email=plan.lms_email), plan.role,
+                                      plan.previous)
+
+
+async def record_launch(
+    store: Store, plan: LaunchPlan, link: LaunchLink, clock: Clock, user_agent: str | None = None
+) -> None:
+    assert plan.session.id is not None
+    await store.record_launch(Launch(session_id=plan.session.id, email=plan.email, lms_email=plan.lms_email,
+                                     role=plan.role, clicked_at=clock.now(), provider_url=link.url,
+                                     personal=link.personal, user_agent=user_agent, identity=dict(link.identity)))
 
 
 # --- attendance --------------------------------------------------------------------------------------------

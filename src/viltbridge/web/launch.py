@@ -59,13 +59,17 @@ async def follow(
     ctx: AppContext = request.app.state.ctx
     try:
         claims = services.read_launch_token(token, ctx.launch, ctx.clock)
-        async with ctx.db.transaction() as db:
+        async with ctx.db.reader() as db:
             store = AsyncSqlStore(db, ctx.keyring)
             connection = await store.get_connection(claims.connection_id)
             if connection is None:
                 raise NotFound("This class's online meeting integration no longer exists.")
-            url = await services.follow_launch(store, ctx.providers.for_connection(connection), connection, claims,
-                                               ctx.clock, user_agent)
+            plan = await services.plan_launch(store, connection, claims, ctx.clock)
+        # No database is held while the provider answers (a registration may take seconds): other clicks go on.
+        link = await services.resolve_launch(ctx.providers.for_connection(connection), plan)
+        async with ctx.db.transaction() as db:
+            await services.record_launch(AsyncSqlStore(db, ctx.keyring), plan, link, ctx.clock, user_agent)
+        url = link.url
     except DomainError as exc:
         log.info("launch refused (%s): %s", exc.status, exc.message)
         return message_page(exc.status, exc.message)

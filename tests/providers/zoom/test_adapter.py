@@ -128,7 +128,7 @@ async def test_a_crowd_launching_at_once_is_registered_in_batches(zoom: Harness,
     import asyncio
 
     naive = ZoomProvider.from_settings(zoom_settings(zoom_simulator, batch_registration="false"))
-    crowd = [Person(f"learner{n}@example.com") for n in range(90)]
+    crowd = [Person(f"learner{n}@example.com") for n in range(150)]  # more than 3 s of single calls at 30/s
     for provider in (zoom.provider, naive):
         meeting = await provider.create_meeting(zoom.spec())
         started = time.monotonic()
@@ -137,7 +137,7 @@ async def test_a_crowd_launching_at_once_is_registered_in_batches(zoom: Harness,
         personal = sum(link.personal for link in links)
         assert all(link.url for link in links) and elapsed < 5  # nobody waits past the launch budget
         if provider is zoom.provider:
-            assert personal == len(crowd)  # 3 batch calls instead of 90 single ones
+            assert personal == len(crowd)  # a few batch calls instead of 150 single ones
         else:
             assert personal < len(crowd)  # 30 single calls a second on Pro: the rest get tagged links
             assert all(link.identity.get("display_name_tag") for link in links if not link.personal)

@@ -40,7 +40,7 @@ log = logging.getLogger("viltbridge.providers.zoom")
 
 LICENSED = 2
 # A learner's click must not wait on Zoom: registration gets this long, then the learner goes in on the tagged link.
-REGISTRATION_BUDGET = Budget(total=3.0, max_queue_wait=0.5, attempt_timeout=2.5, max_attempts=2, connect_timeout=2.0)
+REGISTRATION_BUDGET = Budget(total=3.0, max_queue_wait=1.5, attempt_timeout=2.5, max_attempts=2, connect_timeout=2.0)
 
 EXTENDED_OPTIONS = (
     ExtendedOption("waiting_room", "Waiting room", "Learners wait until the instructor admits them", False),

@@ -2,7 +2,9 @@
 
 Single registrations are Light calls (30 a second on Pro); a batch registers up to 30 people in one Heavy call
 (10 a second on Pro), so a class of 500 clicking Launch together is registered in about two seconds instead of
-seventeen. Each click waits only for its own batch, within its launch budget.
+seventeen. Batching adapts like Nagle's algorithm: a lone click is sent at once; clicks that arrive while a call for
+the same meeting is under way wait for it and then go together. No fixed delay, and each click waits only for its
+own batch, within its launch budget.
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ from viltbridge.providers.http import Budget
 from viltbridge.providers.zoom.client import ZoomClient
 
 BATCH_LIMIT = 30  # Zoom's maximum per batch_registrants call
-GATHER_SECONDS = 0.05  # how long the first click of a batch waits for others to join it
 
 
 @dataclass
@@ -30,23 +31,20 @@ class _Waiting:
 class Registrar:
     """Per meeting, gathers registrations for a moment and sends them together."""
 
-    def __init__(self, client: ZoomClient, budget: Budget, gather_seconds: float = GATHER_SECONDS) -> None:
+    def __init__(self, client: ZoomClient, budget: Budget) -> None:
         self.client = client
         self.budget = budget
-        self.gather_seconds = gather_seconds
         self._queues: dict[str, list[_Waiting]] = {}
+        self._busy: set[str] = set()  # meetings with a registration call under way
         self._flushers: set[asyncio.Task[None]] = set()
 
     async def register(self, meeting_id: str, person: Person) -> dict[str, Any]:
         """The registrant (`registrant_id`, `join_url`) for `person`; raises ProviderFailed (or TimeoutError when
         the budget runs out) so the caller can hand out a fallback link instead."""
         waiting = _Waiting(person)
-        queue = self._queues.setdefault(meeting_id, [])
-        queue.append(waiting)
-        if len(queue) == 1:
-            self._start(self._flush_later(meeting_id))
-        elif len(queue) >= BATCH_LIMIT:
-            self._start(self._flush(meeting_id))
+        self._queues.setdefault(meeting_id, []).append(waiting)
+        if meeting_id not in self._busy:
+            self._start(self._drain(meeting_id))
         return await asyncio.wait_for(asyncio.shield(waiting.answer), timeout=self.budget.total)
 
     def _start(self, job: Any) -> None:
@@ -54,17 +52,19 @@ class Registrar:
         self._flushers.add(task)  # keep a reference until done: the loop holds tasks only weakly
         task.add_done_callback(self._flushers.discard)
 
-    async def _flush_later(self, meeting_id: str) -> None:
-        await asyncio.sleep(self.gather_seconds)
-        await self._flush(meeting_id)
+    async def _drain(self, meeting_id: str) -> None:
+        """Send what waits, one call at a time per meeting, until nothing waits."""
+        self._busy.add(meeting_id)
+        try:
+            while queue := self._queues.get(meeting_id):
+                batch, self._queues[meeting_id] = queue[:BATCH_LIMIT], queue[BATCH_LIMIT:]
+                await self._send(meeting_id, batch)
+        finally:
+            self._busy.discard(meeting_id)
+            if not self._queues.get(meeting_id):
+                self._queues.pop(meeting_id, None)
 
-    async def _flush(self, meeting_id: str) -> None:
-        queue = self._queues.get(meeting_id, [])
-        batch, self._queues[meeting_id] = queue[:BATCH_LIMIT], queue[BATCH_LIMIT:]
-        if self._queues[meeting_id]:
-            self._start(self._flush_later(meeting_id))
-        if not batch:
-            return
+    async def _send(self, meeting_id: str, batch: list[_Waiting]) -> None:
         try:
             if len(batch) == 1:
                 person = batch[0].person
