@@ -44,6 +44,18 @@ class Keyring:
     def encrypt_json(self, value: dict[str, Any]) -> str:
         return self.fernet.encrypt(json.dumps(value, sort_keys=True).encode("utf-8")).decode("ascii")
 
+    def encrypt_text(self, value: str) -> str:
+        return self.fernet.encrypt(value.encode("utf-8")).decode("ascii")
+
+    def decrypt_text(self, token: str) -> str:
+        try:
+            return self.fernet.decrypt(token.encode("ascii")).decode("utf-8")
+        except InvalidToken:
+            raise KeyringError(
+                "A stored link cannot be decrypted with the configured keys. Put the key it was written with back "
+                "into VILTBRIDGE_SECRET_KEY (comma-separated, newest first)."
+            ) from None
+
     def decrypt_json(self, token: str) -> dict[str, Any]:
         return dict(self._decrypted(token))
 

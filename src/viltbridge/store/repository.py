@@ -267,10 +267,13 @@ def list_sessions(db: OrmSession, connection_id: int) -> list[Session]:
 # --- launches ----------------------------------------------------------------------------------------------
 
 
-def record_launch(db: OrmSession, launch: Launch) -> None:
+def record_launch(db: OrmSession, launch: Launch, keyring: Keyring) -> None:
+    """The provider URL is encrypted: a start link carries the host's token, a registrant link lets anyone in as
+    that learner."""
     db.add(LaunchRow(session_id=launch.session_id, email=launch.email, lms_email=launch.lms_email,
                      role=launch.role.value,
-                     clicked_at=launch.clicked_at, provider_url=launch.provider_url, personal=launch.personal,
+                     clicked_at=launch.clicked_at, provider_url=keyring.encrypt_text(launch.provider_url),
+                     personal=launch.personal,
                      user_agent=(launch.user_agent or None) and launch.user_agent[:500],
                      identity=dict(launch.identity)))
     db.flush()
@@ -285,24 +288,30 @@ _LAST_PERSONAL_LAUNCH = (
 )
 
 
-def _launch(row: sa.Row[Any]) -> Launch:
+def _launch(row: sa.Row[Any], keyring: Keyring) -> Launch:
     return Launch(session_id=row.session_id, email=row.email, lms_email=row.lms_email, role=Role(row.role),
-                  clicked_at=row.clicked_at, provider_url=row.provider_url, personal=row.personal,
+                  clicked_at=row.clicked_at,
+                  # Rows written before links were encrypted hold plain URLs; a Fernet token starts "gAAAAA".
+                  provider_url=(keyring.decrypt_text(row.provider_url) if row.provider_url.startswith("gAAAAA")
+                                else row.provider_url),
+                  personal=row.personal,
                   user_agent=row.user_agent, identity=dict(row.identity or {}))
 
 
-def last_personal_launch(db: Readable, session_id: int, email: str) -> Launch | None:
+def last_personal_launch(db: Readable, session_id: int, email: str, keyring: Keyring) -> Launch | None:
     row = db.connection().execute(_LAST_PERSONAL_LAUNCH, {"session_id": session_id, "email": email}).first()
-    return _launch(row) if row else None
+    return _launch(row, keyring) if row else None
 
 
-def launches_between(db: Readable, session_id: int, start: datetime, end: datetime) -> list[Launch]:
+def launches_between(
+    db: Readable, session_id: int, start: datetime, end: datetime, keyring: Keyring
+) -> list[Launch]:
     rows = db.connection().execute(
         sa.select(_LAUNCHES)
         .where(_LAUNCHES.c.session_id == session_id, _LAUNCHES.c.clicked_at >= start, _LAUNCHES.c.clicked_at <= end)
         .order_by(_LAUNCHES.c.clicked_at, _LAUNCHES.c.id)
     )
-    return [_launch(row) for row in rows]
+    return [_launch(row, keyring) for row in rows]
 
 
 # --- the async face of the same functions ------------------------------------------------------------------
@@ -350,10 +359,10 @@ class AsyncSqlStore:
         return await self._run(save_session, session)
 
     async def record_launch(self, launch: Launch) -> None:
-        await self._run(record_launch, launch)
+        await self._run(record_launch, launch, self._keyring)
 
     async def last_personal_launch(self, session_id: int, email: str) -> Launch | None:
-        return await self._run(last_personal_launch, session_id, email)
+        return await self._run(last_personal_launch, session_id, email, self._keyring)
 
     async def launches_between(self, session_id: int, start: datetime, end: datetime) -> list[Launch]:
-        return await self._run(launches_between, session_id, start, end)
+        return await self._run(launches_between, session_id, start, end, self._keyring)

@@ -48,6 +48,9 @@ def test_a_guest_under_another_name_is_credited_to_the_lms_email(zoom_lms: Lms, 
     assert f"/s/{meeting_id}?zak=" in host_link  # a fresh start link for the host
     assert "tk=" in jane_link  # her personal registrant link
     click(zoom_lms, "z-1", "bob@example.com")
+    with db.engine.connect() as conn:
+        stored = " ".join(conn.exec_driver_sql("SELECT provider_url FROM launches").scalars())
+    assert "zak=" not in stored and "tk=" not in stored  # start and registrant links are credentials: encrypted
 
     state = zoom_simulator.state
     state.start_meeting(meeting_id)
