@@ -54,6 +54,9 @@ log = logging.getLogger("viltbridge.services")
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 LATEST = datetime(2201, 1, 1, tzinfo=UTC)
 
+# With no participant at all this long after the end, the class did not take place: attendance is final, empty.
+NO_SHOW_AFTER = timedelta(hours=2)
+
 # People run over; a launch link keeps working this long after the scheduled end.
 LAUNCH_GRACE_AFTER_END = timedelta(minutes=60)
 
@@ -87,6 +90,8 @@ class AttendanceResult:
     state: AttendanceState
     decisions: list[AttendanceDecision]
     source: AttendanceSource
+    session_id: int
+    state_changed: bool
 
 
 # --- instructors -------------------------------------------------------------------------------------------
@@ -387,7 +392,8 @@ async def record_launch(
 async def attendance(
     store: Store, provider: Provider, connection: Connection, external_id: str, clock: Clock
 ) -> AttendanceResult:
-    """The LMS emails of people who attended, by the best evidence this provider gives."""
+    """The LMS emails of people who attended, by the best evidence this provider gives. Reads only (the provider
+    may take a while to answer): the caller saves the new state with `save_attendance_state`."""
     session = await _require_session(store, connection, external_id)
     _require_scheduled(session, "report attendance for")
     assert session.id is not None
@@ -406,19 +412,28 @@ async def attendance(
                 retry_after_seconds=wait,
             )
     else:
-        decisions, state = await _attendance_from_report(store, provider, session)
-    if session.attendance_state is not state:
-        await store.set_attendance_state(session.id, state)
+        decisions, state = await _attendance_from_report(store, provider, session, now)
     return AttendanceResult(emails=[d.email for d in decisions if d.attended], state=state, decisions=decisions,
-                            source=source)
+                            source=source, session_id=session.id, state_changed=session.attendance_state is not state)
+
+
+async def save_attendance_state(store: Store, result: AttendanceResult) -> None:
+    if result.state_changed:
+        await store.set_attendance_state(result.session_id, result.state)
 
 
 async def _attendance_from_report(
-    store: Store, provider: Provider, session: Session
+    store: Store, provider: Provider, session: Session, now: datetime
 ) -> tuple[list[AttendanceDecision], AttendanceState]:
-    """The provider's segments, tied to launched learners by identity, judged by the attendance policy."""
+    """The provider's segments, tied to launched learners by identity, judged by the attendance policy.
+
+    Final only once the part has ended and the provider says its report is complete; a class that never took place
+    is final (and empty) once the provider has had `NO_SHOW_AFTER` to report it.
+    """
     assert session.id is not None and session.meeting is not None
     report = await provider.collect_attendance(_meeting_ref(session.meeting), await _meeting_spec(store, session))
+    if not report.segments and now > session.ends_at + NO_SHOW_AFTER:
+        return [], AttendanceState.FINAL
     if not report.segments and not report.complete:
         wait = report.retry_after_seconds or 900
         raise NotReady(
@@ -436,7 +451,8 @@ async def _attendance_from_report(
                                      policy=AttendancePolicy())
     for decision in decisions:
         log.info("attendance for %s: %s: %s", session.external_id, decision.email, decision.explanation)
-    return decisions, AttendanceState.FINAL if report.complete else AttendanceState.PROVISIONAL
+    final = report.complete and now > session.ends_at
+    return decisions, AttendanceState.FINAL if final else AttendanceState.PROVISIONAL
 
 
 def _launch_identities(launches: list[Launch]) -> dict[str, LaunchIdentity]:

@@ -8,6 +8,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Path, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
+from sqlalchemy.exc import SQLAlchemyError
 
 from viltbridge.core import services
 from viltbridge.core.errors import DomainError, NotFound
@@ -67,8 +68,12 @@ async def follow(
             plan = await services.plan_launch(store, connection, claims, ctx.clock)
         # No database is held while the provider answers (a registration may take seconds): other clicks go on.
         link = await services.resolve_launch(ctx.providers.for_connection(connection), plan)
-        async with ctx.db.transaction() as db:
-            await services.record_launch(AsyncSqlStore(db, ctx.keyring), plan, link, ctx.clock, user_agent)
+        try:
+            async with ctx.db.transaction() as db:
+                await services.record_launch(AsyncSqlStore(db, ctx.keyring), plan, link, ctx.clock, user_agent)
+        except SQLAlchemyError:
+            # The link is good: the person goes in; the ledger misses one click, and the log says so.
+            log.exception("launch ledger write failed; %s sent on anyway", plan.email)
         url = link.url
     except DomainError as exc:
         log.info("launch refused (%s): %s", exc.status, exc.message)

@@ -221,11 +221,14 @@ async def get_attendees(
     debug: Annotated[str | None, DEBUG] = None,
 ) -> Any:
     ctx = _ctx(request)
-    async with ctx.db.transaction() as db:
+    # Read, ask the provider, then a short write: no write lock is held while the provider answers.
+    async with ctx.db.reader() as db:
         result = await services.attendance(
             AsyncSqlStore(db, ctx.keyring), ctx.providers.for_connection(connection), connection,
             _session_id(SessionId), ctx.clock,
         )
+    async with ctx.db.transaction() as db:
+        await services.save_attendance_state(AsyncSqlStore(db, ctx.keyring), result)
     log.info("attendance for %s: %d attendee(s), %s, evidence %s", SessionId, len(result.emails),
              result.state.value, result.source.value)
     return _success(attendees=[{"email": email} for email in result.emails])
