@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy.orm import Session as OrmSession
 
 from viltbridge.core.errors import InvalidInput, NotFound
+from viltbridge.core.redaction import REDACTED
 from viltbridge.crypto import (
     MIN_CHOSEN_SECRET_LENGTH,
     Keyring,
@@ -21,7 +22,6 @@ from viltbridge.crypto import (
     secret_digest,
     secret_matches,
 )
-from viltbridge.observability import REDACTED
 from viltbridge.providers import PROVIDERS, build_provider
 from viltbridge.store import repository
 from viltbridge.store.tables import ConnectionRow

@@ -8,38 +8,19 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import sys
-from collections.abc import Mapping
 from contextvars import ContextVar
 from typing import Any
 from urllib.parse import parse_qsl
+
+from viltbridge.core.redaction import redact
 
 correlation_id: ContextVar[str] = ContextVar("correlation_id", default="-")
 debug_requested: ContextVar[bool] = ContextVar("debug_requested", default=False)
 # The request line noted by the middleware, logged when an authenticated caller's debug request is granted.
 pending_debug_request: ContextVar[str | None] = ContextVar("pending_debug_request", default=None)
 
-# joinUrl/start_url: a launch link or a host start link works as a credential for whoever holds it.
-_SECRET_NAMES = re.compile(
-    r"authorization|secret|password|token|api[_-]?key|cookie|signature|zak|join_?url|start_?url", re.IGNORECASE
-)
-_URL_SECRETS = re.compile(
-    r"((?:^|[?&#])(?:[^=&#]*(?:token|secret|password|zak|jwt|pwd|signature)[^=&#]*)=)[^&#\s]+", re.IGNORECASE
-)
 MAX_LOGGED_BODY = 64_000
-REDACTED = "***"
-
-
-def redact(value: Any) -> Any:
-    """A copy of `value` with secret-looking keys replaced and secret query parameters blanked in strings."""
-    if isinstance(value, Mapping):
-        return {key: REDACTED if _SECRET_NAMES.search(str(key)) else redact(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [redact(item) for item in value]
-    if isinstance(value, str):
-        return _URL_SECRETS.sub(rf"\1{REDACTED}", value)
-    return value
 
 
 def redacted_body(body: bytes, content_type: str) -> Any:

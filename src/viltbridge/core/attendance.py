@@ -123,10 +123,13 @@ def match_segments(
         name = segment.display_name or ""
         email = normalize_email(segment.email) if segment.email else ""
         key, rule = None, ""
+        words = set(name.split())
         if registrant and registrant in by_registrant:
             key, rule = by_registrant[registrant], "registrant_id"
-        elif (tag := next((t for t in by_tag if t in name), None)) is not None:
+        elif (tag := next((t for t in by_tag if t in words), None)) is not None:
             key, rule = by_tag[tag], "display_name_tag"
+            if email and email in people and email != key:
+                key = None  # a tag that contradicts the signed-in account: someone else's tag, do not credit
         elif email and email in people:
             key, rule = email, "email"
         if key is None:
@@ -159,12 +162,14 @@ def decide_from_segments(
     for email, items in by_person.items():
         present = presence_within([item.interval for item in items], window_start, ends_at)
         percent = min(100.0, 100 * present / scheduled) if scheduled > timedelta(0) else 0.0
+        shown = int(percent)  # rounded down, so the explanation never shows the threshold for a miss
         attended = percent >= policy.min_percent
         rules = ", ".join(sorted({item.rule for item in items}))
         decisions.append(AttendanceDecision(
             email=email, attended=attended,
             explanation=(f"{len(items)} segment(s) matched by {rules}; present {int(present.total_seconds() // 60)} "
-                         f"min = {percent:.0f}% of {starts_at:%H:%M}-{ends_at:%H:%M} UTC; threshold "
+                         f"min = {shown}% of {starts_at:%H:%M}-{ends_at:%H:%M} UTC (from {policy.grace_minutes} min "
+                         f"before the start); threshold "
                          f"{policy.min_percent}%: {'attended' if attended else 'not attended'}"),
         ))
     return sorted(decisions, key=lambda decision: decision.email)

@@ -46,6 +46,7 @@ from viltbridge.core.provider import (
     Person,
     Provider,
 )
+from viltbridge.core.redaction import redact
 from viltbridge.core.times import guess_zone
 
 log = logging.getLogger("viltbridge.services")
@@ -381,8 +382,10 @@ async def record_launch(
     store: Store, plan: LaunchPlan, link: LaunchLink, clock: Clock, user_agent: str | None = None
 ) -> None:
     assert plan.session.id is not None
+    # Only personal links are kept whole (they are reused on the next click); others are kept redacted.
+    stored_url = link.url if link.personal else redact(link.url)
     await store.record_launch(Launch(session_id=plan.session.id, email=plan.email, lms_email=plan.lms_email,
-                                     role=plan.role, clicked_at=clock.now(), provider_url=link.url,
+                                     role=plan.role, clicked_at=clock.now(), provider_url=stored_url,
                                      personal=link.personal, user_agent=user_agent, identity=dict(link.identity)))
 
 

@@ -47,7 +47,8 @@ import stamina
 from pyrate_limiter import AbstractBucket, FixedWindow, InMemoryBucket, Rate, RateItem, WallClock
 
 from viltbridge.core.errors import ProviderFailed
-from viltbridge.observability import redact, redacted_body
+from viltbridge.core.redaction import redact
+from viltbridge.observability import redacted_body
 
 __all__ = [
     "BULK", "INTERACTIVE", "Auth", "BucketBackend", "Budget", "CircuitOpen", "ProviderApiError", "ProviderCallFailed",

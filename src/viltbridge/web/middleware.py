@@ -8,12 +8,12 @@ import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from viltbridge.core.redaction import redact
 from viltbridge.lms.cornerstone.wire import error_body
 from viltbridge.observability import (
     correlation_id,
     debug_requested,
     pending_debug_request,
-    redact,
     redacted_body,
 )
 

@@ -72,7 +72,10 @@ async def test_a_session_without_a_host_needs_a_default_host(zoom: Harness, zoom
 async def test_hosts_get_a_fresh_start_link_and_learners_a_personal_registrant_link(zoom: Harness) -> None:
     meeting = await zoom.provider.create_meeting(zoom.spec())
     start = await zoom.provider.launch_link(meeting, Person(zoom.host.email), Role.HOST)
-    assert start.personal and start.url != meeting.join_url
+    again = await zoom.provider.launch_link(meeting, Person(zoom.host.email), Role.HOST)
+    assert "zak=" in start.url and start.url != meeting.join_url
+    assert not start.personal  # never reused from the ledger: start links expire and carry the host's token
+    assert again.url.split("zak=")[0] == start.url.split("zak=")[0]
     learner = await zoom.provider.launch_link(meeting, Person("Jane.Doe@example.com"), Role.ATTENDEE)
     assert learner.personal and learner.identity.get("registrant_id")
     assert learner.url != meeting.join_url
@@ -87,6 +90,27 @@ async def test_a_second_click_reuses_the_registrant_link_without_calling_zoom(zo
     assert again == first
 
 
+async def test_a_link_for_another_meeting_is_not_reused(zoom: Harness) -> None:
+    old = await zoom.provider.create_meeting(zoom.spec())
+    new = await zoom.provider.create_meeting(zoom.spec(session_key="1:sess-2"))
+    stale = await zoom.provider.launch_link(old, Person("jane@example.com"), Role.ATTENDEE)
+    fresh = await zoom.provider.launch_link(new, Person("jane@example.com"), Role.ATTENDEE, previous=stale)
+    assert fresh.personal and fresh.identity["meeting_id"] == new.meeting_id and fresh.url != stale.url
+
+
+async def test_waiting_room_time_is_not_attendance(zoom: Harness, zoom_simulator: ZoomSimulator) -> None:
+    meeting = await zoom.provider.create_meeting(zoom.spec(extended_options={"waiting_room": True}))
+    await zoom.provider.launch_link(meeting, Person("wait@example.com"), Role.ATTENDEE)
+    state = zoom_simulator.state
+    state.start_meeting(meeting.meeting_id)
+    state.join(meeting.meeting_id, "Waiting Will", registrant="wait@example.com", waiting_room=True)
+    state.advance_clock(3600)
+    state.end_meeting(meeting.meeting_id)
+    state.mark_report_processed(meeting.meeting_id)
+    report = await zoom.provider.collect_attendance(meeting, zoom.spec())
+    assert all(segment.display_name != "Waiting Will" for segment in report.segments)
+
+
 async def test_when_registration_cannot_answer_in_time_the_learner_still_gets_in(zoom: Harness,
                                                                                zoom_simulator: ZoomSimulator) -> None:
     meeting = await zoom.provider.create_meeting(zoom.spec())
@@ -94,8 +118,8 @@ async def test_when_registration_cannot_answer_in_time_the_learner_still_gets_in
     started = time.monotonic()
     link = await zoom.provider.launch_link(meeting, Person("slow@example.com"), Role.ATTENDEE)
     assert time.monotonic() - started < 5  # the launch budget, not Zoom's delay
-    tag = name_tag(meeting.meeting_id, "slow@example.com")
-    assert not link.personal and link.identity == {"display_name_tag": tag}
+    tag = name_tag(zoom_simulator.config.client_secret, meeting.meeting_id, "slow@example.com")
+    assert not link.personal and link.identity == {"display_name_tag": tag, "meeting_id": meeting.meeting_id}
     assert tag in link.url and link.url.startswith(meeting.join_url)
     assert link.note and "registration failed" in link.note
 

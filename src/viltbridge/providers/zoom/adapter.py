@@ -10,10 +10,11 @@ and the ledger records why.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import logging
 import math
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
@@ -50,10 +51,12 @@ EXTENDED_OPTIONS = (
 )
 
 
-def name_tag(meeting_id: str, email: str) -> str:
+def name_tag(secret: str, meeting_id: str, email: str) -> str:
     """A short tag, stable per person and meeting, shown in the display name when no personal link could be made:
-    it identifies the person in Zoom's report without showing their email to the class."""
-    return "vb-" + hashlib.sha256(f"{meeting_id}:{email.lower()}".encode()).hexdigest()[:6]
+    it identifies the person in Zoom's report without showing their email to the class. Keyed with a secret only
+    the connector knows, so nobody can compute a classmate's tag and be credited as them."""
+    digest = hmac.new(secret.encode(), f"{meeting_id}:{email.lower()}".encode(), hashlib.sha256).hexdigest()
+    return "vb-" + digest[:10]
 
 
 def _iso(value: str | None) -> datetime | None:
@@ -190,7 +193,8 @@ class ZoomProvider:
         if role is Role.COHOST:
             # Alternative hosts sign in to Zoom with their own account and get host powers there.
             return LaunchLink(url=meeting.join_url, personal=False, identity={"zoom_role": "alternative_host"})
-        if previous is not None and previous.identity.get("registrant_id"):
+        if (previous is not None and previous.identity.get("registrant_id")
+                and previous.identity.get("meeting_id") == meeting.meeting_id):
             return previous  # the registrant link does not expire: no quota spent on a second click
         try:
             if self.registrar is not None:
@@ -202,15 +206,18 @@ class ZoomProvider:
                 )
         except (ProviderFailed, TimeoutError) as err:
             reason = getattr(err, "message", None) or "Zoom did not answer within the launch budget"
-            tag = name_tag(meeting.meeting_id, person.email)
+            tag = name_tag(self.settings.client_secret.get_secret_value(), meeting.meeting_id, person.email)
             log.warning("zoom: registration for meeting %s failed (%s); tagged link handed out instead",
                         meeting.meeting_id, reason)
             separator = "&" if "?" in meeting.join_url else "?"
             display = f"{person.display_name.split('@')[0]} {tag}"
             return LaunchLink(url=f"{meeting.join_url}{separator}uname={quote(display)}", personal=False,
-                              identity={"display_name_tag": tag}, note=f"registration failed: {reason}")
+                              identity={"display_name_tag": tag, "meeting_id": meeting.meeting_id},
+                              note=f"registration failed: {reason}")
+        # `registrant_id` only: in this response `id` is the meeting's number, not the registrant's.
         return LaunchLink(url=str(registrant["join_url"]), personal=True,
-                          identity={"registrant_id": str(registrant.get("registrant_id") or registrant.get("id"))})
+                          identity={"registrant_id": str(registrant["registrant_id"]),
+                                    "meeting_id": meeting.meeting_id})
 
     async def _start_link(self, meeting: MeetingRef, person: Person) -> LaunchLink:
         """A fresh start link on every click: they expire after two hours, so none is ever cached."""
@@ -221,7 +228,8 @@ class ZoomProvider:
                         err.message)
             return LaunchLink(url=meeting.join_url, personal=False, identity={"zoom_role": "host"},
                               note=f"start link unavailable: {err.message}")
-        return LaunchLink(url=str(current["start_url"]), personal=True, identity={"zoom_role": "host"})
+        # Not `personal`: a start link is never reused from the ledger (it expires and carries the host's token).
+        return LaunchLink(url=str(current["start_url"]), personal=False, identity={"zoom_role": "host"})
 
     # --- attendance ------------------------------------------------------------------------------------------
 
@@ -235,18 +243,30 @@ class ZoomProvider:
         complete = True
         for instance in instances:
             uuid = str(instance["uuid"])
-            async for row in self.client.report_participants(uuid):
-                if not row.get("duration"):
-                    complete = False
-                joined = _iso(row.get("join_time"))
+            try:
+                rows = [row async for row in self.client.report_participants(uuid)]
+            except ProviderApiError as err:
+                # Zoom keeps no report for an instance with fewer than two participants (a host's dry run): 3001.
+                if err.http_status == 404:
+                    log.info("zoom: no report for instance %s of meeting %s (%s)", uuid, meeting.meeting_id,
+                             err.provider_message)
+                    continue
+                raise
+            for row in rows:
+                joined, left = _iso(row.get("join_time")), _iso(row.get("leave_time"))
                 if joined is None:
                     continue
+                # duration 0 on a row that lasted means Zoom has not processed the report yet.
+                if not row.get("duration") and left is not None and left - joined >= timedelta(seconds=1):
+                    complete = False
+                if row.get("status") == "in_waiting_room":
+                    continue  # waiting to be admitted is not attending
                 evidence = {key: row[key] for key in ("registrant_id", "participant_user_id", "user_id", "id",
                                                       "customer_key", "status") if row.get(key)}
                 evidence["instance_uuid"] = uuid
                 segments.append(ParticipantSegment(
                     participant_key=str(row.get("participant_user_id") or row.get("id") or row.get("user_id")),
-                    joined_at=joined, left_at=_iso(row.get("leave_time")),
+                    joined_at=joined, left_at=left,
                     email=(row.get("user_email") or None), display_name=row.get("name") or None, evidence=evidence,
                 ))
         return AttendanceReport(segments=tuple(segments), complete=complete,

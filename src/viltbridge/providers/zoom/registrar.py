@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from viltbridge.core.errors import ProviderFailed
@@ -25,6 +25,7 @@ BATCH_LIMIT = 30  # Zoom's maximum per batch_registrants call
 @dataclass
 class _Waiting:
     person: Person
+    deadline: float  # loop time after which this click has been handed a fallback link
     answer: asyncio.Future[dict[str, Any]] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
 
 
@@ -41,9 +42,11 @@ class Registrar:
     async def register(self, meeting_id: str, person: Person) -> dict[str, Any]:
         """The registrant (`registrant_id`, `join_url`) for `person`; raises ProviderFailed (or TimeoutError when
         the budget runs out) so the caller can hand out a fallback link instead."""
-        waiting = _Waiting(person)
+        loop = asyncio.get_running_loop()
+        waiting = _Waiting(person, deadline=loop.time() + self.budget.total)
         self._queues.setdefault(meeting_id, []).append(waiting)
         if meeting_id not in self._busy:
+            self._busy.add(meeting_id)  # here, not in the task: two clicks in one tick must not start two drains
             self._start(self._drain(meeting_id))
         return await asyncio.wait_for(asyncio.shield(waiting.answer), timeout=self.budget.total)
 
@@ -54,40 +57,49 @@ class Registrar:
 
     async def _drain(self, meeting_id: str) -> None:
         """Send what waits, one call at a time per meeting, until nothing waits."""
-        self._busy.add(meeting_id)
+        loop = asyncio.get_running_loop()
         try:
             while queue := self._queues.get(meeting_id):
-                batch, self._queues[meeting_id] = queue[:BATCH_LIMIT], queue[BATCH_LIMIT:]
-                await self._send(meeting_id, batch)
+                # Clicks whose budget ran out already went in on a fallback link: do not spend quota on them.
+                live = [w for w in queue if not w.answer.done() and w.deadline > loop.time()]
+                batch, self._queues[meeting_id] = live[:BATCH_LIMIT], live[BATCH_LIMIT:]
+                if batch:
+                    await self._send(meeting_id, batch, min(w.deadline for w in batch) - loop.time())
         finally:
             self._busy.discard(meeting_id)
             if not self._queues.get(meeting_id):
                 self._queues.pop(meeting_id, None)
 
-    async def _send(self, meeting_id: str, batch: list[_Waiting]) -> None:
+    async def _send(self, meeting_id: str, batch: list[_Waiting], seconds_left: float) -> None:
+        budget = replace(self.budget, total=max(0.1, seconds_left),
+                         max_queue_wait=min(self.budget.max_queue_wait, max(0.05, seconds_left / 2)))
         try:
             if len(batch) == 1:
                 person = batch[0].person
                 rows = [await self.client.add_registrant(meeting_id, person.email, _first(person),
-                                                         person.last_name or "", budget=self.budget)]
+                                                         person.last_name or "", budget=budget)]
             else:
                 rows = await self.client.batch_registrants(
                     meeting_id, [{"email": w.person.email, "first_name": _first(w.person),
-                                  "last_name": w.person.last_name or ""} for w in batch], budget=self.budget)
-        except (ProviderFailed, TimeoutError) as err:
+                                  "last_name": w.person.last_name or ""} for w in batch], budget=budget)
+        except Exception as err:  # any failure fails this batch (each click falls back); the drain goes on
+            failure = err if isinstance(err, ProviderFailed | TimeoutError) else ProviderFailed(
+                "zoom", f"registration failed unexpectedly: {err.__class__.__name__}")
             for waiting in batch:
                 if not waiting.answer.done():
-                    waiting.answer.set_exception(err)
+                    waiting.answer.set_exception(failure)
+                    waiting.answer.exception()  # mark retrieved: a click that gave up must not log a stray error
             return
         by_email = {str(row.get("email", "")).lower(): row for row in rows}
         for waiting in batch:
             if waiting.answer.done():
                 continue
             row = by_email.get(waiting.person.email.lower()) if len(batch) > 1 else rows[0]
-            if row and row.get("join_url"):
+            if row and row.get("join_url") and row.get("registrant_id"):
                 waiting.answer.set_result(row)
             else:
                 waiting.answer.set_exception(ProviderFailed("zoom", "Zoom registered no link for this person."))
+                waiting.answer.exception()
 
     async def aclose(self) -> None:
         for task in list(self._flushers):
