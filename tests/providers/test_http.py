@@ -181,7 +181,7 @@ async def test_retry_after_beyond_the_budget_fails_at_once(http: ProviderHttp, u
     started = time.monotonic()
     with pytest.raises(ProviderApiError) as caught:
         await http.request("GET", "/s/e", operation="read e", budget=QUICK)
-    assert time.monotonic() - started < 0.5
+    assert time.monotonic() - started < 5  # not the 30 s Zoom asked for (slack for a loaded machine)
     assert caught.value.retry_after_seconds == 30
     assert caught.value.rate_limit_type == "QPS"
     assert caught.value.message == ("Acme is limiting this account's API calls and viltbridge could not read e in "
@@ -209,10 +209,10 @@ def test_retry_after_formats() -> None:
 
 async def test_read_timeout_retried_for_get_but_not_for_post(http: ProviderHttp, upstream: Upstream) -> None:
     budget = Budget(total=3.0, max_queue_wait=1.0, attempt_timeout=0.3, max_attempts=3)
-    upstream.script("g", Scripted(delay=1.0))
+    upstream.script("g", Scripted(delay=3.0))
     started = time.monotonic()
     assert (await http.request("GET", "/s/g", operation="read g", budget=budget)).status_code == 200
-    assert time.monotonic() - started < 0.9
+    assert time.monotonic() - started < 2.5  # the slow answer (3 s) was abandoned after 0.3 s
     upstream.script("h", Scripted(delay=1.0))
     with pytest.raises(ProviderUnreachable) as caught:
         await http.request("POST", "/s/h", operation="create h", json={}, budget=budget)
@@ -243,8 +243,8 @@ async def test_total_budget_bounds_the_call(http: ProviderHttp, upstream: Upstre
     started = time.monotonic()
     with pytest.raises(ProviderApiError):
         await http.request("GET", "/s/i", operation="read i", budget=budget)
-    assert time.monotonic() - started < 0.9
-    assert 2 <= upstream.calls["i"] <= 3
+    assert time.monotonic() - started < 2.5  # 20 attempts would take 6 s
+    assert 2 <= upstream.calls["i"] <= 4
 
 
 # -- auth -------------------------------------------------------------------------------------------------------
@@ -272,17 +272,17 @@ async def test_401_refreshes_once_shared_by_concurrent_callers(upstream: Upstrea
 
 async def test_no_slot_in_time_fails_fast_without_sending(http: ProviderHttp, upstream: Upstream) -> None:
     quota = Quota("acme:acct-1:writes", 2, 10.0, label="Acme's write limit (2 calls per 10 s)")
-    budget = Budget(total=5.0, max_queue_wait=0.2, attempt_timeout=1.0)
+    budget = Budget(total=5.0, max_queue_wait=3.0, attempt_timeout=1.0)
     for _ in range(2):
         await http.request("GET", "/s/q", operation="write", quotas=[quota], budget=budget)
     started = time.monotonic()
     with pytest.raises(RateLimitExceeded) as caught:
         await http.request("GET", "/s/q", operation="write", quotas=[quota], budget=budget)
-    assert time.monotonic() - started < 0.1  # no point waiting 0.2 s for a slot 10 s away
+    assert time.monotonic() - started < 1.5  # no point waiting 3 s for a slot 10 s away
     assert upstream.calls["q"] == 2
     assert caught.value.retry_after_seconds == 10
     assert caught.value.message == ("viltbridge did not write: Acme's write limit (2 calls per 10 s) is reached and "
-                                    "no slot frees up within the 0.2 s this call may wait. Try again in 10 s.")
+                                    "no slot frees up within the 3 s this call may wait. Try again in 10 s.")
 
 
 async def test_waits_for_a_slot_within_its_queue_wait(http: ProviderHttp, upstream: Upstream) -> None:
