@@ -22,7 +22,7 @@ from viltbridge.crypto import (
     secret_digest,
     secret_matches,
 )
-from viltbridge.providers import PROVIDERS, build_provider
+from viltbridge.providers import PROVIDERS, check_settings
 from viltbridge.store import repository
 from viltbridge.store.tables import ConnectionRow
 
@@ -106,7 +106,7 @@ def create(
             "digest, so it must be hard to guess. Leave --password out to get a generated one."
         )
     options, settings = _split(pairs)
-    build_provider(provider, settings)  # validates the settings with the provider's own rules
+    check_settings(provider, settings)
     secret = password or new_secret()
     salt = new_salt()
     now = datetime.now(UTC)
@@ -140,7 +140,7 @@ def change(db: OrmSession, keyring: Keyring, name: str, pairs: dict[str, str]) -
             settings.pop(key, None)
         else:
             settings[key] = value
-    build_provider(row.provider, settings)
+    check_settings(row.provider, settings)
     for key, value in options.items():
         _apply_option(row, key, value)
     row.provider_settings = keyring.encrypt_json(settings)

@@ -55,3 +55,9 @@ async def test_attendance_is_reported_in_the_declared_way(harness: Harness) -> N
 def test_extended_options_have_unique_ids(harness: Harness) -> None:
     options = harness.provider.extended_options()
     assert len({option.id for option in options}) == len(options)
+
+
+async def test_closing_releases_the_adapter_and_may_be_repeated(harness: Harness) -> None:
+    await harness.provider.create_meeting(harness.spec())
+    await harness.provider.aclose()
+    await harness.provider.aclose()

@@ -9,6 +9,7 @@ from viltbridge.core.errors import InvalidInput
 from viltbridge.core.provider import Provider
 from viltbridge.providers.link.adapter import LinkProvider
 from viltbridge.providers.zoom.adapter import ZoomProvider
+from viltbridge.providers.zoom.client import ZoomSettings
 
 ProviderFactory = Callable[[Mapping[str, Any]], Provider]
 
@@ -16,6 +17,21 @@ PROVIDERS: dict[str, ProviderFactory] = {
     "link": LinkProvider.from_settings,
     "zoom": ZoomProvider.from_settings,
 }
+
+
+# Settings checks that build nothing (no HTTP client): for the CLI and the console, before anything is saved.
+SETTINGS_CHECKS: dict[str, Callable[[Mapping[str, Any]], object]] = {
+    "link": LinkProvider.checked_settings,
+    "zoom": ZoomSettings.from_settings,
+}
+
+
+def check_settings(kind: str, settings: Mapping[str, Any]) -> None:
+    """Raise InvalidInput saying what is wrong with `settings` for a `kind` provider."""
+    check = SETTINGS_CHECKS.get(kind)
+    if check is None:
+        raise InvalidInput(f"Unknown provider '{kind}'; available: {', '.join(sorted(PROVIDERS))}.")
+    check(settings)
 
 
 def build_provider(kind: str, settings: Mapping[str, Any]) -> Provider:

@@ -124,6 +124,7 @@ def create_app(
                 worker.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await worker
+            await app.state.ctx.providers.aclose()
             await database.dispose()
 
     app = FastAPI(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ class ProviderPool:
     """One adapter per connection and settings version, so clients keep their tokens and rate-limit state."""
 
     _adapters: dict[tuple[int, str], Provider] = field(default_factory=dict)
+    _closing: set[asyncio.Task[None]] = field(default_factory=set)
 
     def for_connection(self, connection: Connection) -> Provider:
         fingerprint = hashlib.sha256(
@@ -32,9 +34,19 @@ class ProviderPool:
         adapter = self._adapters.get(key)
         if adapter is None:
             for stale in [k for k in self._adapters if k[0] == connection.id]:
-                del self._adapters[stale]
+                self._retire(self._adapters.pop(stale))  # settings changed: the old adapter's clients go
             adapter = self._adapters[key] = build_provider(connection.provider, connection.provider_settings)
         return adapter
+
+    def _retire(self, adapter: Provider) -> None:
+        task = asyncio.get_running_loop().create_task(adapter.aclose())
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+    async def aclose(self) -> None:
+        """Close every adapter (at shutdown)."""
+        adapters, self._adapters = list(self._adapters.values()), {}
+        await asyncio.gather(*(adapter.aclose() for adapter in adapters), *self._closing, return_exceptions=True)
 
 
 @dataclass

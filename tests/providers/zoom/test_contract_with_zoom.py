@@ -3,6 +3,7 @@ a learner who joins as a guest under another name is still credited to the right
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 import pytest
@@ -93,3 +94,20 @@ def test_cancelling_deletes_the_zoom_meeting(zoom_lms: Lms, zoom_simulator: Zoom
     assert zoom_lms.cancel_session("z-3").status_code == 200
     assert zoom_lms.cancel_session("z-3").status_code == 200
     assert all(m["deleted"] for m in zoom_simulator.state.snapshot()["meetings"])
+
+
+def test_changed_settings_retire_the_old_adapter_and_close_its_connections(zoom_lms: Lms, db: Db) -> None:
+    from viltbridge import connections
+    from viltbridge.providers.zoom.adapter import ZoomProvider
+
+    pool = zoom_lms.client.app.state.ctx.providers
+    assert zoom_lms.add_instructor("tess@example.com", "Tess", "Teacher").status_code == 200
+    [old] = pool._adapters.values()
+    assert isinstance(old, ZoomProvider) and not old.client.http._client.is_closed
+    with db.session() as s, s.begin():
+        connections.change(s, db.keyring, "acme-zoom", {"plan": "business"})
+    assert zoom_lms.add_instructor("tess@example.com", "Tess", "Teacher").status_code == 200
+    [new] = pool._adapters.values()
+    assert new is not old and new.settings.plan == "business"
+    zoom_lms.client.portal.call(asyncio.sleep, 0.05)  # let the retirement task run
+    assert old.client.http._client.is_closed

@@ -87,8 +87,12 @@ class LinkProvider:
 
     @classmethod
     def from_settings(cls, raw: Mapping[str, Any]) -> LinkProvider:
+        return cls(cls.checked_settings(raw))
+
+    @staticmethod
+    def checked_settings(raw: Mapping[str, Any]) -> LinkSettings:
         try:
-            return cls(LinkSettings.model_validate(dict(raw)))
+            return LinkSettings.model_validate(dict(raw))
         except ValidationError as exc:
             problems = "; ".join(
                 f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: "
@@ -134,3 +138,6 @@ class LinkProvider:
 
     def extended_options(self) -> tuple[ExtendedOption, ...]:
         return ()
+
+    async def aclose(self) -> None:
+        """Nothing to release: the link provider holds no connections."""

@@ -275,6 +275,12 @@ class ZoomProvider:
     def extended_options(self) -> tuple[ExtendedOption, ...]:
         return EXTENDED_OPTIONS
 
+    async def aclose(self) -> None:
+        """Stop pending registration batches and close the HTTP client's connections."""
+        if self.registrar is not None:
+            await self.registrar.aclose()
+        await self.client.aclose()
+
 
 def _as_input_error(err: ProviderApiError, email: str) -> InvalidInput | ProviderApiError:
     """A host Zoom does not know is a correctable input problem (400 to the LMS), not an outage."""
