@@ -16,9 +16,8 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, field_validator
 
-from viltbridge.core.errors import InvalidInput
 from viltbridge.core.models import Role
 from viltbridge.core.provider import (
     AttendanceReport,
@@ -32,6 +31,7 @@ from viltbridge.core.provider import (
     Person,
     ProvisionedInstructor,
 )
+from viltbridge.providers.settings import parse_settings
 
 log = logging.getLogger("viltbridge.providers.link")
 
@@ -91,16 +91,7 @@ class LinkProvider:
 
     @staticmethod
     def checked_settings(raw: Mapping[str, Any]) -> LinkSettings:
-        try:
-            return LinkSettings.model_validate(dict(raw))
-        except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: "
-                f"{'unknown setting' if err['type'] == 'extra_forbidden' else err['msg'].removeprefix('Value error, ')}"
-                for err in exc.errors()
-            )
-            known = ", ".join(LinkSettings.model_fields)
-            raise InvalidInput(f"link provider settings are wrong ({problems}). Known settings: {known}.") from None
+        return parse_settings("link", LinkSettings, raw)
 
     async def provision_instructor(self, instructor: InstructorSpec) -> ProvisionedInstructor:
         return ProvisionedInstructor(provider_user_id=None)

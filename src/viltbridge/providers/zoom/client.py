@@ -25,9 +25,9 @@ from urllib.parse import quote, urlsplit
 
 import httpx2
 import pybreaker
-from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, SecretStr, field_validator
 
-from viltbridge.core.errors import InvalidInput, ProviderFailed
+from viltbridge.core.errors import ProviderFailed
 from viltbridge.providers.http import (
     BULK,
     INTERACTIVE,
@@ -39,6 +39,7 @@ from viltbridge.providers.http import (
     RateLimitExceeded,
     RateLimits,
 )
+from viltbridge.providers.settings import parse_settings
 
 __all__ = [
     "HOST_DAILY_MEETING_WRITES", "PLAN_LIMITS", "EndpointClass", "ZoomClient", "ZoomSettings", "ZoomTokenProvider",
@@ -99,24 +100,7 @@ class ZoomSettings(BaseModel):
 
     @classmethod
     def from_settings(cls, raw: Mapping[str, Any]) -> ZoomSettings:
-        try:
-            return cls.model_validate(dict(raw))
-        except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: "
-                f"{_problem(err['type'], err['msg'])}"
-                for err in exc.errors()
-            )
-            known = ", ".join(cls.model_fields)
-            raise InvalidInput(f"zoom provider settings are wrong ({problems}). Known settings: {known}.") from None
-
-
-def _problem(kind: str, message: str) -> str:
-    if kind == "extra_forbidden":
-        return "unknown setting"
-    if kind == "missing":
-        return "missing (required)"
-    return message.removeprefix("Value error, ")
+        return parse_settings("zoom", cls, raw)
 
 
 # ---------------------------------------------------------------------------------------------------------------
