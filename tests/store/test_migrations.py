@@ -33,5 +33,5 @@ def test_down_and_up_again_keeps_launches_and_backfills_their_lms_email(database
     with engine.connect() as conn:
         row = conn.execute(sa.text("SELECT email, lms_email FROM launches")).one()
     assert tuple(row) == ("l@example.com", "l@example.com")
-    assert migrate.current_revision(database_url) == "0003"
+    assert migrate.current_revision(database_url) == "0004"
     engine.dispose()

@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Protocol
 
 from viltbridge.core.models import AttendanceState, Connection, Instructor, Launch, Session
+from viltbridge.core.provider import ProviderEvent
 
 
 class Store(Protocol):
@@ -37,3 +38,5 @@ class Store(Protocol):
     async def last_personal_launch(self, session_id: int, email: str) -> Launch | None: ...
 
     async def launches_between(self, session_id: int, start: datetime, end: datetime) -> list[Launch]: ...
+
+    async def provider_events(self, connection_id: int, meeting_id: str) -> list[ProviderEvent]: ...

@@ -7,6 +7,7 @@ ledger; one without an attendance API gets launch evidence, and the data says so
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -117,6 +118,25 @@ class AttendanceReport:
 
 
 @dataclass(frozen=True)
+class ProviderEvent:
+    """One webhook event as stored in the ledger: kept raw, stored once per `dedupe_key`."""
+
+    dedupe_key: str
+    meeting_id: str | None
+    event: str
+    occurred_at: datetime
+    raw: str
+
+
+@dataclass(frozen=True)
+class WebhookDelivery:
+    """What a verified webhook delivery holds: a reply the provider expects (a challenge), and events to keep."""
+
+    reply: dict[str, Any] | None
+    events: tuple[ProviderEvent, ...]
+
+
+@dataclass(frozen=True)
 class ExtendedOption:
     """A provider option the admin may tick per session (Cornerstone's "extended options")."""
 
@@ -153,4 +173,13 @@ class Provider(Protocol):
 
     async def aclose(self) -> None:
         """Release connections and background work; called when the adapter is replaced or the server stops."""
+        ...
+
+    def read_webhook(self, raw_body: bytes, headers: Mapping[str, str], now: datetime) -> WebhookDelivery:
+        """Verify a delivery on its raw body (raise Forbidden when it is not the provider's) and parse it. Only
+        called for providers whose capabilities say `webhooks`."""
+        ...
+
+    def segments_from_events(self, events: list[ProviderEvent]) -> list[ParticipantSegment]:
+        """Join/leave segments from stored webhook events: live attendance before the report exists."""
         ...

@@ -37,6 +37,7 @@ from viltbridge.core.models import (
 )
 from viltbridge.core.ports import Store
 from viltbridge.core.provider import (
+    AttendanceReport,
     AttendanceSource,
     ExtendedOption,
     InstructorSpec,
@@ -435,6 +436,13 @@ async def _attendance_from_report(
     """
     assert session.id is not None and session.meeting is not None
     report = await provider.collect_attendance(_meeting_ref(session.meeting), await _meeting_spec(store, session))
+    if not report.complete and provider.capabilities.webhooks:
+        # Until the provider's report is complete, the live events it sent are the better evidence.
+        events = await store.provider_events(session.connection_id, session.meeting.meeting_id)
+        live = provider.segments_from_events(events) if events else []
+        if len(live) > len(report.segments):
+            report = AttendanceReport(segments=tuple(live), complete=False,
+                                      retry_after_seconds=report.retry_after_seconds)
     if not report.segments and now > session.ends_at + NO_SHOW_AFTER:
         return [], AttendanceState.FINAL
     if not report.segments and not report.complete:

@@ -25,9 +25,10 @@ from viltbridge.core.models import (
     SessionStatus,
     VendorOptions,
 )
+from viltbridge.core.provider import ProviderEvent
 from viltbridge.crypto import Keyring
 from viltbridge.store.db import Readable, SyncRunner
-from viltbridge.store.tables import ConnectionRow, InstructorRow, LaunchRow, SessionRow
+from viltbridge.store.tables import ConnectionRow, InstructorRow, LaunchRow, ProviderEventRow, SessionRow
 
 T = TypeVar("T")
 
@@ -89,6 +90,13 @@ def connection_row_by_username(db: Readable, username: str) -> sa.Row[Any] | Non
 
 def connection_row(db: Readable, connection_id: int) -> sa.Row[Any] | None:
     return db.connection().execute(_CONNECTION_BY_ID, {"id": connection_id}).one_or_none()
+
+
+_CONNECTION_BY_NAME = sa.select(_CONNECTIONS).where(_CONNECTIONS.c.name == sa.bindparam("name"))
+
+
+def connection_row_by_name_readonly(db: Readable, name: str) -> sa.Row[Any] | None:
+    return db.connection().execute(_CONNECTION_BY_NAME, {"name": name}).one_or_none()
 
 
 def connection_row_by_name(db: OrmSession, name: str) -> ConnectionRow | None:
@@ -314,6 +322,38 @@ def launches_between(
     return [_launch(row, keyring) for row in rows]
 
 
+# --- provider events (webhooks) -------------------------------------------------------------------------------
+
+
+def store_provider_events(db: OrmSession, connection_id: int, events: list[ProviderEvent], now: datetime) -> int:
+    """Keep each event once (a redelivery has the same dedupe key); returns how many were new."""
+    new = 0
+    for event in events:
+        exists = db.scalar(sa.select(ProviderEventRow.id).where(
+            ProviderEventRow.connection_id == connection_id, ProviderEventRow.dedupe_key == event.dedupe_key))
+        if exists is not None:
+            continue
+        db.add(ProviderEventRow(connection_id=connection_id, dedupe_key=event.dedupe_key, meeting_id=event.meeting_id,
+                                event=event.event, occurred_at=event.occurred_at, received_at=now, raw=event.raw))
+        new += 1
+    db.flush()
+    return new
+
+
+_EVENTS = ProviderEventRow.__table__
+_MEETING_EVENTS = (
+    sa.select(_EVENTS)
+    .where(_EVENTS.c.connection_id == sa.bindparam("connection_id"), _EVENTS.c.meeting_id == sa.bindparam("meeting_id"))
+    .order_by(_EVENTS.c.occurred_at, _EVENTS.c.id)
+)
+
+
+def provider_events(db: Readable, connection_id: int, meeting_id: str) -> list[ProviderEvent]:
+    rows = db.connection().execute(_MEETING_EVENTS, {"connection_id": connection_id, "meeting_id": meeting_id})
+    return [ProviderEvent(dedupe_key=row.dedupe_key, meeting_id=row.meeting_id, event=row.event,
+                          occurred_at=row.occurred_at, raw=row.raw) for row in rows]
+
+
 # --- the async face of the same functions ------------------------------------------------------------------
 
 
@@ -363,6 +403,9 @@ class AsyncSqlStore:
 
     async def last_personal_launch(self, session_id: int, email: str) -> Launch | None:
         return await self._run(last_personal_launch, session_id, email, self._keyring)
+
+    async def provider_events(self, connection_id: int, meeting_id: str) -> list[ProviderEvent]:
+        return await self._run(provider_events, connection_id, meeting_id)
 
     async def launches_between(self, session_id: int, start: datetime, end: datetime) -> list[Launch]:
         return await self._run(launches_between, session_id, start, end, self._keyring)

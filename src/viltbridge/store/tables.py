@@ -125,3 +125,22 @@ class LaunchRow(Base):
     personal: Mapped[bool]
     user_agent: Mapped[str | None] = mapped_column(sa.String(500))
     identity: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default=sa.text("'{}'"))
+
+
+class ProviderEventRow(Base):
+    """Webhook events as received (raw), once each: the live side of the attendance ledger."""
+
+    __tablename__ = "provider_events"
+    __table_args__ = (
+        sa.UniqueConstraint("connection_id", "dedupe_key"),
+        sa.Index("ix_provider_events_meeting", "connection_id", "meeting_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    connection_id: Mapped[int] = mapped_column(sa.ForeignKey("connections.id", ondelete="CASCADE"))
+    dedupe_key: Mapped[str] = mapped_column(sa.String(200))
+    meeting_id: Mapped[str | None] = mapped_column(sa.String(200))
+    event: Mapped[str] = mapped_column(sa.String(100))
+    occurred_at: Mapped[datetime]
+    received_at: Mapped[datetime]
+    raw: Mapped[str] = mapped_column(sa.Text)

@@ -26,7 +26,7 @@ from viltbridge.lms.cornerstone.routes import router as cornerstone_router
 from viltbridge.lms.cornerstone.wire import describe_validation_error, error_body
 from viltbridge.observability import correlation_id
 from viltbridge.store.db import Database
-from viltbridge.web import launch
+from viltbridge.web import launch, webhooks
 from viltbridge.web.context import AppContext
 from viltbridge.web.middleware import BodyLimitMiddleware, RequestContextMiddleware
 
@@ -82,7 +82,7 @@ def _published_schema(app: FastAPI, settings: Settings) -> dict[str, Any]:
     if app.openapi_schema:
         return app.openapi_schema
     schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
-    public = {"/healthz", "/l/{token}", f"{settings.prefix}/oauth/token"}
+    public = {"/healthz", "/l/{token}", f"{settings.prefix}/oauth/token", "/webhooks/{connection}"}
     for path, operations in schema["paths"].items():
         for operation in operations.values():
             operation["responses"].pop("422", None)
@@ -144,6 +144,7 @@ def create_app(
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.include_router(cornerstone_router, prefix=settings.prefix)
     app.include_router(launch.router)
+    app.include_router(webhooks.router)
 
     app.openapi = lambda: _published_schema(app, settings)  # type: ignore[method-assign]
 

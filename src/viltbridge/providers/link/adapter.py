@@ -13,11 +13,13 @@ import re
 import secrets
 import unicodedata
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 from urllib.parse import quote, urlsplit
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
+from viltbridge.core.errors import NotFound
 from viltbridge.core.models import Role
 from viltbridge.core.provider import (
     AttendanceReport,
@@ -28,8 +30,11 @@ from viltbridge.core.provider import (
     LaunchLink,
     MeetingRef,
     MeetingSpec,
+    ParticipantSegment,
     Person,
+    ProviderEvent,
     ProvisionedInstructor,
+    WebhookDelivery,
 )
 from viltbridge.providers.settings import parse_settings
 
@@ -132,3 +137,9 @@ class LinkProvider:
 
     async def aclose(self) -> None:
         """Nothing to release: the link provider holds no connections."""
+
+    def read_webhook(self, raw_body: bytes, headers: Mapping[str, str], now: datetime) -> WebhookDelivery:
+        raise NotFound("The link provider sends no webhooks.")
+
+    def segments_from_events(self, events: list[ProviderEvent]) -> list[ParticipantSegment]:
+        return []

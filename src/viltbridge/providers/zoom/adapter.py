@@ -31,9 +31,12 @@ from viltbridge.core.provider import (
     MeetingSpec,
     ParticipantSegment,
     Person,
+    ProviderEvent,
     ProvisionedInstructor,
+    WebhookDelivery,
 )
 from viltbridge.providers.http import BULK, Budget, ProviderApiError
+from viltbridge.providers.zoom import webhooks
 from viltbridge.providers.zoom.client import ZoomClient, ZoomSettings
 from viltbridge.providers.zoom.registrar import Registrar
 
@@ -274,6 +277,23 @@ class ZoomProvider:
 
     def extended_options(self) -> tuple[ExtendedOption, ...]:
         return EXTENDED_OPTIONS
+
+    # --- webhooks --------------------------------------------------------------------------------------------
+
+    def read_webhook(self, raw_body: bytes, headers: Mapping[str, str], now: datetime) -> WebhookDelivery:
+        """Zoom's v0 signature checked on the raw body (stale timestamps refused); the url_validation challenge
+        answered; participant and meeting events kept for live attendance."""
+        secret = self.settings.webhook_secret_token.get_secret_value()
+        webhooks.verify_signature(raw_body, headers, secret, now)
+        event = webhooks.parse_event(raw_body)
+        if event.event == webhooks.ENDPOINT_URL_VALIDATION:
+            return WebhookDelivery(reply=webhooks.url_validation_response(event, secret), events=())
+        stored = ProviderEvent(dedupe_key=event.dedupe_key, meeting_id=event.meeting_id, event=event.event,
+                               occurred_at=event.event_ts, raw=raw_body.decode("utf-8"))
+        return WebhookDelivery(reply=None, events=(stored,))
+
+    def segments_from_events(self, events: list[ProviderEvent]) -> list[ParticipantSegment]:
+        return webhooks.segments_from_events([webhooks.parse_event(event.raw.encode("utf-8")) for event in events])
 
     async def aclose(self) -> None:
         """Stop pending registration batches and close the HTTP client's connections."""
