@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -13,6 +14,17 @@ from viltbridge.core.provider import InstructorSpec, MeetingSpec, Provider
 from viltbridge.providers.link.adapter import LinkProvider
 from viltbridge.providers.zoom.adapter import ZoomProvider
 from viltbridge.providers.zoom.simulator import ZoomSimulator, running_simulator
+
+
+class Capture(logging.Handler):
+    """Collects log lines, DEBUG included (tests of what providers log)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
 
 
 @dataclass

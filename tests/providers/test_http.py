@@ -20,6 +20,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from tests.providers.conftest import Capture
 from viltbridge.observability import debug_requested
 from viltbridge.providers.http import (
     Budget,
@@ -352,15 +353,6 @@ async def test_provider_error_details_are_kept(http: ProviderHttp, upstream: Ups
     with pytest.raises(ProviderApiError) as caught:
         await http.request("GET", "/s/graph", operation="read", budget=QUICK)
     assert (caught.value.code, caught.value.provider_message) == ("Forbidden", "No policy.")
-
-
-class Capture(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.lines: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(record.getMessage())
 
 
 async def test_debug_log_shows_the_exchange_with_secrets_redacted(http: ProviderHttp, upstream: Upstream) -> None:

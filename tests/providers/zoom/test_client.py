@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from tests.providers.conftest import Capture
 from tests.providers.zoom.conftest import TEACHER
 from viltbridge.core.errors import InvalidInput
 from viltbridge.observability import debug_requested
@@ -378,15 +379,6 @@ async def test_report_and_instances_by_uuid_needing_double_encoding(sim: ZoomSim
 
 
 # -- logs -------------------------------------------------------------------------------------------------------
-
-
-class Capture(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.lines: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(record.getMessage())
 
 
 async def test_debug_log_redacts_the_token_and_the_client_secret(sim: ZoomSimulator, zoom: ZoomClient) -> None:
