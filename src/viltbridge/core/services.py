@@ -104,19 +104,7 @@ async def add_instructor(
 ) -> Instructor:
     """Provision at the provider and record; adding a known email updates it (the LMS may retry)."""
     email = checked_email(email, field="Email")
-    await store.lock(f"instructor:{connection.id}:{email}")
-    existing = await store.find_instructor(connection.id, email)
-    spec = InstructorSpec(email=email, first_name=first_name, last_name=last_name, active=True,
-                          provider_user_id=existing.provider_user_id if existing else None)
-    provisioned = await (
-        provider.update_instructor(email, spec) if existing else provider.provision_instructor(spec)
-    )
-    instructor = existing or Instructor(connection_id=connection.id, email=email, first_name=first_name,
-                                        last_name=last_name)
-    instructor.first_name, instructor.last_name, instructor.active = first_name, last_name, True
-    instructor.provider_user_id = provisioned.provider_user_id
-    instructor.provider_data = provisioned.data
-    return await store.save_instructor(instructor)
+    return await update_instructor(store, provider, connection, email, email, first_name, last_name, True)
 
 
 async def update_instructor(
