@@ -132,12 +132,6 @@ def _instructor(row: InstructorRow | sa.Row[Any]) -> Instructor:
     )
 
 
-def _instructor_row(db: OrmSession, connection_id: int, email: str) -> InstructorRow | None:
-    return db.scalars(
-        sa.select(InstructorRow).where(InstructorRow.connection_id == connection_id, InstructorRow.email == email)
-    ).one_or_none()
-
-
 def find_instructor(db: Readable, connection_id: int, email: str) -> Instructor | None:
     row = db.connection().execute(_INSTRUCTOR, {"connection_id": connection_id, "email": email}).one_or_none()
     return _instructor(row) if row else None
@@ -159,13 +153,6 @@ def save_instructor(db: OrmSession, instructor: Instructor) -> Instructor:
     row.provider_data, row.updated_at = dict(instructor.provider_data), now
     db.flush()
     return _instructor(row)
-
-
-def list_instructors(db: OrmSession, connection_id: int) -> list[Instructor]:
-    rows = db.scalars(
-        sa.select(InstructorRow).where(InstructorRow.connection_id == connection_id).order_by(InstructorRow.email)
-    )
-    return [_instructor(row) for row in rows]
 
 
 def rename_session_instructor(db: OrmSession, connection_id: int, old_email: str, new_email: str) -> int:
@@ -263,13 +250,6 @@ def lock(db: OrmSession, key: str) -> None:
     if db.get_bind().dialect.name == "postgresql":
         number = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big", signed=True)
         db.execute(sa.select(sa.func.pg_advisory_xact_lock(number)))
-
-
-def list_sessions(db: OrmSession, connection_id: int) -> list[Session]:
-    rows = db.scalars(
-        sa.select(SessionRow).where(SessionRow.connection_id == connection_id).order_by(SessionRow.starts_at)
-    )
-    return [_session(row) for row in rows]
 
 
 # --- launches ----------------------------------------------------------------------------------------------

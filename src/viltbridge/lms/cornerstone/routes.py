@@ -8,7 +8,6 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Header, Path, Query, Request
 from fastapi.responses import JSONResponse
-from pydantic import ValidationError
 
 from viltbridge.core import services
 from viltbridge.core.emails import checked_email, decode_base64_email, parse_email_list
@@ -27,7 +26,6 @@ from viltbridge.lms.cornerstone.wire import (
     SessionUpdateRequest,
     SuccessEnvelope,
     UpdateInstructorRequest,
-    describe_validation_error,
     timestamp,
 )
 from viltbridge.observability import correlation_id
@@ -359,7 +357,3 @@ async def oauth_token(
         {"access_token": token, "token_type": "Bearer", "expires_in": ttl, "scope": form.get("scope") or "vilt"},
         headers={"Cache-Control": "no-store", "Pragma": "no-cache"},
     )
-
-
-def validation_message(errors: list[dict[str, Any]] | ValidationError) -> str:
-    return describe_validation_error(errors, "The request was not accepted")
