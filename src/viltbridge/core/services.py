@@ -323,6 +323,11 @@ class LaunchNotOpen(Forbidden):
     """The link is valid but the class is not open for joining now."""
 
 
+def _opens_at(session: Session, connection: Connection) -> datetime:
+    """When the class opens for joining: the connection's launch window before the start."""
+    return session.starts_at - timedelta(minutes=connection.options.launch_window_minutes)
+
+
 @dataclass(frozen=True)
 class LaunchPlan:
     """What a click on `/l/<token>` resolves to, read from the store: who, where, in which role."""
@@ -343,7 +348,7 @@ async def plan_launch(store: Store, connection: Connection, claims: LaunchClaims
         raise NotFound("This class no longer exists. Go back to your learning system for its current details.")
     _require_scheduled(session, "join")
     now = clock.now()
-    opens_at = session.starts_at - timedelta(minutes=connection.options.launch_window_minutes)
+    opens_at = _opens_at(session, connection)
     if now < opens_at:
         raise LaunchNotOpen(
             f"'{session.title}' opens for joining at {opens_at:%Y-%m-%d %H:%M} UTC "
@@ -390,7 +395,7 @@ async def attendance(
     _require_scheduled(session, "report attendance for")
     assert session.id is not None
     now = clock.now()
-    opens_at = session.starts_at - timedelta(minutes=connection.options.launch_window_minutes)
+    opens_at = _opens_at(session, connection)
     source = provider.capabilities.attendance
     if source is AttendanceSource.LAUNCH_ONLY:
         launches = await store.launches_between(session.id, opens_at, session.ends_at)
