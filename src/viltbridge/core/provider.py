@@ -96,6 +96,9 @@ class LaunchLink:
     personal: bool
     identity: dict[str, Any] = field(default_factory=dict)  # e.g. {"registrant_id": ...} or {"display_name_tag": ...}
     note: str | None = None  # why a weaker link was handed out, for the ledger
+    # Set when a better (personal) link is likely within this many seconds: the launch page may hold the person
+    # that long and ask again before sending them to `url`.
+    retry_after_seconds: float | None = None
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from viltbridge.core import services
 from viltbridge.core.errors import DomainError, NotFound
+from viltbridge.core.provider import LaunchLink
 from viltbridge.store.repository import AsyncSqlStore
 from viltbridge.web.context import AppContext
 
@@ -37,6 +38,32 @@ h1{{font-size:1.4rem}}p{{line-height:1.5}}</style></head>
     return HTMLResponse(page, status_code=status, headers=NO_LEAK_HEADERS)
 
 
+# How many times the launch page holds a person and asks the provider again before sending them to the fallback.
+MAX_HOLDS = 2
+
+
+def held_before(request: Request) -> int:
+    """How many times this click was held already (the holding page counts in `?attempt=`); junk counts as done."""
+    raw = request.query_params.get("attempt", "0")
+    return int(raw) if raw.isdigit() and len(raw) < 3 else MAX_HOLDS
+
+
+def holding_page(token: str, attempt: int, link: LaunchLink) -> HTMLResponse:
+    """A short wait on our side while a personal link is on its way; the page asks again by itself."""
+    seconds = max(1, round(link.retry_after_seconds or 1))
+    again = html.escape(f"/l/{token}?attempt={attempt + 1}")
+    page = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
+<meta http-equiv="refresh" content="{seconds};url={again}">
+<title>Getting your personal link</title>
+<style>body{{font-family:system-ui,sans-serif;max-width:36rem;margin:4rem auto;padding:0 1rem;color:#1d2330}}
+h1{{font-size:1.4rem}}p{{line-height:1.5}}</style></head>
+<body><main><h1>Getting your personal link…</h1>
+<p>The meeting service is busy. This page tries again in {seconds} seconds and then takes you to your class.</p>
+<p><a href="{again}">Try again now</a></p></main></body></html>"""
+    return HTMLResponse(page, status_code=200, headers=NO_LEAK_HEADERS)
+
+
 @router.get(
     "/l/{token}",
     summary="Launch redirect: sends one person to their meeting link and records the click",
@@ -44,6 +71,8 @@ h1{{font-size:1.4rem}}p{{line-height:1.5}}</style></head>
     response_model=None,
     status_code=302,
     responses={
+        200: {"description": "A short holding page while the provider prepares a personal link; it asks again "
+                             "by itself", "content": {"text/html": {}}},
         302: {"description": "Redirect to the provider's meeting link for this person"},
         400: {"description": "A damaged link, or a cancelled class (HTML page)", "content": {"text/html": {}}},
         403: {"description": "Not open yet, ended, switched off, expired or forged (HTML page)",
@@ -68,6 +97,9 @@ async def follow(
             plan = await services.plan_launch(store, connection, claims, ctx.clock)
         # No database is held while the provider answers (a registration may take seconds): other clicks go on.
         link = await services.resolve_launch(ctx.providers.for_connection(connection), plan)
+        held = held_before(request)
+        if link.retry_after_seconds is not None and held < MAX_HOLDS:
+            return holding_page(token, held, link)  # nothing recorded: the person has gone nowhere yet
         try:
             async with ctx.db.transaction() as db:
                 await services.record_launch(AsyncSqlStore(db, ctx.keyring), plan, link, ctx.clock, user_agent)

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import timedelta
 
+import httpx2
 import pytest
 
-from tests.providers.conftest import Harness, zoom_harness, zoom_settings
+from tests.providers.conftest import Harness, meeting_spec, zoom_harness, zoom_settings
 from viltbridge.core.errors import InvalidInput
 from viltbridge.core.models import Role
 from viltbridge.core.provider import InstructorSpec, Person
 from viltbridge.providers.zoom.adapter import ZoomProvider, name_tag
 from viltbridge.providers.zoom.simulator import ZoomSimulator
+from viltbridge.providers.zoom.simulator_state import ZoomState
 
 pytestmark = pytest.mark.pure
 
@@ -111,17 +114,99 @@ async def test_waiting_room_time_is_not_attendance(zoom: Harness, zoom_simulator
     assert all(segment.display_name != "Waiting Will" for segment in report.segments)
 
 
-async def test_when_registration_cannot_answer_in_time_the_learner_still_gets_in(zoom: Harness,
-                                                                               zoom_simulator: ZoomSimulator) -> None:
+async def test_when_registration_cannot_answer_in_time_the_learner_is_held_then_sent_to_the_form(
+        zoom: Harness, zoom_simulator: ZoomSimulator) -> None:
     meeting = await zoom.provider.create_meeting(zoom.spec())
     zoom_simulator.state.inject_fault(delay=10.0, count=5, path="registrants")
     started = time.monotonic()
     link = await zoom.provider.launch_link(meeting, Person("slow@example.com"), Role.ATTENDEE)
     assert time.monotonic() - started < 8  # the 3 s launch budget, not Zoom's 10 s delay (slack for load)
-    tag = name_tag(zoom_simulator.config.client_secret, meeting.meeting_id, "slow@example.com")
-    assert not link.personal and link.identity == {"display_name_tag": tag, "meeting_id": meeting.meeting_id}
-    assert tag in link.url and link.url.startswith(meeting.join_url)
+    # Zoom admits only registrants here, so a tagged meeting link would land on the form anyway: say so plainly.
+    assert not link.personal and link.identity == {"meeting_id": meeting.meeting_id, "fallback": "registration_form"}
+    assert link.url == meeting.data["registration_url"] and link.retry_after_seconds
     assert link.note and "registration failed" in link.note
+
+
+async def test_zoom_sends_people_without_a_registrant_link_to_the_registration_form(
+        zoom_simulator: ZoomSimulator) -> None:
+    """The simulator behaves as Zoom does, which is why the adapter never hands out a bare meeting link there."""
+    host = InstructorSpec("tess@example.com", "Tess", "Teacher")
+    zoom_simulator.state.seed_user(host.email)
+    spec = meeting_spec(host, host)(co_hosts=())
+    with_registration = ZoomProvider.from_settings(zoom_settings(zoom_simulator))
+    without = ZoomProvider.from_settings(zoom_settings(zoom_simulator, learner_links="name_tag"))
+    registered, open_meeting = (await with_registration.create_meeting(spec), await without.create_meeting(spec))
+    async with httpx2.AsyncClient() as browser:
+        tagged = await browser.get(registered.join_url + "&uname=Someone%20vb-1234")
+        assert tagged.status_code == 302 and tagged.headers["location"] == registered.data["registration_url"]
+        assert (await browser.get(open_meeting.join_url)).status_code == 200
+    for provider in (with_registration, without):
+        await provider.aclose()
+
+
+async def test_name_tag_links_need_no_registration_and_no_zoom_call(zoom: Harness,
+                                                                   zoom_simulator: ZoomSimulator) -> None:
+    provider = ZoomProvider.from_settings(zoom_settings(zoom_simulator, learner_links="name_tag"))
+    meeting = await provider.create_meeting(zoom.spec())
+    assert (await provider.client.get_meeting(meeting.meeting_id))["settings"]["approval_type"] == 2
+    zoom_simulator.state.inject_fault(500, count=10)  # any call on a click would now fail
+    link = await provider.launch_link(meeting, Person("tag@example.com", "Tanya"), Role.ATTENDEE)
+    zoom_simulator.state.clear_faults()
+    tag = name_tag(zoom_simulator.config.client_secret, meeting.meeting_id, "tag@example.com")
+    assert not link.personal and link.identity == {"display_name_tag": tag, "meeting_id": meeting.meeting_id}
+    assert link.url.startswith(meeting.join_url) and tag in link.url and link.note is None
+    await provider.aclose()
+
+
+def test_registration_on_a_free_plan_is_refused_with_what_to_set(zoom_simulator: ZoomSimulator) -> None:
+    with pytest.raises(InvalidInput, match="learner_links=name_tag"):
+        ZoomProvider.from_settings(zoom_settings(zoom_simulator, plan="free"))
+    assert ZoomProvider.from_settings(zoom_settings(zoom_simulator, plan="free", learner_links="name_tag"))
+
+
+async def test_someone_who_registered_on_zooms_form_is_matched_by_their_registration_email(
+        zoom: Harness, zoom_simulator: ZoomSimulator) -> None:
+    meeting = await zoom.provider.create_meeting(zoom.spec())
+    async with httpx2.AsyncClient() as browser:
+        form = await browser.post(str(meeting.data["registration_url"]),
+                                  data={"email": "Form.Filler@Example.com", "first_name": "Form"})
+        assert form.status_code == 200 and "Check your email" in form.text
+    state = zoom_simulator.state
+    state.start_meeting(meeting.meeting_id)
+    state.join(meeting.meeting_id, "iPad", registrant="Form.Filler@Example.com")  # a guest: no email in the report
+    state.advance_clock(3600)
+    state.end_meeting(meeting.meeting_id)
+    state.mark_report_processed(meeting.meeting_id)
+    report = await zoom.provider.collect_attendance(meeting, zoom.spec())
+    (row,) = [segment for segment in report.segments if segment.display_name == "iPad"]
+    assert row.email == "Form.Filler@Example.com" and row.evidence["registrant_email"] == row.email
+
+
+async def test_an_inactive_instructor_is_left_alone_or_deactivated_as_the_policy_says(
+        zoom: Harness, zoom_simulator: ZoomSimulator) -> None:
+    state = zoom_simulator.state
+    leaving = InstructorSpec("leaving@example.com", "Lea", "Ving", active=False)
+    state.seed_user(leaving.email)
+    kept = await zoom.provider.update_instructor(leaving.email, leaving)
+    assert not kept.licensed and _status(state, leaving.email) == "active"
+
+    strict = ZoomProvider.from_settings(zoom_settings(zoom_simulator, deactivated_hosts="deactivate"))
+    gone = await strict.update_instructor(leaving.email, leaving)
+    assert gone.data["status"] == "inactive" and _status(state, leaving.email) == "inactive"
+    assert (await strict.update_instructor(leaving.email, leaving)).data["status"] == "inactive"  # again: no-op
+
+    back = await strict.update_instructor(leaving.email, replace(leaving, active=True))
+    assert back.licensed and _status(state, leaving.email) == "active"
+    # An inactive instructor Zoom does not know is nothing to deactivate.
+    unknown = await strict.provision_instructor(InstructorSpec("nobody@example.com", "No", "Body", active=False))
+    assert unknown.provider_user_id is None
+    await strict.aclose()
+
+
+def _status(state: ZoomState, email: str) -> str:
+    user = state.find_user(email)
+    assert user is not None
+    return user.status
 
 
 async def test_attendance_comes_from_the_report_with_registrant_evidence(zoom: Harness,
@@ -163,5 +248,5 @@ async def test_a_crowd_launching_at_once_is_registered_in_batches(zoom: Harness,
         if provider is zoom.provider:
             assert personal == len(crowd)  # a few batch calls instead of 150 single ones
         else:
-            assert personal < len(crowd)  # 30 single calls a second on Pro: the rest get tagged links
-            assert all(link.identity.get("display_name_tag") for link in links if not link.personal)
+            assert personal < len(crowd)  # 30 single calls a second on Pro: the rest are held, then the form
+            assert all(link.retry_after_seconds for link in links if not link.personal)

@@ -82,7 +82,8 @@ def test_settings_errors_are_readable() -> None:
                  "api_base_url: must be an http(s) URL", "plan: Input should be 'free', 'pro' or 'business'",
                  "colour: unknown setting",
                  "Known settings: account_id, client_id, client_secret, webhook_secret_token, api_base_url, "
-                 "oauth_token_url, plan, host_policy, default_host, batch_registration."):
+                 "oauth_token_url, plan, host_policy, default_host, batch_registration, learner_links, "
+                 "deactivated_hosts."):
         assert part in message
 
 

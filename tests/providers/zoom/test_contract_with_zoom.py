@@ -111,3 +111,53 @@ def test_changed_settings_retire_the_old_adapter_and_close_its_connections(zoom_
     assert new is not old and new.settings.plan == "business"
     zoom_lms.client.portal.call(asyncio.sleep, 0.05)  # let the retirement task run
     assert old.client.http._client.is_closed
+
+
+def test_a_learner_zoom_cannot_register_in_time_is_held_then_gets_a_personal_link(
+        zoom_lms: Lms, zoom_simulator: ZoomSimulator, db: Db) -> None:
+    from tests.conftest import b64
+
+    zoom_lms.add_instructor("tess@example.com", "Tess", "Teacher")
+    zoom_lms.create_session(session_body("z-4", start=START, InstructorEmails="tess@example.com"))
+    launch = zoom_lms.call("GET", f"/session/z-4/user/{b64('kim@example.com')}/url").json()["data"]["joinUrl"]
+    path = launch.replace("http://testserver", "")
+    zoom_simulator.state.inject_fault(429, count=50, path="registrants")  # Zoom says no for a while
+    held = zoom_lms.client.get(path)
+    assert held.status_code == 200 and "Getting your personal link" in held.text
+    assert 'http-equiv="refresh"' in held.text and "attempt=1" in held.text
+    assert held.headers["referrer-policy"] == "no-referrer" and held.headers["cache-control"] == "no-store"
+    with db.engine.connect() as conn:  # held is not launched: nothing recorded yet
+        assert conn.exec_driver_sql("SELECT count(*) FROM launches").scalar_one() == 0
+
+    zoom_simulator.state.clear_faults()  # Zoom recovers while the page waits
+    again = zoom_lms.client.get(path + "?attempt=1")
+    assert again.status_code == 302 and "tk=" in again.headers["location"]
+
+    zoom_simulator.state.inject_fault(429, count=50, path="registrants")
+    last = zoom_lms.client.get(path)
+    # Kim's personal link is in the ledger now: her next click needs no registration at all.
+    assert last.status_code == 302 and "tk=" in last.headers["location"]
+
+    lee = zoom_lms.call("GET", f"/session/z-4/user/{b64('lee@example.com')}/url").json()["data"]["joinUrl"]
+    gave_up = zoom_lms.client.get(lee.replace("http://testserver", "") + "?attempt=2")
+    assert gave_up.status_code == 302 and "/meeting/register/" in gave_up.headers["location"]  # the last resort
+    with db.engine.connect() as conn:
+        rows = conn.exec_driver_sql("SELECT email, personal, identity FROM launches ORDER BY id").all()
+    assert [(r[0], bool(r[1])) for r in rows] == [("kim@example.com", True), ("kim@example.com", True),
+                                                   ("lee@example.com", False)]
+    assert "registration_form" in rows[-1][2]
+
+
+def test_an_instructor_the_lms_deactivates_is_deactivated_at_zoom_when_the_connection_says_so(
+        zoom_lms: Lms, zoom_simulator: ZoomSimulator, db: Db) -> None:
+    from viltbridge import connections
+
+    with db.session() as s, s.begin():
+        connections.change(s, db.keyring, "acme-zoom", {"deactivated_hosts": "deactivate"})
+    zoom_lms.add_instructor("tess@example.com", "Tess", "Teacher")
+    body = {"OldEmail": "tess@example.com", "NewEmail": "tess@example.com", "FirstName": "Tess",
+            "LastName": "Teacher", "IsActive": False}
+    assert zoom_lms.call("PUT", "/instructor", json=body).status_code == 200
+    assert zoom_simulator.state.find_user("tess@example.com").status == "inactive"  # type: ignore[union-attr]
+    assert zoom_lms.call("PUT", "/instructor", json={**body, "IsActive": True}).status_code == 200
+    assert zoom_simulator.state.find_user("tess@example.com").status == "active"  # type: ignore[union-attr]

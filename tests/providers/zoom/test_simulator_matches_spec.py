@@ -31,7 +31,8 @@ pytestmark = pytest.mark.pure
 # The official document (sha256 1da82ac7…71cf6 of the uncompressed JSON, as in /work/shared/specs).
 SPEC_FILE = Path(__file__).parent / "spec" / "zoom-meetings-openapi.json.gz"
 
-USERS_API = {("GET", "/users/{userId}"), ("POST", "/users"), ("PATCH", "/users/{userId}")}
+USERS_API = {("GET", "/users/{userId}"), ("POST", "/users"), ("PATCH", "/users/{userId}"),
+             ("PUT", "/users/{userId}/status")}
 NON_API_ROUTES = {"/oauth/token", "/j/{meetingId:int}", "/w/{meetingId:int}", "/s/{meetingId:int}",
                   "/meeting/register/{token}", "/_sim/{method}"}
 
@@ -191,6 +192,9 @@ def _script(sim: ZoomSimulator) -> None:
         api.post("/users", json={"action": "nope", "user_info": new_user})
         api.patch("/users/new@example.edu", json={"first_name": "Renamed"})
         api.patch("/users/ghost@example.edu", json={"first_name": "x"})
+        api.put("/users/new@example.edu/status", json={"action": "deactivate"})
+        api.put("/users/new@example.edu/status", json={"action": "activate"})
+        api.put("/users/new@example.edu/status", json={"action": "suspend"})
 
         plain = create_meeting(api, settings={"alternative_hosts": "co@example.edu", "waiting_room": True})
         registration = create_meeting(api, settings={"approval_type": 0}, agenda="Week 3")

@@ -45,6 +45,8 @@ log = logging.getLogger("viltbridge.providers.zoom")
 LICENSED = 2
 # A learner's click must not wait on Zoom: registration gets this long, then the learner goes in on the tagged link.
 REGISTRATION_BUDGET = Budget(total=3.0, max_queue_wait=1.5, attempt_timeout=2.5, max_attempts=2, connect_timeout=2.0)
+# When registration did not answer in time, the launch page asks again after this long (the registration goes on).
+REGISTRATION_RETRY_SECONDS = 2.0
 
 EXTENDED_OPTIONS = (
     ExtendedOption("waiting_room", "Waiting room", "Learners wait until the instructor admits them", False),
@@ -94,8 +96,11 @@ class ZoomProvider:
     # --- instructors -----------------------------------------------------------------------------------------
 
     async def provision_instructor(self, instructor: InstructorSpec) -> ProvisionedInstructor:
-        """Instructors are validated by email at Zoom: a licensed, active user of this account (created first when
-        the connection's host_policy is 'create')."""
+        """Active instructors are validated by email at Zoom: a licensed, active user of this account (created first
+        when host_policy is 'create'). Inactive ones are not checked; with deactivated_hosts=deactivate their Zoom
+        user is deactivated too, and reactivated when the LMS makes them active again."""
+        if not instructor.active:
+            return await self._deactivate_host(instructor)
         try:
             user = await self.client.get_user(instructor.email)
         except ProviderApiError as err:
@@ -103,6 +108,9 @@ class ZoomProvider:
                 raise _as_input_error(err, instructor.email) from None
             user = await self.client.create_user(instructor.email, first_name=instructor.first_name,
                                                  last_name=instructor.last_name, user_type=LICENSED)
+        if user.get("status") == "inactive" and self.settings.deactivated_hosts == "deactivate":
+            await self.client.set_user_status(str(user["id"]), "activate")
+            user = {**user, "status": "active"}
         if user.get("type") != LICENSED:
             raise InvalidInput(
                 f"{instructor.email} is a Zoom user without a licence, and Zoom lets only Licensed users host classes. "
@@ -113,11 +121,27 @@ class ZoomProvider:
         return ProvisionedInstructor(provider_user_id=str(user["id"]), licensed=True,
                                      data={"type": user.get("type"), "status": user.get("status")})
 
+    async def _deactivate_host(self, instructor: InstructorSpec) -> ProvisionedInstructor:
+        if self.settings.deactivated_hosts == "keep":
+            return ProvisionedInstructor(provider_user_id=instructor.provider_user_id, licensed=False,
+                                         data={"zoom_user": "kept as it is"})
+        try:
+            user = await self.client.get_user(instructor.provider_user_id or instructor.email)
+        except ProviderApiError as err:
+            if err.http_status != 404:
+                raise
+            return ProvisionedInstructor(provider_user_id=None, licensed=False, data={"zoom_user": "none"})
+        if user.get("status") == "active":
+            await self.client.set_user_status(str(user["id"]), "deactivate")
+        log.info("zoom: host %s deactivated as the LMS asked", instructor.email)
+        return ProvisionedInstructor(provider_user_id=str(user["id"]), licensed=False,
+                                     data={"type": user.get("type"), "status": "inactive"})
+
     async def update_instructor(self, old_email: str, instructor: InstructorSpec) -> ProvisionedInstructor:
         """Names are kept in step with the LMS; a new email must belong to a licensed user of the account."""
         provisioned = await self.provision_instructor(instructor)
-        assert provisioned.provider_user_id is not None
-        if instructor.first_name or instructor.last_name:
+        if instructor.active and (instructor.first_name or instructor.last_name):
+            assert provisioned.provider_user_id is not None
             await self.client.update_user(provisioned.provider_user_id, {"first_name": instructor.first_name,
                                                                          "last_name": instructor.last_name})
         return provisioned
@@ -145,8 +169,9 @@ class ZoomProvider:
             "timezone": spec.zone,
             "agenda": spec.description[:2000],
             "settings": {
-                # Registration with automatic approval: every learner gets a personal link (see launch_link).
-                "approval_type": 0,
+                # Registration with automatic approval gives every learner a personal link (see launch_link);
+                # 2 is no registration (learner_links=name_tag).
+                "approval_type": 0 if self.settings.learner_links == "registrant" else 2,
                 "registration_type": 1,
                 "registrants_email_notification": False,  # the LMS, not Zoom, talks to learners
                 "registrants_confirmation_email": False,
@@ -162,10 +187,12 @@ class ZoomProvider:
     @staticmethod
     def _ref(meeting: Mapping[str, Any]) -> MeetingRef:
         # The start link is never stored: it carries the host's token and expires after two hours.
+        settings = meeting.get("settings") or {}
         return MeetingRef(
             meeting_id=str(meeting["id"]), join_url=str(meeting["join_url"]), host_url=None,
             data={"uuid": meeting.get("uuid"), "host_id": meeting.get("host_id"),
-                  "host_email": meeting.get("host_email"), "registration_url": meeting.get("registration_url")},
+                  "host_email": meeting.get("host_email"), "registration_url": meeting.get("registration_url"),
+                  "registration": settings.get("approval_type", 2) in (0, 1)},
         )
 
     async def create_meeting(self, spec: MeetingSpec) -> MeetingRef:
@@ -196,6 +223,8 @@ class ZoomProvider:
         if role is Role.COHOST:
             # Alternative hosts sign in to Zoom with their own account and get host powers there.
             return LaunchLink(url=meeting.join_url, personal=False, identity={"zoom_role": "alternative_host"})
+        if not meeting.data.get("registration", True):
+            return self._tagged_link(meeting, person)  # no registration: no Zoom call on a click
         if (previous is not None and previous.identity.get("registrant_id")
                 and previous.identity.get("meeting_id") == meeting.meeting_id):
             return previous  # the registrant link does not expire: no quota spent on a second click
@@ -208,19 +237,30 @@ class ZoomProvider:
                     person.last_name or "", budget=REGISTRATION_BUDGET,
                 )
         except (ProviderFailed, TimeoutError) as err:
-            reason = getattr(err, "message", None) or "Zoom did not answer within the launch budget"
-            tag = name_tag(self.settings.client_secret.get_secret_value(), meeting.meeting_id, person.email)
-            log.warning("zoom: registration for meeting %s failed (%s); tagged link handed out instead",
-                        meeting.meeting_id, reason)
-            separator = "&" if "?" in meeting.join_url else "?"
-            display = f"{person.display_name.split('@')[0]} {tag}"
-            return LaunchLink(url=f"{meeting.join_url}{separator}uname={quote(display)}", personal=False,
-                              identity={"display_name_tag": tag, "meeting_id": meeting.meeting_id},
-                              note=f"registration failed: {reason}")
+            return self._registration_form(meeting, getattr(err, "message", None)
+                                           or "Zoom did not answer within the launch budget")
         # `registrant_id` only: in this response `id` is the meeting's number, not the registrant's.
         return LaunchLink(url=str(registrant["join_url"]), personal=True,
                           identity={"registrant_id": str(registrant["registrant_id"]),
                                     "meeting_id": meeting.meeting_id})
+
+    def _tagged_link(self, meeting: MeetingRef, person: Person) -> LaunchLink:
+        tag = name_tag(self.settings.client_secret.get_secret_value(), meeting.meeting_id, person.email)
+        separator = "&" if "?" in meeting.join_url else "?"
+        display = f"{person.display_name.split('@')[0]} {tag}"
+        return LaunchLink(url=f"{meeting.join_url}{separator}uname={quote(display)}", personal=False,
+                          identity={"display_name_tag": tag, "meeting_id": meeting.meeting_id})
+
+    @staticmethod
+    def _registration_form(meeting: MeetingRef, reason: str) -> LaunchLink:
+        """Zoom admits only registrants to a meeting that requires registration, so without a registrant link the
+        way in is Zoom's registration form. The registration keeps going in the background: the launch page holds
+        the learner a few seconds and asks again, and the form is the last resort. A learner who registers there
+        is matched by the email they type (see collect_attendance)."""
+        log.warning("zoom: registration for meeting %s failed (%s)", meeting.meeting_id, reason)
+        return LaunchLink(url=str(meeting.data.get("registration_url") or meeting.join_url), personal=False,
+                          identity={"meeting_id": meeting.meeting_id, "fallback": "registration_form"},
+                          note=f"registration failed: {reason}", retry_after_seconds=REGISTRATION_RETRY_SECONDS)
 
     async def _start_link(self, meeting: MeetingRef, person: Person) -> LaunchLink:
         """A fresh start link on every click: they expire after two hours, so none is ever cached."""
@@ -244,6 +284,7 @@ class ZoomProvider:
             return AttendanceReport(segments=(), complete=False, retry_after_seconds=15 * 60)
         segments: list[ParticipantSegment] = []
         complete = True
+        registrant_emails: dict[str, str] | None = None  # read once, only if a row needs it
         for instance in instances:
             uuid = str(instance["uuid"])
             try:
@@ -267,13 +308,30 @@ class ZoomProvider:
                 evidence = {key: row[key] for key in ("registrant_id", "participant_user_id", "user_id", "id",
                                                       "customer_key", "status") if row.get(key)}
                 evidence["instance_uuid"] = uuid
+                email = row.get("user_email") or None
+                if email is None and row.get("registrant_id"):
+                    # Someone who registered on Zoom's form (not through a launch): the email they registered with.
+                    if registrant_emails is None:
+                        registrant_emails = await self._registrant_emails(meeting.meeting_id)
+                    email = registrant_emails.get(str(row["registrant_id"]))
+                    if email:
+                        evidence["registrant_email"] = email
                 segments.append(ParticipantSegment(
                     participant_key=str(row.get("participant_user_id") or row.get("id") or row.get("user_id")),
                     joined_at=joined, left_at=left,
-                    email=(row.get("user_email") or None), display_name=row.get("name") or None, evidence=evidence,
+                    email=email, display_name=row.get("name") or None, evidence=evidence,
                 ))
         return AttendanceReport(segments=tuple(segments), complete=complete,
                                 retry_after_seconds=None if complete else 15 * 60)
+
+    async def _registrant_emails(self, meeting_id: str) -> dict[str, str]:
+        try:
+            rows = await self.client.list_registrants(meeting_id, budget=BULK)
+        except ProviderApiError as err:
+            if err.http_status == 404:  # registration was turned off, or the meeting is gone: nothing to read
+                return {}
+            raise
+        return {str(row["id"]): str(row["email"]) for row in rows if row.get("id") and row.get("email")}
 
     def extended_options(self) -> tuple[ExtendedOption, ...]:
         return EXTENDED_OPTIONS

@@ -25,7 +25,7 @@ from urllib.parse import quote, urlsplit
 
 import httpx2
 import pybreaker
-from pydantic import BaseModel, ConfigDict, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, SecretStr, field_validator, model_validator
 
 from viltbridge.core.errors import ProviderFailed
 from viltbridge.providers.http import (
@@ -74,6 +74,13 @@ class ZoomSettings(BaseModel):
     # Registrations of learners who launch at the same moment go to Zoom in batches of up to 30 (one Heavy call)
     # instead of one Light call each.
     batch_registration: bool = True
+    # registrant: meetings require registration and each learner gets a personal registrant link (strongest
+    # identity; registration needs a paid plan). name_tag: no registration; learners go in on the meeting link
+    # with a display-name tag, no Zoom call on a click (identity holds only while they keep the tag in their name).
+    learner_links: Literal["registrant", "name_tag"] = "registrant"
+    # When the LMS sets an instructor inactive: keep their Zoom user as it is, or deactivate it at Zoom too
+    # (reactivated when the LMS sets them active again).
+    deactivated_hosts: Literal["keep", "deactivate"] = "keep"
 
     @field_validator("account_id", "client_id")
     @classmethod
@@ -97,6 +104,13 @@ class ZoomSettings(BaseModel):
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise ValueError("must be an http(s) URL, e.g. https://api.zoom.us/v2")
         return value.strip().rstrip("/")
+
+    @model_validator(mode="after")
+    def _registration_needs_a_paid_plan(self) -> ZoomSettings:
+        if self.plan == "free" and self.learner_links == "registrant":
+            raise ValueError("learner_links=registrant needs meeting registration, which Zoom offers only on paid "
+                             "plans; set learner_links=name_tag, or plan=pro if the account is paid")
+        return self
 
     @classmethod
     def from_settings(cls, raw: Mapping[str, Any]) -> ZoomSettings:
@@ -348,6 +362,12 @@ class ZoomClient:
         """`PATCH /users/{userId}` (204): first_name, last_name, type, timezone, dept, ..."""
         await self._call("PATCH", f"/users/{quote(user, safe='@')}", LIGHT, json=dict(changes), host=user,
                          idempotent=True, budget=budget, operation=f"update the Zoom user {user}")
+
+    async def set_user_status(self, user: str, action: Literal["activate", "deactivate"], *,
+                              budget: Budget = INTERACTIVE) -> None:
+        """`PUT /users/{userId}/status` (204): a deactivated user cannot sign in or host, and keeps their data."""
+        await self._call("PUT", f"/users/{quote(user, safe='@')}/status", LIGHT, json={"action": action},
+                         host=user, idempotent=True, budget=budget, operation=f"{action} the Zoom user {user}")
 
     # -- meetings -------------------------------------------------------------------------------------------
 

@@ -20,6 +20,10 @@ from viltbridge.providers.http import Budget
 from viltbridge.providers.zoom.client import ZoomClient
 
 BATCH_LIMIT = 30  # Zoom's maximum per batch_registrants call
+# Registrations that answered after their click gave up are kept this long, so the launch page's second ask finds
+# them without spending quota. Registrant links do not expire; the bound only limits memory.
+ANSWERED_TTL_SECONDS = 15 * 60
+ANSWERED_LIMIT = 20_000
 
 
 @dataclass
@@ -38,11 +42,16 @@ class Registrar:
         self._queues: dict[str, list[_Waiting]] = {}
         self._busy: set[str] = set()  # meetings with a registration call under way
         self._flushers: set[asyncio.Task[None]] = set()
+        self._answered: dict[tuple[str, str], tuple[float, dict[str, Any]]] = {}  # insertion order = age
 
     async def register(self, meeting_id: str, person: Person) -> dict[str, Any]:
         """The registrant (`registrant_id`, `join_url`) for `person`; raises ProviderFailed (or TimeoutError when
-        the budget runs out) so the caller can hand out a fallback link instead."""
+        the budget runs out) so the caller can hand out a fallback link instead. A registration that answers just
+        after its click gave up is kept, so the next ask for the same person costs no quota."""
         loop = asyncio.get_running_loop()
+        answered = self._answered.get((meeting_id, person.email.lower()))
+        if answered is not None and answered[0] > loop.time():
+            return answered[1]
         waiting = _Waiting(person, deadline=loop.time() + self.budget.total)
         self._queues.setdefault(meeting_id, []).append(waiting)
         if meeting_id not in self._busy:
@@ -60,7 +69,7 @@ class Registrar:
         loop = asyncio.get_running_loop()
         try:
             while queue := self._queues.get(meeting_id):
-                # Clicks whose budget ran out already went in on a fallback link: do not spend quota on them.
+                # Clicks whose budget ran out were handed the fallback already (and will ask again): spend no quota now.
                 live = [w for w in queue if not w.answer.done() and w.deadline > loop.time()]
                 batch, self._queues[meeting_id] = live[:BATCH_LIMIT], live[BATCH_LIMIT:]
                 if batch:
@@ -92,14 +101,26 @@ class Registrar:
             return
         by_email = {str(row.get("email", "")).lower(): row for row in rows}
         for waiting in batch:
+            row = by_email.get(waiting.person.email.lower()) if len(batch) > 1 else rows[0]
+            if row and row.get("join_url") and row.get("registrant_id"):
+                self._remember(meeting_id, waiting.person.email.lower(), row)
             if waiting.answer.done():
                 continue
-            row = by_email.get(waiting.person.email.lower()) if len(batch) > 1 else rows[0]
             if row and row.get("join_url") and row.get("registrant_id"):
                 waiting.answer.set_result(row)
             else:
                 waiting.answer.set_exception(ProviderFailed("zoom", "Zoom registered no link for this person."))
                 waiting.answer.exception()
+
+    def _remember(self, meeting_id: str, email: str, row: dict[str, Any]) -> None:
+        now = asyncio.get_running_loop().time()
+        self._answered.pop((meeting_id, email), None)
+        self._answered[(meeting_id, email)] = (now + ANSWERED_TTL_SECONDS, row)
+        while self._answered:
+            oldest_key, (expires, _) = next(iter(self._answered.items()))
+            if expires > now and len(self._answered) <= ANSWERED_LIMIT:
+                break
+            del self._answered[oldest_key]
 
     async def aclose(self) -> None:
         for task in list(self._flushers):

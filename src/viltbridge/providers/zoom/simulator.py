@@ -35,12 +35,12 @@ from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from viltbridge.providers.serving import BackgroundServer
-from viltbridge.providers.zoom.simulator_api import API_ENDPOINTS, ApiCall, ApiEndpoint
+from viltbridge.providers.zoom.simulator_api import API_ENDPOINTS, ApiCall, ApiEndpoint, register
 from viltbridge.providers.zoom.simulator_state import LIGHT, PLANS, SimConfig, ZoomApiError, ZoomState, iso
 
 __all__ = [
@@ -184,6 +184,11 @@ async def web_link(request: Request) -> Response:
             return _page_html(200, "Starting meeting", f"Starting {meeting.topic} as host.")
         if query.get("pwd") != meeting.encrypted_password:
             return _page_html(403, "Wrong passcode", "Enter the meeting passcode.")
+        if kind == "j" and meeting.registration_enabled:
+            # Zoom admits only registrants to a meeting that requires registration: the plain link leads to the
+            # registration form (whatever `uname` says), and the personal link arrives by email after it.
+            visit["redirected"] = "registration"
+            return RedirectResponse(state.registration_url(meeting), status_code=302)
         if kind == "w":
             registrant = next((r for r in meeting.registrants.values() if r.token == query.get("tk")), None)
             if registrant is None or registrant.status != "approved":
@@ -194,14 +199,25 @@ async def web_link(request: Request) -> Response:
 
 
 async def registration_page(request: Request) -> Response:
+    """Zoom's registration form: GET shows it; POST (email, first_name, last_name) registers the person. As Zoom
+    does by default now, the personal join link goes out by email only, never onto the confirmation page."""
     state: ZoomState = request.app.state.zoom
+    token = request.path_params["token"]
+    form = parse_qs((await request.body()).decode("utf-8", "replace")) if request.method == "POST" else {}
     with state.lock:
-        token = request.path_params["token"]
         meeting = next((m for m in state.meetings.values() if m.registration_token == token
                         and m.deleted_at is None and m.registration_enabled), None)
-    if meeting is None:
-        return _page_html(404, "Registration closed", "This meeting does not take registrations.")
-    return _page_html(200, "Register", f"Register for {meeting.topic}.")
+        if meeting is None:
+            return _page_html(404, "Registration closed", "This meeting does not take registrations.")
+        if request.method == "GET":
+            return _page_html(200, "Register", f"Register for {meeting.topic}.")
+        person = {key: values[0] for key, values in form.items() if values}
+        try:
+            registrant = register(state, meeting, person, False)
+        except ZoomApiError as err:
+            return _page_html(400, "Registration failed", err.message)
+    return _page_html(200, "Registration approved" if registrant.status == "approved" else "Registration pending",
+                      "Check your email for the link to join.")
 
 
 async def scenario(request: Request) -> Response:
@@ -256,7 +272,7 @@ def build_app(state: ZoomState) -> Starlette:
         Route("/j/{meetingId:int}", web_link, methods=["GET"]),
         Route("/w/{meetingId:int}", web_link, methods=["GET"]),
         Route("/s/{meetingId:int}", web_link, methods=["GET"]),
-        Route("/meeting/register/{token}", registration_page, methods=["GET"]),
+        Route("/meeting/register/{token}", registration_page, methods=["GET", "POST"]),
         Route("/_sim/{method}", scenario, methods=["GET", "POST"]),
     ]
     app = Starlette(routes=routes, exception_handlers={404: _not_found, 405: _not_found})

@@ -134,6 +134,18 @@ def update_user(state: ZoomState, call: ApiCall) -> Reply:
     return 204, None
 
 
+def update_user_status(state: ZoomState, call: ApiCall) -> Reply:
+    """`PUT /users/{userId}/status` (Users API): `activate` or `deactivate`; a pending user cannot be either."""
+    user = state.get_user(call.path["userId"])
+    action = _object(call.body).get("action")
+    if action not in ("activate", "deactivate"):
+        raise validation_failed("action")
+    if user.status == "pending":  # [L] the code Zoom uses here is not documented
+        raise ZoomApiError(400, 1001, f"User {user.email} has not accepted the invitation yet.")
+    user.status = "active" if action == "activate" else "inactive"
+    return 204, None
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Meetings
 
@@ -455,7 +467,7 @@ def _person(person: Mapping[str, Any], field_prefix: str = "") -> tuple[str, str
     return email, first, _text(person, "last_name", 64, f"{field_prefix}last_name") or ""
 
 
-def _register(state: ZoomState, meeting: Meeting, person: Mapping[str, Any], auto_approve: bool) -> Registrant:
+def register(state: ZoomState, meeting: Meeting, person: Mapping[str, Any], auto_approve: bool) -> Registrant:
     email, first, last = _person(person)
     existing = next((r for r in meeting.registrants.values() if r.email.lower() == email.lower()), None)
     if existing is not None:
@@ -476,7 +488,7 @@ def add_registrant(state: ZoomState, call: ApiCall) -> Reply:
     meeting = _registration_meeting(
         state, call.path["meetingId"], not_found=lambda mid: ZoomApiError(404, 1001, f"Meeting does not exist: {mid}."))
     body = _object(call.body)
-    registrant = _register(state, meeting, body, bool(body.get("auto_approve")))
+    registrant = register(state, meeting, body, bool(body.get("auto_approve")))
     reply: dict[str, Any] = {"id": meeting.id, "registrant_id": registrant.id, "topic": meeting.topic,
                              "start_time": iso(meeting.start_time), "participant_pin_code": registrant.pin}
     if registrant.status == "approved":  # no personal link while manual approval is pending
@@ -498,7 +510,7 @@ def batch_registrants(state: ZoomState, call: ApiCall) -> Reply:
     for n, person in enumerate(people):  # all or nothing: check everyone before registering anyone
         _person(person, f"registrants[{n}].")
     auto_approve = bool(body.get("auto_approve"))
-    done = [_register(state, meeting, person, auto_approve) for person in people]
+    done = [register(state, meeting, person, auto_approve) for person in people]
     rows = []
     for registrant in done:
         row: dict[str, Any] = {"registrant_id": registrant.id, "email": registrant.email,
@@ -656,6 +668,8 @@ API_ENDPOINTS: tuple[ApiEndpoint, ...] = (
     ApiEndpoint("GET", "/users/{userId}", get_user, LIGHT, ("user:read:admin", "user:read:user:admin")),
     ApiEndpoint("POST", "/users", create_user, MEDIUM, ("user:write:admin", "user:write:user:admin")),
     ApiEndpoint("PATCH", "/users/{userId}", update_user, LIGHT, ("user:write:admin", "user:update:user:admin")),
+    ApiEndpoint("PUT", "/users/{userId}/status", update_user_status, LIGHT,
+                ("user:write:admin", "user:update:status:admin")),
     ApiEndpoint("POST", "/users/{userId}/meetings", create_meeting, MEDIUM,
                 ("meeting:write:admin", "meeting:write:meeting:admin")),
     ApiEndpoint("GET", "/users/{userId}/meetings", list_meetings, MEDIUM,
