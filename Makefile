@@ -32,11 +32,12 @@ lint: $(VENV)/.test-installed
 test: lint
 	$(BIN)/pytest -q -p no:cacheprovider
 	VILTBRIDGE_TEST_DATABASE=postgresql VILTBRIDGE_TEST_POSTGRES_URL=$(TEST_POSTGRES_URL) \
-		$(BIN)/pytest -q -p no:cacheprovider -m "not pure"
+		$(BIN)/pytest -q -p no:cacheprovider -m "not pure and not scale_out"
 
 bench: $(VENV)/.test-installed
 	$(BIN)/python -m bench.launch
 	$(BIN)/python -m bench.zoom_launch
+	$(BIN)/python -m bench.attendance
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

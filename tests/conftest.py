@@ -98,7 +98,11 @@ def database_url(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[str
         migrate.upgrade(url)
         yield url
         return
-    template = request.getfixturevalue("postgres_template")
+    yield from fresh_postgres_database(request.getfixturevalue("postgres_template"))
+
+
+def fresh_postgres_database(template: str) -> Iterator[str]:
+    """A migrated PostgreSQL database of its own (copied from the template), dropped afterwards."""
     name = f"vb_t_{uuid.uuid4().hex[:12]}"
     admin = _admin_engine()
     with admin.connect() as conn:
@@ -230,3 +234,27 @@ def live_server(app: Any) -> Iterator[str]:
     server.start()
     yield server.url
     server.stop()
+
+
+@pytest.fixture
+def run(database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Runs the `viltbridge` CLI as an operator would, on the test database; `ok=False` lets it fail."""
+    from typer.testing import CliRunner
+
+    from viltbridge.cli import app as cli_app
+
+    monkeypatch.setenv("VILTBRIDGE_DATABASE_URL", database_url)
+    monkeypatch.setenv("VILTBRIDGE_KEY_FILE", str(tmp_path / "cli.key"))
+    monkeypatch.setenv("VILTBRIDGE_QUEUE_URL", f"sqlite:///{tmp_path / 'queue.db'}")
+    monkeypatch.setenv("VILTBRIDGE_PUBLIC_URL", "https://vilt.example.org")
+    monkeypatch.setenv("VILTBRIDGE_LMS_PATH_PREFIX", "/cornerstone")
+    monkeypatch.delenv("VILTBRIDGE_SECRET_KEY", raising=False)
+    runner = CliRunner()
+
+    def invoke(*args: str, ok: bool = True) -> Any:
+        result = runner.invoke(cli_app, list(args))
+        if ok:
+            assert result.exit_code == 0, result.output
+        return result
+
+    return invoke

@@ -6,27 +6,6 @@ import json
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
-
-from viltbridge.cli import app
-
-
-@pytest.fixture
-def run(database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setenv("VILTBRIDGE_DATABASE_URL", database_url)
-    monkeypatch.setenv("VILTBRIDGE_KEY_FILE", str(tmp_path / "cli.key"))
-    monkeypatch.setenv("VILTBRIDGE_PUBLIC_URL", "https://vilt.example.org")
-    monkeypatch.setenv("VILTBRIDGE_LMS_PATH_PREFIX", "/cornerstone")
-    monkeypatch.delenv("VILTBRIDGE_SECRET_KEY", raising=False)
-    runner = CliRunner()
-
-    def invoke(*args: str, ok: bool = True):
-        result = runner.invoke(app, list(args))
-        if ok:
-            assert result.exit_code == 0, result.output
-        return result
-
-    return invoke
 
 
 def test_create_prints_what_the_admin_enters_in_the_lms_once(run, tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""`viltbridge serve | migrate | keygen | connection …` — the operator's entry points."""
+"""`viltbridge serve | worker | migrate | keygen | connection … | jobs … | sync …` — the operator's entry points."""
 
 from __future__ import annotations
 
@@ -29,6 +29,10 @@ app = typer.Typer(
 )
 connection_app = typer.Typer(no_args_is_help=True, help="Create and manage connections (one per LMS integration).")
 app.add_typer(connection_app, name="connection")
+jobs_app = typer.Typer(no_args_is_help=True, help="Background jobs: what is queued, running, done or dead.")
+app.add_typer(jobs_app, name="jobs")
+sync_app = typer.Typer(no_args_is_help=True, help="Do background work now instead of waiting for the workers.")
+app.add_typer(sync_app, name="sync")
 out = Console()
 err = Console(stderr=True, soft_wrap=True)  # errors stay one line: easy to grep and to paste
 
@@ -99,6 +103,26 @@ def serve(
     err.print(f"viltbridge serving on http://{host}:{port} (LMS contract under '{settings.prefix or '/'}')")
     uvicorn.run(application, host=host, port=port, access_log=access_log, log_level="warning",
                 server_header=False, proxy_headers=True)
+
+
+@app.command()
+def worker(
+    threads: Annotated[int | None, typer.Option(help="Job threads (default VILTBRIDGE_WORKER_THREADS)")] = None,
+) -> None:
+    """Run background jobs only (scale-out): as many of these as you like, next to `serve --no-worker`."""
+    from viltbridge.jobs.worker import run_worker
+    from viltbridge.observability import configure_logging
+
+    settings = Settings()
+    configure_logging(settings.log_level, settings.log_json)
+    try:
+        current = migrations.current_revision(settings.database_url)
+        if current != migrations.head_revision():
+            _fail(f"the database is at revision {current}, not {migrations.head_revision()}: run `viltbridge migrate` "
+                  "(or start `viltbridge serve`, which migrates) before starting workers")
+        run_worker(settings, threads or settings.worker_threads)
+    except (KeyringError, ValueError) as exc:
+        _fail(str(exc))
 
 
 @app.command()
@@ -239,3 +263,132 @@ def connection_rotate_secret(
 
 def main() -> None:
     app()
+
+
+# --- jobs ------------------------------------------------------------------------------------------------------
+
+
+def _jobs_table(rows: list[Any]) -> Table:
+    table = Table("id", "kind", "state", "attempts", "run after (UTC)", "session", "last error / note")
+    for job in rows:
+        table.add_row(str(job.id), job.kind, job.state, f"{job.attempts}/{job.max_attempts}",
+                      f"{job.run_after:%Y-%m-%d %H:%M:%S}", str(job.session_id or "-"), (job.last_error or "")[:80])
+    return table
+
+
+def _job_json(job: Any) -> dict[str, Any]:
+    from dataclasses import asdict
+
+    return {key: value.isoformat() if hasattr(value, "isoformat") else value for key, value in asdict(job).items()}
+
+
+@jobs_app.command("list")
+def jobs_list(
+    state: Annotated[list[str] | None, typer.Option(help="queued, running, done or dead (repeatable)")] = None,
+    kind: Annotated[str | None, typer.Option(help="e.g. meeting.sync, attendance.collect")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=10_000)] = 50,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """The newest jobs first."""
+    from viltbridge.store import job_ledger
+
+    wrong = sorted(set(state or ()) - set(job_ledger.STATES))
+    if wrong:
+        _fail(f"unknown state {', '.join(wrong)}; use {', '.join(job_ledger.STATES)}")
+    with _database(Settings()) as (db, _):
+        rows = job_ledger.listing(db, states=state or (), kind=kind, limit=limit)
+    if as_json:
+        _print_json([_job_json(job) for job in rows])
+        return
+    out.print(_jobs_table(rows))
+
+
+@jobs_app.command("dead")
+def jobs_dead(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Jobs that gave up, with the reason; `viltbridge jobs retry ID` tries one again."""
+    jobs_list(state=["dead"], kind=None, limit=500, as_json=as_json)
+
+
+@jobs_app.command("retry")
+def jobs_retry(
+    job_ids: Annotated[list[int] | None, typer.Argument(help="Job ids (see `viltbridge jobs dead`)")] = None,
+    all_dead: Annotated[bool, typer.Option("--all-dead", help="Every dead job")] = False,
+) -> None:
+    """Queue dead (or done) jobs again with fresh attempts, and hand them to the workers."""
+    from datetime import UTC, datetime
+
+    from viltbridge.jobs.queue import JobQueue, queue_url
+    from viltbridge.store import job_ledger
+
+    if not job_ids and not all_dead:
+        _fail("name the jobs to retry (ids from `viltbridge jobs dead`) or pass --all-dead")
+    settings = Settings()
+    now = datetime.now(UTC)
+    with _database(settings) as (db, _):
+        ids = list(job_ids or []) + ([job.id for job in job_ledger.listing(db, states=["dead"], limit=10_000)]
+                                     if all_dead else [])
+        missing = [job_id for job_id in ids if job_ledger.get(db, job_id) is None]
+        if missing:
+            _fail(f"no job {', '.join(map(str, missing))}; `viltbridge jobs list` shows them")
+        retried = [job_id for job_id in ids if job_ledger.retry(db, job_id, now)]
+    queue = JobQueue(queue_url(settings))
+    queue.kick(retried)
+    queue.close()
+    skipped = sorted(set(ids) - set(retried))
+    out.print(f"queued again: {', '.join(map(str, retried)) or 'none'}"
+              + (f"; left alone (queued or running already): {', '.join(map(str, skipped))}" if skipped else ""))
+
+
+@sync_app.command("attendance")
+def sync_attendance(
+    connection: Annotated[str | None, typer.Option(help="Only this connection (default: all)")] = None,
+    since: Annotated[str | None, typer.Option(help="Parts that ended from this UTC date or time on, e.g. "
+                                                   "2026-03-01 (default: 7 days ago)")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Collect attendance now for parts that ended, with progress; not-final ones stay queued for the workers."""
+    import asyncio
+    from datetime import UTC, datetime, timedelta
+
+    from rich.progress import Progress
+
+    from viltbridge.core.clock import SystemClock
+    from viltbridge.jobs.runner import JobRunner
+    from viltbridge.jobs.sync import sync_attendance as run_sync
+    from viltbridge.store.db import Database
+    from viltbridge.web.context import AppContext
+
+    settings = Settings()
+    try:
+        start = (datetime.fromisoformat(since) if since else datetime.now(UTC) - timedelta(days=7))
+    except ValueError:
+        _fail(f"--since {since!r} is not a date or time; write it like 2026-03-01 or 2026-03-01T09:00")
+    start = start if start.tzinfo else start.replace(tzinfo=UTC)
+    with _database(settings) as (_, keyring):
+        pass  # migrated, and the keyring opens
+
+    async def run() -> list[Any]:
+        database = Database(settings.database_url)
+        ctx = AppContext(settings=settings, keyring=keyring, db=database, clock=SystemClock(),
+                         public_url=_public_url(settings))
+        try:
+            with Progress(console=err, transient=True) as progress:
+                task = progress.add_task("collecting attendance", total=None)
+                return await run_sync(JobRunner(ctx, "cli"), connection, start,
+                                      lambda done, total: progress.update(task, completed=done, total=total))
+        finally:
+            await ctx.providers.aclose()
+            await database.dispose()
+
+    try:
+        results = asyncio.run(run())
+    except LookupError as exc:
+        _fail(str(exc))
+    if as_json:
+        _print_json([vars(result) for result in results])
+        return
+    table = Table("connection", "session", "job", "note")
+    for result in results:
+        table.add_row(result.connection, result.session, result.state, result.note[:100])
+    out.print(table)
+    out.print(f"{len(results)} part(s) ended since {start:%Y-%m-%d %H:%M} UTC")

@@ -28,6 +28,13 @@ class Settings(BaseSettings):
     # Cornerstone asks for a fresh link on every click, so a link needs to live only from click to page load;
     # a short life limits what a copied link is worth.
     launch_link_max_age_minutes: int = 15
+    queue_url: str | None = Field(
+        default=None,
+        description="Job queue: sqlite:///file, postgresql://… or redis://…; unset: beside the database",
+    )
+    worker_threads: int = Field(default=2, ge=1, le=64, description="Job worker threads per process")
+    job_lease_seconds: int = Field(default=300, ge=1, description="How long a worker holds a job before it is "
+                                   "presumed lost and handed to another")
     log_level: str = "INFO"
     log_json: bool = False
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from tests.conftest import NOW, Db, Lms, session_body
-from viltbridge.jobs import periodic
+from viltbridge.jobs.runner import JobRunner
 
 
 def states(db: Db) -> dict[str, str]:
@@ -18,12 +18,14 @@ def test_ended_parts_become_final_and_others_do_not(lms: Lms, db: Db, clock) -> 
     lms.create_session(session_body("running", start=NOW - timedelta(minutes=10)))
     lms.create_session(session_body("cancelled", start=NOW - timedelta(hours=2)))
     lms.cancel_session("cancelled")
-    ctx = lms.client.app.state.ctx
-    assert lms.client.portal.call(periodic.run_once, ctx) == 1
+    runner = JobRunner(lms.client.app.state.ctx, "test")
+    assert lms.client.portal.call(runner.upkeep)["finalized"] == 1
     assert states(db) == {"ended": "final", "running": "collecting", "cancelled": "collecting"}
-    assert lms.client.portal.call(periodic.run_once, ctx) == 0  # idempotent
+    assert lms.client.portal.call(runner.upkeep) is None  # this minute's upkeep has run
+    clock.set(NOW + timedelta(minutes=1))
+    assert lms.client.portal.call(runner.upkeep)["finalized"] == 0  # idempotent
     clock.set(NOW + timedelta(hours=1))
-    assert lms.client.portal.call(periodic.run_once, ctx) == 1
+    assert lms.client.portal.call(runner.upkeep)["finalized"] == 1
     assert states(db)["running"] == "final"
 
 

@@ -33,5 +33,25 @@ def test_down_and_up_again_keeps_launches_and_backfills_their_lms_email(database
     with engine.connect() as conn:
         row = conn.execute(sa.text("SELECT email, lms_email FROM launches")).one()
     assert tuple(row) == ("l@example.com", "l@example.com")
-    assert migrate.current_revision(database_url) == "0004"
+    assert migrate.current_revision(database_url) == _head()
     engine.dispose()
+
+
+def _head() -> str:
+    head = migrate.head_revision()
+    assert head is not None
+    return head
+
+
+def test_the_migrated_schema_is_what_the_models_describe(database_url: str) -> None:
+    """A model changed without a migration (or the other way round) fails here, on both databases."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+
+    from viltbridge.store.tables import Base
+
+    engine = sync_engine(database_url)
+    with engine.connect() as conn:
+        differences = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+    engine.dispose()
+    assert differences == []

@@ -4,14 +4,22 @@ Two sources of evidence. Providers with a participants report give segments, tie
 launch ledger knows (identity first, never a guess) and judged by a readable policy. Providers that report nothing
 (the `link` provider) leave launch evidence: a person counts when they clicked through their link while the class
 was open.
+
+Time is real elapsed time: every instant is compared in UTC, so a class that crosses a DST change lasts the time
+that really passed, not the difference between two local wall-clock readings.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+import difflib
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, fields, replace
+from datetime import UTC, datetime, timedelta
+from types import MappingProxyType
+from typing import Any, Literal, get_args
 
 from viltbridge.core.emails import normalize_email
+from viltbridge.core.errors import InvalidInput
 from viltbridge.core.models import AttendanceState, Launch, Role
 from viltbridge.core.provider import ParticipantSegment
 
@@ -57,119 +65,522 @@ def launch_only_state(now: datetime, ends_at: datetime) -> AttendanceState:
     return AttendanceState.FINAL if now > ends_at else AttendanceState.PROVISIONAL
 
 
-# --- report-based attendance: segments, identity, policy ------------------------------------------------------
+# --- intervals ----------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+def as_utc(moment: datetime) -> datetime:
+    """The same instant in UTC. Naive datetimes are taken as UTC, as everything the store keeps is."""
+    if moment.tzinfo is UTC:
+        return moment
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+@dataclass(frozen=True, slots=True)
 class Interval:
+    """[start, end) in UTC. Zoned datetimes are converted on the way in: Python subtracts two datetimes of the same
+    zone by their wall clocks, which is an hour off across a DST change."""
+
     start: datetime
     end: datetime
 
+    def __post_init__(self) -> None:
+        if self.start.tzinfo is not UTC:
+            object.__setattr__(self, "start", as_utc(self.start))
+        if self.end.tzinfo is not UTC:
+            object.__setattr__(self, "end", as_utc(self.end))
 
-def merge_intervals(intervals: list[Interval]) -> list[Interval]:
+
+def merge_intervals(intervals: Iterable[Interval]) -> list[Interval]:
     """The union of intervals, sorted; overlapping and touching ones are merged. Zero-length ones add nothing."""
     merged: list[Interval] = []
-    for interval in sorted(intervals, key=lambda item: (item.start, item.end)):
-        if interval.end <= interval.start:
+    run_start: datetime | None = None
+    run_end = run_start
+    for interval in sorted(intervals, key=_start_of):
+        start, end = interval.start, interval.end
+        if end <= start:
             continue
-        if merged and interval.start <= merged[-1].end:
-            if interval.end > merged[-1].end:
-                merged[-1] = Interval(merged[-1].start, interval.end)
-        else:
-            merged.append(interval)
+        if run_start is None or run_end is None or start > run_end:
+            if run_start is not None and run_end is not None:
+                merged.append(Interval(run_start, run_end))
+            run_start, run_end = start, end
+        elif end > run_end:
+            run_end = end
+    if run_start is not None and run_end is not None:
+        merged.append(Interval(run_start, run_end))
     return merged
 
 
-def presence_within(intervals: list[Interval], start: datetime, end: datetime) -> timedelta:
+def presence_within(intervals: Iterable[Interval], start: datetime, end: datetime) -> timedelta:
     """How long the union of `intervals` covers [start, end]: reconnects and overlapping devices count once."""
+    start, end = as_utc(start), as_utc(end)
+    clipped = sorted((interval.start if interval.start > start else start, interval.end if interval.end < end else end)
+                     for interval in intervals)
     total = timedelta(0)
-    for interval in merge_intervals(intervals):
-        overlap = min(interval.end, end) - max(interval.start, start)
-        if overlap > timedelta(0):
-            total += overlap
+    run_start: datetime | None = None
+    run_end = run_start
+    for piece_start, piece_end in clipped:
+        if piece_end <= piece_start:
+            continue
+        if run_start is None or run_end is None or piece_start > run_end:
+            if run_start is not None and run_end is not None:
+                total += run_end - run_start
+            run_start, run_end = piece_start, piece_end
+        elif piece_end > run_end:
+            run_end = piece_end
+    if run_start is not None and run_end is not None:
+        total += run_end - run_start
     return total
 
 
-@dataclass(frozen=True)
+def _start_of(interval: Interval) -> datetime:
+    return interval.start
+
+
+# --- identity: which LMS learner a provider segment belongs to ------------------------------------------------
+
+# Strongest first. A personal link's registrant id was minted for one learner; a name tag came from their fallback
+# link; an email is only as good as the account the person signed in with; an alias is an admin's statement; a name
+# is a name, trusted only when exactly one launched learner carries it.
+RULES = ("registrant_id", "display_name_tag", "email", "alias", "unique_name")
+WAITING_ROOM_STATUS = "in_waiting_room"
+
+
+@dataclass(frozen=True, slots=True)
 class MatchedSegment:
-    """A provider segment tied to an LMS email, with the rule that tied it."""
+    """A provider segment tied to an LMS email, with the rule that tied it (one of `RULES`)."""
 
     email: str
     interval: Interval
-    rule: str  # registrant_id | display_name_tag | email
+    rule: str
+    waiting_room: bool = False  # waiting to be admitted; counts only when the policy says so
 
 
 @dataclass(frozen=True)
 class LaunchIdentity:
-    """What the launch ledger knows about one person: how their links identified them to the provider."""
+    """What the launch ledger knows about one person: how their links identified them to the provider, and the
+    names the LMS knows them by (for the weakest rule)."""
 
     lms_email: str
     registrant_ids: frozenset[str]
     name_tags: frozenset[str]
+    names: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class AmbiguousSegment:
+    """A segment that points at more than one learner, or contradicts itself: for a person to review, with why."""
+
+    segment: ParticipantSegment
+    reason: str
+
+
+@dataclass(frozen=True)
+class Identification:
+    matched: list[MatchedSegment]
+    unmatched: list[ParticipantSegment]  # nothing ties them to a learner: hosts, guests, dial-ins
+    ambiguous: list[AmbiguousSegment]  # never credited; each says why
+
+
+_NO_ALIASES: Mapping[str, str] = MappingProxyType({})
+
+
+@dataclass(frozen=True)
+class _Directory:
+    """Everything a segment can be matched against, keyed by normalised LMS email."""
+
+    spelling: dict[str, str]  # the LMS's spelling of each known email (launched learners, roster, alias targets)
+    known: frozenset[str]  # launched learners and roster emails
+    by_registrant: dict[str, set[str]]
+    by_tag: dict[str, set[str]]
+    by_name: dict[str, set[str]]
+    aliases: dict[str, str]  # provider email -> LMS email, both normalised
+
+    def owner_of_email(self, email: str) -> tuple[str, str] | None:
+        if email in self.known:
+            return email, "email"
+        if email in self.aliases:
+            return self.aliases[email], "alias"
+        return None
+
+    def listed(self, keys: Iterable[str]) -> str:
+        return ", ".join(sorted(self.spelling[key] for key in keys))
+
+
+def _name_key(name: str) -> str:
+    return " ".join(name.split()).casefold()
+
+
+def _directory(people: Mapping[str, LaunchIdentity], aliases: Mapping[str, str],
+               roster: Collection[str]) -> _Directory:
+    spelling: dict[str, str] = {}
+    by_registrant: dict[str, set[str]] = {}
+    by_tag: dict[str, set[str]] = {}
+    by_name: dict[str, set[str]] = {}
+    for raw_key, person in people.items():
+        key = normalize_email(raw_key)
+        spelling[key] = person.lms_email
+        for registrant in person.registrant_ids:
+            by_registrant.setdefault(registrant, set()).add(key)
+        for tag in person.name_tags:
+            by_tag.setdefault(tag, set()).add(key)
+        for name in person.names:
+            if name_key := _name_key(name):
+                by_name.setdefault(name_key, set()).add(key)
+    for email in sorted(roster):  # sorted: which spelling wins must not depend on the collection's order
+        spelling.setdefault(normalize_email(email), email.strip())
+    known = frozenset(spelling)
+    table: dict[str, str] = {}
+    for provider_email, lms_email in sorted(aliases.items()):
+        source, target = normalize_email(provider_email), normalize_email(lms_email)
+        if source and target:
+            table[source] = target
+            spelling.setdefault(target, lms_email.strip())
+    return _Directory(spelling, known, by_registrant, by_tag, by_name, table)
+
+
+def identify_segments(
+    segments: Iterable[ParticipantSegment],
+    people: Mapping[str, LaunchIdentity],
+    ends_at: datetime,
+    *,
+    aliases: Mapping[str, str] = _NO_ALIASES,
+    roster: Collection[str] = (),
+) -> Identification:
+    """Tie each segment to one learner by the strongest evidence (see `RULES`), or set it aside.
+
+    `people` are the launched learners by normalised email; `aliases` the connection's table of provider email ->
+    LMS email; `roster` the LMS emails the LMS asked about. Nothing is fuzzy: a segment that fits two learners, or
+    whose link points at one learner while it is signed in as another, goes to `ambiguous` with the reason. An open
+    segment (no leave yet) counts until the scheduled end.
+    """
+    directory = _directory(people, aliases, roster)
+    matched: list[MatchedSegment] = []
+    unmatched: list[ParticipantSegment] = []
+    ambiguous: list[AmbiguousSegment] = []
+    for segment in segments:
+        found = _identify(segment, directory)
+        if found is None:
+            unmatched.append(segment)
+        elif isinstance(found, str):
+            ambiguous.append(AmbiguousSegment(segment, found))
+        else:
+            key, rule = found
+            end = segment.left_at or max(as_utc(ends_at), as_utc(segment.joined_at))
+            matched.append(MatchedSegment(directory.spelling[key], Interval(segment.joined_at, end), rule,
+                                          segment.evidence.get("status") == WAITING_ROOM_STATUS))
+    return Identification(matched, unmatched, ambiguous)
 
 
 def match_segments(
-    segments: list[ParticipantSegment], people: dict[str, LaunchIdentity], ends_at: datetime
+    segments: list[ParticipantSegment],
+    people: dict[str, LaunchIdentity],
+    ends_at: datetime,
+    *,
+    aliases: Mapping[str, str] = _NO_ALIASES,
+    roster: Collection[str] = (),
 ) -> tuple[list[MatchedSegment], list[ParticipantSegment]]:
-    """Tie each segment to a launched person by the strongest evidence: the registrant id their personal link
-    carried, then the name tag of a fallback link, then a provider email equal to their LMS email. Segments nothing
-    ties are returned apart (for review), never guessed. An open segment counts until the scheduled end."""
-    by_registrant = {rid: key for key, person in people.items() for rid in person.registrant_ids}
-    by_tag = {tag: key for key, person in people.items() for tag in person.name_tags}
-    matched: list[MatchedSegment] = []
-    unmatched: list[ParticipantSegment] = []
-    for segment in segments:
-        registrant = str(segment.evidence.get("registrant_id") or "")
-        name = segment.display_name or ""
-        email = normalize_email(segment.email) if segment.email else ""
-        key, rule = None, ""
-        words = set(name.split())
-        if registrant and registrant in by_registrant:
-            key, rule = by_registrant[registrant], "registrant_id"
-        elif (tag := next((t for t in by_tag if t in words), None)) is not None:
-            key, rule = by_tag[tag], "display_name_tag"
-            if email and email in people and email != key:
-                key = None  # a tag that contradicts the signed-in account: someone else's tag, do not credit
-        elif email and email in people:
-            key, rule = email, "email"
-        if key is None:
-            unmatched.append(segment)
-            continue
-        end = segment.left_at or max(ends_at, segment.joined_at)
-        matched.append(MatchedSegment(people[key].lms_email, Interval(segment.joined_at, end), rule))
-    return matched, unmatched
+    """`identify_segments` as (matched, everything else in input order): ambiguous segments are not matched."""
+    found = identify_segments(segments, people, ends_at, aliases=aliases, roster=roster)
+    set_aside = {id(segment) for segment in found.unmatched} | {id(item.segment) for item in found.ambiguous}
+    return found.matched, [segment for segment in segments if id(segment) in set_aside]
+
+
+def _identify(segment: ParticipantSegment, directory: _Directory) -> tuple[str, str] | str | None:
+    """(learner, rule), or the reason the segment is ambiguous, or None when nothing ties it to anyone."""
+    email = normalize_email(segment.email) if segment.email else ""
+    signed_in = directory.owner_of_email(email) if email else None
+    registrant = str(segment.evidence.get("registrant_id") or "")
+    if registrant and (owners := directory.by_registrant.get(registrant)):
+        return _by_link(owners, "registrant_id", f"registrant id {registrant}", signed_in, email, directory)
+    name = segment.display_name or ""
+    tagged = {key for word in name.split() for key in directory.by_tag.get(word, ())}
+    if tagged:
+        return _by_link(tagged, "display_name_tag", f"the name tag in '{name}'", signed_in, email, directory)
+    if signed_in is not None:
+        return signed_in
+    named = directory.by_name.get(_name_key(name), set()) if name else set()
+    if len(named) == 1:
+        return next(iter(named)), "unique_name"
+    if named:
+        return (f"display name '{name.strip()}' is the name of {len(named)} launched learners "
+                f"({directory.listed(named)}); not guessed, assign it by hand")
+    return None
+
+
+def _by_link(owners: set[str], rule: str, clue: str, signed_in: tuple[str, str] | None, email: str,
+             directory: _Directory) -> tuple[str, str] | str:
+    if len(owners) > 1:
+        return f"{clue} belongs to {len(owners)} learners ({directory.listed(owners)}); assign it by hand"
+    [owner] = owners
+    if signed_in is not None and signed_in[0] != owner:
+        # Someone joined through another learner's link while signed in as themselves: crediting either is a guess.
+        return (f"{clue} identifies {directory.spelling[owner]}, but the participant signed in as {email}, which is "
+                f"{directory.spelling[signed_in[0]]}'s (by {signed_in[1]}); check who attended")
+    return owner, rule
+
+
+# --- policy ---------------------------------------------------------------------------------------------------
+
+PartsRule = Literal["all", "any", "per_part"]
+_MAX_MINUTES = 24 * 60
+
+_SETTING_FORMS = {
+    "min_percent": "a whole number from 0 to 100, e.g. 75",
+    "min_minutes": f"a whole number of minutes from 0 to {_MAX_MINUTES}, e.g. 60, or null for no minutes rule",
+    "grace_minutes": f"a whole number of minutes from 0 to {_MAX_MINUTES}, e.g. 10",
+    "cap_at_end": "true or false",
+    "count_waiting_room": "true or false",
+    "parts": '"all", "any" or "per_part"',
+}
 
 
 @dataclass(frozen=True)
 class AttendancePolicy:
-    """Attended when present for at least `min_percent` of the scheduled part, counting from `grace_minutes`
-    before the start to the scheduled end (time after the end does not count)."""
+    """When a learner attended a part.
+
+    Present = the union of their segments from `grace_minutes` before the scheduled start to the scheduled end
+    (with `cap_at_end` False, time after the end counts too). Attended when present for at least `min_percent` of
+    the scheduled length (capped at 100%), or, when `min_minutes` is set, for at least that many minutes. Waiting-room
+    time counts only with `count_waiting_room`.
+
+    Several parts, by `parts`: "all" attended the session when they attended every part; "any" when they attended
+    at least one; "per_part" reports each part on its own (for an LMS that records parts) and lists at session
+    level only those who attended every part, so a session-only LMS is never over-credited.
+    """
 
     min_percent: int = 75
     grace_minutes: int = 10
+    min_minutes: int | None = None
+    cap_at_end: bool = True
+    count_waiting_room: bool = False
+    parts: PartsRule = "all"
+
+    def __post_init__(self) -> None:
+        checked = (_setting_problem(item.name, getattr(self, item.name)) for item in fields(self))
+        if problems := [problem for problem in checked if problem]:
+            raise InvalidInput(_policy_message(problems))
+
+    @classmethod
+    def from_settings(cls, settings: Mapping[str, object]) -> AttendancePolicy:
+        """The default policy with `settings` applied (e.g. a connection's stored JSON); InvalidInput says what is
+        wrong with them."""
+        return cls().with_overrides(settings)
+
+    def with_overrides(self, overrides: Mapping[str, object]) -> AttendancePolicy:
+        """This policy with some settings replaced (a session's overrides over its connection's policy)."""
+        if not isinstance(overrides, Mapping):
+            raise InvalidInput(_policy_message([
+                f"the settings are a {type(overrides).__name__}; send an object of setting: value pairs, "
+                'e.g. {"min_percent": 80}'
+            ]))
+        unknown = [_unknown_setting(name) for name in overrides if name not in _SETTING_FORMS]
+        if unknown:
+            raise InvalidInput(_policy_message(unknown))
+        changes: dict[str, Any] = dict(overrides)
+        return replace(self, **changes)
+
+    def describe(self) -> str:
+        """The policy in one line, for consoles and logs."""
+        threshold = f"{self.min_percent}%" + ("" if self.min_minutes is None else f" or {self.min_minutes} min")
+        return (f"attended at {threshold} of the scheduled time, counted from {self.grace_minutes} min before the "
+                f"start {'to the scheduled end' if self.cap_at_end else 'with time after the end'}; waiting room "
+                f"{'counts' if self.count_waiting_room else 'does not count'}; parts: {_PARTS_WORDS[self.parts]}")
+
+
+def _setting_problem(name: str, value: object) -> str | None:
+    if name in ("cap_at_end", "count_waiting_room"):
+        fits = isinstance(value, bool)
+    elif name == "parts":
+        fits = isinstance(value, str) and value in get_args(PartsRule)
+    elif name == "min_minutes" and value is None:
+        fits = True
+    else:
+        upper = 100 if name == "min_percent" else _MAX_MINUTES
+        fits = isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= upper
+    return None if fits else f"{name} is {_shown(value)} (set it to {_SETTING_FORMS[name]})"
+
+
+def _unknown_setting(name: object) -> str:
+    close = difflib.get_close_matches(str(name), list(_SETTING_FORMS), n=1)
+    hint = f"did you mean {close[0]}? " if close else ""
+    return f"there is no setting {_shown(name)} ({hint}the settings are {', '.join(sorted(_SETTING_FORMS))})"
+
+
+def _shown(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _policy_message(problems: list[str]) -> str:
+    return "The attendance policy is not valid: " + "; ".join(problems) + "."
+
+
+# --- decisions ------------------------------------------------------------------------------------------------
+
+_FAR_FUTURE = datetime.max.replace(tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+_MINUTE = timedelta(minutes=1)
+_PARTS_WORDS = {"all": "every part", "any": "at least one part",
+                "per_part": "each part on its own; the session needs every part"}
+
+
+@dataclass(frozen=True)
+class PartWindow:
+    """One scheduled part of a session; `name` is how explanations and results refer to it."""
+
+    name: str
+    starts_at: datetime
+    ends_at: datetime
+
+
+@dataclass(frozen=True)
+class _Judgement:
+    email: str
+    segments: int
+    rules: str
+    waiting_room: int
+    present: timedelta
+    percent: int  # rounded down, so an explanation never shows the threshold for a miss
+    by_percent: bool
+    by_minutes: bool
+
+    @property
+    def attended(self) -> bool:
+        return self.by_percent or self.by_minutes
+
+
+def _span(start: datetime, end: datetime, *, dated: bool = False) -> str:
+    if start.date() != end.date():
+        return f"{start:%Y-%m-%d %H:%M}-{end:%Y-%m-%d %H:%M} UTC"
+    return f"{start:%Y-%m-%d %H:%M}-{end:%H:%M} UTC" if dated else f"{start:%H:%M}-{end:%H:%M} UTC"
+
+
+def _by_spelling(matched: Iterable[MatchedSegment]) -> dict[str, list[MatchedSegment]]:
+    groups: dict[str, list[MatchedSegment]] = {}
+    for item in matched:
+        group = groups.get(item.email)
+        if group is None:
+            group = groups[item.email] = []
+        group.append(item)
+    return groups
+
+
+def _spellings(emails: Iterable[str]) -> dict[str, str]:
+    """One spelling per person (normalised email), the same whatever order the segments came in."""
+    spelling: dict[str, str] = {}
+    for email in emails:
+        key = normalize_email(email)
+        known = spelling.get(key)
+        if known is None or email < known:
+            spelling[key] = email
+    return spelling
+
+
+def _judge(by_spelling: Mapping[str, list[MatchedSegment]], starts_at: datetime, ends_at: datetime,
+           policy: AttendancePolicy, spelling: Mapping[str, str]) -> dict[str, _Judgement]:
+    """Per person (normalised email): what the policy makes of their segments in one scheduled part."""
+    by_person: dict[str, list[MatchedSegment]] = {}
+    for email, group in by_spelling.items():
+        key = normalize_email(email)
+        by_person[key] = by_person[key] + group if key in by_person else group
+    starts_at, ends_at = as_utc(starts_at), as_utc(ends_at)
+    window_start = starts_at - timedelta(minutes=policy.grace_minutes)
+    window_end = ends_at if policy.cap_at_end else _FAR_FUTURE
+    scheduled = (ends_at - starts_at) // _MICROSECOND
+    threshold_minutes = None if policy.min_minutes is None else timedelta(minutes=policy.min_minutes)
+    judged: dict[str, _Judgement] = {}
+    for key, items in by_person.items():
+        counted = [item.interval for item in items if policy.count_waiting_room or not item.waiting_room]
+        present = presence_within(counted, window_start, window_end)
+        present_us = present // _MICROSECOND
+        if scheduled > 0:
+            percent = min(100, present_us * 100 // scheduled)
+            # Integers, not floats: exactly the threshold is attended (29% of an hour is not 28.999...%).
+            by_percent = present_us * 100 >= policy.min_percent * scheduled
+        else:
+            percent, by_percent = 0, policy.min_percent == 0
+        # Counted as a set: a segment delivered twice (webhook and report, a retried fetch) is one segment.
+        distinct = {(item.interval.start, item.interval.end, item.rule, item.waiting_room) for item in items}
+        judged[key] = _Judgement(
+            email=spelling[key], segments=len(distinct), rules=", ".join(sorted({item[2] for item in distinct})),
+            waiting_room=0 if policy.count_waiting_room else sum(1 for item in distinct if item[3]),
+            present=present, percent=percent, by_percent=by_percent,
+            by_minutes=threshold_minutes is not None and present >= threshold_minutes,
+        )
+    return judged
+
+
+def _explainer(starts_at: datetime, ends_at: datetime, policy: AttendancePolicy) -> Callable[[_Judgement], str]:
+    """What every explanation for one part says alike, worked out once per part."""
+    window = (f"{_span(as_utc(starts_at), as_utc(ends_at))} (from {policy.grace_minutes} min before the start"
+              f"{'' if policy.cap_at_end else '; time after the end counts, at most 100%'})")
+    threshold = f"{policy.min_percent}%" + ("" if policy.min_minutes is None else f" or {policy.min_minutes} min")
+    by_minutes = f"attended by the {policy.min_minutes}-minute rule"
+
+    def explain(judgement: _Judgement) -> str:
+        excluded = f" ({judgement.waiting_room} in the waiting room, not counted)" if judgement.waiting_room else ""
+        outcome = "attended" if judgement.by_percent else by_minutes if judgement.by_minutes else "not attended"
+        return (f"{judgement.segments} segment(s) matched by {judgement.rules}{excluded}; present "
+                f"{judgement.present // _MINUTE} min = {judgement.percent}% of {window}; threshold {threshold}: "
+                f"{outcome}")
+
+    return explain
 
 
 def decide_from_segments(
     matched: list[MatchedSegment], *, starts_at: datetime, ends_at: datetime, policy: AttendancePolicy
 ) -> list[AttendanceDecision]:
-    """One decision per matched person, with the calculation spelled out."""
-    by_person: dict[str, list[MatchedSegment]] = {}
-    for item in matched:
-        by_person.setdefault(item.email, []).append(item)
-    window_start = starts_at - timedelta(minutes=policy.grace_minutes)
-    scheduled = ends_at - starts_at
-    decisions = []
-    for email, items in by_person.items():
-        present = presence_within([item.interval for item in items], window_start, ends_at)
-        percent = min(100.0, 100 * present / scheduled) if scheduled > timedelta(0) else 0.0
-        shown = int(percent)  # rounded down, so the explanation never shows the threshold for a miss
-        attended = percent >= policy.min_percent
-        rules = ", ".join(sorted({item.rule for item in items}))
-        decisions.append(AttendanceDecision(
-            email=email, attended=attended,
-            explanation=(f"{len(items)} segment(s) matched by {rules}; present {int(present.total_seconds() // 60)} "
-                         f"min = {shown}% of {starts_at:%H:%M}-{ends_at:%H:%M} UTC (from {policy.grace_minutes} min "
-                         f"before the start); threshold "
-                         f"{policy.min_percent}%: {'attended' if attended else 'not attended'}"),
-        ))
+    """One decision per matched person (emails compared case-insensitively), sorted by email, with the calculation
+    spelled out. The result depends only on the set of segments: not on their order, not on duplicates."""
+    by_spelling = _by_spelling(matched)
+    judged = _judge(by_spelling, starts_at, ends_at, policy, _spellings(by_spelling))
+    explain = _explainer(starts_at, ends_at, policy)
+    decisions = [AttendanceDecision(j.email, j.attended, explain(j)) for j in judged.values()]
     return sorted(decisions, key=lambda decision: decision.email)
+
+
+@dataclass(frozen=True)
+class SessionDecisions:
+    """`session`: one decision per learner for the whole session, combined by the policy's `parts` rule.
+    `by_part`: per part name, one decision per learner seen in any part (absent from a part = not attended)."""
+
+    session: list[AttendanceDecision]
+    by_part: dict[str, list[AttendanceDecision]]
+
+
+def decide_session(
+    parts: Sequence[PartWindow], matched_by_part: Mapping[str, Sequence[MatchedSegment]], policy: AttendancePolicy
+) -> SessionDecisions:
+    """Decide every part, then the session as the policy's `parts` rule says; each explanation names every part."""
+    names = [part.name for part in parts]
+    if not parts or len(set(names)) != len(names):
+        raise ValueError(f"parts must be a non-empty list with distinct names, got {names!r}")
+    if stray := sorted(set(matched_by_part) - set(names)):
+        raise ValueError(f"segments for parts that are not scheduled: {stray!r}")
+    grouped = {part.name: _by_spelling(matched_by_part.get(part.name, ())) for part in parts}
+    spelling = _spellings(email for groups in grouped.values() for email in groups)
+    judged = {part.name: _judge(grouped[part.name], part.starts_at, part.ends_at, policy, spelling) for part in parts}
+    explainers = {part.name: _explainer(part.starts_at, part.ends_at, policy) for part in parts}
+    by_part: dict[str, list[AttendanceDecision]] = {}
+    session: list[AttendanceDecision] = []
+    for key in sorted(spelling, key=spelling.__getitem__):
+        outcomes: list[bool] = []
+        summary: list[str] = []
+        for part in parts:
+            judgement = judged[part.name].get(key)
+            span = _span(as_utc(part.starts_at), as_utc(part.ends_at), dated=True)
+            if judgement is None:
+                attended, explanation = False, f"no segment matched in this part ({span}): not attended"
+                summary.append(f"{part.name} ({span}): not attended, no segment")
+            else:
+                attended = judgement.attended
+                explanation = explainers[part.name](judgement)
+                summary.append(f"{part.name} ({span}): {'attended' if attended else 'not attended'}, "
+                               f"{judgement.percent}%")
+            outcomes.append(attended)
+            by_part.setdefault(part.name, []).append(AttendanceDecision(spelling[key], attended, explanation))
+        attended_session = any(outcomes) if policy.parts == "any" else all(outcomes)
+        session.append(AttendanceDecision(spelling[key], attended_session, (
+            f"{sum(outcomes)} of {len(parts)} part(s) attended; rule: {_PARTS_WORDS[policy.parts]}: "
+            f"{'attended' if attended_session else 'not attended'} ({'; '.join(summary)})")))
+    return SessionDecisions(session=session, by_part={name: by_part.get(name, []) for name in names})

@@ -38,6 +38,10 @@ class ProviderFailed(DomainError):
 
     status = 500
 
+    # Worth trying again later (an outage, a timeout, a quota): the work is kept and retried in the background.
+    # False for answers that will not change by waiting (the provider refused the request as it is).
+    transient = True
+
     def __init__(self, provider: str, message: str, retry_after_seconds: int | None = None) -> None:
         super().__init__(message)
         self.provider = provider

@@ -92,6 +92,10 @@ class Session:
     extended_options: dict[str, Any] = field(default_factory=dict)
     status: SessionStatus = SessionStatus.SCHEDULED
     meeting: Meeting | None = None
+    # Provider work still owed ("create", "update" or "cancel") because the provider was down when the LMS
+    # saved; a background job does it, and `meeting_error` says why it is not done yet.
+    meeting_pending: str | None = None
+    meeting_error: str | None = None
     attendance_state: AttendanceState = AttendanceState.COLLECTING
     cancelled_at: datetime | None = None
     created_at: datetime | None = None
@@ -135,3 +139,17 @@ class AttendanceSegment:
     participant_key: str
     display_name: str | None = None
     evidence: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    """Background work asked for in the same transaction as the data that needs it. One job per `dedupe_key`:
+    asking again updates that job rather than adding another."""
+
+    kind: str
+    dedupe_key: str
+    payload: dict[str, Any]
+    run_after: datetime
+    connection_id: int | None = None
+    session_id: int | None = None
+    max_attempts: int = 12

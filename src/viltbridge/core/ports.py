@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Protocol
 
-from viltbridge.core.models import AttendanceState, Connection, Instructor, Launch, Session
+from viltbridge.core.models import AttendanceState, Connection, Instructor, JobRequest, Launch, Session
 from viltbridge.core.provider import ProviderEvent
 
 
@@ -40,3 +40,7 @@ class Store(Protocol):
     async def launches_between(self, session_id: int, start: datetime, end: datetime) -> list[Launch]: ...
 
     async def provider_events(self, connection_id: int, meeting_id: str) -> list[ProviderEvent]: ...
+
+    async def enqueue_job(self, request: JobRequest) -> int:
+        """Ask for background work in this transaction: it exists if and only if the transaction commits."""
+        ...

@@ -23,12 +23,13 @@ from viltbridge.core.attendance import (
 )
 from viltbridge.core.clock import Clock
 from viltbridge.core.emails import checked_email, normalize_email
-from viltbridge.core.errors import Forbidden, InvalidInput, NotFound, NotReady
+from viltbridge.core.errors import DomainError, Forbidden, InvalidInput, NotFound, NotReady, ProviderFailed
 from viltbridge.core.launch_tokens import LaunchClaims, sign_launch, verify_launch
 from viltbridge.core.models import (
     AttendanceState,
     Connection,
     Instructor,
+    JobRequest,
     Launch,
     Meeting,
     Role,
@@ -243,6 +244,42 @@ async def schedule_session(
     if extended is not None:
         session.extended_options = extended
     session.updated_at = now
+    session.status, session.cancelled_at = SessionStatus.SCHEDULED, None
+    retry_after: timedelta | None = None
+    try:
+        await _bring_meeting_up_to_date(store, provider, session)
+    except ProviderFailed as err:
+        if not err.transient:
+            raise  # the provider refused the session as it is: nothing is saved, the message says what to fix
+        # The provider is down: keep the LMS's change and owe the provider its part (a job retries it).
+        session.meeting_pending = "update" if session.meeting and not session.meeting.cancelled else "create"
+        session.meeting_error = err.message
+        retry_after = timedelta(seconds=err.retry_after_seconds) if err.retry_after_seconds else None
+        log.warning("session %s saved; %s of its meeting owed to %s: %s", request.external_id,
+                    session.meeting_pending, provider.kind, err.message)
+    saved = await store.save_session(session)
+    assert saved.id is not None
+    if saved.meeting_pending:
+        await store.enqueue_job(meeting_sync_job(saved, now, retry_after))
+    await store.enqueue_job(JobRequest(
+        "attendance.collect", f"attendance.collect:{saved.id}", {"session_id": saved.id},
+        run_after=saved.ends_at + ATTENDANCE_FIRST_LOOK, connection_id=saved.connection_id, session_id=saved.id))
+    return saved, existing is None
+
+
+ATTENDANCE_FIRST_LOOK = timedelta(minutes=5)  # after a part ends, when its attendance is first collected
+
+
+def meeting_sync_job(session: Session, now: datetime, retry_after: timedelta | None = None) -> JobRequest:
+    """The job that does the provider work a save left owed (`meeting_pending`)."""
+    assert session.id is not None
+    return JobRequest("meeting.sync", f"meeting.sync:{session.id}", {"session_id": session.id},
+                      run_after=now + (retry_after or timedelta(seconds=30)), connection_id=session.connection_id,
+                      session_id=session.id)
+
+
+async def _bring_meeting_up_to_date(store: Store, provider: Provider, session: Session) -> None:
+    """Create or update the provider meeting to match the session; clears what was owed."""
     spec = await _meeting_spec(store, session)
     if session.meeting is not None and not session.meeting.cancelled:
         # Also when reinstating a session whose meeting was left in place (automatic cancellation off).
@@ -250,8 +287,37 @@ async def schedule_session(
     else:
         # New, or reinstated after a cancellation that reached the provider: that meeting is gone.
         session.meeting = _meeting(provider, await provider.create_meeting(spec))
-    session.status, session.cancelled_at = SessionStatus.SCHEDULED, None
-    return await store.save_session(session), existing is None
+    session.meeting_pending = session.meeting_error = None
+
+
+async def sync_meeting(store: Store, provider: Provider, session_id: int) -> str:
+    """Do the provider work a save left owed, if any is still owed (the meeting.sync job); returns what it did.
+    Raises ProviderFailed when the provider still fails (transient: the job retries)."""
+    found = await store.get_session(session_id)
+    if found is None:
+        return "session gone; nothing to do"
+    await store.lock(f"session:{found.connection_id}:{found.external_id}")
+    session = await store.get_session(session_id)  # as it is now that no one else is changing it
+    if session is None or session.meeting_pending is None:
+        return "nothing owed"
+    owed = session.meeting_pending
+    try:
+        if owed == "cancel":
+            if session.meeting is not None and not session.meeting.cancelled:
+                await provider.cancel_meeting(_meeting_ref(session.meeting))
+                session.meeting.cancelled = True
+            session.meeting_pending = session.meeting_error = None
+        else:
+            await _bring_meeting_up_to_date(store, provider, session)
+    except DomainError as err:
+        if isinstance(err, ProviderFailed) and err.transient:
+            raise
+        session.meeting_error = err.message  # kept for the console; the job ends dead with the same reason
+        await store.save_session(session)
+        raise
+    await store.save_session(session)
+    meeting = session.meeting.meeting_id if session.meeting else "-"
+    return f"{owed} done at {provider.kind} (meeting {meeting})"
 
 
 async def cancel_session(
@@ -262,14 +328,26 @@ async def cancel_session(
     session = await store.find_session(connection.id, external_id)
     if session is None or session.status is SessionStatus.CANCELLED:
         return session
-    if session.meeting is not None and connection.options.automatic_cancellation:
-        await provider.cancel_meeting(_meeting_ref(session.meeting))
-        session.meeting.cancelled = True
+    if session.meeting is None and session.meeting_pending == "create":
+        session.meeting_pending = session.meeting_error = None  # never created: nothing to cancel
+    elif session.meeting is not None and connection.options.automatic_cancellation:
+        try:
+            await provider.cancel_meeting(_meeting_ref(session.meeting))
+            session.meeting.cancelled = True
+            session.meeting_pending = session.meeting_error = None
+        except ProviderFailed as err:
+            if not err.transient:
+                raise
+            session.meeting_pending, session.meeting_error = "cancel", err.message
     elif session.meeting is not None:
+        session.meeting_pending = session.meeting_error = None  # an owed update is moot now
         log.info("session %s cancelled in the LMS; meeting left in place because automatic cancellation is off",
                  external_id)
     session.status, session.cancelled_at, session.updated_at = SessionStatus.CANCELLED, clock.now(), clock.now()
-    return await store.save_session(session)
+    saved = await store.save_session(session)
+    if saved.meeting_pending:
+        await store.enqueue_job(meeting_sync_job(saved, clock.now()))
+    return saved
 
 
 async def _require_session(store: Store, connection: Connection, external_id: str) -> Session:

@@ -1,8 +1,7 @@
-"""Periodic upkeep, run by every worker; each step is idempotent, so several workers may run it at once."""
+"""Periodic upkeep steps (the job runner's upkeep calls them once per slot); each is idempotent."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from datetime import datetime
 
@@ -15,8 +14,6 @@ from viltbridge.store import repository
 from viltbridge.web.context import AppContext
 
 log = logging.getLogger("viltbridge.jobs")
-
-INTERVAL_SECONDS = 60
 
 
 def finalize_attendance(db: OrmSession, ctx: AppContext, now: datetime) -> int:
@@ -35,19 +32,3 @@ def finalize_attendance(db: OrmSession, ctx: AppContext, now: datetime) -> int:
         if provider.capabilities.attendance is AttendanceSource.LAUNCH_ONLY:
             launch_only.append(row.id)
     return repository.finalize_ended_sessions(db, launch_only, now)
-
-
-async def run_once(ctx: AppContext) -> int:
-    async with ctx.db.transaction() as db:
-        return await db.run_sync(finalize_attendance, ctx, ctx.clock.now())
-
-
-async def run_forever(ctx: AppContext, interval: float = INTERVAL_SECONDS) -> None:
-    while True:
-        try:
-            finalized = await run_once(ctx)
-            if finalized:
-                log.info("attendance final for %d ended part(s)", finalized)
-        except Exception:  # keep the loop alive; the next run retries
-            log.exception("periodic upkeep failed; retrying in %s s", interval)
-        await asyncio.sleep(interval)

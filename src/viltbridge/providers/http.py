@@ -131,6 +131,11 @@ class ProviderApiError(ProviderCallFailed):
         self.url = url  # secrets in the query blanked
         self.rate_limit_type = rate_limit_type  # X-RateLimit-Type on a 429 (Zoom: "QPS" or "Daily-limit")
 
+    @property
+    def transient(self) -> bool:  # type: ignore[override]
+        """Quotas and server-side failures pass; any other 4xx is the provider refusing the request as it is."""
+        return self.http_status in (408, 425, 429) or self.http_status >= 500
+
 
 class ProviderUnreachable(ProviderCallFailed):
     """No answer: the connection failed, dropped, or the provider did not answer in time."""

@@ -18,6 +18,7 @@ from viltbridge.core.models import (
     AttendanceState,
     Connection,
     Instructor,
+    JobRequest,
     Launch,
     Meeting,
     Role,
@@ -27,6 +28,7 @@ from viltbridge.core.models import (
 )
 from viltbridge.core.provider import ProviderEvent
 from viltbridge.crypto import Keyring
+from viltbridge.store import job_ledger
 from viltbridge.store.db import Readable, SyncRunner
 from viltbridge.store.tables import ConnectionRow, InstructorRow, LaunchRow, ProviderEventRow, SessionRow
 
@@ -181,6 +183,7 @@ def _session(row: SessionRow | sa.Row[Any]) -> Session:
         starts_at=row.starts_at, ends_at=row.ends_at, utc_offset_minutes=row.utc_offset_minutes, zone=row.zone,
         instructor_emails=list(row.instructor_emails or []), extended_options=dict(row.extended_options or {}),
         status=SessionStatus(row.status), meeting=meeting, attendance_state=AttendanceState(row.attendance_state),
+        meeting_pending=row.meeting_pending, meeting_error=row.meeting_error,
         cancelled_at=row.cancelled_at, created_at=row.created_at, updated_at=row.updated_at,
     )
 
@@ -217,6 +220,7 @@ def save_session(db: OrmSession, session: Session) -> Session:
     row.meeting_host_url = meeting.host_url if meeting else None
     row.meeting_data = dict(meeting.data) if meeting else {}
     row.meeting_cancelled = meeting.cancelled if meeting else False
+    row.meeting_pending, row.meeting_error = session.meeting_pending, session.meeting_error
     row.cancelled_at, row.updated_at = session.cancelled_at, session.updated_at or now
     db.flush()
     return _session(row)
@@ -343,6 +347,7 @@ class AsyncSqlStore:
     def __init__(self, db: SyncRunner, keyring: Keyring) -> None:
         self._db = db
         self._keyring = keyring
+        self.enqueued: list[int] = []  # jobs asked for in this transaction, to hand to the queue once committed
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         return await self._db.run_sync(fn, *args)
@@ -377,6 +382,11 @@ class AsyncSqlStore:
 
     async def save_session(self, session: Session) -> Session:
         return await self._run(save_session, session)
+
+    async def enqueue_job(self, request: JobRequest) -> int:
+        job_id = await self._run(job_ledger.enqueue, request, _now())
+        self.enqueued.append(job_id)
+        return job_id
 
     async def record_launch(self, launch: Launch) -> None:
         await self._run(record_launch, launch, self._keyring)

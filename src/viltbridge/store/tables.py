@@ -106,6 +106,8 @@ class SessionRow(Base):
     meeting_host_url: Mapped[str | None] = mapped_column(sa.Text)
     meeting_data: Mapped[dict[str, Any]] = mapped_column(default=dict)
     meeting_cancelled: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
+    meeting_pending: Mapped[str | None] = mapped_column(sa.String(10), doc="create | update | cancel, owed")
+    meeting_error: Mapped[str | None] = mapped_column(sa.Text)
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
     cancelled_at: Mapped[datetime | None]
@@ -144,3 +146,42 @@ class ProviderEventRow(Base):
     occurred_at: Mapped[datetime]
     received_at: Mapped[datetime]
     raw: Mapped[str] = mapped_column(sa.Text)
+
+
+class JobRow(Base):
+    """The job ledger: background work written in the same transaction as the data that needs it.
+
+    Huey only carries "run job N" messages; the ledger is the truth, so a lost message or a killed worker loses
+    nothing (a lease that runs out puts the job back in the queue)."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (sa.Index("ix_jobs_due", "state", "run_after"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(sa.String(64))
+    dedupe_key: Mapped[str] = mapped_column(sa.String(255), unique=True)
+    payload: Mapped[dict[str, Any]]
+    state: Mapped[str] = mapped_column(sa.String(16), doc="queued | running | done | dead")
+    attempts: Mapped[int] = mapped_column(default=0)
+    max_attempts: Mapped[int] = mapped_column(default=12)
+    run_after: Mapped[datetime]
+    lease_owner: Mapped[str | None] = mapped_column(sa.String(200))
+    lease_until: Mapped[datetime | None]
+    run_again: Mapped[bool] = mapped_column(default=False, doc="asked for again while running: requeue, not done")
+    last_error: Mapped[str | None] = mapped_column(sa.Text)
+    connection_id: Mapped[int | None] = mapped_column(sa.ForeignKey("connections.id", ondelete="CASCADE"))
+    session_id: Mapped[int | None] = mapped_column(sa.ForeignKey("sessions.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    finished_at: Mapped[datetime | None]
+
+
+class PeriodicRunRow(Base):
+    """One row per periodic task and time slot: whichever worker inserts it runs that slot; the others skip."""
+
+    __tablename__ = "periodic_runs"
+
+    name: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    slot: Mapped[datetime] = mapped_column(primary_key=True)
+    owner: Mapped[str] = mapped_column(sa.String(200))
+    started_at: Mapped[datetime]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -20,7 +19,8 @@ from viltbridge import __version__
 from viltbridge.config import Settings, get_settings
 from viltbridge.core.clock import Clock, SystemClock
 from viltbridge.core.errors import DomainError, NotReady, ProviderFailed
-from viltbridge.jobs import periodic
+from viltbridge.jobs.queue import JobQueue, queue_url
+from viltbridge.jobs.runtime import start_embedded
 from viltbridge.keys import open_keyring
 from viltbridge.lms.cornerstone.routes import router as cornerstone_router
 from viltbridge.lms.cornerstone.wire import describe_validation_error, error_body
@@ -105,27 +105,28 @@ def create_app(
     public_url: str | None = None,
     run_worker: bool = False,
 ) -> FastAPI:
-    """The application. `run_worker` runs periodic upkeep inside this process (embedded mode)."""
+    """The application. `run_worker` runs the job workers and the periodic upkeep inside this process (embedded
+    mode); without it, jobs are only handed to the queue for `viltbridge worker` processes."""
     settings = settings or get_settings()
     keyring = open_keyring(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         database = Database(settings.database_url)
+        queue = JobQueue(queue_url(settings))
         app.state.ctx = AppContext(
             settings=settings, keyring=keyring, db=database, clock=clock or SystemClock(),
-            public_url=public_url or settings.public_url or "http://127.0.0.1:8000",
+            public_url=public_url or settings.public_url or "http://127.0.0.1:8000", queue=queue,
         )
-        worker = asyncio.create_task(periodic.run_forever(app.state.ctx)) if run_worker else None
+        consumer = start_embedded(app.state.ctx, queue, settings.worker_threads) if run_worker else None
         try:
             yield
         finally:
-            if worker is not None:
-                worker.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await worker
+            if consumer is not None:
+                await asyncio.to_thread(consumer.stop, True)  # running jobs finish on this (still running) loop
             await app.state.ctx.providers.aclose()
             await database.dispose()
+            queue.close()
 
     app = FastAPI(
         title="viltbridge",

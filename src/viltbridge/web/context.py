@@ -8,6 +8,7 @@ import json
 from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 from viltbridge.config import Settings
 from viltbridge.core.clock import Clock
@@ -17,6 +18,9 @@ from viltbridge.core.services import LaunchSettings
 from viltbridge.crypto import Keyring
 from viltbridge.providers import build_provider
 from viltbridge.store.db import Database
+
+if TYPE_CHECKING:
+    from viltbridge.jobs.queue import JobQueue
 
 
 @dataclass
@@ -56,7 +60,13 @@ class AppContext:
     db: Database
     clock: Clock
     public_url: str
+    queue: JobQueue | None = None  # None in processes that only read (the CLI)
     providers: ProviderPool = field(default_factory=ProviderPool)
+
+    async def kick(self, job_ids: list[int]) -> None:
+        """Hand jobs committed by a request to the workers (queue I/O off the event loop)."""
+        if job_ids and self.queue is not None:
+            await asyncio.to_thread(self.queue.kick, job_ids)
 
     @cached_property
     def launch(self) -> LaunchSettings:

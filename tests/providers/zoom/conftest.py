@@ -104,3 +104,15 @@ def create_meeting(api: httpx2.Client, host: str = TEACHER, **body: Any) -> dict
     response = api.post(f"/users/{host}/meetings", json=payload)
     assert response.status_code == 201, response.text
     return dict(response.json())
+
+
+@pytest.fixture
+def zoom_lms(client: Any, db: Any, zoom_simulator: ZoomSimulator) -> Any:
+    """The LMS, with a `zoom` connection pointed at the simulator (reset to NOW) and Tess as a Zoom host."""
+    from tests.conftest import NOW, Lms
+    from tests.providers.conftest import zoom_settings
+
+    zoom_simulator.reset(start=NOW)
+    zoom_simulator.state.seed_user("tess@example.com", first_name="Tess", last_name="Teacher")
+    created = db.create_connection("acme-zoom", "zoom", **zoom_settings(zoom_simulator))
+    return Lms(client, created["username"], created["password"])

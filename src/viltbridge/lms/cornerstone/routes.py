@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 from viltbridge.core import services
 from viltbridge.core.emails import checked_email, decode_base64_email, parse_email_list
 from viltbridge.core.errors import InvalidInput
-from viltbridge.core.models import Connection
+from viltbridge.core.models import Connection, Session
 from viltbridge.core.times import parse_lms_datetime, parse_utc_offset
 from viltbridge.crypto import secret_fingerprint, sign_access_token
 from viltbridge.lms.cornerstone import auth
@@ -67,10 +67,12 @@ def _ctx(request: Request) -> AppContext:
     return context
 
 
-def _success(**data: Any) -> JSONResponse:
+def _success(message: str | None = None, **data: Any) -> JSONResponse:
     """The success envelope. Returned as a response, so FastAPI does not re-validate what is built here (the
     response models document it; the schemathesis suite checks every answer against them)."""
     body: dict[str, Any] = {"status": "Success", "correlationId": correlation_id.get(), "timestamp": timestamp()}
+    if message:
+        body["message"] = message
     if data:
         body["data"] = data
     return JSONResponse(body)
@@ -123,14 +125,25 @@ def session_input(body: SessionRequest, session_id: str) -> services.SessionInpu
     )
 
 
-async def _schedule(ctx: AppContext, connection: Connection, request: services.SessionInput) -> None:
+async def _schedule(ctx: AppContext, connection: Connection, request: services.SessionInput) -> JSONResponse:
     async with ctx.db.transaction() as db:
         provider = ctx.providers.for_connection(connection)
-        session, created = await services.schedule_session(
-            AsyncSqlStore(db, ctx.keyring), provider, connection, request, ctx.clock
-        )
+        store = AsyncSqlStore(db, ctx.keyring)
+        session, created = await services.schedule_session(store, provider, connection, request, ctx.clock)
+    await ctx.kick(store.enqueued)
     log.info("session %s %s (%s)", request.external_id, "created" if created else "updated",
              session.meeting.meeting_id if session.meeting else "no meeting")
+    return _success(message=_owed_message(session, provider.kind))
+
+
+def _owed_message(session: Session, provider: str) -> str | None:
+    """Said when the LMS's change is saved but the provider could not take it yet (it is retried)."""
+    if session.meeting_pending is None:
+        return None
+    work = {"create": "The meeting will be created", "update": "The meeting will be updated",
+            "cancel": "The meeting will be cancelled"}[session.meeting_pending]
+    return (f"Saved. {provider} is not answering right now ({session.meeting_error}). {work} as soon as it is "
+            "back; viltbridge retries automatically, nothing to do.")
 
 
 @router.post("/session", response_model=SuccessEnvelope, responses=_errors(400, 413, *COMMON),
@@ -145,8 +158,7 @@ async def create_session(
     ctx = _ctx(request)
     if body.SessionId is None or not body.SessionId.strip():
         raise InvalidInput("SessionId is required; send Cornerstone's id for this session.")
-    await _schedule(ctx, connection, session_input(body, _session_id(body.SessionId)))
-    return _success()
+    return await _schedule(ctx, connection, session_input(body, _session_id(body.SessionId)))
 
 
 @router.put("/session/{SessionId}", response_model=SuccessEnvelope, responses=_errors(400, 413, *COMMON),
@@ -159,8 +171,7 @@ async def update_session(
     correlation: Annotated[str | None, CORRELATION] = None,
     debug: Annotated[str | None, DEBUG] = None,
 ) -> Any:
-    await _schedule(_ctx(request), connection, session_input(body, _session_id(SessionId)))
-    return _success()
+    return await _schedule(_ctx(request), connection, session_input(body, _session_id(SessionId)))
 
 
 @router.delete("/session/{SessionId}", response_model=SuccessEnvelope, responses=_errors(400, *COMMON),
@@ -174,15 +185,15 @@ async def cancel_session(
     debug: Annotated[str | None, DEBUG] = None,
 ) -> Any:
     ctx = _ctx(request)
+    provider = ctx.providers.for_connection(connection)
     async with ctx.db.transaction() as db:
-        cancelled = await services.cancel_session(
-            AsyncSqlStore(db, ctx.keyring), ctx.providers.for_connection(connection), connection,
-            _session_id(SessionId), ctx.clock,
-        )
+        store = AsyncSqlStore(db, ctx.keyring)
+        cancelled = await services.cancel_session(store, provider, connection, _session_id(SessionId), ctx.clock)
+    await ctx.kick(store.enqueued)
     # One DELETE cancels one part: other parts sharing the LoId get DELETEs of their own.
     log.info("session %s (LoId %s) cancel: %s", SessionId, LoId or "-",
              "unknown, nothing to do" if cancelled is None else "cancelled")
-    return _success()
+    return _success(message=_owed_message(cancelled, provider.kind) if cancelled else None)
 
 
 def _documented(*names: str, where: str = "path") -> list[dict[str, Any]]:

@@ -95,6 +95,8 @@ class SuccessEnvelope(BaseModel):
     status: Literal["Success"] = "Success"
     correlationId: str
     timestamp: str
+    message: str | None = Field(default=None, description="Only when a change is saved but the meeting provider "
+                                "could not take it yet: what will happen (it is retried automatically)")
 
 
 class JoinUrlData(BaseModel):

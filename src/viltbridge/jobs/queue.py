@@ -1,0 +1,127 @@
+"""Huey as broker, worker pool and cron. It carries only "run job N" messages and the minute tick of the upkeep;
+the job ledger in the database is the truth (Huey does not acknowledge messages, so a killed worker would
+otherwise lose its task).
+
+`VILTBRIDGE_QUEUE_URL` selects the backend: `sqlite:///path` (embedded), `postgresql://…` (the database itself,
+tables `huey_*`) or `redis://…`. Unset: next to the database (a `*.queue.db` file beside a SQLite database, the
+same PostgreSQL database otherwise).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import threading
+from collections.abc import Coroutine, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+from huey import Huey, PostgresHuey, RedisExpireHuey, SqliteHuey, crontab  # type: ignore[import-untyped]
+from huey.consumer import Consumer  # type: ignore[import-untyped]
+from sqlalchemy.engine import make_url
+
+from viltbridge.config import Settings
+
+log = logging.getLogger("viltbridge.jobs")
+T = TypeVar("T")
+
+QUEUE_NAME = "viltbridge"
+
+
+def queue_url(settings: Settings) -> str:
+    if settings.queue_url:
+        return settings.queue_url
+    database = make_url(settings.database_url)
+    if database.get_backend_name() == "sqlite":
+        path = Path(database.database or "viltbridge.db")
+        return f"sqlite:///{path.with_name(path.stem + '.queue.db')}"
+    return settings.database_url
+
+
+def make_huey(url: str) -> Huey:
+    """The Huey instance for a queue URL; results are not kept (the ledger records outcomes)."""
+    parsed = make_url(url)
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        if not parsed.database:
+            raise ValueError("VILTBRIDGE_QUEUE_URL sqlite:/// needs a file path, e.g. sqlite:///viltbridge.queue.db")
+        return SqliteHuey(QUEUE_NAME, filename=parsed.database, results=False, utc=True)
+    if backend == "postgresql":
+        dsn = parsed.set(drivername="postgresql").render_as_string(hide_password=False)
+        return PostgresHuey(QUEUE_NAME, dsn=dsn, results=False, utc=True)
+    if backend in ("redis", "rediss"):
+        return RedisExpireHuey(QUEUE_NAME, url=url, results=False, utc=True)
+    raise ValueError(f"VILTBRIDGE_QUEUE_URL uses '{backend}'; use sqlite:///file, postgresql://… or redis://…")
+
+
+def worker_name() -> str:
+    """Who holds a lease, as an admin reads it: host, process and thread."""
+    return f"{socket.gethostname()}:{os.getpid()}:{threading.current_thread().name}"
+
+
+class JobQueue:
+    """The Huey tasks of viltbridge, bound to whichever runtime this process runs (`attach`)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.huey = make_huey(url)
+        self._runtime: Any = None  # jobs.runtime.JobRuntime, set by attach() in processes that run jobs
+        self.run_job = self.huey.task(name="run_job")(self._run_job)
+        self.upkeep = self.huey.periodic_task(crontab(minute="*"), name="upkeep")(self._upkeep)
+
+    def attach(self, runtime: Any) -> None:
+        self._runtime = runtime
+
+    def _run_job(self, job_id: int) -> None:
+        if self._runtime is None:
+            raise RuntimeError("this process runs no jobs (serve --no-worker); a worker will pick the job up")
+        self._runtime.run_job(job_id)
+
+    def _upkeep(self) -> None:
+        if self._runtime is not None:
+            self._runtime.upkeep()
+
+    def kick(self, job_ids: Sequence[int], eta: datetime | None = None) -> None:
+        """Hand jobs to the workers, now or at `eta`. A lost message costs only time: the upkeep dispatches every
+        due job each minute, and a second message for one job is harmless (one claim wins)."""
+        for job_id in job_ids:
+            try:
+                if eta is not None and eta > datetime.now(UTC):
+                    self.run_job.schedule(args=(job_id,), eta=eta)
+                else:
+                    self.run_job(job_id)
+            except Exception as exc:  # the queue backend is down: the upkeep will dispatch it
+                log.warning("could not hand job #%d to the queue (%s); the upkeep will", job_id, exc)
+
+    def consumer(self, workers: int, *, own_signals: bool = False) -> QuietConsumer:
+        # Polling backends (SQLite) look for work at most a second apart; PostgreSQL and Redis block until a
+        # message arrives.
+        return QuietConsumer(self.huey, install_signal_handlers=own_signals, workers=workers, worker_type="thread",
+                             periodic=True, initial_delay=0.05, backoff=1.5, max_delay=1.0, check_worker_health=True)
+
+    def close(self) -> None:
+        try:
+            self.huey.storage.close()
+        except Exception:  # closing a broken connection may fail too; nothing to do about it
+            log.debug("queue storage close failed", exc_info=True)
+
+
+class QuietConsumer(Consumer):  # type: ignore[misc]
+    """Huey's consumer without its signal handlers: inside `viltbridge serve` uvicorn owns the signals (Huey's
+    would replace them, and they can be set only from the main thread anyway)."""
+
+    def __init__(self, huey: Huey, *, install_signal_handlers: bool = False, **options: Any) -> None:
+        super().__init__(huey, **options)
+        self._install_signal_handlers = install_signal_handlers
+
+    def _set_signal_handlers(self) -> None:
+        if self._install_signal_handlers:
+            super()._set_signal_handlers()
+
+
+def run_on(loop: asyncio.AbstractEventLoop, work: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+    """Run a coroutine on `loop` from another thread (a Huey worker) and wait for its result."""
+    return asyncio.run_coroutine_threadsafe(work, loop).result(timeout)

@@ -1,0 +1,137 @@
+"""Runs ledger jobs: claim with a lease, run the handler and record its outcome in one transaction, retry or bury
+on failure; and the periodic upkeep (reap lost workers, dispatch due jobs, nightly reconciliation), once per slot
+however many workers there are."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+
+from viltbridge.core.errors import DomainError, ProviderFailed
+from viltbridge.jobs import periodic
+from viltbridge.jobs.handlers import HANDLERS, Handler
+from viltbridge.store import job_ledger as ledger
+from viltbridge.store import reconcile
+from viltbridge.store.repository import AsyncSqlStore
+from viltbridge.web.context import AppContext
+
+log = logging.getLogger("viltbridge.jobs")
+
+Kick = Callable[[Sequence[int], datetime | None], None]  # hand job ids to the queue (at a time, or now)
+UPKEEP_EVERY = timedelta(minutes=1)
+RECONCILE_AT_HOUR = 2  # UTC: nightly reconciliation slot
+KEEP_SLOTS = timedelta(days=2)
+
+
+class LeaseLost(Exception):
+    """The job's lease ran out and it went back to the queue: this run's work must not commit."""
+
+
+def no_queue(job_ids: Sequence[int], eta: datetime | None) -> None:
+    """Without a queue (tests, the CLI) jobs wait for the upkeep's dispatch or an explicit run."""
+
+
+class JobRunner:
+    def __init__(self, ctx: AppContext, owner: str, *, lease: timedelta = timedelta(minutes=5),
+                 kick: Kick = no_queue, handlers: dict[str, Handler] | None = None) -> None:
+        self.ctx = ctx
+        self.owner = owner
+        self.lease = lease  # longer than any handler's provider budget, so a live worker never loses its job
+        self.kick = kick
+        self.handlers = handlers if handlers is not None else HANDLERS
+
+    async def run(self, job_id: int) -> str | None:
+        """Run one job if it is there for the taking; returns its new state (None: another worker has it, or
+        it is not due)."""
+        ctx = self.ctx
+        async with ctx.db.transaction() as db:
+            job = await db.run_sync(ledger.claim, job_id, self.owner, ctx.clock.now(), self.lease)
+        if job is None:
+            return None
+        handler = self.handlers.get(job.kind)
+        try:
+            if handler is None:
+                raise DomainError(f"no handler for jobs of kind '{job.kind}' in this version of viltbridge")
+            async with ctx.db.transaction() as db:
+                store = AsyncSqlStore(db, ctx.keyring)
+                outcome = await handler(ctx, store, job)
+                now = ctx.clock.now()
+                if outcome.dead:
+                    state = await db.run_sync(ledger.bury, job.id, self.owner, now, outcome.note)
+                elif outcome.run_again_at is not None:
+                    state = await db.run_sync(ledger.postpone, job.id, self.owner, now, outcome.run_again_at,
+                                              outcome.note)
+                else:
+                    state = await db.run_sync(ledger.finish, job.id, self.owner, now)
+                if state is None:
+                    raise LeaseLost
+            log.info("job %s %s #%d: %s", job.kind, state, job.id, outcome.note)
+            self.kick(store.enqueued, None)
+            if state == ledger.QUEUED:
+                self.kick([job.id], outcome.run_again_at)
+            return state
+        except LeaseLost:
+            log.warning("job %s #%d ran past its lease and was taken back; this run's work was discarded",
+                        job.kind, job.id)
+            return None
+        except ProviderFailed as err:
+            if not err.transient:
+                return await self._settle(job, ledger.bury, err.message)
+            wait = timedelta(seconds=err.retry_after_seconds) if err.retry_after_seconds else None
+            return await self._settle(job, ledger.fail, err.message, wait)
+        except DomainError as err:
+            return await self._settle(job, ledger.bury, err.message)
+        except Exception as exc:  # a bug or an outage of our own: retried with backoff, dead in the end
+            log.exception("job %s #%d failed", job.kind, job.id)
+            return await self._settle(job, ledger.fail, f"{exc.__class__.__name__}: {exc}")
+
+    async def _settle(self, job: ledger.Job, how: Callable[..., str | None], error: str,
+                      retry_after: timedelta | None = None) -> str | None:
+        now = self.ctx.clock.now()
+        async with self.ctx.db.transaction() as db:
+            if how is ledger.fail:
+                state = await db.run_sync(ledger.fail, job.id, self.owner, now, error, retry_after)
+            else:
+                state = await db.run_sync(how, job.id, self.owner, now, error)
+        if state == ledger.QUEUED:
+            async with self.ctx.db.reader() as db:
+                again = await db.run_sync(ledger.get, job.id)
+            self.kick([job.id], again.run_after if again else None)
+        log.warning("job %s #%d %s: %s", job.kind, job.id, state or "lost", error)
+        return state
+
+    async def upkeep(self, *, every_slot: bool = True) -> dict[str, int] | None:
+        """Once per minute slot across all workers: reap lost jobs, hand due ones to the queue, finalise launch-only
+        attendance; once a night also reconcile. None when another worker has this slot. A worker that starts runs
+        it at once whatever the slot (`every_slot=False`): each step is idempotent, and what fell due while no
+        worker ran should not wait for the next minute."""
+        ctx = self.ctx
+        now = ctx.clock.now()
+        slot = now.replace(second=0, microsecond=0)
+        async with ctx.db.transaction() as db:
+            if every_slot and not await db.run_sync(ledger.take_slot, "upkeep", slot, self.owner, now):
+                return None
+            reaped = await db.run_sync(ledger.reap, now)
+            finalized = await db.run_sync(periodic.finalize_attendance, ctx, now)
+            reconciled = 0
+            nightly = now.replace(hour=RECONCILE_AT_HOUR, minute=0, second=0, microsecond=0)
+            if now >= nightly and await db.run_sync(ledger.take_slot, "reconcile", nightly, self.owner, now):
+                reconciled = await db.run_sync(reconcile.owed_work, now)
+            await db.run_sync(ledger.forget_slots_before, now - KEEP_SLOTS)
+        async with ctx.db.reader() as db:
+            due = await db.run_sync(ledger.due, now)
+        self.kick(due, None)
+        if reaped:
+            log.warning("upkeep: %d job(s) of vanished workers back in the queue: %s", len(reaped), reaped)
+        return {"reaped": len(reaped), "dispatched": len(due), "finalized": finalized, "reconciled": reconciled}
+
+    async def run_due(self) -> dict[str, int]:
+        """Run every due job here and now, one after another (the CLI and tests; workers use the queue)."""
+        counts: dict[str, int] = {}
+        async with self.ctx.db.reader() as db:
+            due = await db.run_sync(ledger.due, self.ctx.clock.now())
+        for job_id in due:
+            state = await self.run(job_id) or "skipped"
+            counts[state] = counts.get(state, 0) + 1
+        return counts

@@ -1,0 +1,44 @@
+"""Nightly reconciliation: work the ledger should hold but does not (a job lost before this version, a row edited
+by hand) is asked for again. Asking is idempotent, so reconciling twice changes nothing."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session as OrmSession
+
+from viltbridge.core.models import AttendanceState, JobRequest, SessionStatus
+from viltbridge.store import job_ledger as ledger
+from viltbridge.store.tables import JobRow, SessionRow
+
+LOOK_BACK = timedelta(days=7)  # ended parts whose attendance may still become final
+
+
+def _has_live_job(db: OrmSession, key: str) -> bool:
+    return db.execute(sa.select(JobRow.id).where(
+        JobRow.dedupe_key == key, JobRow.state.in_((ledger.QUEUED, ledger.RUNNING)))).first() is not None
+
+
+def _ask_where_missing(db: OrmSession, kind: str, sessions: list[Any], now: datetime) -> int:
+    asked = 0
+    for session_id, connection_id in sessions:
+        key = f"{kind}:{session_id}"
+        if not _has_live_job(db, key):
+            ledger.enqueue(db, JobRequest(kind, key, {"session_id": session_id}, now, connection_id=connection_id,
+                                          session_id=session_id), now)
+            asked += 1
+    return asked
+
+
+def owed_work(db: OrmSession, now: datetime) -> int:
+    """Ask again for meeting work still owed and for attendance not yet final; returns how many jobs were asked."""
+    owed = db.execute(sa.select(SessionRow.id, SessionRow.connection_id).where(
+        SessionRow.meeting_pending.is_not(None))).all()
+    unfinished = db.execute(sa.select(SessionRow.id, SessionRow.connection_id).where(
+        SessionRow.status == SessionStatus.SCHEDULED.value,
+        SessionRow.attendance_state != AttendanceState.FINAL.value,
+        SessionRow.ends_at < now, SessionRow.ends_at > now - LOOK_BACK)).all()
+    return (_ask_where_missing(db, "meeting.sync", list(owed), now)
+            + _ask_where_missing(db, "attendance.collect", list(unfinished), now))

@@ -1,0 +1,59 @@
+"""The job system on each queue backend (SQLite, PostgreSQL, Redis) with Huey's real consumer threads inside the
+server: a job written by an LMS call is handed to the queue, run once, and recorded in the ledger."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from tests.conftest import NOW, POSTGRES_URL, Db, Lms, service_unavailable, session_body
+from viltbridge.config import Settings
+from viltbridge.jobs.queue import JobQueue
+from viltbridge.web.app import create_app
+
+REDIS_URL = "redis://127.0.0.1:6379/15"
+
+
+def reachable_queue(backend: str, tmp_path: Path) -> str:
+    url = {"sqlite": f"sqlite:///{tmp_path / 'queue.db'}", "postgresql": POSTGRES_URL, "redis": REDIS_URL}[backend]
+    queue = JobQueue(url)
+    try:
+        queue.huey.flush()  # messages left by an earlier run name jobs of another database
+    except Exception as exc:
+        service_unavailable(f"{backend} queue at {url} is unreachable: {exc.__class__.__name__}: {exc}")
+    finally:
+        queue.close()
+    return url
+
+
+@pytest.fixture(params=["sqlite", "postgresql", "redis"])
+def queue_settings(request: pytest.FixtureRequest, settings: Settings, tmp_path: Path) -> Iterator[Settings]:
+    yield settings.model_copy(update={"queue_url": reachable_queue(request.param, tmp_path)})
+
+
+def job_states(db: Db) -> list[tuple[str, str, int]]:
+    with db.engine.connect() as conn:
+        return [tuple(r) for r in conn.exec_driver_sql("SELECT kind, state, attempts FROM jobs ORDER BY id")]
+
+
+def wait_for(condition, seconds: float = 15.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out")
+        time.sleep(0.05)
+
+
+def test_a_job_written_by_an_lms_call_runs_once_on_the_queue(queue_settings: Settings, db: Db, clock) -> None:
+    credentials = db.create_connection()
+    with TestClient(create_app(queue_settings, clock=clock, run_worker=True)) as client:
+        lms = Lms(client, credentials["username"], credentials["password"])
+        assert lms.create_session(session_body("q-1", start=NOW - timedelta(hours=2))).status_code == 200
+        wait_for(lambda: job_states(db) == [("attendance.collect", "done", 0)])
+    with db.engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT attendance_state FROM sessions").scalar_one() == "final"
