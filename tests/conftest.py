@@ -70,6 +70,17 @@ def _admin_engine() -> sa.Engine:
                             isolation_level="AUTOCOMMIT")
 
 
+@pytest.fixture(autouse=True)
+def _provider_outages_end_with_their_test() -> Iterator[None]:
+    """Circuit breakers are per process and per provider account; a test that plays an outage must not leave the
+    next test (same simulator account) facing an open breaker."""
+    yield
+    from viltbridge.providers.http import _BREAKERS
+
+    for breaker in list(_BREAKERS.values()):
+        breaker.close()
+
+
 @pytest.fixture(scope="session")
 def postgres_template() -> Iterator[str]:
     """A migrated PostgreSQL database that each test's database is copied from (CREATE DATABASE … TEMPLATE)."""

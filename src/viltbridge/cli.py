@@ -31,6 +31,8 @@ connection_app = typer.Typer(no_args_is_help=True, help="Create and manage conne
 app.add_typer(connection_app, name="connection")
 jobs_app = typer.Typer(no_args_is_help=True, help="Background jobs: what is queued, running, done or dead.")
 app.add_typer(jobs_app, name="jobs")
+attendance_app = typer.Typer(no_args_is_help=True, help="Attendance: policy, aliases, decisions, exports.")
+app.add_typer(attendance_app, name="attendance")
 sync_app = typer.Typer(no_args_is_help=True, help="Do background work now instead of waiting for the workers.")
 app.add_typer(sync_app, name="sync")
 out = Console()
@@ -392,3 +394,95 @@ def sync_attendance(
         table.add_row(result.connection, result.session, result.state, result.note[:100])
     out.print(table)
     out.print(f"{len(results)} part(s) ended since {start:%Y-%m-%d %H:%M} UTC")
+
+
+# --- attendance ------------------------------------------------------------------------------------------------
+
+
+@attendance_app.command("policy")
+def attendance_policy(
+    connection: str,
+    pairs: Annotated[list[str] | None, typer.Option("--set", help="k=v: min_percent, min_minutes, grace_minutes, "
+                                                    "cap_at_end, count_waiting_room, parts (all|any|per_part)")] = None,
+    session: Annotated[str | None, typer.Option(help="Override for this session only")] = None,
+    reset: Annotated[bool, typer.Option("--reset", help="Back to the defaults (or the connection's policy)")] = False,
+) -> None:
+    """Show or change when a learner counts as attended; the next GetAttendance recomputes from the ledger."""
+    from viltbridge import attendance_admin
+
+    with _database(Settings()) as (db, _):
+        if pairs or reset:
+            changes = attendance_admin.parse_policy_pairs(connections.parse_pairs(pairs or []))
+            policy = attendance_admin.set_policy(db, connection, changes, session=session, reset=reset)
+        else:
+            policy = attendance_admin.policy_of(db, connection, session)
+    where = f"session {session} of {connection}" if session else connection
+    out.print(f"{where}: {policy.describe()}")
+
+
+@attendance_app.command("alias")
+def attendance_alias(
+    connection: str,
+    provider_email: Annotated[str | None, typer.Argument(help="The email the provider reports")] = None,
+    lms_email: Annotated[str | None, typer.Argument(help="The LMS email it stands for")] = None,
+    remove: Annotated[bool, typer.Option("--remove", help="Remove the alias of PROVIDER_EMAIL")] = False,
+) -> None:
+    """List the connection's aliases, add one (PROVIDER_EMAIL LMS_EMAIL), or --remove one."""
+    from viltbridge import attendance_admin
+
+    with _database(Settings()) as (db, _):
+        if remove:
+            if not provider_email:
+                _fail("name the provider email whose alias to remove")
+            attendance_admin.remove_alias(db, connection, provider_email or "")
+        elif provider_email:
+            if not lms_email:
+                _fail("give the LMS email the provider email stands for: attendance alias C PROVIDER LMS")
+            attendance_admin.set_alias(db, connection, provider_email, lms_email or "")
+        table = attendance_admin.aliases(db, connection)
+    for source, target in sorted(table.items()):
+        out.print(f"{source} -> {target}")
+    if not table:
+        out.print("no aliases")
+
+
+@attendance_app.command("export")
+def attendance_export(
+    connection: Annotated[str | None, typer.Option(help="Only this connection")] = None,
+    session: Annotated[str | None, typer.Option(help="Only this session (needs --connection)")] = None,
+    ended_from: Annotated[str | None, typer.Option("--from", help="Parts that ended on or after (UTC date)")] = None,
+    ended_until: Annotated[str | None, typer.Option("--until", help="Parts that ended before (UTC date)")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="csv or json")] = "csv",
+    output: Annotated[str | None, typer.Option(help="File to write (default: standard output)")] = None,
+) -> None:
+    """The latest decision per learner and part, with its explanation (CSV safe to open in a spreadsheet)."""
+    from datetime import UTC, datetime
+    from pathlib import Path
+
+    from viltbridge import attendance_admin
+
+    if fmt not in ("csv", "json"):
+        _fail(f"--format {fmt!r}: use csv or json")
+
+    def moment(text: str | None, option: str) -> datetime | None:
+        if text is None:
+            return None
+        try:
+            parsed = datetime.fromisoformat(text)
+        except ValueError:
+            _fail(f"{option} {text!r} is not a date or time; write it like 2026-03-01 or 2026-03-01T09:00")
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+    wanted = attendance_admin.ExportFilter(connection, session, moment(ended_from, "--from"),
+                                           moment(ended_until, "--until"))
+    with _database(Settings()) as (db, _):
+        try:
+            rows = attendance_admin.export_rows(db, wanted)
+        except DomainError as exc:
+            _fail(exc.message)
+    text = attendance_admin.to_csv(rows) if fmt == "csv" else attendance_admin.to_json(rows)
+    if output:
+        Path(output).write_text(text, encoding="utf-8", newline="")
+        err.print(f"{len(rows)} row(s) written to {output}")
+    else:
+        sys.stdout.write(text)

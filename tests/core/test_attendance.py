@@ -13,13 +13,16 @@ from viltbridge.core.attendance import (
     AttendancePolicy,
     Interval,
     LaunchIdentity,
+    LedgerSegment,
     MatchedSegment,
     PartWindow,
+    choose_evidence,
     decide_from_segments,
     decide_session,
     identify_segments,
     match_segments,
     merge_intervals,
+    merge_into_ledger,
     presence_within,
 )
 from viltbridge.core.errors import InvalidInput
@@ -314,3 +317,32 @@ def test_every_problem_is_reported_at_once_and_the_constructor_checks_too() -> N
         AttendancePolicy(min_minutes=-3)
     with pytest.raises(InvalidInput, match="send an object of setting: value pairs"):
         AttendancePolicy.from_settings(["min_percent"])  # type: ignore[arg-type]
+
+
+# --- the ledger ------------------------------------------------------------------------------------------------
+
+def _seg(instance: str, who: str, start_min: int, end_min: int | None) -> ParticipantSegment:
+    base = datetime(2026, 3, 2, 14, 0, tzinfo=UTC)
+    return ParticipantSegment(participant_key=who, joined_at=base + timedelta(minutes=start_min),
+                              left_at=None if end_min is None else base + timedelta(minutes=end_min),
+                              display_name=who, instance=instance)
+
+
+def test_the_ledger_keeps_each_segment_once_and_learns_leaves_later() -> None:
+    open_join = LedgerSegment("webhook", _seg("run-1", "jane", 0, None))
+    ledger = merge_into_ledger([], [open_join])
+    again = merge_into_ledger(ledger, [open_join])  # the same delivery twice
+    assert again == ledger
+    with_leave = merge_into_ledger(again, [LedgerSegment("webhook", _seg("run-1", "jane", 0, 40))])
+    assert len(with_leave) == 1 and with_leave[0].segment.left_at is not None
+
+
+def test_per_run_the_report_wins_and_runs_without_one_keep_their_live_events() -> None:
+    ledger = [
+        LedgerSegment("webhook", _seg("run-1", "jane", 0, None)),  # the leave webhook was lost
+        LedgerSegment("report", _seg("run-1", "jane", 0, 20)),
+        LedgerSegment("webhook", _seg("run-2", "jane", 22, 58)),  # the second run has no report yet
+    ]
+    chosen = choose_evidence(ledger)
+    assert [(s.instance, s.left_at is not None) for s in chosen] == [("run-1", True), ("run-2", True)]
+    assert choose_evidence(list(reversed(ledger))) == chosen  # order of arrival does not matter

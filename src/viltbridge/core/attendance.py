@@ -584,3 +584,61 @@ def decide_session(
             f"{sum(outcomes)} of {len(parts)} part(s) attended; rule: {_PARTS_WORDS[policy.parts]}: "
             f"{'attended' if attended_session else 'not attended'} ({'; '.join(summary)})")))
     return SessionDecisions(session=session, by_part={name: by_part.get(name, []) for name in names})
+
+
+# --- the ledger ------------------------------------------------------------------------------------------------
+
+SOURCES = ("report", "webhook")  # stronger first: a provider's final report beats what its live events said
+
+
+@dataclass(frozen=True)
+class LedgerSegment:
+    """A segment as the attendance ledger keeps it: from which source, under which stable key."""
+
+    source: str
+    segment: ParticipantSegment
+
+    @property
+    def key(self) -> str:
+        return segment_key(self.segment)
+
+
+@dataclass(frozen=True)
+class Review:
+    """A segment no rule could credit, for a person to look at: `ambiguous` (with why) or `unmatched`."""
+
+    kind: str
+    reason: str
+    segment: ParticipantSegment
+
+
+def segment_key(segment: ParticipantSegment) -> str:
+    """Stable across deliveries and re-reads of one join: the meeting run, who, when they joined (and the name they
+    showed, so two guests without ids who join in the same second stay two)."""
+    joined = as_utc(segment.joined_at).isoformat()
+    return f"{segment.instance}|{segment.participant_key}|{joined}|{segment.display_name or ''}"[:500]
+
+
+def merge_into_ledger(stored: Iterable[LedgerSegment], fresh: Iterable[LedgerSegment]) -> list[LedgerSegment]:
+    """The ledger after `fresh` arrives: new segments added, known ones updated (a leave learned later), none
+    removed. Idempotent: merging the same delivery twice changes nothing."""
+    ledger = {(item.source, item.key): item for item in stored}
+    for item in fresh:
+        ledger[(item.source, item.key)] = item
+    return list(ledger.values())
+
+
+def choose_evidence(ledger: Iterable[LedgerSegment]) -> list[ParticipantSegment]:
+    """Per run of the meeting, the strongest source that has anything for it: the provider's report where it exists
+    (it knows leaves a lost webhook never told), live events for runs the report does not cover (yet). Runs are
+    kept apart, so a later report of one run never hides the segments of another."""
+    by_instance: dict[str, dict[str, list[ParticipantSegment]]] = {}
+    for item in ledger:
+        by_instance.setdefault(item.segment.instance, {}).setdefault(item.source, []).append(item.segment)
+    chosen: list[ParticipantSegment] = []
+    for instance in sorted(by_instance):
+        sources = by_instance[instance]
+        best = next((source for source in SOURCES if sources.get(source)), None)
+        if best is not None:
+            chosen.extend(sorted(sources[best], key=lambda s: (as_utc(s.joined_at), s.participant_key)))
+    return chosen

@@ -48,6 +48,7 @@ class Connection:
     options: VendorOptions
     active: bool
     oauth_client_id: str | None = None
+    attendance_policy: dict[str, Any] = field(default_factory=dict)  # AttendancePolicy settings; {} = defaults
 
 
 @dataclass
@@ -96,6 +97,7 @@ class Session:
     # saved; a background job does it, and `meeting_error` says why it is not done yet.
     meeting_pending: str | None = None
     meeting_error: str | None = None
+    attendance_policy: dict[str, Any] = field(default_factory=dict)  # overrides of the connection's policy
     attendance_state: AttendanceState = AttendanceState.COLLECTING
     cancelled_at: datetime | None = None
     created_at: datetime | None = None
@@ -120,25 +122,6 @@ class Launch:
     personal: bool
     user_agent: str | None = None
     identity: dict[str, Any] = field(default_factory=dict)  # how the link identifies the person to the provider
-
-
-@dataclass(frozen=True)
-class AttendanceSegment:
-    """One interval a person was (or is evidenced to have been) in the meeting.
-
-    `source` says where it came from (launch, webhook, report); `match_rule` says how the row was tied to the
-    LMS email (launch_token, registrant_id, email, name); `left_at` is None while unknown or still present.
-    """
-
-    session_id: int
-    email: str | None
-    joined_at: datetime
-    left_at: datetime | None
-    source: str
-    match_rule: str
-    participant_key: str
-    display_name: str | None = None
-    evidence: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

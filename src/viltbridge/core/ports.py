@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Protocol
 
+from viltbridge.core.attendance import AttendanceDecision, LedgerSegment, Review
 from viltbridge.core.models import AttendanceState, Connection, Instructor, JobRequest, Launch, Session
 from viltbridge.core.provider import ProviderEvent
 
@@ -43,4 +44,19 @@ class Store(Protocol):
 
     async def enqueue_job(self, request: JobRequest) -> int:
         """Ask for background work in this transaction: it exists if and only if the transaction commits."""
+        ...
+
+    async def attendance_segments(self, session_id: int) -> list[LedgerSegment]:
+        """Every segment the ledger holds for the part, from every source."""
+        ...
+
+    async def save_attendance_segments(self, session_id: int, segments: list[LedgerSegment], now: datetime) -> int:
+        """Add new segments, update known ones; never removes any. Returns how many were new."""
+        ...
+
+    async def save_attendance_results(self, session_id: int, decisions: list[AttendanceDecision],
+                                      reviews: list[Review], state: str, now: datetime) -> None: ...
+
+    async def attendance_aliases(self, connection_id: int) -> dict[str, str]:
+        """The connection's alias table: provider email (normalised) -> LMS email."""
         ...

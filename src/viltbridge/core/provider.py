@@ -78,6 +78,9 @@ class MeetingSpec:
     host: InstructorSpec | None
     co_hosts: tuple[InstructorSpec, ...] = ()
     extended_options: dict[str, Any] = field(default_factory=dict)
+    # An earlier create for this session may have reached the provider without its answer reaching us (a timeout,
+    # a killed worker): a provider that can look for it should, before creating another meeting.
+    may_exist: bool = False
 
 
 @dataclass(frozen=True)
@@ -111,6 +114,9 @@ class ParticipantSegment:
     email: str | None = None
     display_name: str | None = None
     evidence: dict[str, Any] = field(default_factory=dict)
+    # Which run of the meeting this segment belongs to (a restarted meeting has several, each with its own report);
+    # "" when the provider has no such notion.
+    instance: str = ""
 
 
 @dataclass(frozen=True)

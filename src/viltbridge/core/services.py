@@ -8,7 +8,7 @@ session creates, a second DELETE succeeds), meetings are updated in place, launc
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -16,10 +16,14 @@ from viltbridge.core.attendance import (
     AttendanceDecision,
     AttendancePolicy,
     LaunchIdentity,
+    LedgerSegment,
+    Review,
+    choose_evidence,
     decide_from_launches,
     decide_from_segments,
+    identify_segments,
     launch_only_state,
-    match_segments,
+    merge_into_ledger,
 )
 from viltbridge.core.clock import Clock
 from viltbridge.core.emails import checked_email, normalize_email
@@ -38,7 +42,6 @@ from viltbridge.core.models import (
 )
 from viltbridge.core.ports import Store
 from viltbridge.core.provider import (
-    AttendanceReport,
     AttendanceSource,
     ExtendedOption,
     InstructorSpec,
@@ -95,6 +98,8 @@ class AttendanceResult:
     source: AttendanceSource
     session_id: int
     state_changed: bool
+    segments: list[LedgerSegment] = field(default_factory=list)  # new evidence for the ledger
+    reviews: list[Review] = field(default_factory=list)  # segments no rule could credit
 
 
 # --- instructors -------------------------------------------------------------------------------------------
@@ -281,6 +286,8 @@ def meeting_sync_job(session: Session, now: datetime, retry_after: timedelta | N
 async def _bring_meeting_up_to_date(store: Store, provider: Provider, session: Session) -> None:
     """Create or update the provider meeting to match the session; clears what was owed."""
     spec = await _meeting_spec(store, session)
+    if session.meeting_pending == "create":
+        spec = replace(spec, may_exist=True)  # an earlier attempt's answer may have been lost
     if session.meeting is not None and not session.meeting.cancelled:
         # Also when reinstating a session whose meeting was left in place (automatic cancellation off).
         session.meeting = _meeting(provider, await provider.update_meeting(_meeting_ref(session.meeting), spec))
@@ -464,17 +471,26 @@ async def record_launch(
 # --- attendance --------------------------------------------------------------------------------------------
 
 
+def attendance_policy(connection: Connection, session: Session) -> AttendancePolicy:
+    """The connection's policy with the session's overrides (both validated when they were set)."""
+    return AttendancePolicy.from_settings(connection.attendance_policy).with_overrides(session.attendance_policy)
+
+
 async def attendance(
     store: Store, provider: Provider, connection: Connection, external_id: str, clock: Clock
 ) -> AttendanceResult:
-    """The LMS emails of people who attended, by the best evidence this provider gives. Reads only (the provider
-    may take a while to answer): the caller saves the new state with `save_attendance_state`."""
+    """The LMS emails of people who attended, by the best evidence this provider gives, with every decision
+    explained. Reads only (the provider may take a while to answer): the caller keeps the new segments, decisions
+    and state with `save_attendance`. Once a part is final the ledger is the answer: no provider call, and a policy
+    change is applied to the evidence already kept."""
     session = await _require_session(store, connection, external_id)
     _require_scheduled(session, "report attendance for")
     assert session.id is not None
     now = clock.now()
     opens_at = _opens_at(session, connection)
     source = provider.capabilities.attendance
+    fresh: list[LedgerSegment] = []
+    reviews: list[Review] = []
     if source is AttendanceSource.LAUNCH_ONLY:
         launches = await store.launches_between(session.id, opens_at, session.ends_at)
         decisions = decide_from_launches(launches, opens_at=opens_at, ends_at=session.ends_at)
@@ -487,54 +503,70 @@ async def attendance(
                 retry_after_seconds=wait,
             )
     else:
-        decisions, state = await _attendance_from_report(store, provider, session, now)
+        fresh, decisions, reviews, state = await _attendance_from_ledger(store, provider, connection, session, now)
     return AttendanceResult(emails=[d.email for d in decisions if d.attended], state=state, decisions=decisions,
-                            source=source, session_id=session.id, state_changed=session.attendance_state is not state)
+                            source=source, session_id=session.id, state_changed=session.attendance_state is not state,
+                            segments=fresh, reviews=reviews)
 
 
-async def save_attendance_state(store: Store, result: AttendanceResult) -> None:
+async def save_attendance(store: Store, result: AttendanceResult, now: datetime) -> None:
+    """Keep what `attendance` learned: new segments in the ledger, the decisions and review rows, the state."""
+    if result.segments:
+        await store.save_attendance_segments(result.session_id, result.segments, now)
+    await store.save_attendance_results(result.session_id, result.decisions, result.reviews, result.state.value, now)
     if result.state_changed:
         await store.set_attendance_state(result.session_id, result.state)
 
 
-async def _attendance_from_report(
-    store: Store, provider: Provider, session: Session, now: datetime
-) -> tuple[list[AttendanceDecision], AttendanceState]:
-    """The provider's segments, tied to launched learners by identity, judged by the attendance policy.
+async def _attendance_from_ledger(
+    store: Store, provider: Provider, connection: Connection, session: Session, now: datetime
+) -> tuple[list[LedgerSegment], list[AttendanceDecision], list[Review], AttendanceState]:
+    """Segments from the provider's report and its live events, added to the ledger, tied to launched learners by
+    identity, judged by the connection's (and session's) policy.
 
-    Final only once the part has ended and the provider says its report is complete; a class that never took place
-    is final (and empty) once the provider has had `NO_SHOW_AFTER` to report it.
+    Final once the part has ended and the provider says its report is complete; a class that never took place is
+    final (and empty) once the provider has had `NO_SHOW_AFTER` to report it.
     """
     assert session.id is not None and session.meeting is not None
-    report = await provider.collect_attendance(_meeting_ref(session.meeting), await _meeting_spec(store, session))
-    if not report.complete and provider.capabilities.webhooks:
-        # Until the provider's report is complete, the live events it sent are the better evidence.
+    stored = await store.attendance_segments(session.id)
+    fresh: list[LedgerSegment] = []
+    complete = session.attendance_state is AttendanceState.FINAL
+    retry_after = None
+    if not complete:
+        report = await provider.collect_attendance(_meeting_ref(session.meeting), await _meeting_spec(store, session))
+        complete, retry_after = report.complete, report.retry_after_seconds
+        fresh += [LedgerSegment("report", segment) for segment in report.segments]
+    if provider.capabilities.webhooks:  # kept events cost no provider call: late ones join the ledger too
         events = await store.provider_events(session.connection_id, session.meeting.meeting_id)
-        live = provider.segments_from_events(events) if events else []
-        if len(live) > len(report.segments):
-            report = AttendanceReport(segments=tuple(live), complete=False,
-                                      retry_after_seconds=report.retry_after_seconds)
-    if not report.segments and now > session.ends_at + NO_SHOW_AFTER:
-        return [], AttendanceState.FINAL
-    if not report.segments and not report.complete:
-        wait = report.retry_after_seconds or 900
+        fresh += [LedgerSegment("webhook", segment) for segment in provider.segments_from_events(events)]
+    evidence = choose_evidence(merge_into_ledger(stored, fresh))
+    if not evidence and now > session.ends_at + NO_SHOW_AFTER:
+        return fresh, [], [], AttendanceState.FINAL
+    if not evidence and not complete:
+        wait = retry_after or 900
         raise NotReady(
             f"The {provider.kind} provider has no attendance for '{session.title}' yet (it ends at "
             f"{session.ends_at:%Y-%m-%d %H:%M} UTC); get attendance again in {max(1, wait // 60)} minutes.",
             retry_after_seconds=wait,
         )
     launches = await store.launches_between(session.id, EARLIEST, LATEST)
-    matched, unmatched = match_segments(list(report.segments), _launch_identities(launches), session.ends_at)
-    if unmatched:
-        log.info("attendance for %s: %d segment(s) matched no launched learner (hosts, guests without a link): %s",
-                 session.external_id, len(unmatched),
-                 ", ".join(sorted({s.display_name or s.participant_key for s in unmatched}))[:500])
-    decisions = decide_from_segments(matched, starts_at=session.starts_at, ends_at=session.ends_at,
-                                     policy=AttendancePolicy())
+    found = identify_segments(evidence, _launch_identities(launches), session.ends_at,
+                              aliases=await store.attendance_aliases(session.connection_id))
+    instructors = set(session.instructor_emails)
+    reviews = [Review("ambiguous", item.reason, item.segment) for item in found.ambiguous]
+    reviews += [Review("unmatched", "no launch link, registrant, name tag, known email or alias ties this "
+                                    "participant to a learner", segment)
+                for segment in found.unmatched
+                if not (segment.email and normalize_email(segment.email) in instructors)]
+    decisions = decide_from_segments(found.matched, starts_at=session.starts_at, ends_at=session.ends_at,
+                                     policy=attendance_policy(connection, session))
     for decision in decisions:
         log.info("attendance for %s: %s: %s", session.external_id, decision.email, decision.explanation)
-    final = report.complete and now > session.ends_at
-    return decisions, AttendanceState.FINAL if final else AttendanceState.PROVISIONAL
+    if reviews:
+        log.info("attendance for %s: %d segment(s) to review (ambiguous or unmatched)", session.external_id,
+                 len(reviews))
+    final = complete and now > session.ends_at
+    return fresh, decisions, reviews, AttendanceState.FINAL if final else AttendanceState.PROVISIONAL
 
 
 def _launch_identities(launches: list[Launch]) -> dict[str, LaunchIdentity]:

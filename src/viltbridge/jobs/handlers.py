@@ -69,7 +69,7 @@ async def collect_attendance(ctx: AppContext, store: AsyncSqlStore, job: Job) ->
         result = await services.attendance(store, provider, connection, session.external_id, ctx.clock)
     except NotReady as wait:
         return Outcome(wait.message, run_again_at=now + timedelta(seconds=wait.retry_after_seconds or 900))
-    await services.save_attendance_state(store, result)
+    await services.save_attendance(store, result, now)
     summary = f"{result.state.value}: {len(result.emails)} attended of {len(result.decisions)} matched"
     if result.state is AttendanceState.FINAL:
         return Outcome(summary)

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 from sqlalchemy.orm import Session as OrmSession
 
+from viltbridge.core.attendance import AttendanceDecision, LedgerSegment, Review
 from viltbridge.core.models import (
     AttendanceState,
     Connection,
@@ -28,7 +29,7 @@ from viltbridge.core.models import (
 )
 from viltbridge.core.provider import ProviderEvent
 from viltbridge.crypto import Keyring
-from viltbridge.store import job_ledger
+from viltbridge.store import attendance_ledger, job_ledger
 from viltbridge.store.db import Readable, SyncRunner
 from viltbridge.store.tables import ConnectionRow, InstructorRow, LaunchRow, ProviderEventRow, SessionRow
 
@@ -83,6 +84,7 @@ def connection_from_row(row: ConnectionRecord, keyring: Keyring) -> Connection:
             launch_window_minutes=row.launch_window_minutes,
         ),
         active=row.active,
+        attendance_policy=dict(row.attendance_policy or {}),
     )
 
 
@@ -184,6 +186,7 @@ def _session(row: SessionRow | sa.Row[Any]) -> Session:
         instructor_emails=list(row.instructor_emails or []), extended_options=dict(row.extended_options or {}),
         status=SessionStatus(row.status), meeting=meeting, attendance_state=AttendanceState(row.attendance_state),
         meeting_pending=row.meeting_pending, meeting_error=row.meeting_error,
+        attendance_policy=dict(row.attendance_policy or {}),
         cancelled_at=row.cancelled_at, created_at=row.created_at, updated_at=row.updated_at,
     )
 
@@ -221,6 +224,7 @@ def save_session(db: OrmSession, session: Session) -> Session:
     row.meeting_data = dict(meeting.data) if meeting else {}
     row.meeting_cancelled = meeting.cancelled if meeting else False
     row.meeting_pending, row.meeting_error = session.meeting_pending, session.meeting_error
+    row.attendance_policy = dict(session.attendance_policy)
     row.cancelled_at, row.updated_at = session.cancelled_at, session.updated_at or now
     db.flush()
     return _session(row)
@@ -382,6 +386,19 @@ class AsyncSqlStore:
 
     async def save_session(self, session: Session) -> Session:
         return await self._run(save_session, session)
+
+    async def attendance_segments(self, session_id: int) -> list[LedgerSegment]:
+        return await self._run(attendance_ledger.segments, session_id)
+
+    async def save_attendance_segments(self, session_id: int, segments: list[LedgerSegment], now: datetime) -> int:
+        return await self._run(attendance_ledger.save_segments, session_id, segments, now)
+
+    async def save_attendance_results(self, session_id: int, decisions: list[AttendanceDecision],
+                                      reviews: list[Review], state: str, now: datetime) -> None:
+        await self._run(attendance_ledger.save_results, session_id, decisions, reviews, state, now)
+
+    async def attendance_aliases(self, connection_id: int) -> dict[str, str]:
+        return await self._run(attendance_ledger.aliases, connection_id)
 
     async def enqueue_job(self, request: JobRequest) -> int:
         job_id = await self._run(job_ledger.enqueue, request, _now())

@@ -58,6 +58,8 @@ class ConnectionRow(Base):
     extended_options: Mapped[bool] = mapped_column(default=False)
     launch_window_minutes: Mapped[int] = mapped_column(default=15)
     active: Mapped[bool] = mapped_column(default=True)
+    attendance_policy: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default="{}",
+                                                              doc="AttendancePolicy settings; {} = defaults")
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
 
@@ -107,6 +109,8 @@ class SessionRow(Base):
     meeting_data: Mapped[dict[str, Any]] = mapped_column(default=dict)
     meeting_cancelled: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
     meeting_pending: Mapped[str | None] = mapped_column(sa.String(10), doc="create | update | cancel, owed")
+    attendance_policy: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default="{}",
+                                                              doc="overrides of the connection's policy")
     meeting_error: Mapped[str | None] = mapped_column(sa.Text)
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
@@ -185,3 +189,69 @@ class PeriodicRunRow(Base):
     slot: Mapped[datetime] = mapped_column(primary_key=True)
     owner: Mapped[str] = mapped_column(sa.String(200))
     started_at: Mapped[datetime]
+
+
+class AttendanceSegmentRow(Base):
+    """The attendance ledger: every join/leave segment from every source, once per source and provider identity.
+    Rows are never deleted: a later report adds or corrects, it does not erase another instance's segments."""
+
+    __tablename__ = "attendance_segments"
+    __table_args__ = (sa.UniqueConstraint("session_id", "source", "dedupe_key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    session_id: Mapped[int] = mapped_column(sa.ForeignKey("sessions.id", ondelete="CASCADE"), index=True)
+    source: Mapped[str] = mapped_column(sa.String(16), doc="report | webhook")
+    instance: Mapped[str] = mapped_column(sa.String(200), default="")
+    dedupe_key: Mapped[str] = mapped_column(sa.String(500))
+    participant_key: Mapped[str] = mapped_column(sa.String(200))
+    joined_at: Mapped[datetime]
+    left_at: Mapped[datetime | None]
+    email: Mapped[str | None] = mapped_column(sa.String(320))
+    display_name: Mapped[str | None] = mapped_column(sa.String(500))
+    evidence: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    first_seen_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class AttendanceResultRow(Base):
+    """The latest decision per learner and part, with the calculation spelled out (replaced on each recompute)."""
+
+    __tablename__ = "attendance_results"
+
+    session_id: Mapped[int] = mapped_column(sa.ForeignKey("sessions.id", ondelete="CASCADE"), primary_key=True)
+    email_key: Mapped[str] = mapped_column(sa.String(320), primary_key=True, doc="normalised email")
+    email: Mapped[str] = mapped_column(sa.String(320), doc="as the LMS spells it")
+    attended: Mapped[bool]
+    explanation: Mapped[str] = mapped_column(sa.Text)
+    state: Mapped[str] = mapped_column(sa.String(20), doc="provisional | final")
+    computed_at: Mapped[datetime]
+
+
+class AttendanceReviewRow(Base):
+    """Segments no rule could credit: ambiguous ones (with why) and unmatched ones (guests without a link, hosts,
+    dial-ins), for a person to look at. Replaced on each recompute."""
+
+    __tablename__ = "attendance_reviews"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    session_id: Mapped[int] = mapped_column(sa.ForeignKey("sessions.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(sa.String(16), doc="ambiguous | unmatched")
+    reason: Mapped[str] = mapped_column(sa.Text)
+    display_name: Mapped[str | None] = mapped_column(sa.String(500))
+    email: Mapped[str | None] = mapped_column(sa.String(320))
+    joined_at: Mapped[datetime]
+    left_at: Mapped[datetime | None]
+    evidence: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class AttendanceAliasRow(Base):
+    """Connection-level table: a provider email (e.g. a personal Zoom account) that stands for an LMS email."""
+
+    __tablename__ = "attendance_aliases"
+    __table_args__ = (sa.UniqueConstraint("connection_id", "provider_email"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    connection_id: Mapped[int] = mapped_column(sa.ForeignKey("connections.id", ondelete="CASCADE"))
+    provider_email: Mapped[str] = mapped_column(sa.String(320), doc="normalised")
+    lms_email: Mapped[str] = mapped_column(sa.String(320))
+    created_at: Mapped[datetime]

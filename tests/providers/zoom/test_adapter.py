@@ -102,8 +102,9 @@ async def test_a_link_for_another_meeting_is_not_reused(zoom: Harness) -> None:
 
 
 async def test_waiting_room_time_is_not_attendance(zoom: Harness, zoom_simulator: ZoomSimulator) -> None:
+    """The adapter keeps waiting-room rows, marked as such: the attendance policy decides whether they count."""
     meeting = await zoom.provider.create_meeting(zoom.spec(extended_options={"waiting_room": True}))
-    await zoom.provider.launch_link(meeting, Person("wait@example.com"), Role.ATTENDEE)
+    link = await zoom.provider.launch_link(meeting, Person("wait@example.com"), Role.ATTENDEE)
     state = zoom_simulator.state
     state.start_meeting(meeting.meeting_id)
     state.join(meeting.meeting_id, "Waiting Will", registrant="wait@example.com", waiting_room=True)
@@ -111,7 +112,11 @@ async def test_waiting_room_time_is_not_attendance(zoom: Harness, zoom_simulator
     state.end_meeting(meeting.meeting_id)
     state.mark_report_processed(meeting.meeting_id)
     report = await zoom.provider.collect_attendance(meeting, zoom.spec())
-    assert all(segment.display_name != "Waiting Will" for segment in report.segments)
+    [will] = [segment for segment in report.segments if segment.display_name == "Waiting Will"]
+    assert will.evidence["status"] == "in_waiting_room"
+    assert will.evidence["registrant_id"] == link.identity["registrant_id"] and will.evidence["instance_uuid"]
+    assert will.left_at is not None and will.left_at - will.joined_at == timedelta(hours=1)
+    assert all(s.evidence["status"] == "in_meeting" for s in report.segments if s is not will)
 
 
 async def test_when_registration_cannot_answer_in_time_the_learner_is_held_then_sent_to_the_form(

@@ -331,6 +331,19 @@ async def test_meeting_and_registrant_round_trip(sim: ZoomSimulator, zoom: ZoomC
         await zoom.delete_meeting(meeting["id"])
 
 
+async def test_a_hosts_meetings_are_listed_as_scheduled_or_upcoming(sim: ZoomSimulator) -> None:
+    reset(sim, record_exchanges=True)
+    async with make_client(sim) as zoom:
+        soon = await zoom.create_meeting(TEACHER, MEETING)
+        far = await zoom.create_meeting(TEACHER, {**MEETING, "start_time": "2026-12-01T10:00:00Z"})
+        scheduled = [row async for row in zoom.list_user_meetings(TEACHER)]
+        upcoming = [row async for row in zoom.list_user_meetings(TEACHER, type="upcoming")]
+    assert [row["id"] for row in scheduled] == [soon["id"], far["id"]]
+    assert [row["id"] for row in upcoming] == [soon["id"]]  # Zoom's upcoming listing stops six months ahead
+    listings = [e for e in sim.state.exchanges if (e["method"], e["route"]) == ("GET", "/users/{userId}/meetings")]
+    assert [e["headers"]["x-ratelimit-category"] for e in listings] == ["Medium", "Medium"]
+
+
 async def _ended_meeting(sim: ZoomSimulator, zoom: ZoomClient, people: int, uuid: str | None = None) -> int:
     meeting = await zoom.create_meeting(TEACHER, MEETING)
     sim.state.start_meeting(meeting["id"], uuid=uuid)

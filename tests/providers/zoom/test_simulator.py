@@ -271,6 +271,51 @@ def test_list_user_meetings_is_paginated(sim: ZoomSimulator, api: httpx2.Client)
     assert {m["id"] for m in first["meetings"] + second["meetings"]} == ids
 
 
+def test_meetings_keep_their_tracking_fields(sim: ZoomSimulator, api: httpx2.Client) -> None:
+    """Create and GET answer them (with `visible`); the listing of a host's meetings has none (as in the spec);
+    a PATCH that gives them replaces them."""
+    marker = {"field": "viltbridge_session", "value": "7:sess-9"}
+    made = create_meeting(api, tracking_fields=[marker])
+    assert made["tracking_fields"] == [{**marker, "visible": True}]
+    mid = made["id"]
+    assert api.get(f"/meetings/{mid}").json()["tracking_fields"] == [{**marker, "visible": True}]
+    [listed] = api.get(f"/users/{TEACHER}/meetings").json()["meetings"]
+    assert listed["id"] == mid and "tracking_fields" not in listed
+    assert api.patch(f"/meetings/{mid}", json={"topic": "Renamed"}).status_code == 204
+    assert api.get(f"/meetings/{mid}").json()["tracking_fields"] == [{**marker, "visible": True}]
+    other = {"field": "viltbridge_session", "value": "7:sess-10"}
+    assert api.patch(f"/meetings/{mid}", json={"tracking_fields": [other]}).status_code == 204
+    assert api.get(f"/meetings/{mid}").json()["tracking_fields"] == [{**other, "visible": True}]
+    assert "tracking_fields" not in create_meeting(api)  # none given, none shown
+    refused = api.post(f"/users/{TEACHER}/meetings", json={"topic": "x", "tracking_fields": [{"value": "v"}]})
+    assert refused.status_code == 400 and refused.json()["errors"][0]["field"] == "tracking_fields[0].field"
+
+
+def test_tracking_fields_the_account_does_not_define_are_not_kept(sim: ZoomSimulator) -> None:
+    sim.reset(start=T0, tracking_fields={"viltbridge_session": False})
+    sim.state.seed_user(TEACHER)
+    with api_client(sim) as api:
+        made = create_meeting(api, tracking_fields=[{"field": "viltbridge_session", "value": "1:s"},
+                                                    {"field": "Cost centre", "value": "42"}])
+    assert made["tracking_fields"] == [{"field": "viltbridge_session", "value": "1:s", "visible": False}]
+
+
+def test_upcoming_meetings_include_live_ones_and_stop_six_months_ahead(sim: ZoomSimulator,
+                                                                       api: httpx2.Client) -> None:
+    running = create_meeting(api, topic="Running", start_time="2026-03-02T08:00:00Z")["id"]
+    soon = create_meeting(api, topic="Soon", start_time="2026-04-01T09:00:00Z")["id"]
+    far = create_meeting(api, topic="Far", start_time="2026-12-01T09:00:00Z")["id"]
+    past = create_meeting(api, topic="Past", start_time="2026-03-01T09:00:00Z")["id"]
+    sim.state.start_meeting(running)
+
+    def listed(kind: str) -> set[int]:
+        return {m["id"] for m in api.get(f"/users/{TEACHER}/meetings", params={"type": kind}).json()["meetings"]}
+
+    assert listed("upcoming") == listed("upcoming_meetings") == {running, soon}
+    assert listed("scheduled") == {running, soon, far, past}
+    assert listed("live") == {running}
+
+
 # -- Registrants ------------------------------------------------------------------------------------------------
 
 
@@ -589,6 +634,19 @@ def test_signed_webhooks_for_a_meeting(sim: ZoomSimulator, api: httpx2.Client, r
     delivered = sim.state.webhooks_sent()
     assert [d["status"] for d in delivered] == [200] * 10
     assert delivered[0]["headers"]["x-zm-signature"] == receiver.requests[0][0]["x-zm-signature"]
+
+
+def test_waiting_room_webhooks(sim: ZoomSimulator, api: httpx2.Client, receiver: Receiver) -> None:
+    """Someone waiting to be admitted shows up in Zoom's waiting-room events (with `date_time`), not as a join."""
+    mid = create_meeting(api, settings={"waiting_room": True})["id"]
+    sim.state.start_meeting(mid, at=T0)
+    sim.state.join(mid, "Waiting Will", waiting_room=True, at=T0 + timedelta(minutes=2))
+    sim.state.leave(mid, "Waiting Will", at=T0 + timedelta(minutes=7))
+    assert receiver.events() == ["meeting.started", "meeting.participant_joined",  # the host
+                                 "meeting.participant_joined_waiting_room", "meeting.participant_left_waiting_room"]
+    joined, left = (json.loads(body)["payload"]["object"]["participant"] for _, body in receiver.requests[2:])
+    assert joined["date_time"] == "2026-03-02T09:02:00Z" and "join_time" not in joined
+    assert left["date_time"] == "2026-03-02T09:07:00Z" and left["user_id"] == joined["user_id"]
 
 
 def test_api_end_sends_webhooks_after_the_response(sim: ZoomSimulator, api: httpx2.Client,

@@ -196,7 +196,8 @@ def _script(sim: ZoomSimulator) -> None:
         api.put("/users/new@example.edu/status", json={"action": "activate"})
         api.put("/users/new@example.edu/status", json={"action": "suspend"})
 
-        plain = create_meeting(api, settings={"alternative_hosts": "co@example.edu", "waiting_room": True})
+        plain = create_meeting(api, settings={"alternative_hosts": "co@example.edu", "waiting_room": True},
+                               tracking_fields=[{"field": "viltbridge_session", "value": "1:sess-1"}])
         registration = create_meeting(api, settings={"approval_type": 0}, agenda="Week 3")
         manual = create_meeting(api, settings={"approval_type": 1})
         create_meeting(api, type=8, recurrence={"type": 2, "repeat_interval": 1, "weekly_days": "2",
@@ -205,13 +206,16 @@ def _script(sim: ZoomSimulator) -> None:
         api.post(f"/users/{TEACHER}/meetings", json={"topic": "x" * 201})
         api.post("/users/ghost@example.edu/meetings", json={"topic": "x"})
         api.get(f"/users/{TEACHER}/meetings", params={"page_size": 2})
+        api.get(f"/users/{TEACHER}/meetings", params={"type": "upcoming"})
+        api.get(f"/users/{TEACHER}/meetings", params={"type": "someday"})
         mid, rid = plain["id"], registration["id"]
 
         api.get(f"/meetings/{mid}")
         api.get(f"/meetings/{rid}")
         api.get("/meetings/12345678901")
-        api.patch(f"/meetings/{mid}", json={"topic": "Renamed", "settings": {"approval_type": 0}})
-        api.get(f"/meetings/{mid}")  # now with a registration_url
+        api.patch(f"/meetings/{mid}", json={"topic": "Renamed", "settings": {"approval_type": 0},
+                                            "tracking_fields": [{"field": "viltbridge_session", "value": "1:s-2"}]})
+        api.get(f"/meetings/{mid}")  # now with a registration_url (and the new tracking field)
         api.patch(f"/meetings/{mid}", json={"password": "far-too-long-passcode"})
         api.patch("/meetings/12345678901", json={"topic": "x"})
 

@@ -237,7 +237,7 @@ async def get_attendees(
             _session_id(SessionId), ctx.clock,
         )
     async with ctx.db.transaction() as db:
-        await services.save_attendance_state(AsyncSqlStore(db, ctx.keyring), result)
+        await services.save_attendance(AsyncSqlStore(db, ctx.keyring), result, ctx.clock.now())
     log.info("attendance for %s: %d attendee(s), %s, evidence %s", SessionId, len(result.emails),
              result.state.value, result.source.value)
     return _success(attendees=[{"email": email} for email in result.emails])

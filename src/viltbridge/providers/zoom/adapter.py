@@ -48,6 +48,19 @@ REGISTRATION_BUDGET = Budget(total=3.0, max_queue_wait=1.5, attempt_timeout=2.5,
 # When registration did not answer in time, the launch page asks again after this long (the registration goes on).
 REGISTRATION_RETRY_SECONDS = 2.0
 
+# Zoom has no idempotency key, so every meeting viltbridge creates carries its session's key, and a create that may
+# already have reached Zoom looks for it first (ZoomProvider.create_meeting). The marker is a tracking field: the
+# Meetings OpenAPI lets a create body carry `tracking_fields` [{field, value}] and returns them from the create and
+# from GET /meetings/{meetingId}; `settings.custom_keys` is only in the PATCH body, so it could not mark a meeting
+# whose create answer was lost, and an `agenda` suffix would be shown to learners. Zoom keeps a tracking field only
+# if the account defines it (Business plan or higher; an admin adds "viltbridge_session", best not visible);
+# without it nothing is found and a retried create makes a new meeting, as before. The value is the session key
+# as it is (a connection number and the LMS session id, nothing personal): admins see it, learners never do, and it
+# traces a Zoom meeting back to its session.
+SESSION_MARKER = "viltbridge_session"
+# GET /users/{userId}/meetings has no tracking fields: at most this many likely meetings are read one by one.
+MAX_MARKER_LOOKUPS = 5
+
 EXTENDED_OPTIONS = (
     ExtendedOption("waiting_room", "Waiting room", "Learners wait until the instructor admits them", False),
     ExtendedOption("mute_upon_entry", "Mute on entry", "Learners join muted", True),
@@ -88,6 +101,7 @@ class ZoomProvider:
         self.settings = settings
         self.client = client or ZoomClient(settings)
         self.registrar = Registrar(self.client, REGISTRATION_BUDGET) if settings.batch_registration else None
+        self._marker_warned = False
 
     @classmethod
     def from_settings(cls, raw: Mapping[str, Any]) -> ZoomProvider:
@@ -196,10 +210,47 @@ class ZoomProvider:
         )
 
     async def create_meeting(self, spec: MeetingSpec) -> MeetingRef:
+        """A new meeting marked with the session's key; when an earlier create may have reached Zoom without its
+        answer reaching us (`spec.may_exist`), the meeting it made is found by that mark and updated instead."""
         host = self._host(spec)
-        meeting = await self.client.create_meeting(host, self._body(spec))
+        if spec.may_exist:
+            found = await self._find_marked_meeting(host, spec)
+            if found is not None:
+                log.info("zoom: meeting %s of session %s already existed (an earlier create's answer was lost); "
+                         "updated in place", found["id"], spec.session_key)
+                return await self.update_meeting(self._ref(found), spec)
+        body = {**self._body(spec), "tracking_fields": [{"field": SESSION_MARKER, "value": spec.session_key}]}
+        meeting = await self.client.create_meeting(host, body)
+        if not _marked(meeting, spec.session_key) and not self._marker_warned:
+            self._marker_warned = True  # once per connection: it is the account's setting, not this meeting's
+            log.warning("zoom: Zoom did not keep the %s tracking field on meeting %s, so a create retried after a "
+                        "lost answer cannot find its meeting and may make a second one; define that tracking field "
+                        "on the Zoom account (Business plan or higher)", SESSION_MARKER, meeting.get("id"))
         log.debug("zoom: meeting %s created for %s (session %s)", meeting.get("id"), host, spec.session_key)
         return self._ref(meeting)
+
+    async def _find_marked_meeting(self, host: str, spec: MeetingSpec) -> dict[str, Any] | None:
+        """The host's meeting that carries this session's mark, if any. The list does not show tracking fields, so
+        the likeliest rows are read one by one: same topic and start first (the lost create had this spec), then
+        same topic or same start (the session was edited since), newest first. Only the mark decides."""
+        wanted = self._body(spec)
+        start = _iso(wanted["start_time"])
+        likely: list[tuple[int, str, dict[str, Any]]] = []
+        async for row in self.client.list_user_meetings(host):
+            score = (row.get("topic") == wanted["topic"]) + (_iso(row.get("start_time")) == start)
+            if score:
+                likely.append((score, str(row.get("created_at") or ""), row))
+        likely.sort(key=lambda item: item[:2], reverse=True)
+        for _, _, row in likely[:MAX_MARKER_LOOKUPS]:
+            try:
+                meeting = await self.client.get_meeting(row["id"])
+            except ProviderApiError as err:
+                if err.http_status == 404:  # deleted since it was listed
+                    continue
+                raise
+            if _marked(meeting, spec.session_key):
+                return meeting
+        return None
 
     async def update_meeting(self, meeting: MeetingRef, spec: MeetingSpec) -> MeetingRef:
         """In place (PATCH): the join link never changes, so every launch keeps working."""
@@ -303,8 +354,8 @@ class ZoomProvider:
                 # duration 0 on a row that lasted means Zoom has not processed the report yet.
                 if not row.get("duration") and left is not None and left - joined >= timedelta(seconds=1):
                     complete = False
-                if row.get("status") == "in_waiting_room":
-                    continue  # waiting to be admitted is not attending
+                # Waiting-room rows are kept with their status as evidence: the attendance policy decides whether
+                # waiting to be admitted counts (AttendancePolicy.count_waiting_room).
                 evidence = {key: row[key] for key in ("registrant_id", "participant_user_id", "user_id", "id",
                                                       "customer_key", "status") if row.get(key)}
                 evidence["instance_uuid"] = uuid
@@ -319,7 +370,7 @@ class ZoomProvider:
                 segments.append(ParticipantSegment(
                     participant_key=str(row.get("participant_user_id") or row.get("id") or row.get("user_id")),
                     joined_at=joined, left_at=left,
-                    email=email, display_name=row.get("name") or None, evidence=evidence,
+                    email=email, display_name=row.get("name") or None, evidence=evidence, instance=uuid,
                 ))
         return AttendanceReport(segments=tuple(segments), complete=complete,
                                 retry_after_seconds=None if complete else 15 * 60)
@@ -358,6 +409,13 @@ class ZoomProvider:
         if self.registrar is not None:
             await self.registrar.aclose()
         await self.client.aclose()
+
+
+def _marked(meeting: Mapping[str, Any], session_key: str) -> bool:
+    """Whether a meeting (create answer or GET) carries the session's mark."""
+    fields = meeting.get("tracking_fields") or []
+    return any(isinstance(item, Mapping) and item.get("field") == SESSION_MARKER and item.get("value") == session_key
+               for item in fields)
 
 
 def _as_input_error(err: ProviderApiError, email: str) -> InvalidInput | ProviderApiError:

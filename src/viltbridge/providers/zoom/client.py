@@ -379,6 +379,16 @@ class ZoomClient:
                                      host=host, host_quota=True, budget=budget,
                                      operation=f"create a meeting for host {host}"))
 
+    def list_user_meetings(self, user: str, *,
+                           type: Literal["scheduled", "live", "upcoming", "upcoming_meetings",
+                                         "previous_meetings"] = "scheduled",
+                           budget: Budget = INTERACTIVE) -> AsyncIterator[dict[str, Any]]:
+        """`GET /users/{userId}/meetings` (Medium), every page (300 a page): a host's meetings with `id`, `topic`,
+        `start_time`, `created_at`, `join_url`, ... but no settings or tracking fields (GET the meeting for those).
+        `scheduled` (Zoom's default) is every unexpired meeting; the `upcoming*` types stop six months ahead."""
+        return self._pages(f"/users/{quote(user, safe='@')}/meetings", "meetings", MEDIUM, params={"type": type},
+                           budget=budget, operation=f"list the meetings of host {user}")
+
     async def get_meeting(self, meeting_id: int | str, *, occurrence_id: str | None = None,
                           budget: Budget = INTERACTIVE) -> dict[str, Any]:
         """`GET /meetings/{meetingId}`: the meeting, with a fresh `start_url` (those expire after 2 hours)."""

@@ -253,6 +253,7 @@ class MeetingFields:
     password: str | None = None
     settings: dict[str, Any] | None = None
     recurrence: dict[str, Any] | None = None
+    tracking_fields: list[dict[str, str]] | None = None
     host: User | None = None  # from schedule_for
 
 
@@ -298,7 +299,34 @@ def _meeting_fields(state: ZoomState, body: dict[str, Any], host: User, current:
             raise validation_failed("recurrence.end_times")
         # Kept and echoed as given (the spec's fields only); occurrences are not generated.
         fields.recurrence = {k: v for k, v in recurrence.items() if k in RECURRENCE_FIELDS}
+    if body.get("tracking_fields") is not None:
+        fields.tracking_fields = _tracking_fields(state, body["tracking_fields"])
     return fields
+
+
+def _tracking_fields(state: ZoomState, value: Any) -> list[dict[str, str]]:
+    """`tracking_fields` [{field (required), value}] of a create or update body, keeping only the labels the
+    account defines (SimConfig.tracking_fields)."""
+    if not isinstance(value, list):
+        raise validation_failed("tracking_fields")
+    defined = state.config.tracking_fields
+    kept: list[dict[str, str]] = []
+    for n, item in enumerate(value):
+        if not isinstance(item, dict) or not isinstance(item.get("field"), str) or not item["field"]:
+            raise validation_failed(f"tracking_fields[{n}].field")
+        if not isinstance(item.get("value", ""), str):
+            raise validation_failed(f"tracking_fields[{n}].value")
+        if defined is None or item["field"] in defined:
+            kept.append({"field": item["field"], "value": item.get("value", "")})
+    return kept
+
+
+def _tracking_fields_json(state: ZoomState, meeting: Meeting) -> list[dict[str, Any]]:
+    """As the create and GET responses show them: with `visible`, the account's setting for that label."""
+    defined = state.config.tracking_fields
+    return [{"field": item["field"], "value": item["value"],
+             "visible": True if defined is None else defined.get(item["field"], True)}
+            for item in meeting.tracking_fields]
 
 
 def meeting_json(state: ZoomState, meeting: Meeting) -> dict[str, Any]:
@@ -326,6 +354,8 @@ def meeting_json(state: ZoomState, meeting: Meeting) -> dict[str, Any]:
         body["registration_url"] = state.registration_url(meeting)
     if meeting.recurrence is not None:
         body["recurrence"] = meeting.recurrence
+    if meeting.tracking_fields:  # in the create and GET schemas; the list of a host's meetings has none
+        body["tracking_fields"] = _tracking_fields_json(state, meeting)
     return body
 
 
@@ -349,7 +379,8 @@ def create_meeting(state: ZoomState, call: ApiCall) -> Reply:
         duration=60 if fields.duration is None else fields.duration, timezone=fields.timezone or host.timezone,
         agenda=fields.agenda or "", password=password, encrypted_password=state.new_token(24),
         h323_password=str(state.new_digits(6)), settings=fields.settings or {}, created_at=now,
-        next_uuid=state.new_uuid(), registration_token=state.new_token(18), recurrence=fields.recurrence)
+        next_uuid=state.new_uuid(), registration_token=state.new_token(18), recurrence=fields.recurrence,
+        tracking_fields=fields.tracking_fields or [])
     state.meetings[meeting.id] = meeting
     return 201, meeting_json(state, meeting)
 
@@ -379,6 +410,8 @@ def update_meeting(state: ZoomState, call: ApiCall) -> Reply:
         meeting.settings.update(fields.settings)
     if fields.recurrence is not None:
         meeting.recurrence = fields.recurrence
+    if fields.tracking_fields is not None:  # [L] the list given replaces the meeting's, like other arrays
+        meeting.tracking_fields = fields.tracking_fields
     return 204, None
 
 
@@ -409,12 +442,17 @@ def list_meetings(state: ZoomState, call: ApiCall) -> Reply:
     host = state.get_user(call.path["userId"])
     kind = call.query.get("type", "scheduled")
     now = state.clock.now()
+    months = timedelta(days=183)  # the spec: upcoming and previous listings return at most 6 months of meetings
+
+    def upcoming(m: Meeting) -> bool:
+        return m.live_instance is not None or now <= m.start_time <= now + months  # "including live meetings"
+
     wanted: dict[str, Callable[[Meeting], bool]] = {
         "scheduled": lambda m: m.type != 1,
         "live": lambda m: m.live_instance is not None,
-        "upcoming": lambda m: m.start_time >= now,
-        "upcoming_meetings": lambda m: m.start_time >= now,
-        "previous_meetings": lambda m: any(not i.live for i in m.instances),
+        "upcoming": upcoming,
+        "upcoming_meetings": upcoming,
+        "previous_meetings": lambda m: any(not i.live and i.start_time >= now - months for i in m.instances),
     }
     if kind not in wanted:
         raise validation_failed("type")

@@ -81,6 +81,10 @@ class SimConfig:
     # hardest case for matching: registrants who are not signed in show up with an empty email.
     report_registrant_emails: bool = False
     webhook_timeout: float = 3.0
+    # The account's tracking fields (label -> visible), which a meeting create/update may give values for. None: any
+    # label is kept (visible), as if an admin had defined it. [L] Zoom does not document what it does with a label
+    # the account lacks; here it is dropped without an error.
+    tracking_fields: Mapping[str, bool] | None = None
     record_exchanges: bool = False  # keep every API request/response (the spec-conformance test reads them)
 
 
@@ -253,6 +257,7 @@ class Meeting:
     next_uuid: str  # the UUID the next start will use; Zoom hands it out before the meeting ever runs
     registration_token: str
     recurrence: dict[str, Any] | None = None
+    tracking_fields: list[dict[str, str]] = field(default_factory=list)  # [{"field", "value"}] as the client sent
     registrants: dict[str, Registrant] = field(default_factory=dict)
     instances: list[Instance] = field(default_factory=list)
     deleted_at: datetime | None = None
@@ -611,12 +616,20 @@ class ZoomState:
 
     def _enqueue_joined(self, meeting: Meeting, inst: Instance, seg: Segment) -> None:
         obj = self._meeting_object(meeting, inst)
+        if seg.status == "in_waiting_room":  # Zoom's waiting-room events carry `date_time` (Rivet typings)
+            obj["participant"] = {**self._participant_object(seg), "date_time": iso(seg.join_time)}
+            self._enqueue("meeting.participant_joined_waiting_room", obj, seg.join_time)
+            return
         obj["participant"] = {**self._participant_object(seg), "join_time": iso(seg.join_time)}
         self._enqueue("meeting.participant_joined", obj, seg.join_time)
 
     def _enqueue_left(self, meeting: Meeting, inst: Instance, seg: Segment, reason: str) -> None:
         obj = self._meeting_object(meeting, inst)
         assert seg.leave_time is not None
+        if seg.status == "in_waiting_room":
+            obj["participant"] = {**self._participant_object(seg), "date_time": iso(seg.leave_time)}
+            self._enqueue("meeting.participant_left_waiting_room", obj, seg.leave_time)
+            return
         obj["participant"] = {**self._participant_object(seg), "leave_time": iso(seg.leave_time),
                               "leave_reason": reason}
         self._enqueue("meeting.participant_left", obj, seg.leave_time)
@@ -773,8 +786,9 @@ class ZoomState:
              waiting_room: bool = False) -> dict[str, Any]:
         """Someone joins. `user` (email or id): signed in to the host's account, so the report has their id and
         email. `registrant` (id or email): joined through their personal link, so the report has registrant_id.
-        Otherwise a guest: empty id and email unless `email` says what Zoom would show. Starts the meeting
-        (without the host) if it is not running."""
+        Otherwise a guest: empty id and email unless `email` says what Zoom would show. `waiting_room`: they wait
+        to be admitted (report status `in_waiting_room`, waiting-room webhooks). Starts the meeting (without the
+        host) if it is not running."""
         with self.lock:
             meeting = self._scenario_meeting(meeting_id)
             moment = _when(at, self.clock)
@@ -1045,6 +1059,7 @@ class ZoomState:
                 "users": [u.as_json(self.config.account_id) for u in self.users.values()],
                 "meetings": [{
                     "id": m.id, "topic": m.topic, "host_id": m.host_id, "deleted": m.deleted_at is not None,
+                    "tracking_fields": [dict(item) for item in m.tracking_fields],
                     "registrants": len(m.registrants),
                     "instances": [{"uuid": i.uuid, "start_time": iso(i.start_time),
                                    "end_time": iso(i.end_time) if i.end_time else None, "processed": i.processed,

@@ -578,4 +578,5 @@ def _segment(participant_key: str, join: _Edge | None, leave: _Edge | None, left
         email=evidence.get("email"),
         display_name=evidence.get("display_name"),
         evidence=evidence,
+        instance=first.event.meeting_uuid or "",
     )
