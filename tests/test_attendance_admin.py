@@ -81,3 +81,31 @@ def test_no_exported_cell_can_start_a_formula(text: str) -> None:
     for value in parsed.values():
         assert not value.startswith(("=", "+", "-", "@", "\t", "\r", "\n"))
         assert value in (text, "'" + text)  # the text itself, shown as text when it would be a formula
+
+
+def test_a_multi_part_session_rolls_up_by_the_policys_parts_rule(run) -> None:
+    created = json.loads(run("connection", "create", "acme", "--provider", "link", "--json").stdout)
+    now = datetime.now(UTC).replace(microsecond=0)
+    settings = Settings(_env_file=None, lms_path_prefix="/")  # type: ignore[call-arg]
+    with TestClient(create_app(settings, clock=SystemClock())) as client:
+        lms = Lms(client, created["username"], created["password"])
+        for part, minutes_ago in (("p1", 50), ("p2", 40)):
+            assert lms.create_session(session_body(part, start=now - timedelta(minutes=minutes_ago), minutes=60,
+                                                   LoId="course-1")).status_code == 200
+        for part, learner in (("p1", "jane@example.com"), ("p2", "jane@example.com"), ("p1", "bob@example.com")):
+            link = lms.call("GET", f"/session/{part}/user/{b64(learner)}/url").json()["data"]["joinUrl"]
+            assert client.get("/l/" + link.split("/l/")[1], follow_redirects=False).status_code == 302
+        for part in ("p1", "p2"):
+            assert lms.attendees(part).status_code == 200
+
+    def rolled() -> dict[str, tuple[str, str]]:
+        rows = csv.DictReader(io.StringIO(run("attendance", "export", "--by", "session").stdout))
+        return {row["email"]: (row["attended"], row["explanation"]) for row in rows}
+
+    every = rolled()
+    assert every["jane@example.com"][0] == "yes" and every["bob@example.com"][0] == "no"
+    explained = every["bob@example.com"][1]
+    assert explained == "1 of 2 part(s) attended (p1: attended; p2: not attended); rule: every part"
+    run("attendance", "policy", "acme", "--set", "parts=any")
+    assert rolled()["bob@example.com"][0] == "yes"
+    assert "use part or session" in run("attendance", "export", "--by", "course", ok=False).output

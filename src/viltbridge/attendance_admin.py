@@ -124,6 +124,40 @@ def export_rows(db: OrmSession, wanted: ExportFilter) -> list[dict[str, Any]]:
     return [dict(zip(EXPORT_FIELDS, row, strict=True)) for row in db.execute(query)]
 
 
+SESSION_EXPORT_FIELDS = ("connection", "lo_id", "title", "parts", "email", "attended", "state", "explanation")
+
+
+def export_session_rows(db: OrmSession, wanted: ExportFilter) -> list[dict[str, Any]]:
+    """One row per learner and multi-part session (parts sharing an LoId; a part without one is its own session),
+    combined by the connection's `parts` rule: `any` part, else every part. A learner with no decision for a part
+    did not attend it; the roll-up is final only when every part is."""
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for row in export_rows(db, wanted):
+        groups.setdefault((row["connection"], row["lo_id"] or row["session_id"]), []).append(row)
+    rules = {name: policy_of(db, name).parts for name in {connection for connection, _ in groups}}
+    rolled: list[dict[str, Any]] = []
+    for (connection, lo_id), rows in groups.items():
+        parts = sorted({(row["starts_at"], row["session_id"]) for row in rows})
+        finals = {row["session_id"]: row["state"] == "final" for row in rows}
+        by_learner: dict[str, dict[str, dict[str, Any]]] = {}
+        for row in rows:
+            by_learner.setdefault(row["email"].lower(), {})[row["session_id"]] = row
+        rule = rules[connection]
+        for decided in by_learner.values():
+            outcomes = [bool(decided[part]["attended"]) if part in decided else False for _, part in parts]
+            attended = any(outcomes) if rule == "any" else all(outcomes)
+            words = "; ".join(f"{part}: {'attended' if ok else 'not attended'}"
+                              for (_, part), ok in zip(parts, outcomes, strict=True))
+            rolled.append({
+                "connection": connection, "lo_id": lo_id, "title": rows[0]["title"], "parts": len(parts),
+                "email": next(iter(decided.values()))["email"], "attended": attended,
+                "state": "final" if all(finals.values()) else "provisional",
+                "explanation": f"{sum(outcomes)} of {len(parts)} part(s) attended ({words}); rule: "
+                               f"{'any part' if rule == 'any' else 'every part'}",
+            })
+    return rolled
+
+
 def _cell(value: Any) -> str:
     if isinstance(value, datetime):
         return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -133,13 +167,13 @@ def _cell(value: Any) -> str:
     return "'" + text if text.startswith(_FORMULA_STARTS) else text
 
 
-def to_csv(rows: Iterable[dict[str, Any]]) -> str:
+def to_csv(rows: Iterable[dict[str, Any]], fields: tuple[str, ...] = EXPORT_FIELDS) -> str:
     """CSV with a header; no cell can start a spreadsheet formula."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow(EXPORT_FIELDS)
+    writer.writerow(fields)
     for row in rows:
-        writer.writerow([_cell(row[field]) for field in EXPORT_FIELDS])
+        writer.writerow([_cell(row[field]) for field in fields])
     return out.getvalue()
 
 

@@ -453,9 +453,12 @@ def attendance_export(
     ended_from: Annotated[str | None, typer.Option("--from", help="Parts that ended on or after (UTC date)")] = None,
     ended_until: Annotated[str | None, typer.Option("--until", help="Parts that ended before (UTC date)")] = None,
     fmt: Annotated[str, typer.Option("--format", help="csv or json")] = "csv",
+    by: Annotated[str, typer.Option("--by", help="part (one row per learner and part) or session (parts sharing "
+                                               "an LoId combined by the policy's parts rule)")] = "part",
     output: Annotated[str | None, typer.Option(help="File to write (default: standard output)")] = None,
 ) -> None:
-    """The latest decision per learner and part, with its explanation (CSV safe to open in a spreadsheet)."""
+    """The latest decision per learner and part (or multi-part session), with its explanation (CSV safe to open in a
+    spreadsheet)."""
     from datetime import UTC, datetime
     from pathlib import Path
 
@@ -463,6 +466,8 @@ def attendance_export(
 
     if fmt not in ("csv", "json"):
         _fail(f"--format {fmt!r}: use csv or json")
+    if by not in ("part", "session"):
+        _fail(f"--by {by!r}: use part or session")
 
     def moment(text: str | None, option: str) -> datetime | None:
         if text is None:
@@ -477,10 +482,12 @@ def attendance_export(
                                            moment(ended_until, "--until"))
     with _database(Settings()) as (db, _):
         try:
-            rows = attendance_admin.export_rows(db, wanted)
+            rows = (attendance_admin.export_rows(db, wanted) if by == "part"
+                    else attendance_admin.export_session_rows(db, wanted))
         except DomainError as exc:
             _fail(exc.message)
-    text = attendance_admin.to_csv(rows) if fmt == "csv" else attendance_admin.to_json(rows)
+    fields = attendance_admin.EXPORT_FIELDS if by == "part" else attendance_admin.SESSION_EXPORT_FIELDS
+    text = attendance_admin.to_csv(rows, fields) if fmt == "csv" else attendance_admin.to_json(rows)
     if output:
         Path(output).write_text(text, encoding="utf-8", newline="")
         err.print(f"{len(rows)} row(s) written to {output}")

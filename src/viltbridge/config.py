@@ -32,11 +32,22 @@ class Settings(BaseSettings):
         default=None,
         description="Job queue: sqlite:///file, postgresql://… or redis://…; unset: beside the database",
     )
+    rate_limit_url: str | None = Field(
+        default=None,
+        description="Where provider rate-limit buckets live when several processes share an account: redis://…; "
+                    "unset: the queue URL if it is Redis, else this process's memory",
+    )
     worker_threads: int = Field(default=2, ge=1, le=64, description="Job worker threads per process")
     job_lease_seconds: int = Field(default=300, ge=1, description="How long a worker holds a job before it is "
                                    "presumed lost and handed to another")
     log_level: str = "INFO"
     log_json: bool = False
+
+    @property
+    def shared_rate_limit_url(self) -> str | None:
+        if self.rate_limit_url:
+            return self.rate_limit_url
+        return self.queue_url if self.queue_url and self.queue_url.startswith(("redis://", "rediss://")) else None
 
     @property
     def prefix(self) -> str:

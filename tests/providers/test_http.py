@@ -29,10 +29,12 @@ from viltbridge.providers.http import (
     ProviderHttp,
     ProviderUnreachable,
     Quota,
+    QuotaExhausted,
     RateLimitExceeded,
     RateLimits,
     new_breaker,
     parse_retry_after,
+    redis_buckets,
 )
 from viltbridge.providers.serving import BackgroundServer
 
@@ -377,3 +379,37 @@ async def test_debug_log_shows_the_exchange_with_secrets_redacted(http: Provider
     assert "response body={'access_token': '***', 'join_url': '***', 'topic': 'Algebra'}" in line
     for secret in ("page-secret", "body-secret", "resp-secret-token", "pwd=x"):
         assert secret not in line
+
+
+def _redis_or_skip() -> str:
+    import redis
+
+    from tests.conftest import service_unavailable
+
+    url = "redis://127.0.0.1:6379/14"
+    try:
+        redis.Redis.from_url(url).flushdb()
+    except redis.RedisError as exc:
+        service_unavailable(f"Redis at {url} is unreachable: {exc}")
+    return url
+
+
+async def test_processes_sharing_redis_buckets_share_one_account_limit() -> None:
+    """Two processes' worth of buckets (two RateLimits, two Redis clients) draw from one quota: together they
+    never exceed the account's limit, which separate in-memory buckets would each allow in full."""
+    url = _redis_or_skip()
+    quota = Quota("zoom:acct-shared:light:second", limit=5, seconds=60.0)
+    api, worker = RateLimits(redis_buckets(url)), RateLimits(redis_buckets(url))
+    for limits in (api, worker, api, worker, api):
+        await limits.acquire([quota], max_wait=0)
+    with pytest.raises(QuotaExhausted):
+        await worker.acquire([quota], max_wait=0)
+    alone = RateLimits()  # memory: knows nothing of the others
+    await alone.acquire([quota], max_wait=0)
+    daily = Quota("zoom:acct-shared:heavy:day", limit=2, seconds=86400.0, aligned=True)
+    await api.acquire([daily], max_wait=0)
+    await worker.acquire([daily], max_wait=0)
+    with pytest.raises(QuotaExhausted):
+        await api.acquire([daily], max_wait=0)
+    for limits in (api, worker):
+        limits.close()

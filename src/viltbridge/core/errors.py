@@ -49,9 +49,10 @@ class ProviderFailed(DomainError):
 
 
 class NotReady(DomainError):
-    """Data exists only later (attendance before the provider has it); the message says when to retry."""
+    """Data exists only later (attendance before the provider has it); the message says when to retry. A 4xx: not
+    a failure of ours (a 5xx would say SystemError), and there is nothing yet to be found."""
 
-    status = 500
+    status = 404
 
     def __init__(self, message: str, retry_after_seconds: int) -> None:
         super().__init__(message)

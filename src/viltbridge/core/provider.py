@@ -84,6 +84,15 @@ class MeetingSpec:
 
 
 @dataclass(frozen=True)
+class MeetingFacts:
+    """What the provider holds for a meeting now, to compare with the session (None where it says nothing)."""
+
+    title: str | None = None
+    starts_at: datetime | None = None
+    ends_at: datetime | None = None
+
+
+@dataclass(frozen=True)
 class MeetingRef:
     meeting_id: str
     join_url: str
@@ -168,6 +177,12 @@ class Provider(Protocol):
     async def update_meeting(self, meeting: MeetingRef, spec: MeetingSpec) -> MeetingRef: ...
 
     async def cancel_meeting(self, meeting: MeetingRef) -> None: ...
+
+    async def meeting_facts(self, meeting: MeetingRef) -> MeetingFacts | None:
+        """What the provider holds for the meeting now (nightly reconciliation compares it with the session);
+        None when the meeting is gone at the provider (deleted there by someone else). Bulk work: never on a
+        learner's path."""
+        ...
 
     async def launch_link(
         self, meeting: MeetingRef, person: Person, role: Role, previous: LaunchLink | None = None

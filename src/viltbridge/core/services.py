@@ -46,6 +46,7 @@ from viltbridge.core.provider import (
     ExtendedOption,
     InstructorSpec,
     LaunchLink,
+    MeetingFacts,
     MeetingRef,
     MeetingSpec,
     Person,
@@ -279,7 +280,8 @@ def meeting_sync_job(session: Session, now: datetime, retry_after: timedelta | N
     """The job that does the provider work a save left owed (`meeting_pending`)."""
     assert session.id is not None
     return JobRequest("meeting.sync", f"meeting.sync:{session.id}", {"session_id": session.id},
-                      run_after=now + (retry_after or timedelta(seconds=30)), connection_id=session.connection_id,
+                      run_after=now + (timedelta(seconds=30) if retry_after is None else retry_after),
+                      connection_id=session.connection_id,
                       session_id=session.id)
 
 
@@ -295,6 +297,43 @@ async def _bring_meeting_up_to_date(store: Store, provider: Provider, session: S
         # New, or reinstated after a cancellation that reached the provider: that meeting is gone.
         session.meeting = _meeting(provider, await provider.create_meeting(spec))
     session.meeting_pending = session.meeting_error = None
+
+
+def meeting_drift(session: Session, facts: MeetingFacts, max_title: int | None) -> list[str]:
+    """How the provider's meeting differs from the session (what someone changed at the provider), in words."""
+    drift = []
+    title = session.title[:max_title] if max_title else session.title
+    if facts.title is not None and facts.title.strip() != title.strip():
+        drift.append(f"title '{facts.title}' instead of '{title}'")
+    if facts.starts_at is not None and abs(facts.starts_at - session.starts_at) >= timedelta(minutes=1):
+        drift.append(f"start {facts.starts_at:%Y-%m-%d %H:%M} UTC instead of {session.starts_at:%Y-%m-%d %H:%M} UTC")
+    if facts.ends_at is not None and abs(facts.ends_at - session.ends_at) >= timedelta(minutes=1):
+        drift.append(f"end {facts.ends_at:%Y-%m-%d %H:%M} UTC instead of {session.ends_at:%Y-%m-%d %H:%M} UTC")
+    return drift
+
+
+async def check_meeting(store: Store, provider: Provider, session_id: int, now: datetime) -> str:
+    """Nightly reconciliation of one upcoming part: a meeting deleted at the provider is created again, one changed
+    there is put back to what the LMS scheduled (the LMS is the source of truth). Returns what it found."""
+    session = await store.get_session(session_id)
+    if (session is None or session.status is not SessionStatus.SCHEDULED or session.meeting is None
+            or session.meeting.cancelled or session.meeting_pending is not None):
+        return "nothing to check"
+    facts = await provider.meeting_facts(_meeting_ref(session.meeting))
+    if facts is None:
+        session.meeting.cancelled = True
+        session.meeting_pending = "create"
+        session.meeting_error = f"the meeting was deleted at {provider.kind}; viltbridge creates it again"
+    else:
+        drift = meeting_drift(session, facts, provider.capabilities.max_title_length)
+        if not drift:
+            return "in step"
+        session.meeting_pending = "update"
+        session.meeting_error = f"changed at {provider.kind} ({'; '.join(drift)}); viltbridge puts it back"
+    log.warning("session %s: %s", session.external_id, session.meeting_error)
+    saved = await store.save_session(session)
+    await store.enqueue_job(meeting_sync_job(saved, now, timedelta(0)))
+    return str(session.meeting_error)
 
 
 async def sync_meeting(store: Store, provider: Provider, session_id: int) -> str:

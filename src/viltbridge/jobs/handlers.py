@@ -76,7 +76,18 @@ async def collect_attendance(ctx: AppContext, store: AsyncSqlStore, job: Job) ->
     return Outcome(summary, run_again_at=now + ATTENDANCE_RECHECK)
 
 
+async def check_meeting(ctx: AppContext, store: AsyncSqlStore, job: Job) -> Outcome:
+    """Nightly: is the provider's meeting still there, and still what the LMS scheduled?"""
+    session = await store.get_session(int(job.payload["session_id"]))
+    connection = await store.get_connection(session.connection_id) if session else None
+    if session is None or connection is None or not connection.active:
+        return Outcome("session or connection gone or switched off; nothing to check")
+    provider = ctx.providers.for_connection(connection)
+    return Outcome(await services.check_meeting(store, provider, session.id or 0, ctx.clock.now()))
+
+
 HANDLERS: dict[str, Handler] = {
+    "meeting.check": check_meeting,
     "meeting.sync": sync_meeting,
     "attendance.collect": collect_attendance,
 }

@@ -13,6 +13,7 @@ from viltbridge.core.clock import SystemClock
 from viltbridge.jobs.queue import JobQueue, queue_url, run_on
 from viltbridge.jobs.runtime import JobRuntime
 from viltbridge.keys import open_keyring
+from viltbridge.providers.http import share_limits_through
 from viltbridge.store.db import Database
 from viltbridge.web.context import AppContext
 
@@ -21,6 +22,7 @@ log = logging.getLogger("viltbridge.jobs")
 
 def run_worker(settings: Settings, threads: int) -> None:
     """Take jobs from the queue until SIGINT (running jobs finish first) or SIGTERM."""
+    share_limits_through(settings.shared_rate_limit_url)
     loop = asyncio.new_event_loop()
     loop_thread = threading.Thread(target=loop.run_forever, name="jobs-loop", daemon=True)
     loop_thread.start()

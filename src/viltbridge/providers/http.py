@@ -286,12 +286,36 @@ class RateLimits:
             self._buckets.clear()
 
 
+def redis_buckets(url: str) -> BucketBackend:
+    """Buckets in Redis, shared by every process that uses the same URL: N API replicas and M workers together
+    stay within one provider account's limits. Keys are `viltbridge:rate:<quota key>`; a daily window is a fixed
+    window aligned to UTC days, as in memory."""
+    import redis
+    from pyrate_limiter import RedisBucket
+
+    client = redis.Redis.from_url(url)
+
+    def make(quota: Quota) -> AbstractBucket:
+        return RedisBucket.init(quota.rates, client, f"viltbridge:rate:{quota.key}",
+                                algorithm=FixedWindow() if quota.aligned else None)
+
+    return make
+
+
 _SHARED_LIMITS = RateLimits()
 
 
 def shared_limits() -> RateLimits:
     """The process-wide buckets every provider client uses unless given others (tests give their own)."""
     return _SHARED_LIMITS
+
+
+def share_limits_through(url: str | None) -> None:
+    """At process start: keep this process's rate-limit buckets in Redis (`redis://…`), shared with the other
+    processes of the deployment, instead of in memory (None)."""
+    global _SHARED_LIMITS
+    _SHARED_LIMITS.close()
+    _SHARED_LIMITS = RateLimits(redis_buckets(url)) if url else RateLimits()
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from viltbridge.store import job_ledger as ledger
 from viltbridge.store.tables import JobRow, SessionRow
 
 LOOK_BACK = timedelta(days=7)  # ended parts whose attendance may still become final
+LOOK_AHEAD = timedelta(days=30)  # upcoming parts whose provider meeting is checked each night
 
 
 def _has_live_job(db: OrmSession, key: str) -> bool:
@@ -33,12 +34,19 @@ def _ask_where_missing(db: OrmSession, kind: str, sessions: list[Any], now: date
 
 
 def owed_work(db: OrmSession, now: datetime) -> int:
-    """Ask again for meeting work still owed and for attendance not yet final; returns how many jobs were asked."""
+    """Ask again for meeting work still owed and for attendance not yet final, and have every upcoming meeting
+    checked against its provider (one small job each, so no transaction waits on many provider calls); returns
+    how many jobs were asked."""
     owed = db.execute(sa.select(SessionRow.id, SessionRow.connection_id).where(
         SessionRow.meeting_pending.is_not(None))).all()
     unfinished = db.execute(sa.select(SessionRow.id, SessionRow.connection_id).where(
         SessionRow.status == SessionStatus.SCHEDULED.value,
         SessionRow.attendance_state != AttendanceState.FINAL.value,
         SessionRow.ends_at < now, SessionRow.ends_at > now - LOOK_BACK)).all()
+    upcoming = db.execute(sa.select(SessionRow.id, SessionRow.connection_id).where(
+        SessionRow.status == SessionStatus.SCHEDULED.value, SessionRow.meeting_id.is_not(None),
+        SessionRow.meeting_cancelled.is_(False), SessionRow.meeting_pending.is_(None),
+        SessionRow.starts_at > now, SessionRow.starts_at < now + LOOK_AHEAD)).all()
     return (_ask_where_missing(db, "meeting.sync", list(owed), now)
-            + _ask_where_missing(db, "attendance.collect", list(unfinished), now))
+            + _ask_where_missing(db, "attendance.collect", list(unfinished), now)
+            + _ask_where_missing(db, "meeting.check", list(upcoming), now))

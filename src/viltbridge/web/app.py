@@ -25,6 +25,7 @@ from viltbridge.keys import open_keyring
 from viltbridge.lms.cornerstone.routes import router as cornerstone_router
 from viltbridge.lms.cornerstone.wire import describe_validation_error, error_body
 from viltbridge.observability import correlation_id
+from viltbridge.providers.http import share_limits_through
 from viltbridge.store.db import Database
 from viltbridge.web import launch, webhooks
 from viltbridge.web.context import AppContext
@@ -113,6 +114,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         database = Database(settings.database_url)
+        share_limits_through(settings.shared_rate_limit_url)
         queue = JobQueue(queue_url(settings))
         app.state.ctx = AppContext(
             settings=settings, keyring=keyring, db=database, clock=clock or SystemClock(),
@@ -127,6 +129,7 @@ def create_app(
             await app.state.ctx.providers.aclose()
             await database.dispose()
             queue.close()
+            share_limits_through(None)
 
     app = FastAPI(
         title="viltbridge",

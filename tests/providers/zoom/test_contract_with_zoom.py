@@ -71,7 +71,7 @@ def test_attendance_before_zoom_has_a_report_says_when_to_retry(zoom_lms: Lms) -
     zoom_lms.add_instructor("tess@example.com", "Tess", "Teacher")
     zoom_lms.create_session(session_body("z-2", start=START, InstructorEmails="tess@example.com"))
     response = zoom_lms.attendees("z-2")
-    assert response.status_code == 500
+    assert response.status_code == 404
     assert "no attendance" in response.json()["error"]["message"]
     assert int(response.headers["retry-after"]) > 0
 

@@ -28,6 +28,7 @@ from viltbridge.core.provider import (
     ExtendedOption,
     InstructorSpec,
     LaunchLink,
+    MeetingFacts,
     MeetingRef,
     MeetingSpec,
     ParticipantSegment,
@@ -118,6 +119,9 @@ class LinkProvider:
 
     async def cancel_meeting(self, meeting: MeetingRef) -> None:
         log.debug("link: room %s retired", meeting.meeting_id)
+
+    async def meeting_facts(self, meeting: MeetingRef) -> MeetingFacts | None:
+        return MeetingFacts()  # a room exists whenever someone opens it: nothing to compare, never gone
 
     async def launch_link(
         self, meeting: MeetingRef, person: Person, role: Role, previous: LaunchLink | None = None

@@ -27,6 +27,7 @@ from viltbridge.core.provider import (
     ExtendedOption,
     InstructorSpec,
     LaunchLink,
+    MeetingFacts,
     MeetingRef,
     MeetingSpec,
     ParticipantSegment,
@@ -260,6 +261,19 @@ class ZoomProvider:
             changes["schedule_for"] = host  # a new primary instructor takes the meeting over
         await self.client.update_meeting(meeting.meeting_id, changes, host=host)
         return self._ref(await self.client.get_meeting(meeting.meeting_id))
+
+    async def meeting_facts(self, meeting: MeetingRef) -> MeetingFacts | None:
+        """Topic and times as Zoom holds them now; None when the meeting is gone (deleted in Zoom: 404)."""
+        try:
+            current = await self.client.get_meeting(meeting.meeting_id, budget=BULK)
+        except ProviderApiError as err:
+            if err.http_status == 404:
+                return None
+            raise
+        starts_at = _iso(current.get("start_time"))
+        minutes = current.get("duration")
+        ends_at = starts_at + timedelta(minutes=int(minutes)) if starts_at and isinstance(minutes, int) else None
+        return MeetingFacts(title=current.get("topic"), starts_at=starts_at, ends_at=ends_at)
 
     async def cancel_meeting(self, meeting: MeetingRef) -> None:
         await self.client.delete_meeting(meeting.meeting_id, missing_ok=True)
