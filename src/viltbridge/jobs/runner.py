@@ -77,23 +77,24 @@ class JobRunner:
             return None
         except ProviderFailed as err:
             if not err.transient:
-                return await self._settle(job, ledger.bury, err.message)
+                return await self._settle(job, err.message, for_good=True)
             wait = timedelta(seconds=err.retry_after_seconds) if err.retry_after_seconds else None
-            return await self._settle(job, ledger.fail, err.message, wait)
+            return await self._settle(job, err.message, retry_after=wait)
         except DomainError as err:
-            return await self._settle(job, ledger.bury, err.message)
+            return await self._settle(job, err.message, for_good=True)
         except Exception as exc:  # a bug or an outage of our own: retried with backoff, dead in the end
             log.exception("job %s #%d failed", job.kind, job.id)
-            return await self._settle(job, ledger.fail, f"{exc.__class__.__name__}: {exc}")
+            return await self._settle(job, f"{exc.__class__.__name__}: {exc}")
 
-    async def _settle(self, job: ledger.Job, how: Callable[..., str | None], error: str,
+    async def _settle(self, job: ledger.Job, error: str, *, for_good: bool = False,
                       retry_after: timedelta | None = None) -> str | None:
+        """Record a failed run: dead at once when retrying cannot help, else another attempt later."""
         now = self.ctx.clock.now()
         async with self.ctx.db.transaction() as db:
-            if how is ledger.fail:
-                state = await db.run_sync(ledger.fail, job.id, self.owner, now, error, retry_after)
+            if for_good:
+                state = await db.run_sync(ledger.bury, job.id, self.owner, now, error)
             else:
-                state = await db.run_sync(how, job.id, self.owner, now, error)
+                state = await db.run_sync(ledger.fail, job.id, self.owner, now, error, retry_after)
         if state == ledger.QUEUED:
             async with self.ctx.db.reader() as db:
                 again = await db.run_sync(ledger.get, job.id)
