@@ -502,9 +502,11 @@ async def record_launch(
     assert plan.session.id is not None
     # Only personal links are kept whole (they are reused on the next click); others are kept redacted.
     stored_url = link.url if link.personal else redact(link.url)
+    # Why a weaker link was handed out goes into the ledger with the click, not only into the log.
+    identity = {**link.identity, "note": link.note} if link.note else dict(link.identity)
     await store.record_launch(Launch(session_id=plan.session.id, email=plan.email, lms_email=plan.lms_email,
                                      role=plan.role, clicked_at=clock.now(), provider_url=stored_url,
-                                     personal=link.personal, user_agent=user_agent, identity=dict(link.identity)))
+                                     personal=link.personal, user_agent=user_agent, identity=identity))
 
 
 # --- attendance --------------------------------------------------------------------------------------------

@@ -8,6 +8,10 @@ from typing import Any
 from viltbridge.core.errors import InvalidInput
 from viltbridge.core.provider import Provider
 from viltbridge.providers.link.adapter import LinkProvider
+from viltbridge.providers.teams.adapter import TeamsProvider
+from viltbridge.providers.teams.client import TeamsSettings
+from viltbridge.providers.webex.adapter import WebexProvider
+from viltbridge.providers.webex.client import WebexSettings
 from viltbridge.providers.zoom.adapter import ZoomProvider
 from viltbridge.providers.zoom.client import ZoomSettings
 
@@ -15,6 +19,8 @@ ProviderFactory = Callable[[Mapping[str, Any]], Provider]
 
 PROVIDERS: dict[str, ProviderFactory] = {
     "link": LinkProvider.from_settings,
+    "teams": TeamsProvider.from_settings,
+    "webex": WebexProvider.from_settings,
     "zoom": ZoomProvider.from_settings,
 }
 
@@ -22,6 +28,8 @@ PROVIDERS: dict[str, ProviderFactory] = {
 # Settings checks that build nothing (no HTTP client): for the CLI and the console, before anything is saved.
 SETTINGS_CHECKS: dict[str, Callable[[Mapping[str, Any]], object]] = {
     "link": LinkProvider.checked_settings,
+    "teams": TeamsSettings.from_settings,
+    "webex": WebexSettings.from_settings,
     "zoom": ZoomSettings.from_settings,
 }
 

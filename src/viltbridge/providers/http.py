@@ -296,8 +296,9 @@ def redis_buckets(url: str) -> BucketBackend:
     client = redis.Redis.from_url(url)
 
     def make(quota: Quota) -> AbstractBucket:
-        return RedisBucket.init(quota.rates, client, f"viltbridge:rate:{quota.key}",
-                                algorithm=FixedWindow() if quota.aligned else None)
+        bucket: AbstractBucket = RedisBucket.init(quota.rates, client, f"viltbridge:rate:{quota.key}",
+                                                  algorithm=FixedWindow() if quota.aligned else None)
+        return bucket
 
     return make
 
@@ -373,6 +374,80 @@ class Auth(Protocol):
         """New headers after the provider answered 401 to `rejected`. Concurrent callers share one refresh: when
         someone already replaced the rejected credentials, the current ones come back without a new fetch."""
         ...
+
+
+class CachedBearerToken:
+    """The `Auth` of a provider whose tokens come from a token endpoint: a token is cached until shortly before it
+    expires, fetched by one caller at a time (the others wait and reuse it), and fetched again once when the provider
+    rejects it. Subclasses say how to fetch one (`fetch`: the token and its lifetime in seconds)."""
+
+    def __init__(self, *, clock: Callable[[], float] = time.monotonic, refresh_margin: float = 300.0,
+                 token: str | None = None) -> None:
+        self._clock = clock
+        self._refresh_margin = refresh_margin
+        self._token = token
+        # A token given up front has an unknown lifetime: it is used until the provider refuses it.
+        self._refresh_at = float("inf") if token else 0.0
+        self._lock: asyncio.Lock | None = None
+        self._lock_loop: asyncio.AbstractEventLoop | None = None
+        self.fetches = 0  # token requests made
+
+    async def fetch(self) -> tuple[str, float]:
+        raise NotImplementedError
+
+    def _fresh(self) -> bool:
+        return self._token is not None and self._clock() < self._refresh_at
+
+    def _get_lock(self) -> asyncio.Lock:
+        # A lock belongs to one event loop; tests and the CLI may use a client from several in turn.
+        loop = asyncio.get_running_loop()
+        if self._lock is None or self._lock_loop is not loop:
+            self._lock, self._lock_loop = asyncio.Lock(), loop
+        return self._lock
+
+    def _headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self._token}"}
+
+    async def _renew(self) -> None:
+        self.fetches += 1
+        token, lifetime = await self.fetch()
+        self._token = token
+        self._refresh_at = self._clock() + lifetime - min(self._refresh_margin, lifetime / 10)
+
+    async def headers(self) -> Mapping[str, str]:
+        if not self._fresh():
+            async with self._get_lock():
+                if not self._fresh():  # someone else may have fetched one while we waited
+                    await self._renew()
+        return self._headers()
+
+    async def refreshed(self, rejected: Mapping[str, str]) -> Mapping[str, str]:
+        async with self._get_lock():
+            if not self._fresh() or rejected.get("Authorization") == self._headers()["Authorization"]:
+                await self._renew()
+        return self._headers()
+
+    def invalidate(self) -> None:
+        self._token = None
+
+
+def token_answer(provider: str, response: httpx2.Response, endpoint: str, setting: str,
+                 default_lifetime: float = 3600.0) -> tuple[str, float, dict[str, Any]]:
+    """The access token, its lifetime and the whole body of an OAuth token endpoint's answer, or ProviderFailed
+    naming the setting to check."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    token = body.get("access_token") if isinstance(body, dict) else None
+    if not isinstance(body, dict) or not isinstance(token, str) or not token:
+        raise ProviderFailed(provider, f"The token endpoint ({endpoint}) answered without an access token; check the "
+                                       f"{setting} setting.")
+    try:  # seconds, as a number or (Entra ID) as text
+        lifetime = float(body.get("expires_in"))  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        lifetime = default_lifetime
+    return token, lifetime if lifetime > 0 else default_lifetime, body
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -4,9 +4,13 @@ tests, and the connector itself in tests that need real HTTP."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import threading
 import time
+from collections.abc import Iterator
+from dataclasses import replace
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 import uvicorn
 from starlette.types import ASGIApp
@@ -73,3 +77,77 @@ class BackgroundServer:
             self._server.force_exit = True  # do not wait for idle keep-alive connections of test clients
             self._thread.join(timeout=10)
         self._socket.close()
+
+
+class SimulatorState(Protocol):
+    def close(self) -> None: ...
+
+
+StateT = TypeVar("StateT", bound=SimulatorState)
+ConfigT = TypeVar("ConfigT")
+SimulatorT = TypeVar("SimulatorT", bound="SimulatorServer[Any, Any]")
+
+
+class SimulatorServer(Generic[StateT, ConfigT]):
+    """A provider simulator served on a local port. `state` is its world and scenario API; `reset` gives a fresh
+    world on the same server (cheaper than a server per test). Each simulator says how to build its state and
+    app, and under which name its app finds the state (`app.state.<state_name>`)."""
+
+    state_name: ClassVar[str]
+    config_class: ClassVar[type[Any]]
+
+    def __init__(self, config: ConfigT | None = None, *, host: str = "127.0.0.1", port: int = 0) -> None:
+        self._server = BackgroundServer(host=host, port=port)
+        self.state: StateT = self.new_state(config, self._server.url)
+        self._app = self.build_app(self.state)
+        self._server.app = self._app
+
+    def new_state(self, config: ConfigT | None, base_url: str) -> StateT:
+        raise NotImplementedError
+
+    def build_app(self, state: StateT) -> ASGIApp:
+        raise NotImplementedError
+
+    @property
+    def base_url(self) -> str:
+        return self._server.url
+
+    def reset(self, config: ConfigT | None = None, **changes: Any) -> StateT:
+        """A fresh world (new state, same server). Config fields as keywords change the given (or default) one."""
+        if changes:
+            config = replace(config or self.config_class(), **changes)  # type: ignore[type-var]
+        self.state.close()
+        self.state = self.new_state(config, self._server.url)
+        setattr(self._app.state, self.state_name, self.state)  # type: ignore[attr-defined]
+        return self.state
+
+    def start(self: SimulatorT) -> SimulatorT:
+        self._server.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.stop()
+        self.state.close()
+
+    def serve_forever(self) -> None:
+        """In the foreground, until Ctrl-C (`python -m viltbridge.providers.<name>.simulator`)."""
+        self._server.run()
+
+    def __enter__(self: SimulatorT) -> SimulatorT:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    @classmethod
+    @contextlib.contextmanager
+    def running(cls: type[SimulatorT], config: Any = None, **changes: Any) -> Iterator[SimulatorT]:
+        """`with XSimulator.running(start=T0) as sim:` — config fields as keywords."""
+        if changes:
+            config = replace(config or cls.config_class(), **changes)
+        simulator = cls(config)
+        simulator.start()
+        try:
+            yield simulator
+        finally:
+            simulator.stop()

@@ -134,6 +134,7 @@ def test_a_learner_zoom_cannot_register_in_time_is_held_then_gets_a_personal_lin
     assert [(r[0], bool(r[1])) for r in rows] == [("kim@example.com", True), ("kim@example.com", True),
                                                    ("lee@example.com", False)]
     assert "registration_form" in str(rows[-1][2])  # JSON: text on SQLite, a dict on PostgreSQL
+    assert "registration failed" in str(rows[-1][2])  # and why, kept with the click
 
 
 def test_an_instructor_the_lms_deactivates_is_deactivated_at_zoom_when_the_connection_says_so(

@@ -13,7 +13,6 @@ Facts and their confidence marks are in docs/providers.md §1 and docs/field-not
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import logging
 import re
@@ -32,12 +31,14 @@ from viltbridge.providers.http import (
     BULK,
     INTERACTIVE,
     Budget,
+    CachedBearerToken,
     ProviderApiError,
     ProviderCallFailed,
     ProviderHttp,
     Quota,
     RateLimitExceeded,
     RateLimits,
+    token_answer,
 )
 from viltbridge.providers.settings import parse_settings
 
@@ -160,54 +161,19 @@ def meeting_path_id(meeting: int | str) -> str:
 # Token provider
 
 
-class ZoomTokenProvider:
+class ZoomTokenProvider(CachedBearerToken):
     """Server-to-Server OAuth (`grant_type=account_credentials`): one-hour tokens without refresh tokens."""
 
     def __init__(self, http: ProviderHttp, settings: ZoomSettings, *, clock: Callable[[], float] = time.monotonic,
                  refresh_margin: float = 300.0) -> None:
+        super().__init__(clock=clock, refresh_margin=refresh_margin)
         self._http = http
         self._settings = settings
-        self._clock = clock
-        self._refresh_margin = refresh_margin
-        self._token: str | None = None
-        self._refresh_at = 0.0
-        self._lock: asyncio.Lock | None = None
-        self._lock_loop: asyncio.AbstractEventLoop | None = None
-        self.fetches = 0  # token requests made by this provider
 
-    def _fresh(self) -> bool:
-        return self._token is not None and self._clock() < self._refresh_at
-
-    def _get_lock(self) -> asyncio.Lock:
-        loop = asyncio.get_running_loop()
-        if self._lock is None or self._lock_loop is not loop:
-            self._lock, self._lock_loop = asyncio.Lock(), loop
-        return self._lock
-
-    def _headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self._token}"}
-
-    async def headers(self) -> Mapping[str, str]:
-        if not self._fresh():
-            async with self._get_lock():
-                if not self._fresh():  # someone else may have fetched one while we waited
-                    await self._fetch()
-        return self._headers()
-
-    async def refreshed(self, rejected: Mapping[str, str]) -> Mapping[str, str]:
-        async with self._get_lock():
-            if not self._fresh() or rejected.get("Authorization") == self._headers()["Authorization"]:
-                await self._fetch()
-        return self._headers()
-
-    def invalidate(self) -> None:
-        self._token = None
-
-    async def _fetch(self) -> None:
+    async def fetch(self) -> tuple[str, float]:
         settings = self._settings
         basic = base64.b64encode(
             f"{settings.client_id}:{settings.client_secret.get_secret_value()}".encode()).decode()
-        self.fetches += 1
         try:
             response = await self._http.request(
                 "POST", settings.oauth_token_url, operation="get an access token",
@@ -216,18 +182,8 @@ class ZoomTokenProvider:
                 idempotent=True, budget=INTERACTIVE)
         except ProviderApiError as err:
             raise err.with_message(_explain_token_error(err, settings)) from None
-        try:
-            body = response.json()
-        except ValueError:
-            body = None
-        token = body.get("access_token") if isinstance(body, dict) else None
-        if not isinstance(token, str) or not token:
-            raise ProviderFailed(PROVIDER, f"Zoom's token endpoint ({settings.oauth_token_url}) answered without an "
-                                           "access token; check the oauth_token_url setting.")
-        expires_in = body.get("expires_in") if isinstance(body, dict) else None
-        ttl = float(expires_in) if isinstance(expires_in, int | float) and expires_in > 0 else 3600.0
-        self._token = token
-        self._refresh_at = self._clock() + ttl - min(self._refresh_margin, ttl / 10)
+        token, lifetime, _ = token_answer(PROVIDER, response, settings.oauth_token_url, "oauth_token_url")
+        return token, lifetime
 
 
 def _explain_token_error(err: ProviderApiError, settings: ZoomSettings) -> str:

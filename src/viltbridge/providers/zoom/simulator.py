@@ -23,8 +23,6 @@ import asyncio
 import base64
 import contextlib
 import json
-from collections.abc import Iterator
-from dataclasses import replace
 from datetime import datetime
 from http import HTTPStatus
 from typing import Any
@@ -39,7 +37,7 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from viltbridge.providers.serving import BackgroundServer
+from viltbridge.providers.serving import SimulatorServer
 from viltbridge.providers.zoom.simulator_api import API_ENDPOINTS, ApiCall, ApiEndpoint, register
 from viltbridge.providers.zoom.simulator_state import LIGHT, PLANS, SimConfig, ZoomApiError, ZoomState, iso
 
@@ -285,19 +283,17 @@ def build_app(state: ZoomState) -> Starlette:
 # Running it
 
 
-class ZoomSimulator:
+class ZoomSimulator(SimulatorServer[ZoomState, SimConfig]):
     """The simulator as a running server. `sim.state` is the world and its scenario API."""
 
-    def __init__(self, config: SimConfig | None = None, *, host: str = "127.0.0.1", port: int = 0) -> None:
-        self.state = ZoomState(config)
-        self._server = BackgroundServer(host=host, port=port)
-        self.state.base_url = self._server.url
-        self._app = build_app(self.state)
-        self._server.app = self._app
+    state_name = "zoom"
+    config_class = SimConfig
 
-    @property
-    def base_url(self) -> str:
-        return self._server.url
+    def new_state(self, config: SimConfig | None, base_url: str) -> ZoomState:
+        return ZoomState(config, base_url=base_url)
+
+    def build_app(self, state: ZoomState) -> Starlette:
+        return build_app(state)
 
     @property
     def api_base_url(self) -> str:
@@ -311,42 +307,12 @@ class ZoomSimulator:
     def config(self) -> SimConfig:
         return self.state.config
 
-    def reset(self, config: SimConfig | None = None, **changes: Any) -> ZoomState:
-        """A fresh world (new state, same server): cheaper than a new server per test. SimConfig fields as
-        keywords change the given (or the default) config."""
-        if changes:
-            config = replace(config or SimConfig(), **changes)
-        self.state.close()
-        self.state = ZoomState(config, base_url=self._server.url)
-        self._app.state.zoom = self.state
-        return self.state
 
-    def start(self) -> ZoomSimulator:
-        self._server.start()
-        return self
+def running_simulator(config: SimConfig | None = None,
+                      **changes: Any) -> contextlib.AbstractContextManager[ZoomSimulator]:
+    """`with running_simulator(start=T0) as sim:` — SimConfig fields as keywords."""
+    return ZoomSimulator.running(config, **changes)
 
-    def stop(self) -> None:
-        self._server.stop()
-        self.state.close()
-
-    def __enter__(self) -> ZoomSimulator:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
-
-
-@contextlib.contextmanager
-def running_simulator(config: SimConfig | None = None, **changes: Any) -> Iterator[ZoomSimulator]:
-    """`with running_simulator(start=T0, plan="business") as sim:` — SimConfig fields as keywords."""
-    if changes:
-        config = replace(config or SimConfig(), **changes)
-    simulator = ZoomSimulator(config)
-    simulator.start()
-    try:
-        yield simulator
-    finally:
-        simulator.stop()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -368,21 +334,20 @@ def main(argv: list[str] | None = None) -> None:
     config = SimConfig(plan=args.plan, webhook_url=args.webhook_url, seed=args.seed,
                        start=datetime.fromisoformat(args.start.replace("Z", "+00:00")) if args.start else None,
                        enforce_rate_limits=not args.no_rate_limits, auto_process_reports=args.auto_process_reports)
-    server = BackgroundServer(host=args.host, port=args.port)
-    state = ZoomState(config, base_url=server.url)
-    server.app = build_app(state)
+    simulator = ZoomSimulator(config, host=args.host, port=args.port)
+    state = simulator.state
     for email in args.user:
         state.seed_user(email, first_name=email.split("@")[0].capitalize(), last_name="Teacher")
-    print(f"Zoom simulator on {server.url}  (plan {config.plan})")
-    print(f"  API base URL     {server.url}{API_PREFIX}")
-    print(f"  OAuth token URL  {server.url}/oauth/token")
+    print(f"Zoom simulator on {simulator.base_url}  (plan {config.plan})")
+    print(f"  API base URL     {simulator.base_url}{API_PREFIX}")
+    print(f"  OAuth token URL  {simulator.base_url}/oauth/token")
     print(f"  account_id={defaults.account_id} client_id={defaults.client_id} "
           f"client_secret={defaults.client_secret}")
     print(f"  webhook secret token {defaults.webhook_secret_token}; webhooks to {args.webhook_url or '(none)'}")
-    print(f"  scenario API     POST {server.url}/_sim/<method>: {', '.join(ZoomState.SCENARIO_METHODS)}",
+    print(f"  scenario API     POST {simulator.base_url}/_sim/<method>: {', '.join(ZoomState.SCENARIO_METHODS)}",
           flush=True)
     with contextlib.suppress(KeyboardInterrupt):  # uvicorn re-raises Ctrl-C after shutting down cleanly
-        server.run()
+        simulator.serve_forever()
 
 
 if __name__ == "__main__":

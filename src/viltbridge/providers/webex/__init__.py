@@ -1,0 +1,1 @@
+"""Cisco Webex Meetings provider: adapter, REST client, webhooks and a local simulator."""
