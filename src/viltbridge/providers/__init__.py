@@ -7,6 +7,8 @@ from typing import Any
 
 from viltbridge.core.errors import InvalidInput
 from viltbridge.core.provider import Provider
+from viltbridge.providers.bbb.adapter import BbbProvider
+from viltbridge.providers.bbb.client import BbbSettings
 from viltbridge.providers.link.adapter import LinkProvider
 from viltbridge.providers.teams.adapter import TeamsProvider
 from viltbridge.providers.teams.client import TeamsSettings
@@ -18,6 +20,7 @@ from viltbridge.providers.zoom.client import ZoomSettings
 ProviderFactory = Callable[[Mapping[str, Any]], Provider]
 
 PROVIDERS: dict[str, ProviderFactory] = {
+    "bbb": BbbProvider.from_settings,
     "link": LinkProvider.from_settings,
     "teams": TeamsProvider.from_settings,
     "webex": WebexProvider.from_settings,
@@ -27,6 +30,7 @@ PROVIDERS: dict[str, ProviderFactory] = {
 
 # Settings checks that build nothing (no HTTP client): for the CLI and the console, before anything is saved.
 SETTINGS_CHECKS: dict[str, Callable[[Mapping[str, Any]], object]] = {
+    "bbb": BbbSettings.from_settings,
     "link": LinkProvider.checked_settings,
     "teams": TeamsSettings.from_settings,
     "webex": WebexSettings.from_settings,
