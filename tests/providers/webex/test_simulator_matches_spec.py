@@ -5,8 +5,6 @@ declare. Error bodies have Webex's shape (the spec documents error statuses with
 
 from __future__ import annotations
 
-import gzip
-import json
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -17,6 +15,7 @@ import jsonschema_rs
 import pytest
 from starlette.routing import Route
 
+from tests.providers.openapi import load_spec, operation, resolve
 from tests.providers.webex.conftest import COHOST, HOST, T0, get_token
 from viltbridge.providers.webex.simulator import API_ENDPOINTS, WebexSimulator, build_app
 from viltbridge.providers.webex.simulator_state import WebexState
@@ -30,22 +29,13 @@ NON_API_ROUTES = {"/v1/access_token", "/webex/{kind}/{token}", "/_sim/{method}"}
 UNDOCUMENTED_BUT_REAL = {("POST", "/meetings/join", 302)}
 
 
+
+
+
+
 @pytest.fixture(scope="module")
 def spec() -> dict[str, Any]:
-    with gzip.open(SPEC_FILE, "rt", encoding="utf-8") as handle:
-        return dict(json.load(handle))
-
-
-def _resolve(node: Any, components: dict[str, Any], depth: int = 0) -> Any:
-    """Inline `#/components/schemas/...` references (the parts used here have no cycles)."""
-    assert depth < 60, "reference cycle"
-    if isinstance(node, dict):
-        if "$ref" in node:
-            return _resolve(components[node["$ref"].rsplit("/", 1)[1]], components, depth + 1)
-        return {key: _resolve(value, components, depth + 1) for key, value in node.items()}
-    if isinstance(node, list):
-        return [_resolve(item, components, depth + 1) for item in node]
-    return node
+    return load_spec(SPEC_FILE)
 
 
 def _declared(schema: dict[str, Any]) -> dict[str, Any]:
@@ -70,13 +60,11 @@ def _undeclared(schema: dict[str, Any], value: Any, where: str = "$") -> Iterato
             yield from _undeclared(schema["items"], item, f"{where}[{n}]")
 
 
-def _operation(spec: dict[str, Any], method: str, path: str) -> dict[str, Any]:
-    return dict(spec["paths"][path][method.lower()])
 
 
 def _success_schema(spec: dict[str, Any], method: str, path: str, status: int) -> dict[str, Any]:
-    content = _operation(spec, method, path)["responses"][str(status)]["content"]
-    return dict(_resolve(next(iter(content.values()))["schema"], spec["components"]["schemas"]))
+    content = operation(spec, method, path)["responses"][str(status)]["content"]
+    return dict(resolve(next(iter(content.values()))["schema"], spec["components"]["schemas"]))
 
 
 # -- Routes -----------------------------------------------------------------------------------------------------
@@ -187,7 +175,7 @@ def test_every_status_is_documented_for_its_operation(spec: dict[str, Any],
     for x in exchanges:
         if (x["method"], x["route"], x["status"]) in UNDOCUMENTED_BUT_REAL:
             continue
-        documented = set(_operation(spec, x["method"], x["route"])["responses"])
+        documented = set(operation(spec, x["method"], x["route"])["responses"])
         assert str(x["status"]) in documented, f"{x['method']} {x['path']} -> {x['status']}: {sorted(documented)}"
 
 

@@ -9,8 +9,6 @@ checked against the shapes in docs/providers.md §1.4 instead.
 
 from __future__ import annotations
 
-import gzip
-import json
 import re
 from collections.abc import Iterator
 from datetime import timedelta
@@ -22,6 +20,7 @@ import jsonschema_rs
 import pytest
 from starlette.routing import Route
 
+from tests.providers.openapi import load_spec, operation, resolve
 from tests.providers.zoom.conftest import T0, TEACHER, api_client, create_meeting
 from viltbridge.providers.zoom.simulator import API_ENDPOINTS, ZoomSimulator, build_app
 from viltbridge.providers.zoom.simulator_state import ZoomState
@@ -63,22 +62,13 @@ USERS_SCHEMAS: dict[tuple[str, str, int], dict[str, Any]] = {
 USERS_STATUSES = {200, 201, 204, 400, 401, 404, 409, 429}
 
 
+
+
+
+
 @pytest.fixture(scope="module")
 def spec() -> dict[str, Any]:
-    with gzip.open(SPEC_FILE, "rt", encoding="utf-8") as handle:
-        return dict(json.load(handle))
-
-
-def _resolve(node: Any, components: dict[str, Any], depth: int = 0) -> Any:
-    """Inline `#/components/schemas/...` references (the parts used here have no cycles)."""
-    assert depth < 40, "reference cycle"
-    if isinstance(node, dict):
-        if "$ref" in node:
-            return _resolve(components[node["$ref"].rsplit("/", 1)[1]], components, depth + 1)
-        return {key: _resolve(value, components, depth + 1) for key, value in node.items()}
-    if isinstance(node, list):
-        return [_resolve(item, components, depth + 1) for item in node]
-    return node
+    return load_spec(SPEC_FILE)
 
 
 def _declared(schema: dict[str, Any]) -> dict[str, Any]:
@@ -136,8 +126,6 @@ def _strict_problems(schema: dict[str, Any], value: Any, where: str = "$") -> It
             yield f"{where}: {value} is not an int64"
 
 
-def _operation(spec: dict[str, Any], method: str, path: str) -> dict[str, Any]:
-    return dict(spec["paths"][path][method.lower()])
 
 
 # -- Routes -----------------------------------------------------------------------------------------------------
@@ -167,10 +155,10 @@ def test_scopes_and_rate_limit_labels_match_the_spec(spec: dict[str, Any]) -> No
     for endpoint in API_ENDPOINTS:
         if (endpoint.method, endpoint.path) in USERS_API:
             continue
-        operation = _operation(spec, endpoint.method, endpoint.path)
-        granted = {scope for requirement in operation["security"] for scope in requirement.get("openapi_oauth", [])}
+        documented = operation(spec, endpoint.method, endpoint.path)
+        granted = {scope for requirement in documented["security"] for scope in requirement.get("openapi_oauth", [])}
         assert set(endpoint.scopes) <= granted, f"{endpoint.method} {endpoint.path}: {endpoint.scopes}"
-        label = re.search(r"Rate Limit Label.*?`(\w+)`", operation["description"])
+        label = re.search(r"Rate Limit Label.*?`(\w+)`", documented["description"])
         assert label is not None and label.group(1).lower() == endpoint.category.lower(), endpoint.path
 
 
@@ -289,7 +277,7 @@ def test_every_status_is_documented_for_its_operation(spec: dict[str, Any],
         if (x["method"], x["route"]) in USERS_API:
             assert x["status"] in USERS_STATUSES, where
             continue
-        documented = set(_operation(spec, x["method"], x["route"])["responses"]) | ALWAYS_POSSIBLE
+        documented = set(operation(spec, x["method"], x["route"])["responses"]) | ALWAYS_POSSIBLE
         assert str(x["status"]) in documented, f"{where}: the spec documents {sorted(documented)}"
 
 
@@ -308,8 +296,8 @@ def test_every_success_body_validates_against_the_spec(spec: dict[str, Any],
         if (x["method"], x["route"]) in USERS_API:
             schema = USERS_SCHEMAS[(x["method"], x["route"], status)]
         else:
-            response = _operation(spec, x["method"], x["route"])["responses"][str(status)]
-            schema = _resolve(response["content"]["application/json"]["schema"], components)
+            response = operation(spec, x["method"], x["route"])["responses"][str(status)]
+            schema = resolve(response["content"]["application/json"]["schema"], components)
             extra = [path for path in _strict_problems(schema, x["body"])
                      if (x["method"], x["route"], path) not in UNDECLARED_BUT_REAL]
             assert not extra, f"{where}: not in the spec's schema: {extra}"
@@ -336,8 +324,8 @@ def test_every_error_has_zooms_error_body(exchanges: list[dict[str, Any]]) -> No
 
 def test_strict_check_catches_an_undeclared_field(spec: dict[str, Any]) -> None:
     """The checker itself: a misspelt field is reported, a declared one is not."""
-    response = _operation(spec, "GET", "/report/meetings/{meetingId}/participants")["responses"]["200"]
-    schema = _resolve(response["content"]["application/json"]["schema"], spec["components"]["schemas"])
+    response = operation(spec, "GET", "/report/meetings/{meetingId}/participants")["responses"]["200"]
+    schema = resolve(response["content"]["application/json"]["schema"], spec["components"]["schemas"])
     good = {"page_size": 30, "next_page_token": "", "participants": [{"user_email": "", "duration": 5}]}
     bad = {"page_size": 30, "participants": [{"email": "", "duration": 5}]}
     assert list(_strict_problems(schema, good)) == []
