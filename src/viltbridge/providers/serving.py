@@ -80,6 +80,8 @@ class BackgroundServer:
 
 
 class SimulatorState(Protocol):
+    config: Any
+
     def close(self) -> None: ...
 
 
@@ -111,6 +113,10 @@ class SimulatorServer(Generic[StateT, ConfigT]):
     @property
     def base_url(self) -> str:
         return self._server.url
+
+    @property
+    def config(self) -> ConfigT:
+        return self.state.config  # type: ignore[no-any-return]
 
     def reset(self, config: ConfigT | None = None, **changes: Any) -> StateT:
         """A fresh world (new state, same server). Config fields as keywords change the given (or default) one."""

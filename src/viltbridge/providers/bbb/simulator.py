@@ -176,9 +176,6 @@ class BbbSimulator(SimulatorServer[BbbState, SimConfig]):
     def server_url(self) -> str:
         return self.base_url + "/bigbluebutton/"
 
-    @property
-    def config(self) -> SimConfig:
-        return self.state.config
 
     def settings(self, **extra: Any) -> dict[str, Any]:
         """Connection settings for viltbridge's BBB provider pointed at this simulator."""

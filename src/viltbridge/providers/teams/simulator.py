@@ -208,9 +208,6 @@ class TeamsSimulator(SimulatorServer[GraphState, SimConfig]):
     def graph_base_url(self) -> str:
         return self._server.url + API_PREFIX
 
-    @property
-    def config(self) -> SimConfig:
-        return self.state.config
 
     def settings(self, **extra: Any) -> dict[str, Any]:
         """Connection settings for `TeamsSettings` pointing at this simulator."""

@@ -179,9 +179,6 @@ class WebexSimulator(SimulatorServer[WebexState, SimConfig]):
     def token_url(self) -> str:
         return self._server.url + API_PREFIX + "/access_token"
 
-    @property
-    def config(self) -> SimConfig:
-        return self.state.config
 
     def settings(self, **extra: Any) -> dict[str, Any]:
         """Connection settings for viltbridge's Webex provider pointed at this simulator."""

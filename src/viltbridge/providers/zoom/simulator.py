@@ -303,9 +303,6 @@ class ZoomSimulator(SimulatorServer[ZoomState, SimConfig]):
     def oauth_token_url(self) -> str:
         return self._server.url + "/oauth/token"
 
-    @property
-    def config(self) -> SimConfig:
-        return self.state.config
 
 
 def running_simulator(config: SimConfig | None = None,
