@@ -71,14 +71,16 @@ def _admin_engine() -> sa.Engine:
 
 
 @pytest.fixture(autouse=True)
-def _provider_outages_end_with_their_test() -> Iterator[None]:
-    """Circuit breakers are per process and per provider account; a test that plays an outage must not leave the
-    next test (same simulator account) facing an open breaker."""
+def _provider_outages_and_quotas_end_with_their_test() -> Iterator[None]:
+    """Circuit breakers and rate-limit buckets are per process and per provider account; a test that plays an
+    outage, or spends a simulator host's daily quota, must not leave the next test (same simulator account) facing
+    an open breaker or an empty bucket."""
     yield
-    from viltbridge.providers.http import _BREAKERS
+    from viltbridge.providers.http import _BREAKERS, share_limits_through
 
     for breaker in list(_BREAKERS.values()):
         breaker.close()
+    share_limits_through(None)  # fresh in-memory buckets
 
 
 @pytest.fixture(scope="session")

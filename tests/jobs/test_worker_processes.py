@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -36,6 +37,7 @@ from viltbridge.web.app import create_app
 pytestmark = pytest.mark.scale_out
 VILTBRIDGE = Path(sys.executable).with_name("viltbridge")
 LEASE_SECONDS = 2
+JOBS_TABLE = "SELECT id, kind, state, attempts, run_after, last_error FROM jobs ORDER BY id"
 
 
 @dataclass
@@ -61,16 +63,27 @@ class Cluster:
     def log(self, worker: subprocess.Popen[bytes]) -> str:
         return (self.tmp / f"worker{self.workers.index(worker)}.log").read_text(errors="replace")
 
+    def logs(self) -> str:
+        """The end of every process's log, for a failure message."""
+        return "\n".join(f"--- {log.name}\n" + "\n".join(log.read_text(errors="replace").splitlines()[-40:])
+                         for log in sorted(self.tmp.glob("*.log")))
+
+    def wait_for(self, condition: Callable[[], bool], *, seconds: float = 30.0, what: str = "condition") -> None:
+        """`wait_for`, and on a timeout the jobs table and every process's log say why."""
+        wait_for(condition, seconds=seconds, what=what,
+                 explain=lambda: f"jobs: {self.query(JOBS_TABLE)}\n{self.logs()}")
+
     def query(self, sql: str, **params: Any) -> list[tuple[Any, ...]]:
         with self.engine.connect() as conn:
             return [tuple(row) for row in conn.execute(sa.text(sql), params)]
 
 
-def wait_for(condition: Callable[[], bool], *, seconds: float = 30.0, what: str = "condition") -> None:
+def wait_for(condition: Callable[[], bool], *, seconds: float = 30.0, what: str = "condition",
+             explain: Callable[[], str] = str) -> None:
     deadline = time.monotonic() + seconds
     while not condition():
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
+            raise AssertionError(f"timed out waiting for {what}\n{explain()}")
         time.sleep(0.1)
 
 
@@ -81,7 +94,10 @@ def cluster(postgres_template: str, zoom_simulator: ZoomSimulator, tmp_path: Pat
         settings = Settings(database_url=database_url, secret_key=Fernet.generate_key().decode(),
                             queue_url=REDIS_URL, key_file=tmp_path / "key", _env_file=None)  # type: ignore[call-arg]
         engine = sync_engine(database_url)
-        zoom_simulator.reset(start=datetime.now(UTC) - timedelta(hours=5))
+        # An account of its own: Redis keeps the rate-limit buckets of an account (its daily quota per host too)
+        # across runs, so a shared simulator account would run out of meeting creates after a few runs a day.
+        zoom_simulator.reset(start=datetime.now(UTC) - timedelta(hours=5),
+                             account_id=f"simAccount{uuid.uuid4().hex[:11]}")
         zoom_simulator.state.seed_user("tess@example.com", first_name="Tess", last_name="Teacher")
         keyring = load_keyring(settings.secret_key, settings.key_file)
         from sqlalchemy.orm import Session as OrmSession
@@ -115,15 +131,15 @@ def test_a_worker_killed_mid_job_loses_nothing(cluster: Cluster, zoom_simulator:
     zoom_simulator.state.inject_fault(delay=60.0, count=1, path="/past_meetings")  # Zoom hangs on the first ask
     assert cluster.lms.create_session(body).status_code == 200
     doomed = cluster.start_worker()
-    wait_for(lambda: cluster.query("SELECT state FROM jobs WHERE kind = 'attendance.collect'") == [("running",)],
-             what="the first worker to take the job")
-    wait_for(lambda: all(fault.remaining == 0 for fault in zoom_simulator.state.faults),
+    collect_state = "SELECT state FROM jobs WHERE kind = 'attendance.collect'"
+    cluster.wait_for(lambda: cluster.query(collect_state) == [("running",)], what="the first worker to take the job")
+    cluster.wait_for(lambda: all(fault.remaining == 0 for fault in zoom_simulator.state.faults),
              what="the first worker's call to reach Zoom (and hang there)")
     os.killpg(doomed.pid, signal.SIGKILL)  # mid-job: it never answers
     doomed.wait()
     time.sleep(LEASE_SECONDS + 0.5)  # its lease runs out
     cluster.start_worker()  # a new worker reaps the lost job at start and runs it
-    wait_for(lambda: cluster.query("SELECT state FROM jobs WHERE kind = 'attendance.collect'") == [("done",)],
+    cluster.wait_for(lambda: cluster.query("SELECT state FROM jobs WHERE kind = 'attendance.collect'") == [("done",)],
              what=f"the job to be done by the second worker; its log:\n{cluster.log(cluster.workers[-1])[-3000:]}")
     [(attempts, error)] = cluster.query("SELECT attempts, last_error FROM jobs WHERE kind = 'attendance.collect'")
     assert attempts == 1 and error is None  # the lost attempt counts; the run that finished it clears the error
@@ -149,7 +165,7 @@ def test_two_workers_racing_for_one_job_run_it_once(cluster: Cluster, zoom_simul
     queue = JobQueue(REDIS_URL)
     queue.kick([job_id] * 6)  # the same job handed out six times, to both workers
     queue.close()
-    wait_for(lambda: cluster.query("SELECT state FROM jobs WHERE id = :id", id=job_id) == [("done",)],
+    cluster.wait_for(lambda: cluster.query("SELECT state FROM jobs WHERE id = :id", id=job_id) == [("done",)],
              what="the meeting job to be done")
     time.sleep(1.0)  # let every other message for the job be taken and found already done
     meetings = [m for m in zoom_simulator.state.snapshot()["meetings"] if not m["deleted"]]
@@ -165,7 +181,7 @@ def test_three_workers_run_the_periodic_upkeep_once_per_slot(cluster: Cluster) -
 
     # Huey's scheduler in each worker asks for the upkeep when it starts and every minute after (any worker may
     # take an ask off the queue): wait for every scheduler's second ask.
-    wait_for(lambda: len(upkeep_lines()) >= 6, seconds=100, what="each worker's scheduler to ask twice")
+    cluster.wait_for(lambda: len(upkeep_lines()) >= 6, seconds=100, what="each worker's scheduler to ask twice")
     by_slot: dict[str, list[str]] = {}
     for line in upkeep_lines():
         slot = line.split("upkeep slot ")[1][:16]
@@ -198,7 +214,7 @@ def test_two_api_processes_and_two_workers_lose_nothing_when_one_api_dies(
         cluster.workers.append(api)  # stopped with the workers
         apis.append((api, f"http://127.0.0.1:{port}"))
     for _, url in apis:
-        wait_for(lambda url=url: _healthy(url), what=f"API at {url}")
+        cluster.wait_for(lambda url=url: _healthy(url), what=f"API at {url}")
     cluster.start_worker(), cluster.start_worker()
     auth = cluster.lms.auth
     zoom_simulator.state.inject_fault(503, count=100_000, path="/meetings")
@@ -216,7 +232,7 @@ def test_two_api_processes_and_two_workers_lose_nothing_when_one_api_dies(
         queue = JobQueue(REDIS_URL)
         queue.kick(ids)
         queue.close()
-        wait_for(lambda: cluster.query("SELECT count(*) FROM sessions WHERE meeting_id IS NOT NULL") == [(8,)],
+        cluster.wait_for(lambda: cluster.query("SELECT count(*) FROM sessions WHERE meeting_id IS NOT NULL") == [(8,)],
                  seconds=60, what="every owed meeting to be created by the workers")
         assert len([m for m in zoom_simulator.state.snapshot()["meetings"] if not m["deleted"]]) == 8
         launch = http.get(f"{apis[1][1]}/session/s-0/user/{_b64('kim@example.com')}/url")

@@ -42,6 +42,10 @@ class ProviderFailed(DomainError):
     # False for answers that will not change by waiting (the provider refused the request as it is).
     transient = True
 
+    # False when nothing reached the provider (our own rate limiter or circuit breaker held the call back): waiting
+    # for `retry_after_seconds` is all it takes, and background work does not count it as a failed attempt.
+    sent = True
+
     def __init__(self, provider: str, message: str, retry_after_seconds: int | None = None) -> None:
         super().__init__(message)
         self.provider = provider

@@ -568,7 +568,16 @@ async def _attendance_from_ledger(
     Final once the part has ended and the provider says its report is complete; a class that never took place is
     final (and empty) once the provider has had `NO_SHOW_AFTER` to report it.
     """
-    assert session.id is not None and session.meeting is not None
+    assert session.id is not None
+    if session.meeting is None:  # its creation is still owed to the provider (it was down when the LMS saved)
+        if now > session.ends_at + NO_SHOW_AFTER:
+            return [], [], [], AttendanceState.FINAL  # no meeting ever existed, so no one attended in one
+        raise NotReady(
+            f"The {provider.kind} meeting for '{session.title}' has not been created yet "
+            f"({session.meeting_error or 'its creation is queued'}), so there is no attendance to get; "
+            "get attendance again in 15 minutes.",
+            retry_after_seconds=900,
+        )
     stored = await store.attendance_segments(session.id)
     fresh: list[LedgerSegment] = []
     complete = session.attendance_state is AttendanceState.FINAL

@@ -76,6 +76,8 @@ class JobRunner:
                         job.kind, job.id)
             return None
         except ProviderFailed as err:
+            if not err.sent:  # held back by our own limiter or breaker: not an attempt, just not yet
+                return await self._hold_back(job, err.message, timedelta(seconds=err.retry_after_seconds or 30))
             if not err.transient:
                 return await self._settle(job, err.message, for_good=True)
             wait = timedelta(seconds=err.retry_after_seconds) if err.retry_after_seconds else None
@@ -100,6 +102,16 @@ class JobRunner:
                 again = await db.run_sync(ledger.get, job.id)
             self.kick([job.id], again.run_after if again else None)
         log.warning("job %s #%d %s: %s", job.kind, job.id, state or "lost", error)
+        return state
+
+    async def _hold_back(self, job: ledger.Job, reason: str, wait: timedelta) -> str | None:
+        run_after = self.ctx.clock.now() + wait
+        async with self.ctx.db.transaction() as db:
+            state = await db.run_sync(ledger.postpone, job.id, self.owner, self.ctx.clock.now(), run_after, reason)
+        if state == ledger.QUEUED:
+            self.kick([job.id], run_after)
+        log.info("job %s #%d held back until %s: %s", job.kind, job.id, run_after.isoformat(timespec="seconds"),
+                 reason)
         return state
 
     async def upkeep(self, *, every_slot: bool = True) -> dict[str, int] | None:

@@ -149,6 +149,8 @@ class ProviderUnreachable(ProviderCallFailed):
 class RateLimitExceeded(ProviderCallFailed):
     """Our own rate limiter had no slot within the call's wait: nothing was sent to the provider."""
 
+    sent = False
+
     def __init__(self, provider: str, message: str, *, quota: Quota, retry_after_seconds: int,
                  operation: str = "") -> None:
         super().__init__(provider, message, operation=operation, retry_after_seconds=retry_after_seconds)
@@ -157,6 +159,8 @@ class RateLimitExceeded(ProviderCallFailed):
 
 class CircuitOpen(ProviderCallFailed):
     """The account's circuit breaker is open after repeated outages: nothing was sent to the provider."""
+
+    sent = False
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -342,6 +346,15 @@ def new_breaker(name: str, *, fail_max: int = 5, reset_timeout: float = 30.0) ->
     # throw_new_error_on_trip=False: the call that trips the breaker still gets its own, more telling error.
     return pybreaker.CircuitBreaker(fail_max=fail_max, reset_timeout=reset_timeout, exclude=[_not_an_outage],
                                     listeners=[_BreakerLog()], name=name, throw_new_error_on_trip=False)
+
+
+def _breaker_closes_in(breaker: pybreaker.CircuitBreaker) -> float:
+    """Seconds until an open breaker lets a trial call through (its full timeout if it cannot say)."""
+    opened_at = breaker._state_storage.opened_at  # pybreaker offers no public accessor
+    if opened_at is None:
+        return float(breaker.reset_timeout)
+    passed = (datetime.now(UTC) - opened_at).total_seconds()
+    return max(0.0, breaker.reset_timeout - passed)
 
 
 _BREAKERS: dict[tuple[str, str], pybreaker.CircuitBreaker] = {}
@@ -652,13 +665,14 @@ class ProviderHttp:
                 with self.breaker.calling():
                     return await self._with_retries(call)
             except pybreaker.CircuitBreakerError:
+                closed_in = _breaker_closes_in(self.breaker)
                 raise CircuitOpen(
                     self.provider,
                     f"{self.name} failed {self.breaker.fail_max} times in a row for this account (no answer or "
                     f"server errors), so viltbridge is pausing calls to it for "
-                    f"{_wait_words(self.breaker.reset_timeout)} and did not try to {operation}. Try again shortly; "
+                    f"{_wait_words(closed_in)} and did not try to {operation}. Try again shortly; "
                     f"if this persists, check {self.name}'s status page and this server's network access to it.",
-                    operation=operation, retry_after_seconds=math.ceil(self.breaker.reset_timeout),
+                    operation=operation, retry_after_seconds=max(1, math.ceil(closed_in)),
                 ) from None
         finally:
             _deadline.reset(token)

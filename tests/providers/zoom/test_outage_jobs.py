@@ -3,7 +3,7 @@ by a job once Zoom is back (a ten-minute outage, retried with backoff)."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 
@@ -105,3 +105,34 @@ def test_a_request_zoom_refuses_outright_is_not_saved(zoom_lms: Lms, zoom_simula
     with db.engine.connect() as conn:
         assert conn.exec_driver_sql("SELECT count(*) FROM sessions").scalar_one() == 0
         assert conn.exec_driver_sql("SELECT count(*) FROM jobs").scalar_one() == 0
+
+
+def test_a_job_the_open_circuit_breaker_holds_back_keeps_its_attempts(
+        zoom_lms: Lms, zoom_simulator: ZoomSimulator, db: Db, clock) -> None:
+    """Nothing reaches Zoom while the breaker is open, so a job that meets it has not failed: it waits for the
+    breaker's trial call rather than spending an attempt and backing off further."""
+    zoom_simulator.state.inject_fault(503, count=100_000, path="/meetings")
+    zoom_lms.create_session(session_body("o-5", start=START, InstructorEmails="tess@example.com"))
+    account_breaker("zoom", zoom_simulator.config.account_id).open()  # as after five outages in a row
+    clock.set(NOW + timedelta(minutes=5))
+    runner = JobRunner(zoom_lms.client.app.state.ctx, "test-worker")
+    assert zoom_lms.client.portal.call(runner.run_due) == {"queued": 1}
+    with db.engine.connect() as conn:
+        attempts, run_after, note = conn.exec_driver_sql(
+            "SELECT attempts, run_after, last_error FROM jobs WHERE kind = 'meeting.sync'").one()
+    assert attempts == 0 and "pausing calls" in note
+    run_after = datetime.fromisoformat(str(run_after)).replace(tzinfo=None)  # SQLite answers text
+    waits = (run_after - (NOW + timedelta(minutes=5)).replace(tzinfo=None)).total_seconds()
+    assert 1 <= waits <= 30  # until the breaker lets a trial call through, not a backoff step
+
+
+def test_attendance_for_a_part_whose_meeting_is_still_owed_says_so(
+        zoom_lms: Lms, zoom_simulator: ZoomSimulator, db: Db, clock) -> None:
+    zoom_simulator.state.inject_fault(503, count=100_000, path="/meetings")
+    zoom_lms.create_session(session_body("o-6", start=NOW - timedelta(hours=3), InstructorEmails="tess@example.com"))
+    waiting = zoom_lms.attendees("o-6")
+    assert waiting.status_code == 404 and waiting.headers["Retry-After"] == "900"
+    assert "has not been created yet" in waiting.text and "HTTP 503" in waiting.text  # why it is still owed
+    clock.set(NOW + timedelta(days=3))  # the class is long over and no meeting ever existed: no one attended in one
+    over = zoom_lms.attendees("o-6")
+    assert over.status_code == 200 and over.json()["data"]["attendees"] == [], over.text
