@@ -76,20 +76,20 @@ PEOPLE = {
 
 def test_identity_first_then_tag_then_email_and_nothing_guessed() -> None:
     segments = [
-        segment("Laptop", 0, 30, registrant_id="reg-jane", email="someone.else@example.com"),
+        segment("Laptop", 0, 30, personal_id="reg-jane", email="someone.else@example.com"),
         segment("bob vb-abc123", 0, 30),
         segment("Amy", 0, 30, email="AMY@example.com"),
         segment("Jane", 0, 30),  # the same name as a learner, but no evidence: not guessed
     ]
     matched, unmatched = match_segments(segments, PEOPLE, T0 + timedelta(hours=1))
-    assert [(m.email, m.rule) for m in matched] == [("Jane@Example.com", "registrant_id"),
+    assert [(m.email, m.rule) for m in matched] == [("Jane@Example.com", "personal_id"),
                                                       ("bob@example.com", "display_name_tag"),
                                                       ("amy@example.com", "email")]
     assert [s.display_name for s in unmatched] == ["Jane"]
 
 
 def test_an_open_segment_counts_until_the_scheduled_end() -> None:
-    matched, _ = match_segments([segment("Laptop", 10, None, registrant_id="reg-jane")], PEOPLE,
+    matched, _ = match_segments([segment("Laptop", 10, None, personal_id="reg-jane")], PEOPLE,
                                 T0 + timedelta(minutes=60))
     assert matched[0].interval.end == T0 + timedelta(minutes=60)
 
@@ -99,11 +99,11 @@ def test_the_threshold_is_a_share_of_the_scheduled_part(present: int, attended: 
     start, end = T0 + timedelta(minutes=10), T0 + timedelta(minutes=70)
     reconnects = [MatchedSegment("a@example.com", Interval(start, start + timedelta(minutes=present // 2)), "email"),
                   MatchedSegment("a@example.com", Interval(start + timedelta(minutes=present // 2),
-                                                           start + timedelta(minutes=present)), "registrant_id")]
+                                                           start + timedelta(minutes=present)), "personal_id")]
     [decision] = decide_from_segments(reconnects, starts_at=start, ends_at=end, policy=AttendancePolicy(75))
     assert decision.attended is attended
     assert f"threshold 75%: {'attended' if attended else 'not attended'}" in decision.explanation
-    assert "2 segment(s) matched by email, registrant_id" in decision.explanation
+    assert "2 segment(s) matched by email, personal_id" in decision.explanation
 
 
 def test_time_after_the_end_does_not_count_and_grace_before_the_start_does() -> None:
@@ -136,7 +136,7 @@ def rules_of(segments: list[ParticipantSegment], **options) -> list[tuple[str, s
 
 
 def test_each_rule_names_itself() -> None:
-    assert rules_of([segment("Laptop", 0, 30, registrant_id="reg-jane")]) == [("Jane@Example.com", "registrant_id")]
+    assert rules_of([segment("Laptop", 0, 30, personal_id="reg-jane")]) == [("Jane@Example.com", "personal_id")]
     assert rules_of([segment("B vb-abc123", 0, 30)]) == [("bob@example.com", "display_name_tag")]
     assert rules_of([segment("x", 0, 30, email=" Bob@EXAMPLE.com ")]) == [("bob@example.com", "email")]
     assert rules_of([segment("x", 0, 30, email="Lee@Example.com")], roster=["Lee@Example.com"]) == [
@@ -152,9 +152,9 @@ def test_an_alias_may_name_someone_who_never_launched_and_is_reported_as_the_tab
 
 
 def test_the_stronger_rule_wins() -> None:
-    # A registrant id beats the signed-in email of someone who is not a learner (people join from personal accounts).
-    assert rules_of([segment("Jane Doe vb-abc123", 0, 30, registrant_id="reg-jane", email="me@home.example")]) == [
-        ("Jane@Example.com", "registrant_id")]
+    # A personal link id beats the signed-in email of someone who is not a learner (people join from personal accounts).
+    assert rules_of([segment("Jane Doe vb-abc123", 0, 30, personal_id="reg-jane", email="me@home.example")]) == [
+        ("Jane@Example.com", "personal_id")]
     # An exact email beats an alias for the same address, and a unique name only counts when nothing else does.
     assert rules_of([segment("Bob Ray", 0, 30, email="amy@example.com")],
                     aliases={"amy@example.com": "bob@example.com"}) == [("amy@example.com", "email")]
@@ -165,7 +165,7 @@ def test_the_stronger_rule_wins() -> None:
                                 "ann@example.com)"),
     (segment("bob vb-abc123", 0, 30, email="amy@example.com"), "identifies bob@example.com, but the participant "
                                                                 "signed in as amy@example.com"),
-    (segment("Laptop", 0, 30, registrant_id="reg-jane", email="bob@example.com"), "registrant id reg-jane identifies"),
+    (segment("Laptop", 0, 30, personal_id="reg-jane", email="bob@example.com"), "personal link id reg-jane identifies"),
     (segment("vb-abc123", 0, 30, email="jd@home.example"), "which is Jane@Example.com's (by alias)"),
 ])
 def test_ambiguous_segments_go_to_review_with_a_reason_and_are_never_credited(clue: ParticipantSegment,
@@ -190,8 +190,8 @@ def test_match_segments_keeps_its_pair_and_sets_aside_ambiguous_ones_in_input_or
 
 
 def test_waiting_room_segments_are_marked_and_count_only_when_the_policy_says_so() -> None:
-    segments = [segment("Laptop", 0, 30, registrant_id="reg-jane", status="in_waiting_room"),
-                segment("Laptop", 30, 60, registrant_id="reg-jane", status="in_meeting")]
+    segments = [segment("Laptop", 0, 30, personal_id="reg-jane", status="in_waiting_room"),
+                segment("Laptop", 30, 60, personal_id="reg-jane", status="in_meeting")]
     matched, _ = match_segments(segments, NAMED, END)
     assert [m.waiting_room for m in matched] == [True, False]
     window = {"starts_at": T0, "ends_at": END}
@@ -207,10 +207,10 @@ def test_waiting_room_segments_are_marked_and_count_only_when_the_policy_says_so
 def test_the_explanation_spells_out_the_calculation() -> None:
     start = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
     items = [MatchedSegment("jane@example.com", Interval(start + timedelta(minutes=a), start + timedelta(minutes=b)),
-                            "registrant_id") for a, b in [(-5, 30), (32, 60), (61, 80)]]
+                            "personal_id") for a, b in [(-5, 30), (32, 60), (61, 80)]]
     [decision] = decide_from_segments(items, starts_at=start, ends_at=start + timedelta(minutes=90),
                                       policy=AttendancePolicy())
-    assert decision.explanation == ("3 segment(s) matched by registrant_id; present 82 min = 91% of 10:00-11:30 UTC "
+    assert decision.explanation == ("3 segment(s) matched by personal_id; present 82 min = 91% of 10:00-11:30 UTC "
                                     "(from 10 min before the start); threshold 75%: attended")
 
 
@@ -240,7 +240,7 @@ def test_time_after_the_end_counts_when_not_capped_but_never_above_100_percent()
 def test_spellings_of_one_email_are_one_person() -> None:
     items = [MatchedSegment("Jane@Example.com", Interval(T0, T0 + timedelta(minutes=20)), "email"),
              MatchedSegment("jane@example.com", Interval(T0 + timedelta(minutes=20), T0 + timedelta(minutes=60)),
-                            "registrant_id")]
+                            "personal_id")]
     [decision] = decide_from_segments(items, starts_at=T0, ends_at=T0 + timedelta(minutes=60),
                                       policy=AttendancePolicy())
     assert decision.email == "Jane@Example.com" and decision.attended

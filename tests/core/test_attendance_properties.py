@@ -186,7 +186,7 @@ def berlin(*args: int, fold: int = 0) -> datetime:
 
 
 def decide_in_berlin(joined: datetime, left: datetime | None, starts: datetime, ends: datetime) -> str:
-    segment = ParticipantSegment("p1", joined, left, evidence={"registrant_id": "reg-jane"})
+    segment = ParticipantSegment("p1", joined, left, evidence={"personal_id": "reg-jane"})
     matched, _ = match_segments([segment], PEOPLE, ends)
     [decision] = decide_from_segments(matched, starts_at=starts, ends_at=ends, policy=AttendancePolicy())
     return decision.explanation
@@ -197,7 +197,7 @@ def test_a_class_across_the_autumn_change_lasts_four_real_hours() -> None:
     starts, ends = berlin(2026, 10, 25, 0, 30), berlin(2026, 10, 25, 3, 30)
     assert presence_within([Interval(starts, ends)], starts, ends) == timedelta(hours=4)
     assert decide_in_berlin(starts, ends, starts, ends).startswith(
-        "1 segment(s) matched by registrant_id; present 240 min = 100% of 2026-10-24 22:30-2026-10-25 02:30 UTC")
+        "1 segment(s) matched by personal_id; present 240 min = 100% of 2026-10-24 22:30-2026-10-25 02:30 UTC")
     # Until the first 02:30 (summer time) is 2 hours; until the second 02:30 (winter time) is 3.
     assert "present 120 min = 50%" in decide_in_berlin(starts, berlin(2026, 10, 25, 2, 30), starts, ends)
     assert "present 180 min = 75%" in decide_in_berlin(starts, berlin(2026, 10, 25, 2, 30, fold=1), starts, ends)

@@ -138,10 +138,15 @@ def _start_of(interval: Interval) -> datetime:
 
 # --- identity: which LMS learner a provider segment belongs to ------------------------------------------------
 
-# Strongest first. A personal link's registrant id was minted for one learner; a name tag came from their fallback
-# link; an email is only as good as the account the person signed in with; an alias is an admin's statement; a name
-# is a name, trusted only when exactly one launched learner carries it.
-RULES = ("registrant_id", "display_name_tag", "email", "alias", "unique_name")
+# The identity and evidence key every adapter uses for the id a personal link was minted with and the provider
+# reports the person by: Zoom's registrant id, BigBlueButton's join userID, a JaaS token's user id, GoTo's
+# registrant key.
+PERSONAL_ID = "personal_id"
+
+# Strongest first. A personal link's id was minted for one learner; a name tag came from their fallback link; an
+# email is only as good as the account the person signed in with; an alias is an admin's statement; a name is a
+# name, trusted only when exactly one launched learner carries it.
+RULES = (PERSONAL_ID, "display_name_tag", "email", "alias", "unique_name")
 WAITING_ROOM_STATUS = "in_waiting_room"
 
 
@@ -161,7 +166,7 @@ class LaunchIdentity:
     names the LMS knows them by (for the weakest rule)."""
 
     lms_email: str
-    registrant_ids: frozenset[str]
+    personal_ids: frozenset[str]
     name_tags: frozenset[str]
     names: frozenset[str] = frozenset()
 
@@ -190,7 +195,7 @@ class _Directory:
 
     spelling: dict[str, str]  # the LMS's spelling of each known email (launched learners, roster, alias targets)
     known: frozenset[str]  # launched learners and roster emails
-    by_registrant: dict[str, set[str]]
+    by_personal_id: dict[str, set[str]]
     by_tag: dict[str, set[str]]
     by_name: dict[str, set[str]]
     aliases: dict[str, str]  # provider email -> LMS email, both normalised
@@ -213,14 +218,14 @@ def _name_key(name: str) -> str:
 def _directory(people: Mapping[str, LaunchIdentity], aliases: Mapping[str, str],
                roster: Collection[str]) -> _Directory:
     spelling: dict[str, str] = {}
-    by_registrant: dict[str, set[str]] = {}
+    by_personal_id: dict[str, set[str]] = {}
     by_tag: dict[str, set[str]] = {}
     by_name: dict[str, set[str]] = {}
     for raw_key, person in people.items():
         key = normalize_email(raw_key)
         spelling[key] = person.lms_email
-        for registrant in person.registrant_ids:
-            by_registrant.setdefault(registrant, set()).add(key)
+        for personal_id in person.personal_ids:
+            by_personal_id.setdefault(personal_id, set()).add(key)
         for tag in person.name_tags:
             by_tag.setdefault(tag, set()).add(key)
         for name in person.names:
@@ -235,7 +240,7 @@ def _directory(people: Mapping[str, LaunchIdentity], aliases: Mapping[str, str],
         if source and target:
             table[source] = target
             spelling.setdefault(target, lms_email.strip())
-    return _Directory(spelling, known, by_registrant, by_tag, by_name, table)
+    return _Directory(spelling, known, by_personal_id, by_tag, by_name, table)
 
 
 def identify_segments(
@@ -289,9 +294,9 @@ def _identify(segment: ParticipantSegment, directory: _Directory) -> tuple[str, 
     """(learner, rule), or the reason the segment is ambiguous, or None when nothing ties it to anyone."""
     email = normalize_email(segment.email) if segment.email else ""
     signed_in = directory.owner_of_email(email) if email else None
-    registrant = str(segment.evidence.get("registrant_id") or "")
-    if registrant and (owners := directory.by_registrant.get(registrant)):
-        return _by_link(owners, "registrant_id", f"registrant id {registrant}", signed_in, email, directory)
+    personal_id = str(segment.evidence.get(PERSONAL_ID) or "")
+    if personal_id and (owners := directory.by_personal_id.get(personal_id)):
+        return _by_link(owners, PERSONAL_ID, f"personal link id {personal_id}", signed_in, email, directory)
     name = segment.display_name or ""
     tagged = {key for word in name.split() for key in directory.by_tag.get(word, ())}
     if tagged:

@@ -106,7 +106,9 @@ class LaunchLink:
 
     url: str
     personal: bool
-    identity: dict[str, Any] = field(default_factory=dict)  # e.g. {"registrant_id": ...} or {"display_name_tag": ...}
+    # How the link identifies the person to the provider: {"personal_id": ...} (attendance.PERSONAL_ID: the id the
+    # provider reports them by) or {"display_name_tag": ...}, plus what the adapter needs to reuse the link.
+    identity: dict[str, Any] = field(default_factory=dict)
     note: str | None = None  # why a weaker link was handed out, for the ledger
     # Set when a better (personal) link is likely within this many seconds: the launch page may hold the person
     # that long and ask again before sending them to `url`.

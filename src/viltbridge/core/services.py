@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from viltbridge.core.attendance import (
+    PERSONAL_ID,
     AttendanceDecision,
     AttendancePolicy,
     LaunchIdentity,
@@ -622,18 +623,18 @@ async def _attendance_from_ledger(
 def _launch_identities(launches: list[Launch]) -> dict[str, LaunchIdentity]:
     """Per learner (normalised email): the spelling the LMS used last and every identity their links carried."""
     spelling: dict[str, str] = {}
-    registrants: dict[str, set[str]] = {}
+    personal_ids: dict[str, set[str]] = {}
     tags: dict[str, set[str]] = {}
     for launch in launches:
         if launch.role is not Role.ATTENDEE:
             continue
         spelling[launch.email] = launch.lms_email
-        if registrant := launch.identity.get("registrant_id"):
-            registrants.setdefault(launch.email, set()).add(str(registrant))
+        if personal_id := launch.identity.get(PERSONAL_ID):
+            personal_ids.setdefault(launch.email, set()).add(str(personal_id))
         if tag := launch.identity.get("display_name_tag"):
             tags.setdefault(launch.email, set()).add(str(tag))
     return {
-        email: LaunchIdentity(lms_email=lms_email, registrant_ids=frozenset(registrants.get(email, ())),
+        email: LaunchIdentity(lms_email=lms_email, personal_ids=frozenset(personal_ids.get(email, ())),
                               name_tags=frozenset(tags.get(email, ())))
         for email, lms_email in spelling.items()
     }

@@ -71,9 +71,9 @@ async def test_each_person_gets_a_signed_link_with_their_role(provider: BbbProvi
     learner = await provider.launch_link(meeting, LEARNER, Role.ATTENDEE)
     assert query(host.url)["role"] == "MODERATOR" and query(learner.url)["role"] == "VIEWER"
     assert query(learner.url)["fullName"] == "Lee Learner"
-    assert learner.personal and learner.identity["user_id"] == query(learner.url)["userID"]
-    assert learner.identity["user_id"] == user_id_for("lee@example.com", sim.config.shared_secret)
-    assert "lee" not in learner.identity["user_id"].lower()
+    assert learner.personal and learner.identity["personal_id"] == query(learner.url)["userID"]
+    assert learner.identity["personal_id"] == user_id_for("lee@example.com", sim.config.shared_secret)
+    assert "lee" not in learner.identity["personal_id"].lower()
     assert httpx2.get(learner.url).status_code == 302
     assert "vb-" in next(iter(sim.state.meetings[meeting.meeting_id].attendees))
 
@@ -129,7 +129,7 @@ async def test_attendance_comes_from_the_analytics_callback(
     httpx2.get(learner.url)
     assert not (await provider.collect_attendance(meeting, spec())).complete  # running
     sim.state.advance(25 * 60)
-    sim.state.leave(meeting.meeting_id, learner.identity["user_id"])
+    sim.state.leave(meeting.meeting_id, learner.identity["personal_id"])
     sim.state.advance(5 * 60)
     await provider.cancel_meeting(meeting)
 
@@ -137,8 +137,8 @@ async def test_attendance_comes_from_the_analytics_callback(
     delivery = provider.read_webhook(raw, headers, sim.state.now())
     segments = provider.segments_from_events(list(delivery.events))
     assert [(s.participant_key, s.joined_at, s.left_at) for s in segments] == [
-        (learner.identity["user_id"], T0, T0 + timedelta(minutes=25))]
-    assert segments[0].evidence["registrant_id"] == learner.identity["registrant_id"]
+        (learner.identity["personal_id"], T0, T0 + timedelta(minutes=25))]
+    assert segments[0].evidence["personal_id"] == learner.identity["personal_id"]
     assert segments[0].instance == sim.state.ended[0].internal_id
 
     now[0] = spec().ends_at + timedelta(minutes=5)

@@ -73,4 +73,4 @@ def test_rejoins_become_segments_and_a_missing_leave_ends_at_finish() -> None:
     assert event.dedupe_key == "bbb:analytics-callback:abc-1"
     segments = webhooks.segments_from_events([event])
     assert [(s.joined_at.minute, s.left_at.minute if s.left_at else None) for s in segments] == [(1, 10), (30, 0)]
-    assert segments[0].evidence["user_id"] == "u1" and segments[0].instance == "abc-1"
+    assert segments[0].evidence["personal_id"] == "u1" and segments[0].instance == "abc-1"

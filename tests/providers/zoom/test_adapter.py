@@ -80,7 +80,7 @@ async def test_hosts_get_a_fresh_start_link_and_learners_a_personal_registrant_l
     assert not start.personal  # never reused from the ledger: start links expire and carry the host's token
     assert again.url.split("zak=")[0] == start.url.split("zak=")[0]
     learner = await zoom.provider.launch_link(meeting, Person("Jane.Doe@example.com"), Role.ATTENDEE)
-    assert learner.personal and learner.identity.get("registrant_id")
+    assert learner.personal and learner.identity.get("personal_id")
     assert learner.url != meeting.join_url
 
 
@@ -114,7 +114,7 @@ async def test_waiting_room_time_is_not_attendance(zoom: Harness, zoom_simulator
     report = await zoom.provider.collect_attendance(meeting, zoom.spec())
     [will] = [segment for segment in report.segments if segment.display_name == "Waiting Will"]
     assert will.evidence["status"] == "in_waiting_room"
-    assert will.evidence["registrant_id"] == link.identity["registrant_id"] and will.evidence["instance_uuid"]
+    assert will.evidence["personal_id"] == link.identity["personal_id"] and will.evidence["instance_uuid"]
     assert will.left_at is not None and will.left_at - will.joined_at == timedelta(hours=1)
     assert all(s.evidence["status"] == "in_meeting" for s in report.segments if s is not will)
 
@@ -233,7 +233,7 @@ async def test_attendance_comes_from_the_report_with_registrant_evidence(zoom: H
     assert report.complete
     jane = [s for s in report.segments if s.display_name == "Laptop of J."]
     assert len(jane) == 1
-    assert jane[0].evidence["registrant_id"] == learner.identity["registrant_id"]
+    assert jane[0].evidence["personal_id"] == learner.identity["personal_id"]
     assert jane[0].left_at is not None and jane[0].left_at - jane[0].joined_at == timedelta(seconds=1800)
 
 

@@ -109,7 +109,7 @@ def test_reconnects_and_second_devices_count_once(classroom: Classroom) -> None:
     assert classroom.attendees() == ["jane@example.com"]
     assert classroom.state() == "final"
     explained = classroom.explanations()
-    assert "2 segment(s) matched by registrant_id" in explained["jane@example.com"]
+    assert "2 segment(s) matched by personal_id" in explained["jane@example.com"]
     assert "present 40 min" in explained["bob@example.com"] and "not attended" in explained["bob@example.com"]
 
 

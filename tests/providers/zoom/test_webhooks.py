@@ -437,10 +437,11 @@ def test_fixture_events_make_segments_with_identity_evidence() -> None:
     assert ann.evidence == {
         "source": "zoom_webhook", "meeting_id": "92057065647", "meeting_uuid": UUID, "user_id": "16779264",
         "participant_uuid": "XZ0GEt81nWAmokD0", "registrant_id": "_Fuu4mH1OyYVLSY7qDsDfA",
-        "display_name": "Ann Learner", "leave_reason": "left the meeting. Reason : connection lost"}
+        "personal_id": "_Fuu4mH1OyYVLSY7qDsDfA", "display_name": "Ann Learner",
+        "leave_reason": "left the meeting. Reason : connection lost"}
     assert carl.email == "co@example.edu" and carl.evidence["participant_user_id"] == "b2sRPReNbA_TkB_yOaGglQ"
     assert carl.evidence["closed_by"] == "meeting.ended" and phone.evidence["closed_by"] == "meeting.ended"
-    assert "registrant_id" not in phone.evidence  # the guest rejoin carries no link to Ann: the ledger decides
+    assert "personal_id" not in phone.evidence  # the guest rejoin carries no link to Ann: the ledger decides
 
 
 def test_reconnect_is_two_segments_of_one_participant() -> None:

@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from viltbridge.core.attendance import PERSONAL_ID
 from viltbridge.core.errors import ProviderFailed
 from viltbridge.core.models import Role
 from viltbridge.core.provider import (
@@ -182,9 +183,7 @@ class BbbProvider:
         the meeting exists (create is idempotent). Signing needs no call, so a slow BBB only costs the create: the
         link is handed out anyway and the ledger notes it."""
         params = self._join_params(meeting.meeting_id, person, role)
-        # `registrant_id` too: the attendance ledger links a segment to a launch by that key (same meaning: an id
-        # the provider echoes for exactly this person).
-        identity = {"user_id": params["userID"], "registrant_id": params["userID"], "meeting_id": meeting.meeting_id,
+        identity = {PERSONAL_ID: params["userID"], "meeting_id": meeting.meeting_id,
                     "bbb_role": params["role"]}
         note = None
         try:

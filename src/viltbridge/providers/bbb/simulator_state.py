@@ -6,7 +6,6 @@ HTTP as `POST /_sim/{method}`) scripts what people do: join, leave, end, move th
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 import json
@@ -16,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
 import httpx2
+import jwt
 
 ALGORITHMS = {40: "sha1", 64: "sha256", 96: "sha384", 128: "sha512"}  # chosen by the checksum's length (§4.1)
 
@@ -31,9 +31,13 @@ class BbbFailure(Exception):
 
 @dataclass(frozen=True)
 class SimConfig:
-    shared_secret: str = "8cd8ef52e8e101574e400365b55e11a6"  # noqa: S105 - the simulator's own, published
+    # The simulator's own, published; 64 hex digits like the secret bbb-install generates (openssl rand -hex 32).
+    shared_secret: str = "8cd8ef52e8e101574e400365b55e11a6c1b4d9f0e2a7358b6d4f1c0e9a2b7d3f"  # noqa: S105
     supported_algorithms: tuple[str, ...] = ("sha1", "sha256", "sha384", "sha512")
     start: datetime | None = None  # freeze the clock here; None follows the real time
+    # bigbluebutton.properties `meetingExpireIfNoUserJoinedInMinutes` (default 5): a created meeting nobody joined
+    # is forgotten after this long, so a later `create` starts it afresh with its new name and options.
+    expire_if_no_user_joined_minutes: float = 5
 
 
 @dataclass
@@ -108,7 +112,14 @@ class BbbState:
 
     # --- API -------------------------------------------------------------------------------------------------
 
+    def _forget_unjoined(self) -> None:
+        cutoff = self.now() - timedelta(minutes=self.config.expire_if_no_user_joined_minutes)
+        for meeting_id, meeting in list(self.meetings.items()):
+            if not meeting.attendees and meeting.create_time < cutoff:
+                del self.meetings[meeting_id]
+
     def meeting_for(self, params: dict[str, str], missing: str = "notFound") -> Meeting:
+        self._forget_unjoined()
         meeting_id = params.get("meetingID", "")
         if not meeting_id:
             raise BbbFailure("missingParamMeetingID", "You must specify a meeting ID for the meeting.")
@@ -119,6 +130,7 @@ class BbbState:
 
     def create(self, params: dict[str, str]) -> tuple[Meeting, bool]:
         """The meeting and whether it already existed (then nothing about it changes: duplicateWarning)."""
+        self._forget_unjoined()
         meeting_id, name = params.get("meetingID", ""), params.get("name", "")
         if not meeting_id:
             raise BbbFailure("missingParamMeetingID", "You must specify a meeting ID for the meeting.")
@@ -167,6 +179,7 @@ class BbbState:
         return {"internal_meeting_id": meeting.internal_id, "callback_status": status}
 
     def meeting_ids(self) -> list[str]:
+        self._forget_unjoined()
         return sorted(self.meetings)
 
     def info(self, meeting: Meeting) -> dict[str, Any]:
@@ -199,10 +212,8 @@ class BbbState:
 
     def callback_token(self) -> str:
         """HS512 JWT signed with the shared secret, carrying `exp` = now + 24 h (as BBB does)."""
-        header = _b64(json.dumps({"alg": "HS512", "typ": "JWT"}).encode())
-        payload = _b64(json.dumps({"exp": int((self.now() + timedelta(hours=24)).timestamp())}).encode())
-        signature = hmac.new(self.config.shared_secret.encode(), f"{header}.{payload}".encode(), hashlib.sha512)
-        return f"{header}.{payload}.{_b64(signature.digest())}"
+        expires = int((self.now() + timedelta(hours=24)).timestamp())
+        return jwt.encode({"exp": expires}, self.config.shared_secret, algorithm="HS512")
 
     def _post_callback(self, url: str, meeting: Meeting) -> int | None:
         body = json.dumps(self.analytics(meeting))
@@ -223,6 +234,3 @@ def _ms(moment: datetime) -> int:
 def _stamp(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="milliseconds")
 
-
-def _b64(raw: bytes) -> str:
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")

@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
+from viltbridge.core.attendance import PERSONAL_ID
 from viltbridge.core.errors import InvalidInput, ProviderFailed
 from viltbridge.core.models import Role
 from viltbridge.core.provider import (
@@ -290,7 +291,7 @@ class ZoomProvider:
             return LaunchLink(url=meeting.join_url, personal=False, identity={"zoom_role": "alternative_host"})
         if not meeting.data.get("registration", True):
             return self._tagged_link(meeting, person)  # no registration: no Zoom call on a click
-        if (previous is not None and previous.identity.get("registrant_id")
+        if (previous is not None and previous.identity.get(PERSONAL_ID)
                 and previous.identity.get("meeting_id") == meeting.meeting_id):
             return previous  # the registrant link does not expire: no quota spent on a second click
         try:
@@ -306,7 +307,7 @@ class ZoomProvider:
                                            or "Zoom did not answer within the launch budget")
         # `registrant_id` only: in this response `id` is the meeting's number, not the registrant's.
         return LaunchLink(url=str(registrant["join_url"]), personal=True,
-                          identity={"registrant_id": str(registrant["registrant_id"]),
+                          identity={PERSONAL_ID: str(registrant["registrant_id"]),
                                     "meeting_id": meeting.meeting_id})
 
     def _tagged_link(self, meeting: MeetingRef, person: Person) -> LaunchLink:
@@ -373,6 +374,8 @@ class ZoomProvider:
                 evidence = {key: row[key] for key in ("registrant_id", "participant_user_id", "user_id", "id",
                                                       "customer_key", "status") if row.get(key)}
                 evidence["instance_uuid"] = uuid
+                if row.get("registrant_id"):
+                    evidence[PERSONAL_ID] = str(row["registrant_id"])
                 email = row.get("user_email") or None
                 if email is None and row.get("registrant_id"):
                     # Someone who registered on Zoom's form (not through a launch): the email they registered with.

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
+from viltbridge.core.attendance import PERSONAL_ID
 from viltbridge.core.errors import Forbidden, InvalidInput
 from viltbridge.core.provider import ParticipantSegment
 
@@ -561,6 +562,7 @@ def _segment(participant_key: str, join: _Edge | None, leave: _Edge | None, left
         "participant_uuid": pick("participant_uuid"),
         "participant_user_id": pick("participant_user_id"),
         "registrant_id": pick("registrant_id"),
+        PERSONAL_ID: pick("registrant_id"),
         "customer_key": pick("customer_key"),
         "email": pick("email"),
         "display_name": pick("user_name"),
