@@ -74,3 +74,22 @@ def test_rejoins_become_segments_and_a_missing_leave_ends_at_finish() -> None:
     segments = webhooks.segments_from_events([event])
     assert [(s.joined_at.minute, s.left_at.minute if s.left_at else None) for s in segments] == [(1, 10), (30, 0)]
     assert segments[0].evidence["personal_id"] == "u1" and segments[0].instance == "abc-1"
+
+
+def test_a_realistic_callback_fixture_becomes_segments_per_join() -> None:
+    """The fixture carries what BBB really sends beyond what viltbridge reads (internal ids, engagement, files):
+    only joins, leaves and the join's userID matter, and a guest's internal id ties them to no one."""
+    from pathlib import Path
+
+    import viltbridge.providers.bbb as bbb_package
+
+    raw = (Path(bbb_package.__file__).parent / "fixtures" / "analytics_callback.json").read_bytes()
+    event = webhooks.callback_event(raw, NOW)
+    assert event.occurred_at == datetime(2026, 3, 2, 10, 0, 41, tzinfo=UTC)
+    segments = webhooks.segments_from_events([event])
+    spans = [(s.evidence["personal_id"], s.joined_at.strftime("%H:%M"), s.left_at.strftime("%H:%M") if s.left_at
+              else None, s.evidence["moderator"]) for s in segments]
+    assert spans == [("vb-4d1f0c9a2b7e6d5c", "08:58", "10:00", True),
+                     ("vb-9e8d7c6b5a4f3e2d", "09:01", "09:20", False), ("vb-9e8d7c6b5a4f3e2d", "09:24", "10:00", False),
+                     ("w_xvz5h4bq9dcp", "09:30", "10:00", False)]  # no leave: until the meeting finished
+    assert {s.instance for s in segments} == {"a1c7e5f0b3d2946e8f1a0c9b7d6e5f4a3b2c1d0e-1772442000123"}
