@@ -44,7 +44,9 @@ async def receive(request: Request, connection: Annotated[str, Path(max_length=1
             raise NotFound(f"The {provider.kind} provider sends no webhooks.")
         delivery = provider.read_webhook(raw, dict(request.headers), ctx.clock.now())
     except DomainError as exc:
-        log.info("webhook for %s refused (%s): %s", connection, exc.status, exc.message)
+        # A failed signature is a misconfigured secret or someone else's post: worth an operator's attention.
+        level = logging.WARNING if isinstance(exc, Forbidden) else logging.INFO
+        log.log(level, "webhook for %s refused (%s): %s", connection, exc.status, exc.message)
         return JSONResponse({"error": exc.message}, status_code=exc.status)
     if delivery.events:
         async with ctx.db.transaction() as db:

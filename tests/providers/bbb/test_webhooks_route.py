@@ -32,7 +32,8 @@ def events_stored(db: Db) -> list[str]:
 
 
 def test_the_callback_is_stored_once_and_forgeries_refused(lms: httpx2.Client, live_server: str,
-                                                          bbb_simulator: BbbSimulator, db: Db) -> None:
+                                                          bbb_simulator: BbbSimulator, db: Db,
+                                                          caplog: pytest.LogCaptureFixture) -> None:
     assert lms.post("/instructor", json={"Email": "tess@example.com", "FirstName": "Tess",
                                          "LastName": "Teacher"}).status_code == 200
     assert lms.post("/session", json=session_body("w-1", start=START,
@@ -49,6 +50,8 @@ def test_the_callback_is_stored_once_and_forgeries_refused(lms: httpx2.Client, l
     forged = httpx2.post(f"{live_server}/webhooks/acme-bbb", content=b'{"internal_meeting_id":"x","data":{}}',
                          headers={"Authorization": "Bearer a.b.c"})
     assert forged.status_code == 403 and events_stored(db) == []
+    [refusal] = [r for r in caplog.records if r.name == "viltbridge.webhooks" and "refused" in r.getMessage()]
+    assert refusal.levelname == "WARNING" and "acme-bbb" in refusal.getMessage()
 
     bbb_simulator.state.advance(70 * 60)  # she stays the whole class
     assert bbb_simulator.state.end_meeting(meeting_id)["callback_status"] == 200
