@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import getpass
 import json
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import typer
@@ -14,7 +17,7 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy.orm import Session as OrmSession
 
-from viltbridge import connections
+from viltbridge import connections, console_users
 from viltbridge.config import Settings
 from viltbridge.core.errors import DomainError
 from viltbridge.crypto import Keyring, KeyringError
@@ -33,6 +36,8 @@ jobs_app = typer.Typer(no_args_is_help=True, help="Background jobs: what is queu
 app.add_typer(jobs_app, name="jobs")
 attendance_app = typer.Typer(no_args_is_help=True, help="Attendance: policy, aliases, decisions, exports.")
 app.add_typer(attendance_app, name="attendance")
+user_app = typer.Typer(no_args_is_help=True, help="Console users: who may sign in to /console, with which roles.")
+app.add_typer(user_app, name="user")
 sync_app = typer.Typer(no_args_is_help=True, help="Do background work now instead of waiting for the workers.")
 app.add_typer(sync_app, name="sync")
 out = Console()
@@ -71,6 +76,14 @@ def _public_url(settings: Settings) -> str:
 def _base(settings: Settings) -> tuple[str, str]:
     base_path = settings.prefix or "/"
     return base_path, _public_url(settings) + (settings.prefix or "")
+
+
+def _actor() -> str:
+    """Who the audit log says made a change from the command line."""
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):  # no name for this uid (a container)
+        return f"cli:uid-{os.getuid()}"
 
 
 def _print_json(value: Any) -> None:
@@ -158,7 +171,7 @@ def connection_create(
     base_path, base_url = _base(settings)
     with _database(settings) as (db, keyring):
         created = connections.create(db, keyring, name, provider, connections.parse_pairs(set_ or []),
-                                     username=username, password=password)
+                                     username=username, password=password, actor=_actor())
         details = connections.describe(created.row, keyring, base_path, base_url)
     details["password"] = created.password
     if as_json:
@@ -213,7 +226,7 @@ def connection_set(
     settings = Settings()
     base_path, base_url = _base(settings)
     with _database(settings) as (db, keyring):
-        row = connections.change(db, keyring, name, connections.parse_pairs(pairs))
+        row = connections.change(db, keyring, name, connections.parse_pairs(pairs), actor=_actor())
         details = connections.describe(row, keyring, base_path, base_url)
     if as_json:
         _print_json(details)
@@ -225,7 +238,8 @@ def _set_active(name: str, active: bool, as_json: bool) -> None:
     settings = Settings()
     base_path, base_url = _base(settings)
     with _database(settings) as (db, keyring):
-        details = connections.describe(connections.set_active(db, name, active), keyring, base_path, base_url)
+        row = connections.set_active(db, name, active, actor=_actor())
+        details = connections.describe(row, keyring, base_path, base_url)
     if as_json:
         _print_json(details)
     elif active:
@@ -255,12 +269,111 @@ def connection_rotate_secret(
     """Replace the LMS secret; the old one stops working at once. Prints the new one, once."""
     settings = Settings()
     with _database(settings) as (db, _keyring):
-        created = connections.rotate_secret(db, name, password)
+        created = connections.rotate_secret(db, name, password, actor=_actor())
         username = created.row.username
     if as_json:
         _print_json({"name": name, "username": username, "password": created.password})
     else:
         out.print(f"New password for '{name}' (username {username}): {created.password}")
+
+
+# --- console users ---------------------------------------------------------------------------------------
+
+
+RolesOption = Annotated[list[str], typer.Option("--role", help="integrations-manage, vendors-create, "
+                                                "vendors-update, vendors-view, sessions-cancel, roster-manage, "
+                                                "instructor (repeat for several)")]
+
+
+def _password_from_stdin(enabled: bool) -> str | None:
+    """A chosen password comes on stdin, never as an argument (argv is visible to every user of the machine)."""
+    if not enabled:
+        return None
+    return sys.stdin.readline().rstrip("\n")
+
+
+def _user_json(row: Any) -> dict[str, Any]:
+    return {"email": row.email, "display_name": row.display_name, "roles": list(row.roles),
+            "time_zone": row.time_zone, "active": row.active,
+            "last_login_at": row.last_login_at.isoformat() if row.last_login_at else None}
+
+
+@user_app.command("create")
+def user_create(
+    email: str,
+    role: RolesOption,
+    name: Annotated[str | None, typer.Option(help="Display name (default: the email's local part)")] = None,
+    time_zone: Annotated[str, typer.Option(help="IANA zone the console shows times in")] = "UTC",
+    password_stdin: Annotated[bool, typer.Option("--password-stdin", help="Read the password from stdin")] = False,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Let a person sign in to the console. Prints a generated password, once, unless one comes on stdin."""
+    chosen = _password_from_stdin(password_stdin)
+    with _database(Settings()) as (db, _keyring):
+        row, password = console_users.create(db, datetime.now(UTC), _actor(), email, role, display_name=name,
+                                             password=chosen, time_zone=time_zone)
+        details = _user_json(row)
+    if chosen is None:
+        details["password"] = password
+    if as_json:
+        _print_json(details)
+    else:
+        out.print(f"Console user {details['email']} created with role(s) {', '.join(details['roles'])}.")
+        if chosen is None:
+            out.print(f"Password (shown once): {password}")
+
+
+@user_app.command("list")
+def user_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Every console user, their roles and last sign-in."""
+    with _database(Settings()) as (db, _keyring):
+        rows = [_user_json(row) for row in console_users.listing(db)]
+    if as_json:
+        _print_json(rows)
+        return
+    table = Table("email", "name", "roles", "time zone", "active", "last sign-in")
+    for row in rows:
+        table.add_row(row["email"], row["display_name"], ", ".join(row["roles"]), row["time_zone"],
+                      "yes" if row["active"] else "no", row["last_login_at"] or "never")
+    out.print(table)
+
+
+@user_app.command("roles")
+def user_roles(email: str, role: RolesOption) -> None:
+    """Replace a user's roles."""
+    with _database(Settings()) as (db, _keyring):
+        row = console_users.set_roles(db, datetime.now(UTC), _actor(), email, role)
+        out.print(f"{row.email} now has role(s) {', '.join(row.roles)}.")
+
+
+@user_app.command("password")
+def user_password(
+    email: str,
+    password_stdin: Annotated[bool, typer.Option("--password-stdin", help="Read the password from stdin")] = False,
+) -> None:
+    """Set a new password (generated unless given on stdin); the user is signed out everywhere."""
+    chosen = _password_from_stdin(password_stdin)
+    with _database(Settings()) as (db, _keyring):
+        password = console_users.set_password(db, datetime.now(UTC), _actor(), email, chosen)
+    out.print(f"Password changed for {email}; every browser signed in as them must sign in again.")
+    if chosen is None:
+        out.print(f"New password (shown once): {password}")
+
+
+@user_app.command("deactivate")
+def user_deactivate(email: str) -> None:
+    """Stop a user signing in (signs them out everywhere); their audit history stays."""
+    with _database(Settings()) as (db, _keyring):
+        console_users.set_active(db, datetime.now(UTC), _actor(), email, False)
+    out.print(f"{email} can no longer sign in to the console.")
+
+
+@user_app.command("activate")
+def user_activate(email: str) -> None:
+    """Let a deactivated user sign in again."""
+    with _database(Settings()) as (db, _keyring):
+        console_users.set_active(db, datetime.now(UTC), _actor(), email, True)
+    out.print(f"{email} can sign in to the console again.")
 
 
 def main() -> None:

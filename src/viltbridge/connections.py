@@ -23,7 +23,7 @@ from viltbridge.crypto import (
     secret_matches,
 )
 from viltbridge.providers import PROVIDERS, check_settings
-from viltbridge.store import repository
+from viltbridge.store import audit, repository
 from viltbridge.store.tables import ConnectionRow
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
@@ -85,6 +85,8 @@ def create(
     pairs: dict[str, str],
     username: str | None = None,
     password: str | None = None,
+    *,
+    actor: str = "cli",
 ) -> Created:
     if not _NAME.match(name):
         raise InvalidInput(
@@ -119,7 +121,15 @@ def create(
         _apply_option(row, key, value)
     db.add(row)
     db.flush()
+    audit.record(db, now, actor, "connection.create", f"connection:{name}", after=_audited(row, settings))
     return Created(row=row, password=secret)
+
+
+def _audited(row: ConnectionRow, settings: dict[str, Any]) -> dict[str, Any]:
+    """What the audit log keeps of a connection (secret-looking settings are redacted by the log)."""
+    return {"provider": row.provider, "username": row.username, "active": row.active,
+            "automatic_cancellation": row.automatic_cancellation, "extended_options": row.extended_options,
+            "launch_window_minutes": row.launch_window_minutes, "provider_settings": dict(settings)}
 
 
 def require(db: OrmSession, name: str) -> ConnectionRow:
@@ -130,11 +140,13 @@ def require(db: OrmSession, name: str) -> ConnectionRow:
     return row
 
 
-def change(db: OrmSession, keyring: Keyring, name: str, pairs: dict[str, str]) -> ConnectionRow:
+def change(db: OrmSession, keyring: Keyring, name: str, pairs: dict[str, str], *, actor: str = "cli") -> ConnectionRow:
     """Change options and provider settings; an empty value removes a provider setting."""
     row = require(db, name)
     options, updates = _split(pairs)
     settings: dict[str, Any] = keyring.decrypt_json(row.provider_settings)
+    before = _audited(row, settings)
+    settings = dict(settings)
     for key, value in updates.items():
         if value == "":
             settings.pop(key, None)
@@ -146,17 +158,22 @@ def change(db: OrmSession, keyring: Keyring, name: str, pairs: dict[str, str]) -
     row.provider_settings = keyring.encrypt_json(settings)
     row.updated_at = datetime.now(UTC)
     db.flush()
+    audit.record(db, row.updated_at, actor, "connection.change", f"connection:{name}", before=before,
+                 after=_audited(row, settings))
     return row
 
 
-def set_active(db: OrmSession, name: str, active: bool) -> ConnectionRow:
+def set_active(db: OrmSession, name: str, active: bool, *, actor: str = "cli") -> ConnectionRow:
     row = require(db, name)
+    was = row.active
     row.active, row.updated_at = active, datetime.now(UTC)
     db.flush()
+    audit.record(db, row.updated_at, actor, "connection.activate" if active else "connection.deactivate",
+                 f"connection:{name}", before={"active": was}, after={"active": active})
     return row
 
 
-def rotate_secret(db: OrmSession, name: str, password: str | None = None) -> Created:
+def rotate_secret(db: OrmSession, name: str, password: str | None = None, *, actor: str = "cli") -> Created:
     row = require(db, name)
     if password is not None and len(password) < MIN_CHOSEN_SECRET_LENGTH:
         raise InvalidInput(f"A chosen password must be at least {MIN_CHOSEN_SECRET_LENGTH} characters.")
@@ -165,6 +182,8 @@ def rotate_secret(db: OrmSession, name: str, password: str | None = None) -> Cre
     row.secret_digest = secret_digest(secret, row.secret_salt)
     row.updated_at = datetime.now(UTC)
     db.flush()
+    audit.record(db, row.updated_at, actor, "connection.rotate-secret", f"connection:{name}",
+                 after={"lms_credentials": "rotated"})
     return Created(row=row, password=secret)
 
 

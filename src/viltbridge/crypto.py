@@ -16,6 +16,8 @@ from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any
 
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
 from viltbridge.core.sealed import seal, unseal
@@ -155,3 +157,25 @@ def verify_access_token(token: str, keys: list[bytes], now: int) -> tuple[int, s
     if not isinstance(connection_id, int) or not isinstance(expires_at, int) or expires_at < now:
         return None
     return (connection_id, str(fingerprint))
+
+
+# --- console passwords: chosen by people, so a slow hash (argon2id, the library's tuned defaults) ---------------
+
+_PASSWORDS = PasswordHasher()
+MIN_PASSWORD_LENGTH = 12
+
+
+def hash_password(password: str) -> str:
+    return _PASSWORDS.hash(password)
+
+
+def password_matches(password: str, hashed: str) -> bool:
+    """Constant-time within argon2; False for a wrong password or a malformed hash."""
+    try:
+        return _PASSWORDS.verify(hashed, password)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+# Verified against when the email is unknown, so a sign-in takes as long whether or not the account exists.
+UNKNOWN_USER_HASH = _PASSWORDS.hash(secrets.token_urlsafe(16))

@@ -255,3 +255,37 @@ class AttendanceAliasRow(Base):
     provider_email: Mapped[str] = mapped_column(sa.String(320), doc="normalised")
     lms_email: Mapped[str] = mapped_column(sa.String(320))
     created_at: Mapped[datetime]
+
+
+class ConsoleUserRow(Base):
+    """A person who signs in to the console. Passwords are argon2 hashes (people choose them, unlike LMS secrets)."""
+
+    __tablename__ = "console_users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(sa.String(320), unique=True, doc="normalised; an instructor's LMS email")
+    display_name: Mapped[str] = mapped_column(sa.String(200))
+    password_hash: Mapped[str] = mapped_column(sa.String(200))
+    roles: Mapped[list[str]] = mapped_column(default=list)
+    time_zone: Mapped[str] = mapped_column(sa.String(64), default="UTC")
+    active: Mapped[bool] = mapped_column(default=True)
+    # Bumped when the password changes or the user is deactivated: every signed-in browser must sign in again.
+    session_version: Mapped[int] = mapped_column(default=1)
+    failed_logins: Mapped[int] = mapped_column(default=0)
+    locked_until: Mapped[datetime | None]
+    last_login_at: Mapped[datetime | None]
+    created_at: Mapped[datetime]
+
+
+class AuditRow(Base):
+    """Every change made through the console or the CLI: who, what, when, and the record before and after."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(index=True)
+    actor: Mapped[str] = mapped_column(sa.String(320), doc="console user email, or 'cli:<os user>'")
+    action: Mapped[str] = mapped_column(sa.String(100))
+    target: Mapped[str] = mapped_column(sa.String(300))
+    before: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON)
+    after: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON)

@@ -13,6 +13,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from viltbridge import __version__
@@ -28,6 +29,7 @@ from viltbridge.observability import correlation_id
 from viltbridge.providers.http import share_limits_through
 from viltbridge.store.db import Database
 from viltbridge.web import launch, webhooks
+from viltbridge.web.console import routes as console
 from viltbridge.web.context import AppContext
 from viltbridge.web.middleware import BodyLimitMiddleware, RequestContextMiddleware
 
@@ -141,6 +143,7 @@ def create_app(
             RequestValidationError: _validation_error,
             StarletteHTTPException: _http_error,
             Exception: _unexpected,
+            **console.EXCEPTION_HANDLERS,
         },
     )
     # Added last = outermost: nothing (not even debug logging) reads a body over the limit.
@@ -149,6 +152,8 @@ def create_app(
     app.include_router(cornerstone_router, prefix=settings.prefix)
     app.include_router(launch.router)
     app.include_router(webhooks.router)
+    app.include_router(console.router)
+    app.mount("/console/static", StaticFiles(directory=console.STATIC), name="console-static")
 
     app.openapi = lambda: _published_schema(app, settings)  # type: ignore[method-assign]
 

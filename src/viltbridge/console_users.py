@@ -1,0 +1,175 @@
+"""Console users: create, sign in (with lockout), change roles and passwords, deactivate.
+
+Used by the CLI (`viltbridge user …`) and the console; sync, over a SQLAlchemy Session. Every change is audited.
+"""
+
+from __future__ import annotations
+
+import math
+import secrets
+import zoneinfo
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session as OrmSession
+
+from viltbridge.core.emails import checked_email, normalize_email
+from viltbridge.core.errors import InvalidInput, NotFound
+from viltbridge.core.permissions import ConsoleRole, Permission, parse_roles, permissions_of
+from viltbridge.crypto import MIN_PASSWORD_LENGTH, UNKNOWN_USER_HASH, hash_password, password_matches
+from viltbridge.store import audit
+from viltbridge.store.tables import ConsoleUserRow
+
+MAX_FAILED_LOGINS = 5
+LOCKOUT = timedelta(minutes=15)
+
+
+@dataclass(frozen=True)
+class ConsoleUser:
+    """A signed-in person as the console sees them."""
+
+    id: int
+    email: str
+    display_name: str
+    roles: tuple[ConsoleRole, ...]
+    time_zone: str
+    session_version: int
+
+    @property
+    def permissions(self) -> frozenset[Permission]:
+        return permissions_of(self.roles)
+
+    def may(self, permission: Permission) -> bool:
+        return permission in self.permissions
+
+
+def as_user(row: ConsoleUserRow) -> ConsoleUser:
+    return ConsoleUser(id=row.id, email=row.email, display_name=row.display_name,
+                       roles=tuple(ConsoleRole(role) for role in row.roles), time_zone=row.time_zone,
+                       session_version=row.session_version)
+
+
+def _snapshot(row: ConsoleUserRow) -> dict[str, object]:
+    return {"email": row.email, "display_name": row.display_name, "roles": list(row.roles),
+            "time_zone": row.time_zone, "active": row.active}
+
+
+def checked_password(password: str) -> str:
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise InvalidInput(f"The password is too short: use at least {MIN_PASSWORD_LENGTH} characters (a phrase of "
+                           "a few words is easiest to remember).")
+    return password
+
+
+def _checked_zone(name: str) -> str:
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise InvalidInput(f"Unknown time zone '{name}'; use an IANA name such as Europe/Berlin or "
+                           "America/New_York.") from None
+    return name
+
+
+def create(db: OrmSession, now: datetime, actor: str, email: str, roles: list[str], *,
+           display_name: str | None = None, password: str | None = None,
+           time_zone: str = "UTC") -> tuple[ConsoleUserRow, str]:
+    """A new user and their password (generated when not given, to be handed over once)."""
+    address = checked_email(email, field="email")
+    try:
+        chosen_roles = parse_roles(roles)
+    except ValueError as err:
+        raise InvalidInput(str(err)) from None
+    if db.scalar(sa.select(ConsoleUserRow.id).where(ConsoleUserRow.email == address)) is not None:
+        raise InvalidInput(f"There is already a console user {address}; change their roles with "
+                           f"`viltbridge user roles {address} ...`.")
+    secret = checked_password(password) if password is not None else secrets.token_urlsafe(15)
+    row = ConsoleUserRow(email=address, display_name=(display_name or address.split("@")[0]).strip()[:200],
+                         password_hash=hash_password(secret), roles=[role.value for role in chosen_roles],
+                         time_zone=_checked_zone(time_zone), active=True, session_version=1, failed_logins=0,
+                         created_at=now)
+    db.add(row)
+    db.flush()
+    audit.record(db, now, actor, "user.create", f"user:{address}", after=_snapshot(row))
+    return row, secret
+
+
+def require(db: OrmSession, email: str) -> ConsoleUserRow:
+    row = db.scalar(sa.select(ConsoleUserRow).where(ConsoleUserRow.email == normalize_email(email)))
+    if row is None:
+        raise NotFound(f"There is no console user {email}; create one with `viltbridge user create`.")
+    return row
+
+
+def get(db: OrmSession, user_id: int) -> ConsoleUserRow | None:
+    return db.get(ConsoleUserRow, user_id)
+
+
+def listing(db: OrmSession) -> list[ConsoleUserRow]:
+    return list(db.scalars(sa.select(ConsoleUserRow).order_by(ConsoleUserRow.email)))
+
+
+@dataclass(frozen=True)
+class SignIn:
+    """The outcome of one attempt: the user, or why not (safe to show: it never says whether the email exists)."""
+
+    user: ConsoleUser | None
+    refusal: str | None = None
+
+
+def sign_in(db: OrmSession, now: datetime, email: str, password: str) -> SignIn:
+    """A refusal is an answer, not an exception: the failure count it adds must be committed. After
+    MAX_FAILED_LOGINS wrong passwords in a row the account is locked for LOCKOUT, even for the right password, so
+    guessing costs an attacker a quarter of an hour per five tries."""
+    row = db.scalar(sa.select(ConsoleUserRow).where(ConsoleUserRow.email == normalize_email(email)))
+    if row is None:
+        password_matches(password, UNKNOWN_USER_HASH)  # the same time as for a known email
+        return SignIn(None, "Wrong email or password.")
+    if row.locked_until is not None and row.locked_until > now:
+        minutes = max(1, math.ceil((row.locked_until - now).total_seconds() / 60))
+        return SignIn(None, f"Too many wrong passwords: this account is locked for {minutes} more minute(s). "
+                            "Ask an administrator if you have forgotten your password.")
+    if not password_matches(password, row.password_hash):
+        row.failed_logins += 1
+        if row.failed_logins >= MAX_FAILED_LOGINS:
+            row.locked_until, row.failed_logins = now + LOCKOUT, 0
+            audit.record(db, now, row.email, "user.locked", f"user:{row.email}",
+                         after={"locked_until": row.locked_until.isoformat()})
+        return SignIn(None, "Wrong email or password.")
+    if not row.active:
+        return SignIn(None, "This account is deactivated. Ask an administrator.")
+    row.failed_logins, row.locked_until, row.last_login_at = 0, None, now
+    return SignIn(as_user(row))
+
+
+def set_roles(db: OrmSession, now: datetime, actor: str, email: str, roles: list[str]) -> ConsoleUserRow:
+    row = require(db, email)
+    try:
+        chosen = parse_roles(roles)
+    except ValueError as err:
+        raise InvalidInput(str(err)) from None
+    before = _snapshot(row)
+    row.roles = [role.value for role in chosen]
+    audit.record(db, now, actor, "user.roles", f"user:{row.email}", before=before, after=_snapshot(row))
+    return row
+
+
+def set_password(db: OrmSession, now: datetime, actor: str, email: str, password: str | None = None) -> str:
+    """A new password (generated when not given); every browser signed in as the user is signed out."""
+    row = require(db, email)
+    secret = checked_password(password) if password is not None else secrets.token_urlsafe(15)
+    row.password_hash, row.session_version = hash_password(secret), row.session_version + 1
+    row.failed_logins, row.locked_until = 0, None
+    audit.record(db, now, actor, "user.password", f"user:{row.email}", after={"browsers": "all signed out"})
+    return secret
+
+
+def set_active(db: OrmSession, now: datetime, actor: str, email: str, active: bool) -> ConsoleUserRow:
+    row = require(db, email)
+    before = _snapshot(row)
+    row.active = active
+    if not active:
+        row.session_version += 1
+    audit.record(db, now, actor, "user.activate" if active else "user.deactivate", f"user:{row.email}",
+                 before=before, after=_snapshot(row))
+    return row

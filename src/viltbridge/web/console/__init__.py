@@ -1,0 +1,1 @@
+"""The admin and instructor console: server-rendered pages (Jinja2 + vendored htmx) under /console."""

@@ -1,0 +1,138 @@
+"""Console sign-in: a signed session cookie, CSRF tokens, and the permission each page requires.
+
+The cookie holds the user id, the user's session version (bumped by a password change or deactivation, which signs
+every browser out) and a random nonce; it is signed with a key derived from the server's keyring, so rotating
+VILTBRIDGE_SECRET_KEY keeps sessions valid until the old key is dropped. A form's CSRF token is an HMAC of the
+session nonce: a page from another site cannot know it, and a signed-out browser has none.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from fastapi import Request
+from itsdangerous import BadSignature, URLSafeTimedSerializer
+
+from viltbridge import console_users
+from viltbridge.console_users import ConsoleUser
+from viltbridge.core.permissions import Permission
+from viltbridge.web.context import AppContext
+
+COOKIE = "vb_console"
+LOGIN_CSRF_COOKIE = "vb_login_csrf"
+SESSION_HOURS = 12
+CSRF_FIELD = "csrf_token"
+CSRF_HEADER = "X-CSRF-Token"
+
+
+class NotSignedIn(Exception):
+    """No valid console session: the browser is sent to the sign-in page."""
+
+
+class NotPermitted(Exception):
+    """Signed in, but the user's roles do not grant what the page needs."""
+
+    def __init__(self, permission: Permission) -> None:
+        super().__init__(permission.value)
+        self.permission = permission
+
+
+class CsrfRefused(Exception):
+    """A state-changing request without this session's CSRF token."""
+
+
+@dataclass(frozen=True)
+class ConsoleSession:
+    user: ConsoleUser
+    nonce: str
+    csrf_token: str
+
+
+def _serializer(ctx: AppContext) -> URLSafeTimedSerializer:
+    # itsdangerous signs with the last key and accepts any: the keyring lists newest first.
+    keys = list(reversed(ctx.keyring.derived("console-session")))
+    return URLSafeTimedSerializer(keys, salt="viltbridge-console")
+
+
+def _csrf_for(ctx: AppContext, nonce: str) -> str:
+    key = ctx.keyring.derived("console-csrf")[0]
+    return hmac.new(key, nonce.encode("ascii"), hashlib.sha256).hexdigest()
+
+
+def session_cookie(ctx: AppContext, user: ConsoleUser) -> str:
+    return _serializer(ctx).dumps({"u": user.id, "v": user.session_version, "n": secrets.token_urlsafe(16)})
+
+
+def cookie_is_secure(ctx: AppContext) -> bool:
+    return ctx.public_url.startswith("https://")
+
+
+def new_login_csrf() -> str:
+    return secrets.token_urlsafe(24)
+
+
+def login_csrf_matches(request: Request, given: str) -> bool:
+    expected = request.cookies.get(LOGIN_CSRF_COOKIE, "")
+    return bool(expected) and hmac.compare_digest(expected, given)
+
+
+async def console_session(request: Request) -> ConsoleSession:
+    """The signed-in session of this request, or NotSignedIn."""
+    cached = getattr(request.state, "console_session", None)
+    if cached is not None:
+        return cached  # type: ignore[no-any-return]
+    ctx: AppContext = request.app.state.ctx
+    raw = request.cookies.get(COOKIE)
+    if not raw:
+        raise NotSignedIn
+    try:
+        data = _serializer(ctx).loads(raw, max_age=SESSION_HOURS * 3600)
+    except BadSignature:
+        raise NotSignedIn from None
+    if not isinstance(data, dict) or not isinstance(data.get("u"), int) or not isinstance(data.get("n"), str):
+        raise NotSignedIn
+    async with ctx.db.transaction() as db:  # ORM reads: console traffic is light
+        row = await db.run_sync(console_users.get, data["u"])
+        user = console_users.as_user(row) if row is not None and row.active else None
+    if user is None or user.session_version != data.get("v"):
+        raise NotSignedIn
+    session = ConsoleSession(user=user, nonce=data["n"], csrf_token=_csrf_for(ctx, data["n"]))
+    request.state.console_session = session
+    return session
+
+
+def requires(permission: Permission) -> Callable[[Request], Awaitable[ConsoleSession]]:
+    """A dependency: the session, if its user may `permission`; state-changing methods must carry the CSRF token."""
+
+    async def dependency(request: Request) -> ConsoleSession:
+        session = await console_session(request)
+        if not session.user.may(permission):
+            raise NotPermitted(permission)
+        if request.method not in ("GET", "HEAD", "OPTIONS"):
+            await _check_csrf(request, session)
+        return session
+
+    dependency.permission = permission  # type: ignore[attr-defined]  # read by the route table and its tests
+    return dependency
+
+
+async def signed_in(request: Request) -> ConsoleSession:
+    """A dependency for pages every signed-in user may see (their own account, sign-out)."""
+    session = await console_session(request)
+    if request.method not in ("GET", "HEAD", "OPTIONS"):
+        await _check_csrf(request, session)
+    return session
+
+
+async def _check_csrf(request: Request, session: ConsoleSession) -> None:
+    given = request.headers.get(CSRF_HEADER, "")
+    if not given:
+        form = await request.form()
+        value = form.get(CSRF_FIELD)
+        given = value if isinstance(value, str) else ""
+    if not given or not hmac.compare_digest(given, session.csrf_token):
+        raise CsrfRefused

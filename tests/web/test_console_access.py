@@ -1,0 +1,226 @@
+"""The console's door: sign-in with lockout, the signed session cookie, CSRF on every change, the permission each
+page needs (every console route is tried anonymously and with a role that lacks its permission), the audit log."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from fastapi.routing import APIRoute
+from fastapi.testclient import TestClient
+
+from tests.conftest import NOW, Db, Lms, b64
+from viltbridge import connections, console_users
+from viltbridge.core.permissions import ROLE_PERMISSIONS, ConsoleRole, Permission
+from viltbridge.web.console import auth
+from viltbridge.web.console.routes import router as console_router
+
+PASSWORD = "correct horse battery staple"
+
+
+def make_user(db: Db, email: str, *roles: ConsoleRole) -> None:
+    with db.session() as s, s.begin():
+        console_users.create(s, NOW, "test", email, [role.value for role in roles], password=PASSWORD)
+
+
+def sign_in(client: TestClient, email: str, password: str = PASSWORD) -> Any:
+    form = client.get("/console/login")
+    token = re.search(r'name="login_csrf" value="([^"]+)"', form.text)
+    assert token, form.text
+    return client.post("/console/login", data={"email": email, "password": password,
+                                               "login_csrf": token.group(1), "next": "/console/connections"})
+
+
+def csrf_of(page: str) -> str:
+    found = re.search(r'name="csrf_token" value="([^"]+)"', page)
+    assert found, page
+    return found.group(1)
+
+
+def test_anonymous_browsers_are_sent_to_sign_in_and_back(client: TestClient, db: Db) -> None:
+    make_user(db, "ada@example.com", ConsoleRole.INTEGRATIONS_MANAGE)
+    first = client.get("/console/connections")
+    assert first.status_code == 303 and first.headers["location"] == "/console/login?next=/console/connections"
+    signed = sign_in(client, "ada@example.com")
+    assert signed.status_code == 303 and signed.headers["location"] == "/console/connections"
+    cookie = signed.headers["set-cookie"]
+    assert "HttpOnly" in cookie and "SameSite=lax" in cookie and "Path=/console" in cookie
+    assert client.get("/console/connections").status_code == 200
+
+
+def test_sign_in_never_redirects_off_the_console(client: TestClient, db: Db) -> None:
+    make_user(db, "ada@example.com", ConsoleRole.INTEGRATIONS_MANAGE)
+    form = client.get("/console/login?next=https://evil.example/steal")
+    token = re.search(r'name="login_csrf" value="([^"]+)"', form.text)
+    assert token and "evil.example" not in form.text
+    signed = client.post("/console/login", data={"email": "ada@example.com", "password": PASSWORD,
+                                                 "login_csrf": token.group(1), "next": "//evil.example/x"})
+    assert signed.headers["location"] == "/console"
+
+
+def test_a_sign_in_form_from_elsewhere_is_refused(client: TestClient, db: Db) -> None:
+    make_user(db, "ada@example.com", ConsoleRole.INTEGRATIONS_MANAGE)
+    refused = client.post("/console/login", data={"email": "ada@example.com", "password": PASSWORD,
+                                                  "login_csrf": "forged"})
+    assert refused.status_code == 403 and "expired" in refused.text and auth.COOKIE not in refused.cookies
+
+
+def test_five_wrong_passwords_lock_the_account_for_a_quarter_hour(client: TestClient, db: Db, clock) -> None:
+    make_user(db, "ada@example.com", ConsoleRole.INTEGRATIONS_MANAGE)
+    for _ in range(console_users.MAX_FAILED_LOGINS):
+        wrong = sign_in(client, "ada@example.com", "not the password")
+        assert wrong.status_code == 401 and "Wrong email or password" in wrong.text
+    locked = sign_in(client, "ada@example.com")  # the right password, too late
+    assert locked.status_code == 401 and "locked for 15 more minute(s)" in locked.text
+    clock.set(NOW + console_users.LOCKOUT + timedelta(seconds=1))
+    assert sign_in(client, "ada@example.com").status_code == 303
+    with db.engine.connect() as conn:
+        actions = conn.exec_driver_sql("SELECT action FROM audit_log ORDER BY id").scalars().all()
+    assert actions == ["user.create", "user.locked"]
+
+
+def test_an_unknown_email_gets_the_same_answer_as_a_wrong_password(client: TestClient, db: Db) -> None:
+    make_user(db, "ada@example.com", ConsoleRole.INTEGRATIONS_MANAGE)
+    unknown = sign_in(client, "nobody@example.com")
+    wrong = sign_in(client, "ada@example.com", "not the password")
+    assert unknown.status_code == wrong.status_code == 401
+    assert "Wrong email or password." in unknown.text and "Wrong email or password." in wrong.text
+
+
+def test_a_password_change_signs_every_browser_out(client: TestClient, db: Db) -> None:
+    make_user(db, "ada@example.com", ConsoleRole.INTEGRATIONS_MANAGE)
+    sign_in(client, "ada@example.com")
+    assert client.get("/console/connections").status_code == 200
+    with db.session() as s, s.begin():
+        console_users.set_password(s, NOW, "test", "ada@example.com", "another long passphrase")
+    assert client.get("/console/connections").status_code == 303
+
+
+def test_a_tampered_cookie_is_no_session(client: TestClient, db: Db) -> None:
+    make_user(db, "ada@example.com", ConsoleRole.INTEGRATIONS_MANAGE)
+    sign_in(client, "ada@example.com")
+    good = client.cookies.get(auth.COOKIE)
+    assert good
+    client.cookies.clear()
+    payload, _, signature = good.rpartition(".")
+    client.cookies.set(auth.COOKIE, f"{payload}.{signature[::-1]}")
+    assert client.get("/console/connections").status_code == 303
+
+
+def test_deactivating_needs_the_csrf_token_is_audited_and_the_lms_is_refused(client: TestClient, db: Db,
+                                                                             lms: Lms) -> None:
+    make_user(db, "ada@example.com", ConsoleRole.INTEGRATIONS_MANAGE)
+    sign_in(client, "ada@example.com")
+    page = client.get("/console/connections/acme")
+    assert page.status_code == 200 and "Deactivate" in page.text
+    forged = client.post("/console/connections/acme/deactivate", data={})
+    assert forged.status_code == 403 and "expired or came from another site" in forged.text
+    done = client.post("/console/connections/acme/deactivate", data={"csrf_token": csrf_of(page.text)})
+    assert done.status_code == 303 and done.headers["location"] == "/console/connections/acme"
+    refused = lms.launch("sess-1", "jane@example.com")
+    assert refused.status_code == 403 and "deactivated" in refused.text
+    via_htmx = client.post("/console/connections/acme/activate",
+                           headers={"HX-Request": "true", "X-CSRF-Token": csrf_of(page.text)})
+    assert via_htmx.status_code == 204 and via_htmx.headers["HX-Redirect"] == "/console/connections/acme"
+    with db.engine.connect() as conn:
+        rows = conn.exec_driver_sql("SELECT actor, action, target FROM audit_log WHERE target = 'connection:acme' "
+                                    "ORDER BY id").all()
+    assert [tuple(row) for row in rows] == [
+        ("cli", "connection.create", "connection:acme"),
+        ("ada@example.com", "connection.deactivate", "connection:acme"),
+        ("ada@example.com", "connection.activate", "connection:acme")]
+    history = client.get("/console/connections/acme").text
+    assert "connection.deactivate" in history and "ada@example.com" in history
+    assert b64("x")  # the LMS helper is in use above: keep the import honest
+
+
+def test_the_audit_log_never_holds_a_secret(client: TestClient, db: Db) -> None:
+    make_user(db, "ada@example.com", ConsoleRole.INTEGRATIONS_MANAGE)
+    shared_secret = "bbb-shared-secret-9f3e0c1d2b4a"
+    created = db.create_connection("acme-bbb", "bbb", server_url="https://bbb.example.org/bigbluebutton/",
+                                   shared_secret=shared_secret)
+    with db.session() as s, s.begin():
+        connections.change(s, db.keyring, "acme-bbb", {"shared_secret": shared_secret + "-rotated"}, actor="ada")
+        connections.rotate_secret(s, "acme-bbb", actor="ada")
+    with db.engine.connect() as conn:
+        logged = " ".join(str(row) for row in conn.exec_driver_sql("SELECT * FROM audit_log").all())
+    assert "connection.change" in logged and "connection.rotate-secret" in logged
+    for secret in (created["password"], PASSWORD, shared_secret):
+        assert secret not in logged
+    sign_in(client, "ada@example.com")
+    page = client.get("/console/audit").text
+    assert "connection.rotate-secret" in page and shared_secret not in page and created["password"] not in page
+
+
+# --- the permission table: every console route, every role --------------------------------------------------
+
+
+def _console_routes() -> list[tuple[str, str, Permission | None]]:
+    """(method, path, permission) of every console route; None = any signed-in user."""
+    found = []
+    for route in console_router.routes:
+        assert isinstance(route, APIRoute)
+        if route.path in ("/console/login",):
+            continue
+        needed: Permission | None = None
+        for dependency in route.dependant.dependencies:
+            needed = getattr(dependency.call, "permission", needed)
+        for method in route.methods:
+            found.append((method, route.path, needed))
+    return found
+
+
+ROUTES = _console_routes()
+
+
+def _concrete(path: str) -> str:
+    return path.replace("{name}", "acme")
+
+
+def test_every_console_route_is_in_the_table() -> None:
+    paths = {path for _, path, _ in ROUTES}
+    assert {"/console/connections", "/console/connections/{name}/deactivate", "/console/audit"} <= paths
+    assert all(permission is not None for _, path, permission in ROUTES
+               if path not in ("/console", "/console/account", "/console/logout"))
+
+
+@pytest.mark.parametrize(("method", "path", "permission"), ROUTES, ids=[f"{m} {p}" for m, p, _ in ROUTES])
+def test_anonymous_users_are_sent_to_sign_in(client: TestClient, method: str, path: str,
+                                             permission: Permission | None) -> None:
+    answer = client.request(method, _concrete(path))
+    assert answer.status_code == 303 and answer.headers["location"].startswith("/console/login?next=")
+
+
+def _roles_without(permission: Permission) -> list[ConsoleRole]:
+    return [role for role, granted in ROLE_PERMISSIONS.items() if permission not in granted]
+
+
+GUARDED = [(method, path, permission) for method, path, permission in ROUTES if permission is not None]
+
+
+@pytest.mark.parametrize(("method", "path", "permission"), GUARDED, ids=[f"{m} {p}" for m, p, _ in GUARDED])
+def test_a_role_without_the_permission_gets_403(client: TestClient, db: Db, connection: dict[str, str],
+                                                method: str, path: str, permission: Permission) -> None:
+    lacking = _roles_without(permission)
+    assert lacking, permission
+    make_user(db, "weak@example.com", *lacking)  # every role that does not grant it, together
+    sign_in(client, "weak@example.com")
+    token = csrf_of(client.get("/console/account").text)
+    answer = client.request(method, _concrete(path), headers={auth.CSRF_HEADER: token})
+    assert answer.status_code == 403, answer.text
+    assert permission.value in answer.text  # says which permission is missing
+    with db.engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT active FROM connections").scalar_one()  # nothing changed
+
+
+def test_the_cli_creates_users_and_refuses_unknown_roles(run: Callable[..., Any]) -> None:
+    created = run("user", "create", "Ada@Example.com", "--role", "integrations-manage", "--role", "roster-manage",
+                  "--json")
+    assert '"email": "ada@example.com"' in created.output and '"password"' in created.output
+    wrong = run("user", "create", "bob@example.com", "--role", "admin", ok=False)
+    assert wrong.exit_code == 1 and "Unknown role(s): admin" in wrong.output and "instructor" in wrong.output
+    listed = run("user", "list", "--json")
+    assert "integrations-manage" in listed.output and "bob@example.com" not in listed.output
