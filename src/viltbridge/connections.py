@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy.orm import Session as OrmSession
 
 from viltbridge.core.errors import InvalidInput, NotFound
-from viltbridge.core.redaction import REDACTED
+from viltbridge.core.redaction import redact
 from viltbridge.crypto import (
     MIN_CHOSEN_SECRET_LENGTH,
     Keyring,
@@ -28,7 +28,6 @@ from viltbridge.store.tables import ConnectionRow
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 _USERNAME = re.compile(r"^[A-Za-z0-9._@-]{1,200}$")
-_SECRET_SETTING = re.compile(r"secret|password|token|key", re.IGNORECASE)
 
 OPTION_KEYS = ("automatic_cancellation", "extended_options", "launch_window_minutes")
 
@@ -204,9 +203,7 @@ def describe(row: ConnectionRow, keyring: Keyring, base_path: str, base_url: str
         "automatic_cancellation": row.automatic_cancellation,
         "extended_options": row.extended_options,
         "launch_window_minutes": row.launch_window_minutes,
-        "provider_settings": {
-            key: (REDACTED if _SECRET_SETTING.search(key) else value) for key, value in sorted(settings.items())
-        },
+        "provider_settings": redact(dict(sorted(settings.items()))),
         "created_at": row.created_at.isoformat(),
         "updated_at": row.updated_at.isoformat(),
     }

@@ -7,13 +7,19 @@ ledger; one without an attendance API gets launch evidence, and the data says so
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, Protocol
 
 from viltbridge.core.models import Role
+
+
+# Settings the provider itself changed (a rotated refresh token), handed back to be stored with the connection
+# (encrypted) so a restart does not go back to a token the provider has since revoked. Every adapter factory takes
+# it: `from_settings(raw, on_settings_change=...)`.
+SettingsSink = Callable[[Mapping[str, str]], Awaitable[None]]
 
 
 class AttendanceSource(StrEnum):

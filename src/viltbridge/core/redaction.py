@@ -10,7 +10,8 @@ REDACTED = "***"
 
 # joinUrl/start_url: a launch link or a host start link works as a credential for whoever holds it.
 _SECRET_NAMES = re.compile(
-    r"authorization|secret|password|token|api[_-]?key|cookie|signature|zak|join_?url|start_?url", re.IGNORECASE
+    r"authorization|secret|password|token|api[_-]?key|private[_-]?key|cookie|signature|zak|join_?url|start_?url",
+    re.IGNORECASE,
 )
 _URL_SECRETS = re.compile(
     r"((?:^|[?&#])(?:[^=&#]*(?:token|secret|password|zak|jwt|pwd|signature)[^=&#]*|tk)=)[^&#\s]+", re.IGNORECASE

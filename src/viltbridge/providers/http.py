@@ -47,6 +47,7 @@ import stamina
 from pyrate_limiter import AbstractBucket, FixedWindow, InMemoryBucket, Rate, RateItem, WallClock
 
 from viltbridge.core.errors import ProviderFailed
+from viltbridge.core.provider import SettingsSink
 from viltbridge.core.redaction import redact
 from viltbridge.observability import redacted_body
 
@@ -395,8 +396,9 @@ class CachedBearerToken:
     rejects it. Subclasses say how to fetch one (`fetch`: the token and its lifetime in seconds)."""
 
     def __init__(self, *, clock: Callable[[], float] = time.monotonic, refresh_margin: float = 300.0,
-                 token: str | None = None) -> None:
+                 token: str | None = None, on_settings_change: SettingsSink | None = None) -> None:
         self._clock = clock
+        self.on_settings_change = on_settings_change
         self._refresh_margin = refresh_margin
         self._token = token
         # A token given up front has an unknown lifetime: it is used until the provider refuses it.
@@ -407,6 +409,19 @@ class CachedBearerToken:
 
     async def fetch(self) -> tuple[str, float]:
         raise NotImplementedError
+
+    async def keep_setting(self, provider: str, key: str, value: str) -> None:
+        """A setting the provider changed in its token answer (a new refresh token, already in use in memory):
+        handed to `on_settings_change` to be stored with the connection. Storing it failing does not fail the
+        call: the value in memory works until a restart, and the log says so."""
+        if self.on_settings_change is None:
+            log.warning("%s: the provider issued a new %s; it is kept in memory only, so after a restart viltbridge "
+                        "uses the configured one again", provider, key)
+            return
+        try:
+            await self.on_settings_change({key: value})
+        except Exception:
+            log.exception("%s: storing the provider's new %s failed; it is kept in memory for now", provider, key)
 
     def _fresh(self) -> bool:
         return self._token is not None and self._clock() < self._refresh_at

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import socket
 import threading
 import time
@@ -13,6 +14,10 @@ from dataclasses import replace
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 import uvicorn
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 from starlette.types import ASGIApp
 
 
@@ -157,3 +162,43 @@ class SimulatorServer(Generic[StateT, ConfigT]):
             yield simulator
         finally:
             simulator.stop()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The scenario API every simulator serves
+
+
+def scenario_route(state_name: str, *, refusals: tuple[type[Exception], ...] = (),
+                   allow_get: bool = False) -> Route:
+    """`POST /_sim/{method}`: call the simulator state's scenario method (one of its `SCENARIO_METHODS`) with the
+    JSON body as keyword arguments (with `allow_get`, a GET passes them as query parameters). Bad arguments, and
+    the simulator's own `refusals`, answer 400 (or the refusal's `status`, when it has one) with the reason."""
+
+    async def scenario(request: Request) -> Response:
+        state = getattr(request.app.state, state_name)
+        name = request.path_params["method"]
+        methods = type(state).SCENARIO_METHODS
+        if name not in methods:
+            return JSONResponse({"error": f"unknown scenario method {name!r}", "methods": list(methods)},
+                                status_code=404)
+        kwargs: Any
+        if request.method == "GET":
+            kwargs = dict(request.query_params)
+        else:
+            raw = await request.body()
+            try:
+                kwargs = json.loads(raw) if raw.strip() else {}
+            except ValueError:
+                kwargs = None
+        if not isinstance(kwargs, dict):
+            return JSONResponse({"error": "body must be a JSON object of keyword arguments"}, status_code=400)
+        try:
+            # In a worker thread: scenario calls may post webhooks, and the receiver may call this server back.
+            result = await run_in_threadpool(getattr(state, name), **kwargs)
+        except (KeyError, ValueError, TypeError, *refusals) as exc:
+            status = getattr(exc, "status", None) if isinstance(exc, refusals) else None
+            return JSONResponse({"error": str(exc).strip("'\"")},
+                                status_code=status if isinstance(status, int) and 400 <= status < 500 else 400)
+        return JSONResponse(result)
+
+    return Route("/_sim/{method}", scenario, methods=["GET", "POST"] if allow_get else ["POST"])

@@ -19,9 +19,10 @@ from tests.providers.conftest import Capture, meeting_spec
 from viltbridge.core.errors import Forbidden, ProviderFailed
 from viltbridge.core.models import Role
 from viltbridge.core.provider import Person
-from viltbridge.providers.bbb.adapter import BbbProvider, meeting_id_for, user_id_for
+from viltbridge.providers.bbb.adapter import BbbProvider, meeting_id_for
 from viltbridge.providers.bbb.client import BbbSettings
 from viltbridge.providers.bbb.simulator import BbbSimulator
+from viltbridge.providers.naming import personal_id_for
 from viltbridge.providers.serving import BackgroundServer
 
 spec = meeting_spec(HOST, COHOST)
@@ -72,7 +73,7 @@ async def test_each_person_gets_a_signed_link_with_their_role(provider: BbbProvi
     assert query(host.url)["role"] == "MODERATOR" and query(learner.url)["role"] == "VIEWER"
     assert query(learner.url)["fullName"] == "Lee Learner"
     assert learner.personal and learner.identity["personal_id"] == query(learner.url)["userID"]
-    assert learner.identity["personal_id"] == user_id_for("lee@example.com", sim.config.shared_secret)
+    assert learner.identity["personal_id"] == personal_id_for("lee@example.com", sim.config.shared_secret)
     assert "lee" not in learner.identity["personal_id"].lower()
     assert httpx2.get(learner.url).status_code == 302
     assert "vb-" in next(iter(sim.state.meetings[meeting.meeting_id].attendees))

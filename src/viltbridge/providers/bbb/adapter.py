@@ -9,7 +9,6 @@ learning-analytics callback BBB posts after the meeting names attendees by that 
 from __future__ import annotations
 
 import hashlib
-import hmac
 import logging
 import re
 from collections.abc import Callable, Mapping
@@ -33,11 +32,13 @@ from viltbridge.core.provider import (
     Person,
     ProviderEvent,
     ProvisionedInstructor,
+    SettingsSink,
     WebhookDelivery,
 )
 from viltbridge.providers.bbb import webhooks
 from viltbridge.providers.bbb.client import BbbClient, BbbSettings
 from viltbridge.providers.http import BULK, Budget
+from viltbridge.providers.naming import personal_id_for
 
 log = logging.getLogger("viltbridge.providers.bbb")
 
@@ -65,13 +66,6 @@ def meeting_id_for(session_key: str) -> str:
     return f"vb-{readable}-{hashlib.sha256(session_key.encode()).hexdigest()[:12]}"
 
 
-def user_id_for(email: str, secret: str) -> str:
-    """The join `userID` for a person: stable per LMS email, and not the email itself (BBB shows user IDs to
-    moderators and in dashboards), keyed with the shared secret so it cannot be computed from the email alone."""
-    digest = hmac.new(secret.encode(), email.strip().lower().encode(), hashlib.sha256).hexdigest()
-    return f"vb-{digest[:32]}"
-
-
 def _flag(value: bool) -> str:
     return "true" if value else "false"
 
@@ -97,8 +91,8 @@ class BbbProvider:
         self._now = clock or (lambda: datetime.now(UTC))
 
     @classmethod
-    def from_settings(cls, raw: Mapping[str, Any]) -> BbbProvider:
-        return cls(BbbSettings.from_settings(raw))
+    def from_settings(cls, raw: Mapping[str, Any], on_settings_change: SettingsSink | None = None) -> BbbProvider:
+        return cls(BbbSettings.from_settings(raw))  # its settings never change by themselves
 
     @property
     def _secret(self) -> str:
@@ -174,7 +168,8 @@ class BbbProvider:
     def _join_params(self, meeting_id: str, person: Person, role: Role) -> dict[str, str]:
         moderator = role in (Role.HOST, Role.COHOST)
         return {"fullName": person.display_name, "meetingID": meeting_id,
-                "role": "MODERATOR" if moderator else "VIEWER", "userID": user_id_for(person.email, self._secret)}
+                "role": "MODERATOR" if moderator else "VIEWER",
+                "userID": personal_id_for(person.email, self._secret)}
 
     async def launch_link(
         self, meeting: MeetingRef, person: Person, role: Role, previous: LaunchLink | None = None

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import secrets
 from datetime import datetime
 from typing import Any
@@ -24,11 +23,11 @@ from xml.sax.saxutils import escape
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from viltbridge.providers.bbb.simulator_state import BbbFailure, BbbState, SimConfig
-from viltbridge.providers.serving import SimulatorServer
+from viltbridge.providers.serving import SimulatorServer, scenario_route
 
 __all__ = ["BbbSimulator", "BbbState", "SimConfig", "build_app", "main", "running_simulator"]
 
@@ -127,34 +126,13 @@ async def version(request: Request) -> Response:
     return xml_response({"version": "2.0", "apiVersion": "2.0", "bbbVersion": "3.0-sim"})
 
 
-async def scenario(request: Request) -> Response:
-    """`POST /_sim/{method}` with keyword arguments as a JSON object."""
-    state: BbbState = request.app.state.bbb
-    name = request.path_params["method"]
-    if name not in BbbState.SCENARIO_METHODS:
-        return JSONResponse({"error": f"unknown scenario method {name!r}", "methods": list(BbbState.SCENARIO_METHODS)},
-                            status_code=404)
-    raw = await request.body()
-    try:
-        kwargs = json.loads(raw) if raw.strip() else {}
-    except ValueError:
-        kwargs = None
-    if not isinstance(kwargs, dict):
-        return JSONResponse({"error": "body must be a JSON object of keyword arguments"}, status_code=400)
-    try:
-        result = await run_in_threadpool(getattr(state, name), **kwargs)
-    except (KeyError, TypeError, BbbFailure) as exc:
-        return JSONResponse({"error": str(exc).strip("'\"")}, status_code=400)
-    return JSONResponse(result)
-
-
 def build_app(state: BbbState) -> Starlette:
     app = Starlette(routes=[
         Route(API_PREFIX, version, methods=["GET"]),
         Route(API_PREFIX + "/", version, methods=["GET"]),
         Route(API_PREFIX + "/{call}", api, methods=["GET", "POST"]),
         Route("/html5client/join", client_page, methods=["GET"]),
-        Route("/_sim/{method}", scenario, methods=["POST"]),
+        scenario_route("bbb", refusals=(BbbFailure,)),
     ])
     app.state.bbb = state
     return app

@@ -11,7 +11,6 @@ import json
 import logging
 import re
 import secrets
-import unicodedata
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -35,8 +34,10 @@ from viltbridge.core.provider import (
     Person,
     ProviderEvent,
     ProvisionedInstructor,
+    SettingsSink,
     WebhookDelivery,
 )
+from viltbridge.providers.naming import slug
 from viltbridge.providers.settings import parse_settings
 
 log = logging.getLogger("viltbridge.providers.link")
@@ -71,11 +72,6 @@ class LinkSettings(BaseModel):
         return value
 
 
-def _slug(text: str, limit: int = 40) -> str:
-    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
-    return re.sub(r"[^A-Za-z0-9]+", "-", ascii_text).strip("-").lower()[:limit].strip("-")
-
-
 class LinkProvider:
     kind = "link"
     capabilities = Capabilities(
@@ -92,8 +88,8 @@ class LinkProvider:
         self.settings = settings
 
     @classmethod
-    def from_settings(cls, raw: Mapping[str, Any]) -> LinkProvider:
-        return cls(cls.checked_settings(raw))
+    def from_settings(cls, raw: Mapping[str, Any], on_settings_change: SettingsSink | None = None) -> LinkProvider:
+        return cls(cls.checked_settings(raw))  # its settings never change by themselves
 
     @staticmethod
     def checked_settings(raw: Mapping[str, Any]) -> LinkSettings:
@@ -107,7 +103,7 @@ class LinkProvider:
 
     async def create_meeting(self, spec: MeetingSpec) -> MeetingRef:
         # Unguessable: anyone who knows a public Jitsi room name can walk in.
-        parts = [self.settings.room_prefix, _slug(spec.title), secrets.token_hex(6)]
+        parts = [self.settings.room_prefix, slug(spec.title), secrets.token_hex(6)]
         room = "-".join(part for part in parts if part)
         url = self.settings.room_url_template.replace("{room}", room)
         log.debug("link: room %s for session %s at %s", room, spec.session_key, url)

@@ -40,6 +40,7 @@ from viltbridge.core.provider import (
     Person,
     ProviderEvent,
     ProvisionedInstructor,
+    SettingsSink,
     WebhookDelivery,
 )
 from viltbridge.providers.http import BULK, ProviderApiError
@@ -83,8 +84,8 @@ class TeamsProvider:
         self.client = client or TeamsClient(settings)
 
     @classmethod
-    def from_settings(cls, raw: Mapping[str, Any]) -> TeamsProvider:
-        return cls(TeamsSettings.from_settings(raw))
+    def from_settings(cls, raw: Mapping[str, Any], on_settings_change: SettingsSink | None = None) -> TeamsProvider:
+        return cls(TeamsSettings.from_settings(raw))  # its settings never change by themselves
 
     # --- instructors -----------------------------------------------------------------------------------------
 

@@ -25,14 +25,13 @@ from typing import Any
 from urllib.parse import parse_qs, unquote
 
 from starlette.applications import Starlette
-from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from viltbridge.providers.serving import SimulatorServer
+from viltbridge.providers.serving import SimulatorServer, scenario_route
 from viltbridge.providers.teams.simulator_api import API_ENDPOINTS, ApiCall, ApiEndpoint
 from viltbridge.providers.teams.simulator_state import GraphApiError, GraphState, SimConfig
 
@@ -130,29 +129,6 @@ async def join_page(request: Request) -> Response:
     return HTMLResponse("<h1>Microsoft Teams meeting (simulated)</h1><p>Join on the web or in the app.</p>")
 
 
-async def scenario(request: Request) -> Response:
-    """`POST /_sim/{method}` with keyword arguments as a JSON object (GET: as query parameters)."""
-    state: GraphState = request.app.state.graph
-    name = request.path_params["method"]
-    if name not in GraphState.SCENARIO_METHODS:
-        return JSONResponse({"error": f"unknown scenario method {name!r}",
-                             "methods": list(GraphState.SCENARIO_METHODS)}, status_code=404)
-    kwargs: Any = dict(request.query_params)
-    if request.method == "POST":
-        raw = await request.body()
-        try:
-            kwargs = json.loads(raw) if raw.strip() else {}
-        except ValueError:
-            kwargs = None
-        if not isinstance(kwargs, dict):
-            return JSONResponse({"error": "body must be a JSON object of keyword arguments"}, status_code=400)
-    try:
-        result = await run_in_threadpool(getattr(state, name), **kwargs)
-    except (KeyError, ValueError, TypeError) as exc:
-        return JSONResponse({"error": str(exc).strip("'\"")}, status_code=400)
-    return JSONResponse(result)
-
-
 async def _not_found(request: Request, exc: Exception) -> Response:
     status = exc.status_code if isinstance(exc, HTTPException) else 404
     state: GraphState = request.app.state.graph
@@ -180,7 +156,7 @@ def build_app(state: GraphState) -> Starlette:
     routes += [
         Route("/{tenant}/oauth2/v2.0/token", token, methods=["POST"]),
         Route("/l/meetup-join/{rest:path}", join_page, methods=["GET"]),
-        Route("/_sim/{method}", scenario, methods=["GET", "POST"]),
+        scenario_route("graph", allow_get=True),
     ]
     app = Starlette(routes=routes, exception_handlers={404: _not_found, 405: _not_found})
     app.state.graph = state

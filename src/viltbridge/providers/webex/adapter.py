@@ -31,6 +31,7 @@ from viltbridge.core.provider import (
     Person,
     ProviderEvent,
     ProvisionedInstructor,
+    SettingsSink,
     WebhookDelivery,
 )
 from viltbridge.providers.http import BULK, Budget, ProviderApiError
@@ -90,14 +91,14 @@ class WebexProvider:
     )
 
     def __init__(self, settings: WebexSettings, client: WebexClient | None = None,
-                 clock: Callable[[], datetime] | None = None) -> None:
+                 clock: Callable[[], datetime] | None = None, on_settings_change: SettingsSink | None = None) -> None:
         self.settings = settings
-        self.client = client or WebexClient(settings)
+        self.client = client or WebexClient(settings, on_settings_change=on_settings_change)
         self._now = clock or (lambda: datetime.now(UTC))
 
     @classmethod
-    def from_settings(cls, raw: Mapping[str, Any]) -> WebexProvider:
-        return cls(WebexSettings.from_settings(raw))
+    def from_settings(cls, raw: Mapping[str, Any], on_settings_change: SettingsSink | None = None) -> WebexProvider:
+        return cls(WebexSettings.from_settings(raw), on_settings_change=on_settings_change)
 
     # --- instructors -----------------------------------------------------------------------------------------
 

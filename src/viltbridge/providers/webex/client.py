@@ -23,6 +23,7 @@ import pybreaker
 from pydantic import BaseModel, ConfigDict, SecretStr, field_validator, model_validator
 
 from viltbridge.core.errors import ProviderFailed
+from viltbridge.core.provider import SettingsSink
 from viltbridge.providers.http import (
     BULK,
     INTERACTIVE,
@@ -125,11 +126,12 @@ class WebexSettings(BaseModel):
 
 class WebexTokenProvider(CachedBearerToken):
     """Bearer tokens: the configured access token first (if any), then refreshed ones (`grant_type=refresh_token`).
-    Webex may hand back a new refresh token; it is kept in memory for the next refresh [M]."""
+    Webex may hand back a new refresh token [M]: it is used from then on and handed to `on_settings_change` to be
+    stored with the connection."""
 
     def __init__(self, http: ProviderHttp, settings: WebexSettings, *, clock: Callable[[], float] = time.monotonic,
-                 refresh_margin: float = 600.0) -> None:
-        super().__init__(clock=clock, refresh_margin=refresh_margin,
+                 refresh_margin: float = 600.0, on_settings_change: SettingsSink | None = None) -> None:
+        super().__init__(clock=clock, refresh_margin=refresh_margin, on_settings_change=on_settings_change,
                          token=settings.access_token.get_secret_value() if settings.access_token else None)
         self._http = http
         self._settings = settings
@@ -151,8 +153,10 @@ class WebexTokenProvider(CachedBearerToken):
         except ProviderApiError as err:
             raise err.with_message(_explain_token_error(err)) from None
         token, lifetime, body = token_answer(PROVIDER, response, settings.token_url, "token_url")
-        if isinstance(body.get("refresh_token"), str) and body["refresh_token"]:
-            self._refresh_token = SecretStr(body["refresh_token"])
+        rotated = body.get("refresh_token")
+        if isinstance(rotated, str) and rotated and rotated != self._refresh_token.get_secret_value():
+            self._refresh_token = SecretStr(rotated)
+            await self.keep_setting(PROVIDER, "refresh_token", rotated)
         return token, lifetime
 
 
@@ -210,12 +214,13 @@ class WebexClient:
         breaker: pybreaker.CircuitBreaker | None = None,
         transport: httpx2.AsyncBaseTransport | None = None,
         clock: Callable[[], float] = time.monotonic,
+        on_settings_change: SettingsSink | None = None,
     ) -> None:
         self.settings = settings
         account = settings.client_id or "access-token"
         self.http = ProviderHttp(PROVIDER, display_name="Webex", account=account, base_url=settings.api_base_url,
                                  limits=limits, breaker=breaker, transport=transport)
-        self.tokens = WebexTokenProvider(self.http, settings, clock=clock)
+        self.tokens = WebexTokenProvider(self.http, settings, clock=clock, on_settings_change=on_settings_change)
         self.http.auth = self.tokens
 
     async def aclose(self) -> None:

@@ -26,12 +26,11 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from starlette.applications import Starlette
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from viltbridge.providers.serving import SimulatorServer
+from viltbridge.providers.serving import SimulatorServer, scenario_route
 from viltbridge.providers.webex.simulator_api import API_ENDPOINTS, ApiCall, ApiEndpoint
 from viltbridge.providers.webex.simulator_state import SimConfig, WebexApiError, WebexState
 
@@ -124,35 +123,13 @@ async def link_page(request: Request) -> Response:
         return HTMLResponse(f"<h1>Joining as {entry['display_name']}</h1>")
 
 
-async def scenario(request: Request) -> Response:
-    """`POST /_sim/{method}` with keyword arguments as a JSON object."""
-    state: WebexState = request.app.state.webex
-    name = request.path_params["method"]
-    if name not in WebexState.SCENARIO_METHODS:
-        return JSONResponse({"error": f"unknown scenario method {name!r}",
-                             "methods": list(WebexState.SCENARIO_METHODS)}, status_code=404)
-    raw = await request.body()
-    try:
-        kwargs = json.loads(raw) if raw.strip() else {}
-    except ValueError:
-        kwargs = None
-    if not isinstance(kwargs, dict):
-        return JSONResponse({"error": "body must be a JSON object of keyword arguments"}, status_code=400)
-    try:
-        # In a worker thread: scenario calls may post webhooks, and the receiver may call this server back.
-        result = await run_in_threadpool(getattr(state, name), **kwargs)
-    except (KeyError, ValueError, TypeError, WebexApiError) as exc:
-        return JSONResponse({"error": str(exc).strip("'\"")}, status_code=400)
-    return JSONResponse(result)
-
-
 def build_app(state: WebexState) -> Starlette:
     # /meetings/join before /meetings/{meetingId}: Starlette takes the first route whose path and method match.
     routes = [_api_route(endpoint) for endpoint in sorted(API_ENDPOINTS, key=lambda e: "{" in e.path)]
     routes += [
         Route(API_PREFIX + "/access_token", access_token, methods=["POST"]),
         Route("/webex/{kind}/{token}", link_page, methods=["GET"]),
-        Route("/_sim/{method}", scenario, methods=["POST"]),
+        scenario_route("webex", refusals=(WebexApiError,)),
     ]
     app = Starlette(routes=routes)
     app.state.webex = state

@@ -35,6 +35,7 @@ from viltbridge.core.provider import (
     Person,
     ProviderEvent,
     ProvisionedInstructor,
+    SettingsSink,
     WebhookDelivery,
 )
 from viltbridge.providers.http import BULK, Budget, ProviderApiError
@@ -106,8 +107,8 @@ class ZoomProvider:
         self._marker_warned = False
 
     @classmethod
-    def from_settings(cls, raw: Mapping[str, Any]) -> ZoomProvider:
-        return cls(ZoomSettings.from_settings(raw))
+    def from_settings(cls, raw: Mapping[str, Any], on_settings_change: SettingsSink | None = None) -> ZoomProvider:
+        return cls(ZoomSettings.from_settings(raw))  # its settings never change by themselves
 
     # --- instructors -----------------------------------------------------------------------------------------
 

@@ -30,14 +30,13 @@ from urllib.parse import parse_qs, unquote
 
 from starlette.applications import Starlette
 from starlette.background import BackgroundTask
-from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from viltbridge.providers.serving import SimulatorServer
+from viltbridge.providers.serving import SimulatorServer, scenario_route
 from viltbridge.providers.zoom.simulator_api import API_ENDPOINTS, ApiCall, ApiEndpoint, register
 from viltbridge.providers.zoom.simulator_state import LIGHT, PLANS, SimConfig, ZoomApiError, ZoomState, iso
 
@@ -218,31 +217,6 @@ async def registration_page(request: Request) -> Response:
                       "Check your email for the link to join.")
 
 
-async def scenario(request: Request) -> Response:
-    """`POST /_sim/{method}` with keyword arguments as a JSON object (GET: as query parameters)."""
-    state: ZoomState = request.app.state.zoom
-    name = request.path_params["method"]
-    if name not in ZoomState.SCENARIO_METHODS:
-        return JSONResponse({"error": f"unknown scenario method {name!r}",
-                             "methods": list(ZoomState.SCENARIO_METHODS)}, status_code=404)
-    if request.method == "GET":
-        kwargs: dict[str, Any] = dict(request.query_params)
-    else:
-        raw = await request.body()
-        try:
-            kwargs = json.loads(raw) if raw.strip() else {}
-        except ValueError:
-            return JSONResponse({"error": "body must be a JSON object of keyword arguments"}, status_code=400)
-        if not isinstance(kwargs, dict):
-            return JSONResponse({"error": "body must be a JSON object of keyword arguments"}, status_code=400)
-    try:
-        # In a worker thread: scenario calls may post webhooks, and the receiver may call this server back.
-        result = await run_in_threadpool(getattr(state, name), **kwargs)
-    except (KeyError, ValueError, TypeError) as exc:
-        return JSONResponse({"error": str(exc).strip("'\"")}, status_code=400)
-    return JSONResponse(result)
-
-
 async def _not_found(request: Request, exc: Exception) -> Response:
     status = exc.status_code if isinstance(exc, HTTPException) else 404
     return JSONResponse({"code": status, "message": HTTPStatus(status).phrase}, status_code=status)
@@ -271,7 +245,7 @@ def build_app(state: ZoomState) -> Starlette:
         Route("/w/{meetingId:int}", web_link, methods=["GET"]),
         Route("/s/{meetingId:int}", web_link, methods=["GET"]),
         Route("/meeting/register/{token}", registration_page, methods=["GET", "POST"]),
-        Route("/_sim/{method}", scenario, methods=["GET", "POST"]),
+        scenario_route("zoom", allow_get=True),
     ]
     app = Starlette(routes=routes, exception_handlers={404: _not_found, 405: _not_found})
     app.state.zoom = state

@@ -1,0 +1,1 @@
+"""GoTo Training: adapter, REST client and simulator (docs/providers.md §5.3)."""

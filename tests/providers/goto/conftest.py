@@ -1,0 +1,69 @@
+"""GoTo Training fixtures: one running simulator for the session (a fresh world per test), an authenticated API
+client, the adapter wired to it, and the `harness` the shared provider acceptance suite runs against."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx2
+import pytest
+
+from tests.providers.conftest import Harness, meeting_spec
+from viltbridge.core.provider import InstructorSpec
+from viltbridge.providers.goto.adapter import GotoProvider
+from viltbridge.providers.goto.simulator import GotoSimulator, running_simulator
+
+T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+# The organizer who authorised viltbridge (the simulator's default organizer) and a co-organizer on the account.
+HOST = InstructorSpec(email="tess@example.com", first_name="Tess", last_name="Teacher")
+COHOST = InstructorSpec(email="cole@example.com", first_name="Cole", last_name="Helper")
+COHOST_KEY = "3000000000000000002"
+
+
+@pytest.fixture(scope="session")
+def goto_simulator() -> Iterator[GotoSimulator]:
+    with running_simulator(start=T0) as simulator:
+        yield simulator
+
+
+def fresh(simulator: GotoSimulator, **config: Any) -> GotoSimulator:
+    """A fresh world: clock frozen at T0 (unless `start` is given), Cole a second organizer on the account."""
+    simulator.reset(**{"start": T0, **config})
+    simulator.state.seed_organizer(COHOST.email, "Cole", "Helper", organizer_key=COHOST_KEY)
+    return simulator
+
+
+@pytest.fixture
+def sim(goto_simulator: GotoSimulator) -> GotoSimulator:
+    return fresh(goto_simulator)
+
+
+def get_token(sim: GotoSimulator) -> str:
+    config = sim.config
+    basic = base64.b64encode(f"{config.client_id}:{config.client_secret}".encode()).decode()
+    response = httpx2.post(sim.token_url, data={"grant_type": "refresh_token", "refresh_token": config.refresh_token},
+                           headers={"Authorization": f"Basic {basic}"})
+    assert response.status_code == 200, response.text
+    return str(response.json()["access_token"])
+
+
+@pytest.fixture
+def api(sim: GotoSimulator) -> Iterator[httpx2.Client]:
+    with httpx2.Client(base_url=sim.api_base_url, headers={"Authorization": f"Bearer {get_token(sim)}"},
+                       timeout=10) as client:
+        yield client
+
+
+@pytest.fixture
+async def provider(sim: GotoSimulator) -> AsyncIterator[GotoProvider]:
+    adapter = GotoProvider.from_settings(sim.settings())
+    yield adapter
+    await adapter.aclose()
+
+
+@pytest.fixture
+def harness(sim: GotoSimulator) -> Iterator[Harness]:
+    yield Harness(GotoProvider.from_settings(sim.settings()), HOST, COHOST, meeting_spec(HOST, COHOST))

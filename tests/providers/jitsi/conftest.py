@@ -1,0 +1,53 @@
+"""Jitsi fixtures: one running simulator for the session (a fresh world per test, JaaS or self-hosted), the adapter
+wired to it, and the `harness` the shared provider acceptance suite runs against (JaaS; self-hosted with and without
+an event module)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import pytest
+
+from tests.providers.conftest import Harness, meeting_spec
+from viltbridge.core.provider import InstructorSpec
+from viltbridge.providers.jitsi.adapter import JitsiProvider
+from viltbridge.providers.jitsi.simulator import JitsiSimulator, running_simulator
+
+T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+HOST = InstructorSpec(email="tess@example.com", first_name="Tess", last_name="Teacher")
+COHOST = InstructorSpec(email="cole@example.com", first_name="Cole", last_name="Helper")
+
+
+@pytest.fixture(scope="session")
+def jitsi_simulator() -> Iterator[JitsiSimulator]:
+    with running_simulator(start=T0) as simulator:
+        yield simulator
+
+
+@pytest.fixture
+def sim(jitsi_simulator: JitsiSimulator) -> JitsiSimulator:
+    """The shared server as JaaS with a fresh world, clock frozen at T0."""
+    jitsi_simulator.reset(start=T0, deployment="jaas")
+    return jitsi_simulator
+
+
+@pytest.fixture
+def self_hosted(jitsi_simulator: JitsiSimulator) -> JitsiSimulator:
+    """The shared server as a self-hosted Jitsi (token auth, no event module), clock frozen at T0."""
+    jitsi_simulator.reset(start=T0, deployment="self_hosted")
+    return jitsi_simulator
+
+
+@pytest.fixture
+def provider(sim: JitsiSimulator) -> JitsiProvider:
+    return JitsiProvider.from_settings(sim.settings())
+
+
+@pytest.fixture(params=["jaas", "self_hosted", "self_hosted_webhooks"])
+def harness(request: pytest.FixtureRequest, jitsi_simulator: JitsiSimulator) -> Iterator[Harness]:
+    deployment = "jaas" if request.param == "jaas" else "self_hosted"
+    jitsi_simulator.reset(start=T0, deployment=deployment)
+    extra = {"webhook_secret": jitsi_simulator.config.webhook_secret} if request.param.endswith("webhooks") else {}
+    yield Harness(JitsiProvider.from_settings(jitsi_simulator.settings(**extra)), HOST, COHOST,
+                  meeting_spec(HOST, COHOST))
