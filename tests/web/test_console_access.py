@@ -17,6 +17,7 @@ from viltbridge import connections, console_users
 from viltbridge.core.permissions import ROLE_PERMISSIONS, ConsoleRole, Permission
 from viltbridge.web.console import auth
 from viltbridge.web.console.routes import router as console_router
+from viltbridge.web.console.sessions import router as sessions_router
 
 PASSWORD = "correct horse battery staple"
 
@@ -161,7 +162,7 @@ def test_the_audit_log_never_holds_a_secret(client: TestClient, db: Db) -> None:
 def _console_routes() -> list[tuple[str, str, Permission | None]]:
     """(method, path, permission) of every console route; None = any signed-in user."""
     found = []
-    for route in console_router.routes:
+    for route in [*console_router.routes, *sessions_router.routes]:
         assert isinstance(route, APIRoute)
         if route.path in ("/console/login",):
             continue
@@ -177,12 +178,14 @@ ROUTES = _console_routes()
 
 
 def _concrete(path: str) -> str:
-    return path.replace("{name}", "acme")
+    return (path.replace("{name}", "acme").replace("{connection}", "acme").replace("{external_id}", "sess-1")
+            .replace("{job_id}", "1"))
 
 
 def test_every_console_route_is_in_the_table() -> None:
     paths = {path for _, path, _ in ROUTES}
-    assert {"/console/connections", "/console/connections/{name}/deactivate", "/console/audit"} <= paths
+    assert {"/console/connections", "/console/connections/{name}/deactivate", "/console/audit", "/console/sessions",
+            "/console/jobs/{job_id}/retry", "/console/exports/attendance.csv"} <= paths
     assert all(permission is not None for _, path, permission in ROUTES
                if path not in ("/console", "/console/account", "/console/logout"))
 

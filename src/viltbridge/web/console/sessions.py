@@ -1,0 +1,149 @@
+"""Console pages about sessions: the list with filters, one part's page (facts, timeline, attendance with every
+decision explained, rows to review), re-sync, attendance exports, and dead background jobs with retry."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated
+from urllib.parse import quote
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import HTMLResponse, Response
+
+from viltbridge import attendance_admin
+from viltbridge.core.errors import DomainError
+from viltbridge.core.models import JobRequest
+from viltbridge.core.permissions import Permission
+from viltbridge.store import attendance_ledger, audit, console_views
+from viltbridge.store import job_ledger as ledger
+from viltbridge.web.console import auth
+from viltbridge.web.console.auth import ConsoleSession
+from viltbridge.web.console.routes import page, see_other
+from viltbridge.web.context import AppContext
+
+router = APIRouter(prefix="/console", include_in_schema=False)
+
+Viewer = Annotated[ConsoleSession, Depends(auth.requires(Permission.VIEW_SESSIONS))]
+RosterManager = Annotated[ConsoleSession, Depends(auth.requires(Permission.MANAGE_ROSTER))]
+
+
+def _ctx(request: Request) -> AppContext:
+    ctx: AppContext = request.app.state.ctx
+    return ctx
+
+
+def _day(value: str | None, field: str) -> datetime | None:
+    if not value:
+        return None
+    try:
+        return datetime.fromisoformat(value).replace(tzinfo=UTC)
+    except ValueError:
+        raise DomainError(f"{field} must be a date like 2026-03-02, not '{value}'.") from None
+
+
+@router.get("/sessions")
+async def session_list(
+        request: Request, session: Viewer,
+        connection: Annotated[str | None, Query(max_length=100)] = None,
+        status: Annotated[str | None, Query(max_length=20)] = None,
+        attendance: Annotated[str | None, Query(max_length=20)] = None,
+        starts_from: Annotated[str | None, Query(alias="from", max_length=10)] = None,
+        starts_until: Annotated[str | None, Query(alias="until", max_length=10)] = None,
+        q: Annotated[str | None, Query(max_length=200)] = None) -> HTMLResponse:
+    ctx = _ctx(request)
+    try:
+        wanted = console_views.SessionFilter(connection=connection or None, status=status or None,
+                                             attendance=attendance or None, starts_from=_day(starts_from, "from"),
+                                             starts_until=_day(starts_until, "until"), text=q or None)
+    except DomainError as err:
+        return page(request, "message.html", session, status=400, title="Check the filter", message=err.message)
+    async with ctx.db.transaction() as db:
+        rows = await db.run_sync(lambda s: console_views.sessions(s, wanted))
+    return page(request, "sessions.html", session, rows=rows, wanted=wanted,
+                filters={"connection": connection or "", "status": status or "", "attendance": attendance or "",
+                         "from": starts_from or "", "until": starts_until or "", "q": q or ""})
+
+
+@router.get("/sessions/{connection}/{external_id}")
+async def session_page(request: Request, connection: str, external_id: str, session: Viewer) -> HTMLResponse:
+    ctx = _ctx(request)
+    async with ctx.db.transaction() as db:
+        found = await db.run_sync(lambda s: console_views.session(s, connection, external_id))
+        if found is None:
+            return page(request, "message.html", session, status=404, title="No such session",
+                        message=f"Connection '{connection}' has no session '{external_id}'.")
+        _, row = found
+        entries = await db.run_sync(lambda s: console_views.timeline(s, connection, row))
+        results = await db.run_sync(lambda s: attendance_ledger.results(s, row.id))
+        reviews = await db.run_sync(lambda s: attendance_ledger.reviews(s, row.id))
+    return page(request, "session.html", session, connection=connection, row=row, timeline=entries,
+                results=results, reviews=reviews)
+
+
+@router.post("/sessions/{connection}/{external_id}/resync")
+async def resync(request: Request, connection: str, external_id: str, session: RosterManager) -> Response:
+    """Ask for attendance again now (from the ledger and, unless final, the provider) in the background."""
+    ctx = _ctx(request)
+    now = ctx.clock.now()
+    async with ctx.db.transaction() as db:
+        found = await db.run_sync(lambda s: console_views.session(s, connection, external_id))
+        if found is None:
+            return page(request, "message.html", session, status=404, title="No such session",
+                        message=f"Connection '{connection}' has no session '{external_id}'.")
+        conn_row, row = found
+        job_id = await db.run_sync(lambda s: ledger.enqueue(s, JobRequest(
+            "attendance.collect", f"attendance.collect:{row.id}", {"session_id": row.id}, now,
+            connection_id=conn_row.id, session_id=row.id), now))
+        await db.run_sync(lambda s: audit.record(s, now, session.user.email, "attendance.resync",
+                                                 f"session:{connection}/{external_id}", after={"job": job_id}))
+    await ctx.kick([job_id])
+    return see_other(request, f"/console/sessions/{quote(connection)}/{quote(external_id)}")
+
+
+@router.get("/exports/attendance.csv")
+async def export_attendance(
+        request: Request, session: Viewer,
+        connection: Annotated[str | None, Query(max_length=100)] = None,
+        external_id: Annotated[str | None, Query(alias="session", max_length=200)] = None,
+        by: Annotated[str, Query(pattern="^(part|session)$")] = "part") -> Response:
+    """Every decision as CSV (spreadsheet-safe), per part or rolled up per multi-part session."""
+    ctx = _ctx(request)
+    wanted = attendance_admin.ExportFilter(connection=connection or None, session=external_id or None)
+    try:
+        async with ctx.db.transaction() as db:
+            if by == "session":
+                rows = await db.run_sync(lambda s: attendance_admin.export_session_rows(s, wanted))
+                body = attendance_admin.to_csv(rows, attendance_admin.SESSION_EXPORT_FIELDS)
+            else:
+                rows = await db.run_sync(lambda s: attendance_admin.export_rows(s, wanted))
+                body = attendance_admin.to_csv(rows)
+    except DomainError as err:
+        return page(request, "message.html", session, status=err.status, title="Nothing to export",
+                    message=err.message)
+    name = "-".join(part for part in ("attendance", connection, external_id, by) if part)
+    return Response(body, media_type="text/csv; charset=utf-8",
+                    headers={"Content-Disposition": f'attachment; filename="{quote(name)}.csv"',
+                             "Cache-Control": "no-store"})
+
+
+@router.get("/jobs")
+async def dead_jobs(request: Request, session: RosterManager) -> HTMLResponse:
+    ctx = _ctx(request)
+    async with ctx.db.transaction() as db:
+        jobs = await db.run_sync(lambda s: ledger.listing(s, states=(ledger.DEAD,)))
+    return page(request, "jobs.html", session, jobs=jobs)
+
+
+@router.post("/jobs/{job_id}/retry")
+async def retry_job(request: Request, job_id: int, session: RosterManager) -> Response:
+    ctx = _ctx(request)
+    now = ctx.clock.now()
+    async with ctx.db.transaction() as db:
+        again = await db.run_sync(lambda s: ledger.retry(s, job_id, now))
+        if again:
+            await db.run_sync(lambda s: audit.record(s, now, session.user.email, "job.retry", f"job:{job_id}"))
+    if not again:
+        return page(request, "message.html", session, status=409, title="Not retried",
+                    message=f"Job #{job_id} is not dead (it is queued or running already, or does not exist).")
+    await ctx.kick([job_id])
+    return see_other(request, "/console/jobs")
