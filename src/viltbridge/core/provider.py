@@ -15,7 +15,6 @@ from typing import Any, Protocol
 
 from viltbridge.core.models import Role
 
-
 # Settings the provider itself changed (a rotated refresh token), handed back to be stored with the connection
 # (encrypted) so a restart does not go back to a token the provider has since revoked. Every adapter factory takes
 # it: `from_settings(raw, on_settings_change=...)`.
