@@ -16,6 +16,7 @@ from tests.conftest import NOW, Db, Lms, b64
 from viltbridge import connections, console_users
 from viltbridge.core.permissions import ROLE_PERMISSIONS, ConsoleRole, Permission
 from viltbridge.web.console import auth
+from viltbridge.web.console.instructor import router as instructor_router
 from viltbridge.web.console.routes import router as console_router
 from viltbridge.web.console.sessions import router as sessions_router
 
@@ -162,9 +163,9 @@ def test_the_audit_log_never_holds_a_secret(client: TestClient, db: Db) -> None:
 def _console_routes() -> list[tuple[str, str, Permission | None]]:
     """(method, path, permission) of every console route; None = any signed-in user."""
     found = []
-    for route in [*console_router.routes, *sessions_router.routes]:
+    for route in [*console_router.routes, *sessions_router.routes, *instructor_router.routes]:
         assert isinstance(route, APIRoute)
-        if route.path in ("/console/login",):
+        if route.path in ("/console/login", "/console/ics/{user_id}/{token}.ics"):  # the feed's token is its key
             continue
         needed: Permission | None = None
         for dependency in route.dependant.dependencies:
@@ -185,7 +186,8 @@ def _concrete(path: str) -> str:
 def test_every_console_route_is_in_the_table() -> None:
     paths = {path for _, path, _ in ROUTES}
     assert {"/console/connections", "/console/connections/{name}/deactivate", "/console/audit", "/console/sessions",
-            "/console/jobs/{job_id}/retry", "/console/exports/attendance.csv"} <= paths
+            "/console/jobs/{job_id}/retry", "/console/exports/attendance.csv", "/console/my-sessions",
+            "/console/my-sessions/{connection}/{external_id}/launch"} <= paths
     assert all(permission is not None for _, path, permission in ROUTES
                if path not in ("/console", "/console/account", "/console/logout"))
 

@@ -16,6 +16,7 @@ from viltbridge.core.attendance import (
     PERSONAL_ID,
     AttendanceDecision,
     AttendancePolicy,
+    Interval,
     LaunchIdentity,
     LedgerSegment,
     Review,
@@ -618,6 +619,20 @@ async def _attendance_from_ledger(
                  len(reviews))
     final = complete and now > session.ends_at
     return fresh, decisions, reviews, AttendanceState.FINAL if final else AttendanceState.PROVISIONAL
+
+
+async def matched_intervals(store: Store, session: Session) -> dict[str, list[Interval]]:
+    """Per learner (the LMS's spelling), the time the ledger ties to them by the identity rules, as it stands: no
+    provider call (the console's attendance chart)."""
+    assert session.id is not None
+    evidence = choose_evidence(await store.attendance_segments(session.id))
+    launches = await store.launches_between(session.id, EARLIEST, LATEST)
+    found = identify_segments(evidence, _launch_identities(launches), session.ends_at,
+                              aliases=await store.attendance_aliases(session.connection_id))
+    by_learner: dict[str, list[Interval]] = {}
+    for item in found.matched:
+        by_learner.setdefault(item.email, []).append(item.interval)
+    return {email: sorted(intervals, key=lambda interval: interval.start) for email, intervals in by_learner.items()}
 
 
 def _launch_identities(launches: list[Launch]) -> dict[str, LaunchIdentity]:

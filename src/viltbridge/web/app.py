@@ -29,6 +29,7 @@ from viltbridge.observability import correlation_id
 from viltbridge.providers.http import share_limits_through
 from viltbridge.store.db import Database
 from viltbridge.web import launch, webhooks
+from viltbridge.web.console import instructor as console_instructor
 from viltbridge.web.console import routes as console
 from viltbridge.web.console import sessions as console_sessions
 from viltbridge.web.context import AppContext
@@ -155,6 +156,7 @@ def create_app(
     app.include_router(webhooks.router)
     app.include_router(console.router)
     app.include_router(console_sessions.router)
+    app.include_router(console_instructor.router)
     app.mount("/console/static", StaticFiles(directory=console.STATIC), name="console-static")
 
     app.openapi = lambda: _published_schema(app, settings)  # type: ignore[method-assign]

@@ -113,6 +113,10 @@ async def logout(session: Annotated[ConsoleSession, Depends(auth.signed_in)]) ->
 async def home(session: Annotated[ConsoleSession, Depends(auth.signed_in)]) -> Response:
     if session.user.may(Permission.VIEW_CONNECTIONS):
         return RedirectResponse("/console/connections", status_code=303)
+    if session.user.may(Permission.VIEW_SESSIONS):
+        return RedirectResponse("/console/sessions", status_code=303)
+    if session.user.may(Permission.OWN_SESSIONS):
+        return RedirectResponse("/console/my-sessions", status_code=303)
     return RedirectResponse("/console/account", status_code=303)
 
 

@@ -16,7 +16,7 @@ from viltbridge.core.models import JobRequest
 from viltbridge.core.permissions import Permission
 from viltbridge.store import attendance_ledger, audit, console_views
 from viltbridge.store import job_ledger as ledger
-from viltbridge.web.console import auth
+from viltbridge.web.console import auth, instructor
 from viltbridge.web.console.auth import ConsoleSession
 from viltbridge.web.console.routes import page, see_other
 from viltbridge.web.context import AppContext
@@ -72,12 +72,13 @@ async def session_page(request: Request, connection: str, external_id: str, sess
         if found is None:
             return page(request, "message.html", session, status=404, title="No such session",
                         message=f"Connection '{connection}' has no session '{external_id}'.")
-        _, row = found
+        conn_row, row = found
+        chart = await instructor.attendance_chart(ctx, db, conn_row, row)
         entries = await db.run_sync(lambda s: console_views.timeline(s, connection, row))
         results = await db.run_sync(lambda s: attendance_ledger.results(s, row.id))
         reviews = await db.run_sync(lambda s: attendance_ledger.reviews(s, row.id))
     return page(request, "session.html", session, connection=connection, row=row, timeline=entries,
-                results=results, reviews=reviews)
+                results=results, reviews=reviews, chart=chart)
 
 
 @router.post("/sessions/{connection}/{external_id}/resync")

@@ -1,0 +1,82 @@
+"""The attendance timeline as SVG: one bar per learner, their segments on the part's time axis, the scheduled
+part shaded, and a line where the policy's threshold is reached for someone present from the start. Server-made, no
+script: it prints, and reads at a glance."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from html import escape
+
+from viltbridge.core.attendance import AttendancePolicy, Interval, merge_intervals, presence_within
+
+ROW = 26
+LABEL = 220
+WIDTH = 900
+TOP = 34
+
+
+@dataclass(frozen=True)
+class LearnerBar:
+    email: str
+    attended: bool | None  # None: no decision yet
+    intervals: tuple[Interval, ...]
+
+
+def required_minutes(policy: AttendancePolicy, starts_at: datetime, ends_at: datetime) -> float:
+    scheduled = (ends_at - starts_at).total_seconds() / 60
+    if policy.min_minutes is not None:
+        return float(policy.min_minutes)
+    return scheduled * min(policy.min_percent, 100) / 100
+
+
+def timeline_svg(starts_at: datetime, ends_at: datetime, policy: AttendancePolicy, bars: list[LearnerBar]) -> str:
+    axis_start = starts_at - timedelta(minutes=policy.grace_minutes)
+    latest = max([ends_at, *(i.end for bar in bars for i in bar.intervals)])
+    axis_end = max(ends_at + timedelta(minutes=5), min(latest, ends_at + timedelta(hours=2)))
+    span = (axis_end - axis_start).total_seconds()
+    plot = WIDTH - LABEL - 10
+
+    def x(moment: datetime) -> float:
+        clipped = min(max(moment, axis_start), axis_end)
+        return LABEL + plot * (clipped - axis_start).total_seconds() / span
+
+    height = TOP + ROW * max(1, len(bars)) + 24
+    threshold_at = starts_at + timedelta(minutes=required_minutes(policy, starts_at, ends_at))
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {height}" width="100%" role="img" '
+        f'aria-label="Attendance timeline" class="attendance-chart" font-family="system-ui,sans-serif" '
+        f'font-size="12">',
+        f'<rect x="{x(starts_at):.1f}" y="{TOP - 6}" width="{x(ends_at) - x(starts_at):.1f}" '
+        f'height="{ROW * max(1, len(bars)) + 6}" fill="#eef2fb"><title>scheduled '
+        f'{starts_at:%H:%M}-{ends_at:%H:%M} UTC</title></rect>',
+    ]
+    tick = axis_start.replace(minute=(axis_start.minute // 15) * 15, second=0, microsecond=0)
+    while tick <= axis_end:
+        if tick >= axis_start:
+            parts.append(f'<line x1="{x(tick):.1f}" x2="{x(tick):.1f}" y1="{TOP - 10}" y2="{height - 20}" '
+                         f'stroke="#d9dde4"/><text x="{x(tick):.1f}" y="{TOP - 14}" text-anchor="middle" '
+                         f'fill="#5b6474">{tick:%H:%M}</text>')
+        tick += timedelta(minutes=15)
+    for row, bar in enumerate(bars):
+        y = TOP + row * ROW
+        colour = {True: "#1c7c3c", False: "#a23a2c", None: "#5b6474"}[bar.attended]
+        verdict = {True: "attended", False: "not attended", None: "no decision yet"}[bar.attended]
+        # Counted as the policy counts: the union (reconnects once), from the grace before the start to the end.
+        present = presence_within(bar.intervals, axis_start, ends_at).total_seconds() / 60
+        parts.append(f'<g class="learner" data-email="{escape(bar.email)}"><title>{escape(bar.email)}: {verdict}, '
+                     f'{present:.0f} min in the meeting</title>')
+        parts.append(f'<text x="{LABEL - 8}" y="{y + 15}" text-anchor="end" fill="{colour}">'
+                     f'{escape(bar.email)}</text>')
+        for interval in merge_intervals(bar.intervals):
+            left, right = x(interval.start), x(interval.end)
+            parts.append(f'<rect class="segment" x="{left:.1f}" y="{y + 4}" width="{max(right - left, 1.5):.1f}" '
+                         f'height="{ROW - 10}" rx="3" fill="{colour}"><title>{interval.start:%H:%M}-'
+                         f'{interval.end:%H:%M} UTC</title></rect>')
+        parts.append("</g>")
+    parts.append(f'<line class="threshold" x1="{x(threshold_at):.1f}" x2="{x(threshold_at):.1f}" y1="{TOP - 8}" '
+                 f'y2="{height - 18}" stroke="#2456c4" stroke-dasharray="5 4" stroke-width="1.5"/>'
+                 f'<text x="{x(threshold_at):.1f}" y="{height - 6}" text-anchor="middle" fill="#2456c4">threshold: '
+                 f'{required_minutes(policy, starts_at, ends_at):.0f} min</text>')
+    parts.append("</svg>")
+    return "".join(parts)

@@ -1,0 +1,146 @@
+"""An instructor's console: their own sessions in their own time zone with scheduling conflicts flagged, a
+launch-as-host button, a personal calendar feed, and after class the attendance timeline chart. The chart is on the
+admin's session page too."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Annotated, Any
+from urllib.parse import quote
+from zoneinfo import ZoneInfo
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from viltbridge import console_users
+from viltbridge.core import services
+from viltbridge.core.emails import normalize_email
+from viltbridge.core.errors import DomainError
+from viltbridge.core.permissions import Permission
+from viltbridge.core.schedule import Booking, find_conflicts
+from viltbridge.store import attendance_ledger, console_views, repository
+from viltbridge.store.repository import AsyncSqlStore
+from viltbridge.store.tables import ConnectionRow, SessionRow
+from viltbridge.web.console import auth, calendar, charts
+from viltbridge.web.console.auth import ConsoleSession
+from viltbridge.web.console.routes import page
+from viltbridge.web.context import AppContext
+
+router = APIRouter(prefix="/console", include_in_schema=False)
+
+Teacher = Annotated[ConsoleSession, Depends(auth.requires(Permission.OWN_SESSIONS))]
+
+
+def _ctx(request: Request) -> AppContext:
+    ctx: AppContext = request.app.state.ctx
+    return ctx
+
+
+def booking(connection: str, row: SessionRow) -> Booking:
+    host = row.meeting_data.get("host_account") if isinstance(row.meeting_data, dict) else None
+    return Booking(connection, row.external_id, row.title, row.starts_at, row.ends_at,
+                   tuple(row.instructor_emails), f"{row.meeting_provider}:{host}" if host else None)
+
+
+def conflicts_by_session(rows: list[tuple[str, SessionRow]]) -> dict[tuple[str, str], list[str]]:
+    """Scheduled parts only: a cancelled class frees its instructor."""
+    live = [booking(name, row) for name, row in rows if row.status != "cancelled"]
+    found: dict[tuple[str, str], list[str]] = {}
+    for conflict in find_conflicts(live):
+        for side in (conflict.first, conflict.second):
+            found.setdefault((side.connection, side.session_id), []).append(conflict.describe())
+    return found
+
+
+def _teaches(session: ConsoleSession, row: SessionRow) -> bool:
+    return session.user.email in (normalize_email(email) for email in row.instructor_emails)
+
+
+@router.get("/my-sessions")
+async def my_sessions(request: Request, session: Teacher) -> HTMLResponse:
+    ctx = _ctx(request)
+    wanted = console_views.SessionFilter(instructor=session.user.email,
+                                         starts_from=ctx.clock.now() - timedelta(days=30))
+    async with ctx.db.transaction() as db:  # ORM reads: console traffic is light
+        rows = await db.run_sync(lambda s: console_views.sessions(s, wanted))
+        everyone = await db.run_sync(lambda s: console_views.sessions(
+            s, console_views.SessionFilter(starts_from=ctx.clock.now() - timedelta(days=30))))
+    mine = {(name, row.external_id) for name, row in rows}
+    # Host accounts are shared between instructors: conflicts are found among everyone's parts, shown for mine.
+    conflicts = {key: reasons for key, reasons in conflicts_by_session(everyone).items() if key in mine}
+    zone = ZoneInfo(session.user.time_zone)
+    feed = (f"{ctx.public_url.rstrip('/')}/console/ics/{session.user.id}/"
+            f"{calendar.feed_token(ctx.keyring, session.user.id, session.user.session_version)}.ics")
+    upcoming = sorted(((name, row) for name, row in rows if row.ends_at >= ctx.clock.now()),
+                      key=lambda item: item[1].starts_at)
+    past = [(name, row) for name, row in rows if row.ends_at < ctx.clock.now()]
+    return page(request, "my_sessions.html", session, upcoming=upcoming, past=past, conflicts=conflicts,
+                zone=zone, feed_url=feed)
+
+
+@router.get("/my-sessions/{connection}/{external_id}/launch")
+async def launch_as_host(request: Request, connection: str, external_id: str, session: Teacher) -> Response:
+    """The same signed launch the LMS hands out, for this instructor: the launch window and role apply as usual."""
+    ctx = _ctx(request)
+    async with ctx.db.transaction() as db:
+        found = await db.run_sync(lambda s: console_views.session(s, connection, external_id))
+        if found is None or not _teaches(session, found[1]):
+            return page(request, "message.html", session, status=404, title="Not your session",
+                        message=f"You do not teach a session '{external_id}' in '{connection}'.")
+        conn_row, _ = found
+        try:
+            url = await services.launch_url(AsyncSqlStore(db, ctx.keyring),
+                                            repository.connection_from_row(conn_row, ctx.keyring), external_id,
+                                            session.user.email, ctx.launch, ctx.clock)
+        except DomainError as err:
+            return page(request, "message.html", session, status=err.status, title="No launch", message=err.message)
+    return RedirectResponse(url, status_code=303)
+
+
+async def attendance_chart(ctx: AppContext, db: Any, conn_row: ConnectionRow, row: SessionRow) -> str:
+    """The part's attendance timeline as SVG, from the ledger as it stands (no provider call)."""
+    store = AsyncSqlStore(db, ctx.keyring)
+    connection = repository.connection_from_row(conn_row, ctx.keyring)
+    part = await store.find_session(connection.id, row.external_id)
+    assert part is not None
+    intervals = await services.matched_intervals(store, part)
+    decided = {result.email.lower(): result.attended
+               for result in await db.run_sync(lambda s: attendance_ledger.results(s, row.id))}
+    emails = sorted({*intervals, *(r.email for r in await db.run_sync(
+        lambda s: attendance_ledger.results(s, row.id)))}, key=str.lower)
+    bars = [charts.LearnerBar(email, decided.get(email.lower()), tuple(intervals.get(email, ())))
+            for email in emails]
+    return charts.timeline_svg(row.starts_at, row.ends_at, services.attendance_policy(connection, part), bars)
+
+
+@router.get("/my-sessions/{connection}/{external_id}")
+async def my_session(request: Request, connection: str, external_id: str, session: Teacher) -> HTMLResponse:
+    ctx = _ctx(request)
+    async with ctx.db.transaction() as db:
+        found = await db.run_sync(lambda s: console_views.session(s, connection, external_id))
+        if found is None or not _teaches(session, found[1]):
+            return page(request, "message.html", session, status=404, title="Not your session",
+                        message=f"You do not teach a session '{external_id}' in '{connection}'.")
+        conn_row, row = found
+        chart = await attendance_chart(ctx, db, conn_row, row)
+        results = await db.run_sync(lambda s: attendance_ledger.results(s, row.id))
+    return page(request, "my_session.html", session, connection=connection, row=row, chart=chart, results=results,
+                zone=ZoneInfo(session.user.time_zone),
+                launch=f"/console/my-sessions/{quote(connection)}/{quote(external_id)}/launch")
+
+
+@router.get("/ics/{user_id}/{token}.ics")
+async def ics_feed(request: Request, user_id: int, token: str) -> Response:
+    """Public to whoever holds the URL (calendar apps cannot sign in); the token is the credential."""
+    ctx = _ctx(request)
+    async with ctx.db.transaction() as db:
+        user = await db.run_sync(console_users.get, user_id)
+        if (user is None or not user.active
+                or not calendar.feed_token_matches(ctx.keyring, user.id, user.session_version, token)):
+            return Response("No such calendar feed.", status_code=404, media_type="text/plain")
+        rows = await db.run_sync(lambda s: console_views.sessions(
+            s, console_views.SessionFilter(instructor=user.email, starts_from=ctx.clock.now() - timedelta(days=90))))
+        name = user.display_name
+    body = calendar.feed(name, rows, ctx.clock.now(), f"{ctx.public_url.rstrip('/')}/console/my-sessions")
+    return Response(body, media_type="text/calendar; charset=utf-8",
+                    headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"})
