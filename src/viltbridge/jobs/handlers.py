@@ -55,7 +55,9 @@ async def collect_attendance(ctx: AppContext, store: AsyncSqlStore, job: Job) ->
     session = await store.get_session(int(job.payload["session_id"]))
     if session is None or session.status is SessionStatus.CANCELLED:
         return Outcome("session gone or cancelled; nothing to collect")
-    if session.attendance_state is AttendanceState.FINAL:
+    # `recompute`: an admin changed what the ledger is judged by (an alias, a resolved row): final parts too,
+    # from the ledger alone (no provider call once final).
+    if session.attendance_state is AttendanceState.FINAL and not job.payload.get("recompute"):
         return Outcome("attendance already final")
     connection = await store.get_connection(session.connection_id)
     if connection is None:

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session as OrmSession
 
 from viltbridge.core.emails import normalize_email
 from viltbridge.store.tables import (
+    AttendanceResultRow,
     AttendanceSegmentRow,
     AuditRow,
     ConnectionRow,
@@ -61,6 +62,17 @@ def session(db: OrmSession, connection: str, external_id: str) -> tuple[Connecti
                                                                  ConnectionRow.id)
                        .where(ConnectionRow.name == connection, SessionRow.external_id == external_id)).one_or_none()
     return (found[0], found[1]) if found is not None else None
+
+
+def learners(db: OrmSession, session_id: int) -> list[str]:
+    """The part's learners as the LMS spells them: everyone who launched as an attendee or has a decision."""
+    launched = db.scalars(sa.select(LaunchRow.lms_email).where(LaunchRow.session_id == session_id,
+                                                               LaunchRow.role == "attendee"))
+    decided = db.scalars(sa.select(AttendanceResultRow.email).where(AttendanceResultRow.session_id == session_id))
+    spelled: dict[str, str] = {}
+    for email in [*launched, *decided]:
+        spelled.setdefault(normalize_email(email), email)
+    return sorted(spelled.values(), key=str.lower)
 
 
 @dataclass(frozen=True)

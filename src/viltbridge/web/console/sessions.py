@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import Annotated
 from urllib.parse import quote
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
 from viltbridge import attendance_admin
@@ -77,8 +77,9 @@ async def session_page(request: Request, connection: str, external_id: str, sess
         entries = await db.run_sync(lambda s: console_views.timeline(s, connection, row))
         results = await db.run_sync(lambda s: attendance_ledger.results(s, row.id))
         reviews = await db.run_sync(lambda s: attendance_ledger.reviews(s, row.id))
+        learners = await db.run_sync(lambda s: console_views.learners(s, row.id))
     return page(request, "session.html", session, connection=connection, row=row, timeline=entries,
-                results=results, reviews=reviews, chart=chart)
+                results=results, reviews=reviews, chart=chart, learners=learners)
 
 
 @router.post("/sessions/{connection}/{external_id}/resync")
@@ -93,10 +94,42 @@ async def resync(request: Request, connection: str, external_id: str, session: R
                         message=f"Connection '{connection}' has no session '{external_id}'.")
         conn_row, row = found
         job_id = await db.run_sync(lambda s: ledger.enqueue(s, JobRequest(
-            "attendance.collect", f"attendance.collect:{row.id}", {"session_id": row.id}, now,
+            "attendance.collect", f"attendance.collect:{row.id}", {"session_id": row.id, "recompute": True}, now,
             connection_id=conn_row.id, session_id=row.id), now))
         await db.run_sync(lambda s: audit.record(s, now, session.user.email, "attendance.resync",
                                                  f"session:{connection}/{external_id}", after={"job": job_id}))
+    await ctx.kick([job_id])
+    return see_other(request, f"/console/sessions/{quote(connection)}/{quote(external_id)}")
+
+
+@router.post("/sessions/{connection}/{external_id}/reviews/resolve")
+async def resolve_review(request: Request, connection: str, external_id: str, session: RosterManager,
+                         provider_email: Annotated[str, Form(max_length=320)],
+                         lms_email: Annotated[str, Form(max_length=320)]) -> Response:
+    """A row to review says who it is at the provider (an email); the admin says which learner that is. Kept as
+    the connection's alias (the same table as `viltbridge attendance alias`), audited, and the part's attendance
+    is computed again with it."""
+    ctx = _ctx(request)
+    now = ctx.clock.now()
+    try:
+        async with ctx.db.transaction() as db:
+            found = await db.run_sync(lambda s: console_views.session(s, connection, external_id))
+            if found is None:
+                raise DomainError(f"Connection '{connection}' has no session '{external_id}'.")
+            conn_row, row = found
+            learners = await db.run_sync(lambda s: console_views.learners(s, row.id))
+            if lms_email.strip().lower() not in {email.lower() for email in learners}:
+                raise DomainError(f"{lms_email} is not a learner of this session (launched or decided); pick one "
+                                  "of the listed learners.")
+            await db.run_sync(lambda s: attendance_admin.set_alias(s, connection, provider_email, lms_email))
+            job_id = await db.run_sync(lambda s: ledger.enqueue(s, JobRequest(
+                "attendance.collect", f"attendance.collect:{row.id}", {"session_id": row.id, "recompute": True}, now,
+                connection_id=conn_row.id, session_id=row.id), now))
+            await db.run_sync(lambda s: audit.record(
+                s, now, session.user.email, "attendance.resolve", f"session:{connection}/{external_id}",
+                after={"provider_email": provider_email, "lms_email": lms_email, "job": job_id}))
+    except DomainError as err:
+        return page(request, "message.html", session, status=400, title="Not resolved", message=err.message)
     await ctx.kick([job_id])
     return see_other(request, f"/console/sessions/{quote(connection)}/{quote(external_id)}")
 
