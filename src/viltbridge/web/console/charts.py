@@ -53,7 +53,7 @@ def timeline_svg(starts_at: datetime, ends_at: datetime, policy: AttendancePolic
     ]
     tick = axis_start.replace(minute=(axis_start.minute // 15) * 15, second=0, microsecond=0)
     while tick <= axis_end:
-        if tick >= axis_start:
+        if tick >= axis_start and x(tick) < WIDTH - 24:  # no label cut off at the right edge
             parts.append(f'<line x1="{x(tick):.1f}" x2="{x(tick):.1f}" y1="{TOP - 10}" y2="{height - 20}" '
                          f'stroke="#d9dde4"/><text x="{x(tick):.1f}" y="{TOP - 14}" text-anchor="middle" '
                          f'fill="#5b6474">{tick:%H:%M}</text>')

@@ -74,8 +74,9 @@ async def my_sessions(request: Request, session: Teacher) -> HTMLResponse:
     upcoming = sorted(((name, row) for name, row in rows if row.ends_at >= ctx.clock.now()),
                       key=lambda item: item[1].starts_at)
     past = [(name, row) for name, row in rows if row.ends_at < ctx.clock.now()]
+    warnings = sorted({reason for reasons in conflicts.values() for reason in reasons})  # each pair once
     return page(request, "my_sessions.html", session, upcoming=upcoming, past=past, conflicts=conflicts,
-                zone=zone, feed_url=feed)
+                warnings=warnings, zone=zone, feed_url=feed)
 
 
 @router.get("/my-sessions/{connection}/{external_id}/launch")
