@@ -12,7 +12,7 @@ import pytest
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
-from tests.conftest import NOW, Db, Lms, b64
+from tests.conftest import NOW, Db, Lms, b64, session_body
 from viltbridge import connections, console_users
 from viltbridge.core.permissions import ROLE_PERMISSIONS, ConsoleRole, Permission
 from viltbridge.web.console import auth
@@ -229,3 +229,54 @@ def test_the_cli_creates_users_and_refuses_unknown_roles(run: Callable[..., Any]
     assert wrong.exit_code == 1 and "Unknown role(s): admin" in wrong.output and "instructor" in wrong.output
     listed = run("user", "list", "--json")
     assert "integrations-manage" in listed.output and "bob@example.com" not in listed.output
+
+
+def test_rotating_the_lms_secret_shows_it_once_and_retires_the_old(client: TestClient, db: Db, lms: Lms) -> None:
+    make_user(db, "ada@example.com", ConsoleRole.INTEGRATIONS_MANAGE)
+    sign_in(client, "ada@example.com")
+    token = csrf_of(client.get("/console/connections/acme").text)
+    rotated = client.post("/console/connections/acme/rotate-secret", data={"csrf_token": token})
+    assert rotated.status_code == 200 and rotated.headers["cache-control"] == "no-store"
+    found = re.search(r'<code id="new-secret">([^<]+)</code>', rotated.text)
+    assert found
+    assert lms.add_instructor("tess@example.com").status_code == 401  # the old secret no longer works
+    fresh = Lms(client, lms.auth[0], found.group(1))
+    assert fresh.add_instructor("tess@example.com").status_code == 200
+    assert found.group(1) not in client.get("/console/audit").text
+
+
+def test_settings_are_checked_as_a_whole_before_anything_is_saved(client: TestClient, db: Db,
+                                                                 connection: dict[str, str]) -> None:
+    make_user(db, "vic@example.com", ConsoleRole.VENDORS_UPDATE)
+    sign_in(client, "vic@example.com")
+    page = client.get("/console/connections/acme").text
+    assert "Change settings" in page and "Rotate LMS secret" not in page and "Deactivate" not in page
+    token = csrf_of(page)
+    before = db.snapshot()
+    wrong = client.post("/console/connections/acme/settings",
+                        data={"csrf_token": token, "changes": "launch_window_minutes=20\nroom_url_template=ftp://x"})
+    assert wrong.status_code == 400 and "room_url_template" in wrong.text
+    assert db.snapshot() == before
+    right = client.post("/console/connections/acme/settings",
+                        data={"csrf_token": token, "changes": "launch_window_minutes=20\n"})
+    assert right.status_code == 303
+    with db.engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT launch_window_minutes FROM connections").scalar_one() == 20
+        assert conn.exec_driver_sql("SELECT actor FROM audit_log WHERE action = 'connection.change'"
+                                    ).scalar_one() == "vic@example.com"
+
+
+def test_a_session_can_be_cancelled_from_the_console(client: TestClient, db: Db, lms: Lms) -> None:
+    assert lms.add_instructor("tess@example.com").status_code == 200
+    assert lms.create_session(session_body("sess-1", InstructorEmails="tess@example.com")).status_code == 200
+    make_user(db, "sam@example.com", ConsoleRole.SESSIONS_CANCEL)
+    sign_in(client, "sam@example.com")
+    page = client.get("/console/sessions/acme/sess-1").text
+    assert "Cancel session" in page and "Re-sync attendance" not in page
+    cancelled = client.post("/console/sessions/acme/sess-1/cancel", data={"csrf_token": csrf_of(page)})
+    assert cancelled.status_code == 303
+    with db.engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT status FROM sessions").scalar_one() == "cancelled"
+        assert conn.exec_driver_sql("SELECT actor FROM audit_log WHERE action = 'session.cancel'"
+                                    ).scalar_one() == "sam@example.com"
+    assert lms.launch("sess-1", "jane@example.com").status_code in (400, 404, 409)  # no joining a cancelled class

@@ -179,6 +179,40 @@ async def deactivate(
     return await _set_active(request, name, session, False)
 
 
+@router.post("/connections/{name}/rotate-secret")
+async def rotate_secret(
+        request: Request, name: str,
+        session: Annotated[ConsoleSession, Depends(auth.requires(Permission.MANAGE_INTEGRATIONS))]) -> Response:
+    """A new LMS secret, shown once; the old one stops working at once."""
+    ctx = _ctx(request)
+    try:
+        async with ctx.db.transaction() as db:
+            created = await db.run_sync(lambda s: connections.rotate_secret(s, name, actor=session.user.email))
+            username = created.row.username
+    except DomainError as err:
+        return page(request, "message.html", session, status=err.status, title="Not changed", message=err.message)
+    return page(request, "secret.html", session, connection=name, username=username, password=created.password,
+                lms_base_url=ctx.lms_base_url)
+
+
+@router.post("/connections/{name}/settings")
+async def change_settings(
+        request: Request, name: str,
+        session: Annotated[ConsoleSession, Depends(auth.requires(Permission.CONFIGURE_CONNECTIONS))],
+        changes: Annotated[str, Form(max_length=20_000)]) -> Response:
+    """`key=value` per line: vendor options and provider settings; an empty value removes a setting. Checked as
+    a whole before anything is saved."""
+    ctx = _ctx(request)
+    lines = [line.strip() for line in changes.splitlines() if line.strip()]
+    try:
+        async with ctx.db.transaction() as db:
+            await db.run_sync(lambda s: connections.change(s, ctx.keyring, name, connections.parse_pairs(lines),
+                                                           actor=session.user.email))
+    except DomainError as err:
+        return page(request, "message.html", session, status=err.status, title="Not changed", message=err.message)
+    return see_other(request, f"/console/connections/{quote(name)}")
+
+
 # --- audit -----------------------------------------------------------------------------------------------------
 
 

@@ -11,11 +11,13 @@ from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
 from viltbridge import attendance_admin
+from viltbridge.core import services
 from viltbridge.core.errors import DomainError
 from viltbridge.core.models import JobRequest
 from viltbridge.core.permissions import Permission
-from viltbridge.store import attendance_ledger, audit, console_views
+from viltbridge.store import attendance_ledger, audit, console_views, repository
 from viltbridge.store import job_ledger as ledger
+from viltbridge.store.repository import AsyncSqlStore
 from viltbridge.web.console import auth, instructor
 from viltbridge.web.console.auth import ConsoleSession
 from viltbridge.web.console.routes import page, see_other
@@ -99,6 +101,31 @@ async def resync(request: Request, connection: str, external_id: str, session: R
         await db.run_sync(lambda s: audit.record(s, now, session.user.email, "attendance.resync",
                                                  f"session:{connection}/{external_id}", after={"job": job_id}))
     await ctx.kick([job_id])
+    return see_other(request, f"/console/sessions/{quote(connection)}/{quote(external_id)}")
+
+
+@router.post("/sessions/{connection}/{external_id}/cancel")
+async def cancel(request: Request, connection: str, external_id: str,
+                 session: Annotated[ConsoleSession, Depends(auth.requires(Permission.CANCEL_SESSIONS))]) -> Response:
+    """As the LMS's DELETE: the provider meeting goes too (if the connection cancels automatically); audited."""
+    ctx = _ctx(request)
+    now = ctx.clock.now()
+    try:
+        async with ctx.db.transaction() as db:
+            found = await db.run_sync(lambda s: console_views.session(s, connection, external_id))
+            if found is None:
+                raise DomainError(f"Connection '{connection}' has no session '{external_id}'.")
+            conn_row, _ = found
+            lms_connection = repository.connection_from_row(conn_row, ctx.keyring)
+            store = AsyncSqlStore(db, ctx.keyring)
+            await services.cancel_session(store, ctx.providers.for_connection(lms_connection), lms_connection,
+                                          external_id, ctx.clock)
+            await db.run_sync(lambda s: audit.record(s, now, session.user.email, "session.cancel",
+                                                     f"session:{connection}/{external_id}"))
+    except DomainError as err:
+        return page(request, "message.html", session, status=err.status, title="Not cancelled",
+                    message=err.message)
+    await ctx.kick(store.enqueued)
     return see_other(request, f"/console/sessions/{quote(connection)}/{quote(external_id)}")
 
 
