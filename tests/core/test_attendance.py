@@ -346,3 +346,19 @@ def test_per_run_the_report_wins_and_runs_without_one_keep_their_live_events() -
     chosen = choose_evidence(ledger)
     assert [(s.instance, s.left_at is not None) for s in chosen] == [("run-1", True), ("run-2", True)]
     assert choose_evidence(list(reversed(ledger))) == chosen  # order of arrival does not matter
+
+
+def test_an_override_wins_and_keeps_what_the_evidence_said() -> None:
+    from viltbridge.core.attendance import AttendanceDecision, AttendanceOverride, apply_overrides
+
+    decisions = [AttendanceDecision("Jane@Example.com", False, "present 20 min = 33%; threshold 75%: not attended"),
+                 AttendanceDecision("bob@example.com", True, "present 60 min")]
+    overrides = [AttendanceOverride("jane@example.com", True, "joined by phone", "ada@example.com"),
+                 AttendanceOverride("kim@example.com", False, "left at once", "ada@example.com")]
+    result = apply_overrides(decisions, overrides)
+    assert [(d.email, d.attended) for d in result] == [("Jane@Example.com", True), ("bob@example.com", True),
+                                                       ("kim@example.com", False)]
+    assert result[0].explanation == ("attended: set by ada@example.com (joined by phone); the evidence said: "
+                                     "present 20 min = 33%; threshold 75%: not attended")
+    assert result[2].explanation.endswith("the evidence said: no evidence for this learner")
+    assert apply_overrides(decisions, []) == decisions

@@ -280,3 +280,37 @@ def test_a_session_can_be_cancelled_from_the_console(client: TestClient, db: Db,
         assert conn.exec_driver_sql("SELECT actor FROM audit_log WHERE action = 'session.cancel'"
                                     ).scalar_one() == "sam@example.com"
     assert lms.launch("sess-1", "jane@example.com").status_code in (400, 404, 409)  # no joining a cancelled class
+
+
+def test_an_override_needs_a_reason_wins_and_can_be_cleared(client: TestClient, db: Db, lms: Lms, clock) -> None:
+    from viltbridge.jobs.runner import JobRunner
+
+    assert lms.add_instructor("tess@example.com").status_code == 200
+    assert lms.create_session(session_body("sess-1", start=NOW + timedelta(minutes=5),
+                                           InstructorEmails="tess@example.com")).status_code == 200
+    link = lms.launch("sess-1", "Jane@Example.com").json()["data"]["joinUrl"]
+    assert client.get(link.replace("http://testserver", "")).status_code == 302  # she launched
+    clock.set(NOW + timedelta(hours=3))
+    assert lms.attendees("sess-1").json()["data"]["attendees"] == [{"email": "Jane@Example.com"}]
+    make_user(db, "ada@example.com", ConsoleRole.ROSTER_MANAGE)
+    sign_in(client, "ada@example.com")
+    token = csrf_of(client.get("/console/sessions/acme/sess-1").text)
+    runner = JobRunner(client.app.state.ctx, "test")  # type: ignore[attr-defined]
+
+    def override(**form: str) -> Any:
+        return client.post("/console/sessions/acme/sess-1/overrides", data={"csrf_token": token, **form})
+
+    assert "Say why" in override(email="jane@example.com", attended="no").text
+    assert "not a learner" in override(email="kim@example.com", attended="no", reason="never here").text
+    assert override(email="jane@example.com", attended="no", reason="launched, never joined (instructor)"
+                    ).status_code == 303
+    client.portal.call(runner.run_due)  # type: ignore[attr-defined]
+    assert lms.attendees("sess-1").json()["data"]["attendees"] == []
+    page = client.get("/console/sessions/acme/sess-1").text
+    assert "set by ada@example.com (launched, never joined (instructor)); the evidence said" in page
+    assert override(email="Jane@Example.com", attended="clear").status_code == 303
+    client.portal.call(runner.run_due)  # type: ignore[attr-defined]
+    assert lms.attendees("sess-1").json()["data"]["attendees"] == [{"email": "Jane@Example.com"}]
+    with db.engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT count(*) FROM audit_log WHERE action = 'attendance.override'"
+                                    ).scalar_one() == 2

@@ -31,6 +31,42 @@ class AttendanceDecision:
     explanation: str
 
 
+@dataclass(frozen=True)
+class AttendanceOverride:
+    """An admin's decision for one learner of one part, with the reason, which beats the evidence."""
+
+    email: str
+    attended: bool
+    reason: str
+    actor: str
+
+
+def apply_overrides(decisions: list[AttendanceDecision],
+                    overrides: Iterable[AttendanceOverride]) -> list[AttendanceDecision]:
+    """The decisions with each overridden learner's replaced (or added, when the evidence has none): the
+    explanation keeps what the evidence said, so an override never hides it."""
+    by_email = {normalize_email(override.email): override for override in overrides}
+    if not by_email:
+        return decisions
+    result: list[AttendanceDecision] = []
+    for decision in decisions:
+        override = by_email.pop(normalize_email(decision.email), None)
+        if override is None:
+            result.append(decision)
+        else:
+            result.append(AttendanceDecision(decision.email, override.attended, _overridden(override,
+                                                                                        decision.explanation)))
+    for override in by_email.values():
+        result.append(AttendanceDecision(override.email, override.attended,
+                                         _overridden(override, "no evidence for this learner")))
+    return result
+
+
+def _overridden(override: AttendanceOverride, evidence: str) -> str:
+    verdict = "attended" if override.attended else "not attended"
+    return f"{verdict}: set by {override.actor} ({override.reason}); the evidence said: {evidence}"
+
+
 def decide_from_launches(
     launches: list[Launch], *, opens_at: datetime, ends_at: datetime
 ) -> list[AttendanceDecision]:

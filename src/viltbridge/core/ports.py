@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Protocol
 
-from viltbridge.core.attendance import AttendanceDecision, LedgerSegment, Review
+from viltbridge.core.attendance import AttendanceDecision, AttendanceOverride, LedgerSegment, Review
 from viltbridge.core.models import AttendanceState, Connection, Instructor, JobRequest, Launch, Session
 from viltbridge.core.provider import ProviderEvent
 
@@ -59,4 +59,8 @@ class Store(Protocol):
 
     async def attendance_aliases(self, connection_id: int) -> dict[str, str]:
         """The connection's alias table: provider email (normalised) -> LMS email."""
+        ...
+
+    async def attendance_overrides(self, session_id: int) -> list[AttendanceOverride]:
+        """Admins' decisions for learners of the part, with their reasons."""
         ...

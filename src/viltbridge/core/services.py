@@ -20,6 +20,7 @@ from viltbridge.core.attendance import (
     LaunchIdentity,
     LedgerSegment,
     Review,
+    apply_overrides,
     choose_evidence,
     decide_from_launches,
     decide_from_segments,
@@ -547,6 +548,7 @@ async def attendance(
             )
     else:
         fresh, decisions, reviews, state = await _attendance_from_ledger(store, provider, connection, session, now)
+    decisions = apply_overrides(decisions, await store.attendance_overrides(session.id))  # an admin's word wins
     return AttendanceResult(emails=[d.email for d in decisions if d.attended], state=state, decisions=decisions,
                             source=source, session_id=session.id, state_changed=session.attendance_state is not state,
                             segments=fresh, reviews=reviews)

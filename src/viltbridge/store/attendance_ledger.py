@@ -11,12 +11,13 @@ from typing import Any, cast
 import sqlalchemy as sa
 from sqlalchemy.orm import Session as OrmSession
 
-from viltbridge.core.attendance import AttendanceDecision, LedgerSegment, Review
+from viltbridge.core.attendance import AttendanceDecision, AttendanceOverride, LedgerSegment, Review
 from viltbridge.core.emails import normalize_email
 from viltbridge.core.provider import ParticipantSegment
 from viltbridge.store.db import Readable
 from viltbridge.store.tables import (
     AttendanceAliasRow,
+    AttendanceOverrideRow,
     AttendanceResultRow,
     AttendanceReviewRow,
     AttendanceSegmentRow,
@@ -26,6 +27,7 @@ _SEGMENTS = cast(sa.Table, AttendanceSegmentRow.__table__)
 _RESULTS = cast(sa.Table, AttendanceResultRow.__table__)
 _REVIEWS = cast(sa.Table, AttendanceReviewRow.__table__)
 _ALIASES = cast(sa.Table, AttendanceAliasRow.__table__)
+_OVERRIDES = cast(sa.Table, AttendanceOverrideRow.__table__)
 
 
 @dataclass(frozen=True)
@@ -119,4 +121,24 @@ def set_alias(db: OrmSession, connection_id: int, provider_email: str, lms_email
 def remove_alias(db: OrmSession, connection_id: int, provider_email: str) -> bool:
     result = db.execute(sa.delete(_ALIASES).where(_ALIASES.c.connection_id == connection_id,
                                                   _ALIASES.c.provider_email == normalize_email(provider_email)))
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def overrides(db: Readable, session_id: int) -> list[AttendanceOverride]:
+    rows = db.connection().execute(sa.select(_OVERRIDES).where(_OVERRIDES.c.session_id == session_id)
+                                   .order_by(_OVERRIDES.c.email_key))
+    return [AttendanceOverride(row.email, bool(row.attended), row.reason, row.actor) for row in rows]
+
+
+def set_override(db: OrmSession, session_id: int, override: AttendanceOverride, now: datetime) -> None:
+    key = normalize_email(override.email)
+    db.execute(sa.delete(_OVERRIDES).where(_OVERRIDES.c.session_id == session_id, _OVERRIDES.c.email_key == key))
+    db.execute(sa.insert(_OVERRIDES).values(session_id=session_id, email_key=key, email=override.email.strip(),
+                                            attended=override.attended, reason=override.reason,
+                                            actor=override.actor, at=now))
+
+
+def remove_override(db: OrmSession, session_id: int, email: str) -> bool:
+    result = db.execute(sa.delete(_OVERRIDES).where(_OVERRIDES.c.session_id == session_id,
+                                                    _OVERRIDES.c.email_key == normalize_email(email)))
     return bool(result.rowcount)  # type: ignore[attr-defined]

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 from sqlalchemy.orm import Session as OrmSession
 
-from viltbridge.core.attendance import AttendanceDecision, LedgerSegment, Review
+from viltbridge.core.attendance import AttendanceDecision, AttendanceOverride, LedgerSegment, Review
 from viltbridge.core.models import (
     AttendanceState,
     Connection,
@@ -399,6 +399,9 @@ class AsyncSqlStore:
 
     async def attendance_aliases(self, connection_id: int) -> dict[str, str]:
         return await self._run(attendance_ledger.aliases, connection_id)
+
+    async def attendance_overrides(self, session_id: int) -> list[AttendanceOverride]:
+        return await self._run(attendance_ledger.overrides, session_id)
 
     async def enqueue_job(self, request: JobRequest) -> int:
         job_id = await self._run(job_ledger.enqueue, request, _now())

@@ -289,3 +289,17 @@ class AuditRow(Base):
     target: Mapped[str] = mapped_column(sa.String(300))
     before: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON)
     after: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON)
+
+
+class AttendanceOverrideRow(Base):
+    """An admin's decision for one learner of one part, with the reason; it beats the evidence."""
+
+    __tablename__ = "attendance_overrides"
+
+    session_id: Mapped[int] = mapped_column(sa.ForeignKey("sessions.id", ondelete="CASCADE"), primary_key=True)
+    email_key: Mapped[str] = mapped_column(sa.String(320), primary_key=True, doc="normalised email")
+    email: Mapped[str] = mapped_column(sa.String(320), doc="as the LMS spells it")
+    attended: Mapped[bool]
+    reason: Mapped[str] = mapped_column(sa.Text)
+    actor: Mapped[str] = mapped_column(sa.String(320))
+    at: Mapped[datetime]

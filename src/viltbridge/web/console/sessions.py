@@ -12,6 +12,7 @@ from fastapi.responses import HTMLResponse, Response
 
 from viltbridge import attendance_admin
 from viltbridge.core import services
+from viltbridge.core.attendance import AttendanceOverride
 from viltbridge.core.errors import DomainError
 from viltbridge.core.models import JobRequest
 from viltbridge.core.permissions import Permission
@@ -80,8 +81,9 @@ async def session_page(request: Request, connection: str, external_id: str, sess
         results = await db.run_sync(lambda s: attendance_ledger.results(s, row.id))
         reviews = await db.run_sync(lambda s: attendance_ledger.reviews(s, row.id))
         learners = await db.run_sync(lambda s: console_views.learners(s, row.id))
+        overrides = await db.run_sync(lambda s: attendance_ledger.overrides(s, row.id))
     return page(request, "session.html", session, connection=connection, row=row, timeline=entries,
-                results=results, reviews=reviews, chart=chart, learners=learners)
+                results=results, reviews=reviews, chart=chart, learners=learners, overrides=overrides)
 
 
 @router.post("/sessions/{connection}/{external_id}/resync")
@@ -126,6 +128,49 @@ async def cancel(request: Request, connection: str, external_id: str,
         return page(request, "message.html", session, status=err.status, title="Not cancelled",
                     message=err.message)
     await ctx.kick(store.enqueued)
+    return see_other(request, f"/console/sessions/{quote(connection)}/{quote(external_id)}")
+
+
+@router.post("/sessions/{connection}/{external_id}/overrides")
+async def override(request: Request, connection: str, external_id: str, session: RosterManager,
+                   email: Annotated[str, Form(max_length=320)], attended: Annotated[str, Form(max_length=10)],
+                   reason: Annotated[str, Form(max_length=2000)] = "") -> Response:
+    """Set (attended yes or no, with the reason) or clear an admin's decision for one learner; attendance is
+    computed again with it and the explanation keeps what the evidence said."""
+    ctx = _ctx(request)
+    now = ctx.clock.now()
+    choice = attended.strip().lower()
+    try:
+        if choice not in ("yes", "no", "clear"):
+            raise DomainError("Choose attended yes, no, or clear (back to what the evidence says).")
+        if choice != "clear" and len(reason.strip()) < 3:
+            raise DomainError("Say why (e.g. 'joined by phone, confirmed by the instructor'): an override without a "
+                              "reason cannot be explained later.")
+        async with ctx.db.transaction() as db:
+            found = await db.run_sync(lambda s: console_views.session(s, connection, external_id))
+            if found is None:
+                raise DomainError(f"Connection '{connection}' has no session '{external_id}'.")
+            conn_row, row = found
+            learners = await db.run_sync(lambda s: console_views.learners(s, row.id))
+            spelled = {learner.lower(): learner for learner in learners}
+            if email.strip().lower() not in spelled:
+                raise DomainError(f"{email} is not a learner of this session (launched or decided).")
+            lms_email = spelled[email.strip().lower()]
+            if choice == "clear":
+                await db.run_sync(lambda s: attendance_ledger.remove_override(s, row.id, lms_email))
+                after: dict[str, object] = {"email": lms_email, "override": "cleared"}
+            else:
+                decision = AttendanceOverride(lms_email, choice == "yes", reason.strip(), session.user.email)
+                await db.run_sync(lambda s: attendance_ledger.set_override(s, row.id, decision, now))
+                after = {"email": lms_email, "attended": choice == "yes", "reason": reason.strip()}
+            job_id = await db.run_sync(lambda s: ledger.enqueue(s, JobRequest(
+                "attendance.collect", f"attendance.collect:{row.id}", {"session_id": row.id, "recompute": True},
+                now, connection_id=conn_row.id, session_id=row.id), now))
+            await db.run_sync(lambda s: audit.record(s, now, session.user.email, "attendance.override",
+                                                     f"session:{connection}/{external_id}", after=after))
+    except DomainError as err:
+        return page(request, "message.html", session, status=400, title="Not changed", message=err.message)
+    await ctx.kick([job_id])
     return see_other(request, f"/console/sessions/{quote(connection)}/{quote(external_id)}")
 
 
