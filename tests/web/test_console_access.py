@@ -180,13 +180,13 @@ ROUTES = _console_routes()
 
 def _concrete(path: str) -> str:
     return (path.replace("{name}", "acme").replace("{connection}", "acme").replace("{external_id}", "sess-1")
-            .replace("{job_id}", "1"))
+            .replace("{job_id}", "1").replace("{fmt}", "csv"))
 
 
 def test_every_console_route_is_in_the_table() -> None:
     paths = {path for _, path, _ in ROUTES}
     assert {"/console/connections", "/console/connections/{name}/deactivate", "/console/audit", "/console/sessions",
-            "/console/jobs/{job_id}/retry", "/console/exports/attendance.csv", "/console/my-sessions",
+            "/console/jobs/{job_id}/retry", "/console/exports/attendance.{fmt}", "/console/my-sessions",
             "/console/my-sessions/{connection}/{external_id}/launch"} <= paths
     assert all(permission is not None for _, path, permission in ROUTES
                if path not in ("/console", "/console/account", "/console/logout"))
@@ -314,3 +314,18 @@ def test_an_override_needs_a_reason_wins_and_can_be_cleared(client: TestClient, 
     with db.engine.connect() as conn:
         assert conn.exec_driver_sql("SELECT count(*) FROM audit_log WHERE action = 'attendance.override'"
                                     ).scalar_one() == 2
+
+
+def test_the_connection_page_shows_health_and_the_host_pool(client: TestClient, db: Db, lms: Lms) -> None:
+    assert lms.add_instructor("tess@example.com", "Tess", "Teacher").status_code == 200
+    assert lms.add_instructor("cole@example.com", "Cole", "Helper").status_code == 200
+    for n in range(2):
+        assert lms.create_session(session_body(f"s-{n}", start=NOW + timedelta(days=n + 1),
+                                               InstructorEmails="tess@example.com")).status_code == 200
+    make_user(db, "vera@example.com", ConsoleRole.VENDORS_VIEW)
+    sign_in(client, "vera@example.com")
+    page = client.get("/console/connections/acme").text
+    hosts = re.findall(r'<tr data-host="([^"]+)">.*?<td>(\d+)</td></tr>', page, flags=re.S)
+    assert hosts == [("cole@example.com", "0"), ("tess@example.com", "2")]
+    assert "2 queued" in page  # each part's attendance job, waiting for the class to end
+    assert "Provider work owed</dt><dd>none" in page and "Deactivate" not in page  # view only

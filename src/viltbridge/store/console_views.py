@@ -4,7 +4,7 @@ and leaves, background jobs and admin changes, in time order)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -16,8 +16,10 @@ from viltbridge.store.tables import (
     AttendanceSegmentRow,
     AuditRow,
     ConnectionRow,
+    InstructorRow,
     JobRow,
     LaunchRow,
+    ProviderEventRow,
     SessionRow,
 )
 
@@ -73,6 +75,58 @@ def learners(db: OrmSession, session_id: int) -> list[str]:
     for email in [*launched, *decided]:
         spelled.setdefault(normalize_email(email), email)
     return sorted(spelled.values(), key=str.lower)
+
+
+@dataclass(frozen=True)
+class Health:
+    """What an admin checks first when something is off with a connection."""
+
+    jobs: dict[str, int]  # by state
+    last_dead_error: str | None
+    owed_meetings: int  # parts whose provider work waits for the provider
+    last_owed_error: str | None
+    events_last_day: int
+    last_event_at: datetime | None
+
+
+def health(db: OrmSession, connection_id: int, now: datetime) -> Health:
+    jobs = {str(state): int(count) for state, count in db.execute(
+        sa.select(JobRow.state, sa.func.count()).where(JobRow.connection_id == connection_id)
+        .group_by(JobRow.state))}
+    dead = db.scalar(sa.select(JobRow.last_error).where(JobRow.connection_id == connection_id,
+                                                        JobRow.state == "dead").order_by(JobRow.id.desc()).limit(1))
+    owed = db.scalar(sa.select(sa.func.count()).select_from(SessionRow).where(
+        SessionRow.connection_id == connection_id, SessionRow.meeting_pending.is_not(None))) or 0
+    owed_error = db.scalar(sa.select(SessionRow.meeting_error).where(
+        SessionRow.connection_id == connection_id, SessionRow.meeting_pending.is_not(None))
+        .order_by(SessionRow.updated_at.desc()).limit(1))
+    recent = db.scalar(sa.select(sa.func.count()).select_from(ProviderEventRow).where(
+        ProviderEventRow.connection_id == connection_id, ProviderEventRow.received_at >= now - timedelta(days=1)))
+    last = db.scalar(sa.select(sa.func.max(ProviderEventRow.received_at)).where(
+        ProviderEventRow.connection_id == connection_id))
+    return Health(jobs, dead, int(owed), owed_error, int(recent or 0), last)
+
+
+@dataclass(frozen=True)
+class Host:
+    email: str
+    name: str
+    active: bool
+    provider_user_id: str | None
+    upcoming: int  # scheduled parts from now on
+
+
+def host_pool(db: OrmSession, connection_id: int, now: datetime) -> list[Host]:
+    """The connection's instructors as the provider knows them, and how many classes each has coming."""
+    upcoming: dict[str, int] = {}
+    for emails in db.scalars(sa.select(SessionRow.instructor_emails).where(
+            SessionRow.connection_id == connection_id, SessionRow.status == "scheduled", SessionRow.ends_at >= now)):
+        for email in emails or []:
+            upcoming[normalize_email(email)] = upcoming.get(normalize_email(email), 0) + 1
+    rows = db.scalars(sa.select(InstructorRow).where(InstructorRow.connection_id == connection_id)
+                      .order_by(InstructorRow.email))
+    return [Host(row.email, f"{row.first_name} {row.last_name}".strip(), row.active, row.provider_user_id,
+                 upcoming.get(normalize_email(row.email), 0)) for row in rows]
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from fastapi.templating import Jinja2Templates
 from viltbridge import connections, console_users
 from viltbridge.core.errors import DomainError
 from viltbridge.core.permissions import Permission
-from viltbridge.store import audit, repository
+from viltbridge.store import audit, console_views, repository
 from viltbridge.web.console import auth
 from viltbridge.web.console.auth import ConsoleSession
 from viltbridge.web.context import AppContext
@@ -148,10 +148,14 @@ async def connection_page(
             details = await db.run_sync(lambda s: connections.describe(
                 connections.require(s, name), ctx.keyring, ctx.settings.prefix or "/", ctx.lms_base_url))
             history = await db.run_sync(lambda s: audit.recent(s, limit=50, target=f"connection:{name}"))
+            row = await db.run_sync(lambda s: connections.require(s, name))
+            health = await db.run_sync(lambda s: console_views.health(s, row.id, ctx.clock.now()))
+            hosts = await db.run_sync(lambda s: console_views.host_pool(s, row.id, ctx.clock.now()))
     except DomainError as err:
         return page(request, "message.html", session, status=err.status, title="No such connection",
                     message=err.message)
-    return page(request, "connection.html", session, connection=details, history=history)
+    return page(request, "connection.html", session, connection=details, history=history, health=health,
+                hosts=hosts)
 
 
 async def _set_active(request: Request, name: str, session: ConsoleSession, active: bool) -> Response:

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import Annotated
 from urllib.parse import quote
 
-from fastapi import APIRouter, Depends, Form, Query, Request
+from fastapi import APIRouter, Depends, Form, Path, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
 from viltbridge import attendance_admin
@@ -206,29 +206,30 @@ async def resolve_review(request: Request, connection: str, external_id: str, se
     return see_other(request, f"/console/sessions/{quote(connection)}/{quote(external_id)}")
 
 
-@router.get("/exports/attendance.csv")
+@router.get("/exports/attendance.{fmt}")
 async def export_attendance(
-        request: Request, session: Viewer,
+        request: Request, session: Viewer, fmt: Annotated[str, Path(pattern="^(csv|json)$")],
         connection: Annotated[str | None, Query(max_length=100)] = None,
         external_id: Annotated[str | None, Query(alias="session", max_length=200)] = None,
         by: Annotated[str, Query(pattern="^(part|session)$")] = "part") -> Response:
-    """Every decision as CSV (spreadsheet-safe), per part or rolled up per multi-part session."""
+    """Every decision as CSV (spreadsheet-safe) or JSON, per part or rolled up per multi-part session."""
     ctx = _ctx(request)
     wanted = attendance_admin.ExportFilter(connection=connection or None, session=external_id or None)
     try:
         async with ctx.db.transaction() as db:
             if by == "session":
                 rows = await db.run_sync(lambda s: attendance_admin.export_session_rows(s, wanted))
-                body = attendance_admin.to_csv(rows, attendance_admin.SESSION_EXPORT_FIELDS)
+                fields = attendance_admin.SESSION_EXPORT_FIELDS
             else:
                 rows = await db.run_sync(lambda s: attendance_admin.export_rows(s, wanted))
-                body = attendance_admin.to_csv(rows)
+                fields = attendance_admin.EXPORT_FIELDS
     except DomainError as err:
         return page(request, "message.html", session, status=err.status, title="Nothing to export",
                     message=err.message)
     name = "-".join(part for part in ("attendance", connection, external_id, by) if part)
-    return Response(body, media_type="text/csv; charset=utf-8",
-                    headers={"Content-Disposition": f'attachment; filename="{quote(name)}.csv"',
+    body = attendance_admin.to_csv(rows, fields) if fmt == "csv" else attendance_admin.to_json(rows)
+    return Response(body, media_type="text/csv; charset=utf-8" if fmt == "csv" else "application/json",
+                    headers={"Content-Disposition": f'attachment; filename="{quote(name)}.{fmt}"',
                              "Cache-Control": "no-store"})
 
 
