@@ -8,6 +8,7 @@ from typing import Protocol
 from viltbridge.core.attendance import AttendanceDecision, AttendanceOverride, LedgerSegment, Review
 from viltbridge.core.models import AttendanceState, Connection, Instructor, JobRequest, Launch, Session
 from viltbridge.core.provider import ProviderEvent
+from viltbridge.core.schedule import Booking
 
 
 class Store(Protocol):
@@ -39,6 +40,10 @@ class Store(Protocol):
     async def last_personal_launch(self, session_id: int, email: str) -> Launch | None: ...
 
     async def launches_between(self, session_id: int, start: datetime, end: datetime) -> list[Launch]: ...
+
+    async def bookings_between(self, start: datetime, end: datetime) -> list[Booking]:
+        """Scheduled parts of every connection that overlap [start, end): what a new part may conflict with."""
+        ...
 
     async def provider_events(self, connection_id: int, meeting_id: str) -> list[ProviderEvent]: ...
 

@@ -56,6 +56,7 @@ from viltbridge.core.provider import (
     Provider,
 )
 from viltbridge.core.redaction import redact
+from viltbridge.core.schedule import Booking, conflicts_with
 from viltbridge.core.times import guess_zone
 
 log = logging.getLogger("viltbridge.services")
@@ -277,6 +278,20 @@ async def schedule_session(
 
 
 ATTENDANCE_FIRST_LOOK = timedelta(minutes=5)  # after a part ends, when its attendance is first collected
+
+
+async def scheduling_conflicts(store: Store, connection: Connection, session: Session) -> list[str]:
+    """What the part collides with: the same instructor (or provider host account) booked at an overlapping
+    time, in any connection. Said to the LMS and shown in the console; the part is saved regardless."""
+    if session.status is SessionStatus.CANCELLED:
+        return []
+    host = session.meeting.data.get("host_account") if session.meeting else None
+    target = Booking(connection.name, session.external_id, session.title, session.starts_at, session.ends_at,
+                     tuple(session.instructor_emails), f"{session.meeting.provider}:{host}" if host and session.meeting
+                     else None)
+    others = [b for b in await store.bookings_between(session.starts_at, session.ends_at)
+              if (b.connection, b.session_id) != (target.connection, target.session_id)]
+    return [conflict.describe() for conflict in conflicts_with(target, others)]
 
 
 def meeting_sync_job(session: Session, now: datetime, retry_after: timedelta | None = None) -> JobRequest:

@@ -28,6 +28,7 @@ from viltbridge.core.models import (
     VendorOptions,
 )
 from viltbridge.core.provider import ProviderEvent
+from viltbridge.core.schedule import Booking
 from viltbridge.crypto import Keyring
 from viltbridge.store import attendance_ledger, job_ledger
 from viltbridge.store.db import Readable, SyncRunner
@@ -313,6 +314,23 @@ def launches_between(
 # --- provider events (webhooks) -------------------------------------------------------------------------------
 
 
+def bookings_between(db: Readable, start: datetime, end: datetime) -> list[Booking]:
+    connections_table = ConnectionRow.__table__
+    rows = db.connection().execute(
+        sa.select(connections_table.c.name, _SESSIONS.c.external_id, _SESSIONS.c.title, _SESSIONS.c.starts_at,
+                  _SESSIONS.c.ends_at, _SESSIONS.c.instructor_emails, _SESSIONS.c.meeting_provider,
+                  _SESSIONS.c.meeting_data)
+        .join(connections_table, connections_table.c.id == _SESSIONS.c.connection_id)
+        .where(_SESSIONS.c.status == SessionStatus.SCHEDULED.value, _SESSIONS.c.starts_at < end,
+               _SESSIONS.c.ends_at > start))
+    bookings = []
+    for row in rows:
+        host = (row.meeting_data or {}).get("host_account") if isinstance(row.meeting_data, dict) else None
+        bookings.append(Booking(row.name, row.external_id, row.title, row.starts_at, row.ends_at,
+                                tuple(row.instructor_emails or ()), f"{row.meeting_provider}:{host}" if host else None))
+    return bookings
+
+
 def store_provider_events(db: OrmSession, connection_id: int, events: list[ProviderEvent], now: datetime) -> int:
     """Keep each event once (a redelivery has the same dedupe key); returns how many were new."""
     new = 0
@@ -419,3 +437,6 @@ class AsyncSqlStore:
 
     async def launches_between(self, session_id: int, start: datetime, end: datetime) -> list[Launch]:
         return await self._run(launches_between, session_id, start, end, self._keyring)
+
+    async def bookings_between(self, start: datetime, end: datetime) -> list[Booking]:
+        return await self._run(bookings_between, start, end)

@@ -133,7 +133,13 @@ async def _schedule(ctx: AppContext, connection: Connection, request: services.S
     await ctx.kick(store.enqueued)
     log.info("session %s %s (%s)", request.external_id, "created" if created else "updated",
              session.meeting.meeting_id if session.meeting else "no meeting")
-    return _success(message=_owed_message(session, provider.kind))
+    async with ctx.db.reader() as db:
+        conflicts = await services.scheduling_conflicts(AsyncSqlStore(db, ctx.keyring), connection, session)
+    for conflict in conflicts:
+        log.warning("session %s saved with a scheduling conflict: %s", request.external_id, conflict)
+    said = [text for text in (_owed_message(session, provider.kind),
+                              *(f"Saved, but note: {conflict}." for conflict in conflicts[:3])) if text]
+    return _success(message=" ".join(said) or None)
 
 
 def _owed_message(session: Session, provider: str) -> str | None:
