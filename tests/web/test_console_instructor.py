@@ -106,3 +106,6 @@ def test_the_attendance_chart_shows_each_learner(client: TestClient, db: Db, lms
     assert page.status_code == 200
     assert '<svg' in page.text and 'class="threshold"' in page.text
     assert 'data-email="jane@example.com"' in page.text and 'data-email="bob@example.com"' in page.text
+    timeline = page.text[page.text.index('id="timeline"'):]
+    assert "lms.session.create (correlationId corr-123)" in timeline and "lms:acme" in timeline
+    assert "lms.attendance (correlationId corr-123)" in timeline  # the roster answer, too

@@ -161,6 +161,9 @@ def timeline(db: OrmSession, connection: str, row: SessionRow) -> list[TimelineE
                                      {"job": job.id}))
     target = f"session:{connection}/{row.external_id}"
     for change in db.scalars(sa.select(AuditRow).where(AuditRow.target == target)):
-        entries.append(TimelineEntry(change.at, "change", change.actor, change.action,
-                                     {"before": change.before, "after": change.after}))
+        after = change.after if isinstance(change.after, dict) else {}
+        said = f"{change.action} (correlationId {after['correlationId']})" if after.get("correlationId") else \
+            change.action
+        entries.append(TimelineEntry(change.at, "lms" if change.actor.startswith("lms:") else "change", change.actor,
+                                     said, {"before": change.before, "after": change.after}))
     return sorted(entries, key=lambda entry: (entry.at, entry.kind))

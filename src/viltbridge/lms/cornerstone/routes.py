@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import logging
 import re
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Header, Path, Query, Request
 from fastapi.responses import JSONResponse
+from sqlalchemy.orm import Session as OrmSession
 
 from viltbridge.core import services
 from viltbridge.core.emails import checked_email, decode_base64_email, parse_email_list
@@ -29,6 +31,7 @@ from viltbridge.lms.cornerstone.wire import (
     timestamp,
 )
 from viltbridge.observability import correlation_id
+from viltbridge.store import audit
 from viltbridge.store.repository import AsyncSqlStore
 from viltbridge.web.context import AppContext
 
@@ -130,6 +133,10 @@ async def _schedule(ctx: AppContext, connection: Connection, request: services.S
         provider = ctx.providers.for_connection(connection)
         store = AsyncSqlStore(db, ctx.keyring)
         session, created = await services.schedule_session(store, provider, connection, request, ctx.clock)
+        await db.run_sync(_lms_call, connection, "lms.session.create" if created else "lms.session.update",
+                          request.external_id, ctx.clock.now(),
+                          {"title": session.title, "starts_at": session.starts_at.isoformat(),
+                           "ends_at": session.ends_at.isoformat(), "instructors": session.instructor_emails})
     await ctx.kick(store.enqueued)
     log.info("session %s %s (%s)", request.external_id, "created" if created else "updated",
              session.meeting.meeting_id if session.meeting else "no meeting")
@@ -140,6 +147,14 @@ async def _schedule(ctx: AppContext, connection: Connection, request: services.S
     said = [text for text in (_owed_message(session, provider.kind),
                               *(f"Saved, but note: {conflict}." for conflict in conflicts[:3])) if text]
     return _success(message=" ".join(said) or None)
+
+
+def _lms_call(db: OrmSession, connection: Connection, action: str, external_id: str, now: datetime,
+              details: dict[str, Any]) -> None:
+    """The LMS's changes and roster answers on the part's timeline, with the call's correlation id. (Launch-URL
+    requests are not: they are many and cheap, and every click is in the launch ledger.)"""
+    audit.record(db, now, f"lms:{connection.name}", action, f"session:{connection.name}/{external_id}",
+                 after={"correlationId": correlation_id.get(), **details})
 
 
 def _owed_message(session: Session, provider: str) -> str | None:
@@ -195,6 +210,9 @@ async def cancel_session(
     async with ctx.db.transaction() as db:
         store = AsyncSqlStore(db, ctx.keyring)
         cancelled = await services.cancel_session(store, provider, connection, _session_id(SessionId), ctx.clock)
+        if cancelled is not None:
+            await db.run_sync(_lms_call, connection, "lms.session.cancel", cancelled.external_id, ctx.clock.now(),
+                              {"status": cancelled.status.value})
     await ctx.kick(store.enqueued)
     # One DELETE cancels one part: other parts sharing the LoId get DELETEs of their own.
     log.info("session %s (LoId %s) cancel: %s", SessionId, LoId or "-",
@@ -244,6 +262,8 @@ async def get_attendees(
         )
     async with ctx.db.transaction() as db:
         await services.save_attendance(AsyncSqlStore(db, ctx.keyring), result, ctx.clock.now())
+        await db.run_sync(_lms_call, connection, "lms.attendance", _session_id(SessionId), ctx.clock.now(),
+                          {"attendees": len(result.emails), "state": result.state.value})
     log.info("attendance for %s: %d attendee(s), %s, evidence %s", SessionId, len(result.emails),
              result.state.value, result.source.value)
     return _success(attendees=[{"email": email} for email in result.emails])
