@@ -4,7 +4,7 @@ decision explained, rows to review), re-sync, attendance exports, and dead backg
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Form, Path, Query, Request
@@ -13,12 +13,13 @@ from fastapi.responses import HTMLResponse, Response
 from viltbridge import attendance_admin
 from viltbridge.core import services
 from viltbridge.core.attendance import AttendanceOverride
-from viltbridge.core.errors import DomainError
+from viltbridge.core.errors import DomainError, NotFound
 from viltbridge.core.models import JobRequest
 from viltbridge.core.permissions import Permission
 from viltbridge.store import attendance_ledger, audit, console_views, repository
 from viltbridge.store import job_ledger as ledger
 from viltbridge.store.repository import AsyncSqlStore
+from viltbridge.store.tables import ConnectionRow, SessionRow
 from viltbridge.web.console import auth, instructor
 from viltbridge.web.console.auth import ConsoleSession
 from viltbridge.web.console.routes import page, see_other
@@ -33,6 +34,21 @@ RosterManager = Annotated[ConsoleSession, Depends(auth.requires(Permission.MANAG
 def _ctx(request: Request) -> AppContext:
     ctx: AppContext = request.app.state.ctx
     return ctx
+
+
+async def _require_part(db: Any, connection: str, external_id: str) -> tuple[ConnectionRow, SessionRow]:
+    found = await db.run_sync(lambda s: console_views.session(s, connection, external_id))
+    if found is None:
+        raise NotFound(f"Connection '{connection}' has no session '{external_id}'.")
+    return found  # type: ignore[no-any-return]
+
+
+async def _recompute(db: Any, conn_row: ConnectionRow, row: SessionRow, now: datetime) -> int:
+    """Attendance computed again in the background, final parts too (from the ledger alone once final)."""
+    job_id: int = await db.run_sync(lambda s: ledger.enqueue(s, JobRequest(
+        "attendance.collect", f"attendance.collect:{row.id}", {"session_id": row.id, "recompute": True}, now,
+        connection_id=conn_row.id, session_id=row.id), now))
+    return job_id
 
 
 def _day(value: str | None, field: str) -> datetime | None:
@@ -91,17 +107,14 @@ async def resync(request: Request, connection: str, external_id: str, session: R
     """Ask for attendance again now (from the ledger and, unless final, the provider) in the background."""
     ctx = _ctx(request)
     now = ctx.clock.now()
-    async with ctx.db.transaction() as db:
-        found = await db.run_sync(lambda s: console_views.session(s, connection, external_id))
-        if found is None:
-            return page(request, "message.html", session, status=404, title="No such session",
-                        message=f"Connection '{connection}' has no session '{external_id}'.")
-        conn_row, row = found
-        job_id = await db.run_sync(lambda s: ledger.enqueue(s, JobRequest(
-            "attendance.collect", f"attendance.collect:{row.id}", {"session_id": row.id, "recompute": True}, now,
-            connection_id=conn_row.id, session_id=row.id), now))
-        await db.run_sync(lambda s: audit.record(s, now, session.user.email, "attendance.resync",
-                                                 f"session:{connection}/{external_id}", after={"job": job_id}))
+    try:
+        async with ctx.db.transaction() as db:
+            conn_row, row = await _require_part(db, connection, external_id)
+            job_id = await _recompute(db, conn_row, row, now)
+            await db.run_sync(lambda s: audit.record(s, now, session.user.email, "attendance.resync",
+                                                     f"session:{connection}/{external_id}", after={"job": job_id}))
+    except DomainError as err:
+        return page(request, "message.html", session, status=err.status, title="Not re-synced", message=err.message)
     await ctx.kick([job_id])
     return see_other(request, f"/console/sessions/{quote(connection)}/{quote(external_id)}")
 
@@ -114,10 +127,7 @@ async def cancel(request: Request, connection: str, external_id: str,
     now = ctx.clock.now()
     try:
         async with ctx.db.transaction() as db:
-            found = await db.run_sync(lambda s: console_views.session(s, connection, external_id))
-            if found is None:
-                raise DomainError(f"Connection '{connection}' has no session '{external_id}'.")
-            conn_row, _ = found
+            conn_row, _ = await _require_part(db, connection, external_id)
             lms_connection = repository.connection_from_row(conn_row, ctx.keyring)
             store = AsyncSqlStore(db, ctx.keyring)
             await services.cancel_session(store, ctx.providers.for_connection(lms_connection), lms_connection,
@@ -147,10 +157,7 @@ async def override(request: Request, connection: str, external_id: str, session:
             raise DomainError("Say why (e.g. 'joined by phone, confirmed by the instructor'): an override without a "
                               "reason cannot be explained later.")
         async with ctx.db.transaction() as db:
-            found = await db.run_sync(lambda s: console_views.session(s, connection, external_id))
-            if found is None:
-                raise DomainError(f"Connection '{connection}' has no session '{external_id}'.")
-            conn_row, row = found
+            conn_row, row = await _require_part(db, connection, external_id)
             learners = await db.run_sync(lambda s: console_views.learners(s, row.id))
             spelled = {learner.lower(): learner for learner in learners}
             if email.strip().lower() not in spelled:
@@ -163,13 +170,11 @@ async def override(request: Request, connection: str, external_id: str, session:
                 decision = AttendanceOverride(lms_email, choice == "yes", reason.strip(), session.user.email)
                 await db.run_sync(lambda s: attendance_ledger.set_override(s, row.id, decision, now))
                 after = {"email": lms_email, "attended": choice == "yes", "reason": reason.strip()}
-            job_id = await db.run_sync(lambda s: ledger.enqueue(s, JobRequest(
-                "attendance.collect", f"attendance.collect:{row.id}", {"session_id": row.id, "recompute": True},
-                now, connection_id=conn_row.id, session_id=row.id), now))
+            job_id = await _recompute(db, conn_row, row, now)
             await db.run_sync(lambda s: audit.record(s, now, session.user.email, "attendance.override",
                                                      f"session:{connection}/{external_id}", after=after))
     except DomainError as err:
-        return page(request, "message.html", session, status=400, title="Not changed", message=err.message)
+        return page(request, "message.html", session, status=err.status, title="Not changed", message=err.message)
     await ctx.kick([job_id])
     return see_other(request, f"/console/sessions/{quote(connection)}/{quote(external_id)}")
 
@@ -185,23 +190,18 @@ async def resolve_review(request: Request, connection: str, external_id: str, se
     now = ctx.clock.now()
     try:
         async with ctx.db.transaction() as db:
-            found = await db.run_sync(lambda s: console_views.session(s, connection, external_id))
-            if found is None:
-                raise DomainError(f"Connection '{connection}' has no session '{external_id}'.")
-            conn_row, row = found
+            conn_row, row = await _require_part(db, connection, external_id)
             learners = await db.run_sync(lambda s: console_views.learners(s, row.id))
             if lms_email.strip().lower() not in {email.lower() for email in learners}:
                 raise DomainError(f"{lms_email} is not a learner of this session (launched or decided); pick one "
                                   "of the listed learners.")
             await db.run_sync(lambda s: attendance_admin.set_alias(s, connection, provider_email, lms_email))
-            job_id = await db.run_sync(lambda s: ledger.enqueue(s, JobRequest(
-                "attendance.collect", f"attendance.collect:{row.id}", {"session_id": row.id, "recompute": True}, now,
-                connection_id=conn_row.id, session_id=row.id), now))
+            job_id = await _recompute(db, conn_row, row, now)
             await db.run_sync(lambda s: audit.record(
                 s, now, session.user.email, "attendance.resolve", f"session:{connection}/{external_id}",
                 after={"provider_email": provider_email, "lms_email": lms_email, "job": job_id}))
     except DomainError as err:
-        return page(request, "message.html", session, status=400, title="Not resolved", message=err.message)
+        return page(request, "message.html", session, status=err.status, title="Not resolved", message=err.message)
     await ctx.kick([job_id])
     return see_other(request, f"/console/sessions/{quote(connection)}/{quote(external_id)}")
 
