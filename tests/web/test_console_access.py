@@ -329,3 +329,25 @@ def test_the_connection_page_shows_health_and_the_host_pool(client: TestClient, 
     assert hosts == [("cole@example.com", "0"), ("tess@example.com", "2")]
     assert "2 queued" in page  # each part's attendance job, waiting for the class to end
     assert "Provider work owed</dt><dd>none" in page and "Deactivate" not in page  # view only
+
+
+def test_a_connection_is_created_in_the_console_and_its_secret_shown_once(client: TestClient, db: Db) -> None:
+    make_user(db, "ada@example.com", ConsoleRole.INTEGRATIONS_MANAGE)
+    sign_in(client, "ada@example.com")
+    form = client.get("/console/connections/new").text
+    token = csrf_of(form)
+    wrong = client.post("/console/connections/new", data={"csrf_token": token, "name": "acme-bbb", "provider": "bbb",
+                                                          "settings": "server_url=not a url"})
+    assert wrong.status_code == 400 and "server_url" in wrong.text and 'value="acme-bbb"' in wrong.text
+    with db.engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT count(*) FROM connections").scalar_one() == 0
+    made = client.post("/console/connections/new", data={"csrf_token": token, "name": "acme-link", "provider": "link",
+                                                         "settings": "room_prefix=acme\n"})
+    assert made.status_code == 200
+    secret = re.search(r'<code id="new-secret">([^<]+)</code>', made.text)
+    assert secret
+    lms = Lms(client, "acme-link", secret.group(1))
+    assert lms.add_instructor("tess@example.com").status_code == 200
+    with db.engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT actor FROM audit_log WHERE action = 'connection.create'"
+                                    ).scalar_one() == "ada@example.com"

@@ -136,7 +136,9 @@ async def _schedule(ctx: AppContext, connection: Connection, request: services.S
         await db.run_sync(_lms_call, connection, "lms.session.create" if created else "lms.session.update",
                           request.external_id, ctx.clock.now(),
                           {"title": session.title, "starts_at": session.starts_at.isoformat(),
-                           "ends_at": session.ends_at.isoformat(), "instructors": session.instructor_emails})
+                           "ends_at": session.ends_at.isoformat(), "instructors": session.instructor_emails,
+                           "meeting": session.meeting.meeting_id if session.meeting else None,
+                           "provider_work_owed": session.meeting_pending})
     await ctx.kick(store.enqueued)
     log.info("session %s %s (%s)", request.external_id, "created" if created else "updated",
              session.meeting.meeting_id if session.meeting else "no meeting")

@@ -18,6 +18,7 @@ from fastapi.templating import Jinja2Templates
 from viltbridge import connections, console_users
 from viltbridge.core.errors import DomainError
 from viltbridge.core.permissions import Permission
+from viltbridge.providers import PROVIDERS
 from viltbridge.store import audit, console_views, repository
 from viltbridge.web.console import auth
 from viltbridge.web.console.auth import ConsoleSession
@@ -136,6 +137,34 @@ async def connection_list(
     async with ctx.db.transaction() as db:  # ORM reads: console traffic is light
         rows = await db.run_sync(repository.all_connection_rows)
     return page(request, "connections.html", session, connections=rows, lms_base_url=ctx.lms_base_url)
+
+
+@router.get("/connections/new")
+async def new_connection_form(
+        request: Request,
+        session: Annotated[ConsoleSession, Depends(auth.requires(Permission.MANAGE_INTEGRATIONS))]) -> HTMLResponse:
+    return page(request, "new_connection.html", session, providers=sorted(PROVIDERS), error=None, values={})
+
+
+@router.post("/connections/new")
+async def create_connection(
+        request: Request,
+        session: Annotated[ConsoleSession, Depends(auth.requires(Permission.MANAGE_INTEGRATIONS))],
+        name: Annotated[str, Form(max_length=100)], provider: Annotated[str, Form(max_length=40)],
+        settings: Annotated[str, Form(max_length=20_000)] = "") -> Response:
+    """A new integration: prints what the admin enters in Cornerstone, the secret once."""
+    ctx = _ctx(request)
+    lines = [line.strip() for line in settings.splitlines() if line.strip()]
+    try:
+        async with ctx.db.transaction() as db:
+            created = await db.run_sync(lambda s: connections.create(
+                s, ctx.keyring, name.strip(), provider, connections.parse_pairs(lines), actor=session.user.email))
+            username = created.row.username
+    except DomainError as err:
+        return page(request, "new_connection.html", session, status=err.status, providers=sorted(PROVIDERS),
+                    error=err.message, values={"name": name, "provider": provider})
+    return page(request, "secret.html", session, connection=name.strip(), username=username,
+                password=created.password, lms_base_url=ctx.lms_base_url)
 
 
 @router.get("/connections/{name}")
