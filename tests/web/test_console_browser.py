@@ -124,6 +124,9 @@ def test_an_admin_and_an_instructor_in_the_browser(browser: Any, live_server: st
     feed = mine.inner_text("#feed-url").replace("http://testserver", live_server)
     calendar = Calendar.from_ical(httpx2.get(feed).content)
     assert sorted(str(event["summary"]) for event in calendar.walk("VEVENT")) == ["Safety basics", "Safety basics"]
+    mine.click("nav >> text=My calendar")
+    mine.wait_for_selector("#week a.class.conflict")
+    shot(mine, "my-calendar")
     forbidden = mine.goto(f"{live_server}/console/sessions")
     assert forbidden is not None and forbidden.status == 403
     admin.close()

@@ -109,3 +109,26 @@ def test_the_attendance_chart_shows_each_learner(client: TestClient, db: Db, lms
     timeline = page.text[page.text.index('id="timeline"'):]
     assert "lms.session.create (correlationId corr-123)" in timeline and "lms:acme" in timeline
     assert "lms.attendance (correlationId corr-123)" in timeline  # the roster answer, too
+
+
+def test_the_week_calendar_puts_classes_on_the_instructors_own_days(client: TestClient, db: Db) -> None:
+    lms_a, lms_b = teach(db, client)
+    late = NOW.replace(hour=23, minute=30) + timedelta(days=1)  # Tuesday 23:30 UTC = Wednesday 00:30 in Berlin
+    assert lms_a.create_session(session_body("a-late", start=late, minutes=45,
+                                             InstructorEmails="tess@example.com")).status_code == 200
+    assert lms_b.create_session(session_body("b-late", start=late + timedelta(minutes=15), minutes=30,
+                                             InstructorEmails="tess@example.com")).status_code == 200
+    assert lms_a.create_session(session_body("a-next", start=NOW + timedelta(days=8),
+                                             InstructorEmails="tess@example.com")).status_code == 200
+    with db.session() as s, s.begin():
+        console_users.create(s, NOW, "test", "tess@example.com", ["instructor"], password="x" * 16,
+                             time_zone="Europe/Berlin")
+    sign_in(client, "tess@example.com", "x" * 16)
+    week = client.get("/console/my-calendar")  # the week of 2026-03-02 (a Monday), on the server's clock
+    assert week.status_code == 200 and "2026-W10" in week.text
+    wednesday = week.text[week.text.index('data-day="2026-03-04"'):week.text.index('data-day="2026-03-05"')]
+    assert 'data-session="a-late"' in wednesday and "00:30" in wednesday and "conflict" in wednesday
+    assert 'data-session="a-next"' not in week.text
+    following = client.get("/console/my-calendar?week=2026-W11")
+    assert 'data-session="a-next"' in following.text
+    assert client.get("/console/my-calendar?week=2026-W60").status_code == 400

@@ -4,12 +4,12 @@ admin's session page too."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import date, datetime, time, timedelta
 from typing import Annotated, Any
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from viltbridge import console_users
@@ -77,6 +77,43 @@ async def my_sessions(request: Request, session: Teacher) -> HTMLResponse:
     warnings = sorted({reason for reasons in conflicts.values() for reason in reasons})  # each pair once
     return page(request, "my_sessions.html", session, upcoming=upcoming, past=past, conflicts=conflicts,
                 warnings=warnings, zone=zone, feed_url=feed)
+
+
+@router.get("/my-calendar")
+async def my_calendar(request: Request, session: Teacher,
+                      week: Annotated[str | None, Query(pattern=r"^\d{4}-W\d{2}$")] = None) -> HTMLResponse:
+    """A week of the instructor's classes as a grid of days in their own zone (ISO week `2026-W10`)."""
+    ctx = _ctx(request)
+    zone = ZoneInfo(session.user.time_zone)
+    today = ctx.clock.now().astimezone(zone).date()
+    if week:
+        year, number = int(week[:4]), int(week[6:])
+        try:
+            monday = date.fromisocalendar(year, number, 1)
+        except ValueError:
+            return page(request, "message.html", session, status=400, title="No such week",
+                        message=f"{week} is not a week of {year}; weeks run from W01 to W52 or W53.")
+    else:
+        monday = today - timedelta(days=today.weekday())
+    start = datetime.combine(monday, time(0), zone)
+    days = [monday + timedelta(days=n) for n in range(7)]
+    wanted = console_views.SessionFilter(instructor=session.user.email, starts_from=start - timedelta(days=1),
+                                         starts_until=start + timedelta(days=8))
+    async with ctx.db.transaction() as db:  # ORM reads: console traffic is light
+        rows = await db.run_sync(lambda s: console_views.sessions(s, wanted))
+        everyone = await db.run_sync(lambda s: console_views.sessions(s, console_views.SessionFilter(
+            starts_from=start - timedelta(days=1), starts_until=start + timedelta(days=8))))
+    conflicts = conflicts_by_session(everyone)
+    by_day: dict[date, list[tuple[str, SessionRow]]] = {day: [] for day in days}
+    for name, row in sorted(rows, key=lambda item: item[1].starts_at):
+        local_day = row.starts_at.astimezone(zone).date()
+        if local_day in by_day:
+            by_day[local_day].append((name, row))
+    previous, following = monday - timedelta(days=7), monday + timedelta(days=7)
+    return page(request, "my_calendar.html", session, days=days, by_day=by_day, zone=zone, today=today,
+                conflicts=conflicts, week=f"{monday.isocalendar().year}-W{monday.isocalendar().week:02d}",
+                previous=f"{previous.isocalendar().year}-W{previous.isocalendar().week:02d}",
+                following=f"{following.isocalendar().year}-W{following.isocalendar().week:02d}")
 
 
 @router.get("/my-sessions/{connection}/{external_id}/launch")
