@@ -351,3 +351,13 @@ def test_a_connection_is_created_in_the_console_and_its_secret_shown_once(client
     with db.engine.connect() as conn:
         assert conn.exec_driver_sql("SELECT actor FROM audit_log WHERE action = 'connection.create'"
                                     ).scalar_one() == "ada@example.com"
+
+
+def test_a_form_missing_a_field_gets_a_page_that_says_which(client: TestClient, db: Db,
+                                                           connection: dict[str, str]) -> None:
+    make_user(db, "vic@example.com", ConsoleRole.VENDORS_UPDATE)
+    sign_in(client, "vic@example.com")
+    token = csrf_of(client.get("/console/connections/acme").text)
+    answer = client.post("/console/connections/acme/settings", data={"csrf_token": token})
+    assert answer.status_code == 400 and answer.headers["content-type"].startswith("text/html")
+    assert "changes" in answer.text and "Check the form" in answer.text

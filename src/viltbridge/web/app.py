@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -53,9 +53,13 @@ async def _domain_error(_: Request, exc: Exception) -> JSONResponse:
     return _error(exc.status, exc.message, headers)
 
 
-async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
+async def _validation_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
-    return _error(400, describe_validation_error(list(exc.errors()), "The request was not accepted"))
+    message = describe_validation_error(list(exc.errors()), "The request was not accepted")
+    if request.url.path.startswith("/console"):  # a person at a form: a page, not the LMS's JSON envelope
+        return console.page(request, "message.html", getattr(request.state, "console_session", None), status=400,
+                            title="Check the form", message=message)
+    return _error(400, message)
 
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
