@@ -162,6 +162,15 @@ class WebhookDelivery:
 
 
 @dataclass(frozen=True)
+class HealthItem:
+    """One line of a connection's provider health, as this server process has seen it."""
+
+    name: str  # "token", "last call", "circuit breaker", "calls today: <quota>"
+    ok: bool | None  # None: nothing to judge yet
+    detail: str
+
+
+@dataclass(frozen=True)
 class ExtendedOption:
     """A provider option the admin may tick per session (Cornerstone's "extended options")."""
 
@@ -201,6 +210,11 @@ class Provider(Protocol):
     async def collect_attendance(self, meeting: MeetingRef, spec: MeetingSpec) -> AttendanceReport: ...
 
     def extended_options(self) -> tuple[ExtendedOption, ...]: ...
+
+    def health(self) -> list[HealthItem]:
+        """What this process knows of the provider account: token, last call, breaker, calls against each quota
+        today. No provider call (the console shows it)."""
+        ...
 
     async def aclose(self) -> None:
         """Release connections and background work; called when the adapter is replaced or the server stops."""

@@ -47,7 +47,7 @@ import stamina
 from pyrate_limiter import AbstractBucket, FixedWindow, InMemoryBucket, Rate, RateItem, WallClock
 
 from viltbridge.core.errors import ProviderFailed
-from viltbridge.core.provider import SettingsSink
+from viltbridge.core.provider import HealthItem, SettingsSink
 from viltbridge.core.redaction import redact
 from viltbridge.observability import redacted_body
 
@@ -406,6 +406,8 @@ class CachedBearerToken:
         self._lock: asyncio.Lock | None = None
         self._lock_loop: asyncio.AbstractEventLoop | None = None
         self.fetches = 0  # token requests made
+        self._renewed_at: datetime | None = None
+        self._renew_failure: tuple[datetime, str] | None = None
 
     async def fetch(self) -> tuple[str, float]:
         raise NotImplementedError
@@ -436,9 +438,26 @@ class CachedBearerToken:
     def _headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self._token}"}
 
+    def health_item(self) -> HealthItem:
+        if self._renew_failure is not None and (self._renewed_at is None
+                                                or self._renew_failure[0] > self._renewed_at):
+            return HealthItem("token", False, f"renewal failed at {self._renew_failure[0]:%Y-%m-%d %H:%M:%S} UTC: "
+                                              f"{self._renew_failure[1]}")
+        if self._renewed_at is not None:
+            return HealthItem("token", True, f"renewed at {self._renewed_at:%Y-%m-%d %H:%M:%S} UTC "
+                                             f"({self.fetches} renewal(s) since this server started)")
+        if self._token is not None:
+            return HealthItem("token", None, "the configured token, not yet refused")
+        return HealthItem("token", None, "not fetched yet: the first call fetches it")
+
     async def _renew(self) -> None:
         self.fetches += 1
-        token, lifetime = await self.fetch()
+        try:
+            token, lifetime = await self.fetch()
+        except ProviderFailed as failed:
+            self._renew_failure = (datetime.now(UTC), failed.message)
+            raise
+        self._renewed_at = datetime.now(UTC)
         self._token = token
         self._refresh_at = self._clock() + lifetime - min(self._refresh_margin, lifetime / 10)
 
@@ -629,9 +648,47 @@ class ProviderHttp:
             base_url=base_url, transport=transport, follow_redirects=False, trust_env=False,
             headers={"User-Agent": "viltbridge", "Accept": "application/json", **(headers or {})},
         )
+        # What this client has seen, for `health()`: the console's provider health.
+        self._last_ok_at: datetime | None = None
+        self._last_failure: tuple[datetime, str, str] | None = None  # when, operation, message
+        self._calls_today: dict[str, int] = {}  # quota label -> calls today (UTC), this process
+        self._today = datetime.now(UTC).date()
 
     async def aclose(self) -> None:
         await self._client.aclose()
+
+    def _record(self, call_quotas: Sequence[Quota], failure: ProviderCallFailed | None, operation: str) -> None:
+        now = datetime.now(UTC)
+        if now.date() != self._today:
+            self._today, self._calls_today = now.date(), {}
+        if failure is None:
+            self._last_ok_at = now
+        elif failure.sent:
+            self._last_failure = (now, operation, failure.message)
+        if failure is None or failure.sent:
+            for quota in call_quotas:
+                label = quota.label or quota.key
+                self._calls_today[label] = self._calls_today.get(label, 0) + 1
+
+    def health(self) -> list[HealthItem]:
+        """What this client has seen of the account: token, last call, circuit breaker, calls per quota today."""
+        items: list[HealthItem] = []
+        if isinstance(self.auth, CachedBearerToken):
+            items.append(self.auth.health_item())
+        failure = self._last_failure
+        if failure is not None and (self._last_ok_at is None or failure[0] > self._last_ok_at):
+            items.append(HealthItem("last call", False, f"failed at {failure[0]:%Y-%m-%d %H:%M:%S} UTC trying to "
+                                                        f"{failure[1]}: {failure[2]}"))
+        elif self._last_ok_at is not None:
+            items.append(HealthItem("last call", True, f"succeeded at {self._last_ok_at:%Y-%m-%d %H:%M:%S} UTC"))
+        else:
+            items.append(HealthItem("last call", None, "no call made since this server started"))
+        state = self.breaker.current_state
+        items.append(HealthItem("circuit breaker", state != pybreaker.STATE_OPEN,
+                                f"{state}: calls pause after {self.breaker.fail_max} outages in a row"))
+        for label, count in sorted(self._calls_today.items()):
+            items.append(HealthItem("calls today", None, f"{count} against {label} (this server process, UTC day)"))
+        return items
 
     async def __aenter__(self) -> Self:
         return self
@@ -675,10 +732,17 @@ class ProviderHttp:
         token = _deadline.set(deadline)
         try:
             if not use_breaker:
-                return await self._with_retries(call)
+                response = await self._with_retries(call)
+                self._record(call.quotas, None, operation)
+                return response
             try:
                 with self.breaker.calling():
-                    return await self._with_retries(call)
+                    response = await self._with_retries(call)
+                    self._record(call.quotas, None, operation)
+                    return response
+            except ProviderCallFailed as failed:
+                self._record(call.quotas, failed, operation)
+                raise
             except pybreaker.CircuitBreakerError:
                 closed_in = _breaker_closes_in(self.breaker)
                 raise CircuitOpen(

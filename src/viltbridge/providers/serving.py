@@ -174,6 +174,8 @@ def scenario_route(state_name: str, *, refusals: tuple[type[Exception], ...] = (
     JSON body as keyword arguments (with `allow_get`, a GET passes them as query parameters). Bad arguments, and
     the simulator's own `refusals`, answer 400 (or the refusal's `status`, when it has one) with the reason."""
 
+    expected: tuple[type[Exception], ...] = (KeyError, ValueError, TypeError, *refusals)
+
     async def scenario(request: Request) -> Response:
         state = getattr(request.app.state, state_name)
         name = request.path_params["method"]
@@ -195,7 +197,7 @@ def scenario_route(state_name: str, *, refusals: tuple[type[Exception], ...] = (
         try:
             # In a worker thread: scenario calls may post webhooks, and the receiver may call this server back.
             result = await run_in_threadpool(getattr(state, name), **kwargs)
-        except (KeyError, ValueError, TypeError, *refusals) as exc:
+        except expected as exc:
             status = getattr(exc, "status", None) if isinstance(exc, refusals) else None
             return JSONResponse({"error": str(exc).strip("'\"")},
                                 status_code=status if isinstance(status, int) and 400 <= status < 500 else 400)

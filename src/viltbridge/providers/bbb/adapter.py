@@ -23,6 +23,7 @@ from viltbridge.core.provider import (
     AttendanceSource,
     Capabilities,
     ExtendedOption,
+    HealthItem,
     InstructorSpec,
     LaunchLink,
     MeetingFacts,
@@ -203,6 +204,9 @@ class BbbProvider:
             wait = int((settled_at - self._now()).total_seconds()) + 1
             return AttendanceReport(segments=(), complete=False, retry_after_seconds=wait)
         return AttendanceReport(segments=(), complete=True)
+
+    def health(self) -> list[HealthItem]:
+        return self.client.http.health()
 
     def extended_options(self) -> tuple[ExtendedOption, ...]:
         return EXTENDED_OPTIONS

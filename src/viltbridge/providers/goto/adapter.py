@@ -41,6 +41,7 @@ from viltbridge.core.provider import (
     AttendanceSource,
     Capabilities,
     ExtendedOption,
+    HealthItem,
     InstructorSpec,
     LaunchLink,
     MeetingFacts,
@@ -390,6 +391,9 @@ class GotoProvider:
             raise
         return {str(r["email"]).strip().lower(): str(r["registrantKey"]) for r in rows
                 if r.get("email") and r.get("registrantKey")}
+
+    def health(self) -> list[HealthItem]:
+        return self.client.http.health()
 
     def extended_options(self) -> tuple[ExtendedOption, ...]:
         return ()

@@ -35,6 +35,7 @@ from viltbridge.core.provider import (
     AttendanceSource,
     Capabilities,
     ExtendedOption,
+    HealthItem,
     InstructorSpec,
     LaunchLink,
     MeetingFacts,
@@ -195,6 +196,9 @@ class JitsiProvider:
             return AttendanceReport(segments=(), complete=False,
                                     retry_after_seconds=int((settled_at - now).total_seconds()) + 1)
         return AttendanceReport(segments=(), complete=True)
+
+    def health(self) -> list[HealthItem]:
+        return [HealthItem("provider API", None, "Jitsi has no meeting API: each person's token is signed here")]
 
     def extended_options(self) -> tuple[ExtendedOption, ...]:
         return EXTENDED_OPTIONS

@@ -25,6 +25,7 @@ from viltbridge.core.provider import (
     AttendanceSource,
     Capabilities,
     ExtendedOption,
+    HealthItem,
     InstructorSpec,
     LaunchLink,
     MeetingFacts,
@@ -131,6 +132,9 @@ class LinkProvider:
 
     async def collect_attendance(self, meeting: MeetingRef, spec: MeetingSpec) -> AttendanceReport:
         return AttendanceReport(segments=(), complete=True)
+
+    def health(self) -> list[HealthItem]:
+        return [HealthItem("provider API", None, "plain meeting links: there is no provider API to call")]
 
     def extended_options(self) -> tuple[ExtendedOption, ...]:
         return ()

@@ -31,6 +31,7 @@ from viltbridge.core.provider import (
     AttendanceSource,
     Capabilities,
     ExtendedOption,
+    HealthItem,
     InstructorSpec,
     LaunchLink,
     MeetingFacts,
@@ -302,6 +303,9 @@ class TeamsProvider:
             return meeting.meeting_id
         found = await self.client.find_meeting_by_join_url(organizer_id, meeting.join_url)
         return str(found["id"]) if found else None
+
+    def health(self) -> list[HealthItem]:
+        return self.client.http.health()
 
     def extended_options(self) -> tuple[ExtendedOption, ...]:
         return EXTENDED_OPTIONS

@@ -22,6 +22,7 @@ from viltbridge.core.provider import (
     AttendanceSource,
     Capabilities,
     ExtendedOption,
+    HealthItem,
     InstructorSpec,
     LaunchLink,
     MeetingFacts,
@@ -262,6 +263,9 @@ class WebexProvider:
         complete = all(instance.get("state") in ENDED_STATES for instance in instances)
         return AttendanceReport(segments=tuple(segments), complete=complete,
                                 retry_after_seconds=None if complete else REPORT_DELAY_SECONDS)
+
+    def health(self) -> list[HealthItem]:
+        return self.client.http.health()
 
     def extended_options(self) -> tuple[ExtendedOption, ...]:
         return EXTENDED_OPTIONS

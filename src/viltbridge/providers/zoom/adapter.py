@@ -26,6 +26,7 @@ from viltbridge.core.provider import (
     AttendanceSource,
     Capabilities,
     ExtendedOption,
+    HealthItem,
     InstructorSpec,
     LaunchLink,
     MeetingFacts,
@@ -401,6 +402,9 @@ class ZoomProvider:
                 return {}
             raise
         return {str(row["id"]): str(row["email"]) for row in rows if row.get("id") and row.get("email")}
+
+    def health(self) -> list[HealthItem]:
+        return self.client.http.health()
 
     def extended_options(self) -> tuple[ExtendedOption, ...]:
         return EXTENDED_OPTIONS

@@ -18,6 +18,7 @@ from fastapi.templating import Jinja2Templates
 from viltbridge import connections, console_users
 from viltbridge.core.errors import DomainError
 from viltbridge.core.permissions import Permission
+from viltbridge.core.provider import HealthItem
 from viltbridge.providers import PROVIDERS
 from viltbridge.store import audit, console_views, repository
 from viltbridge.web.console import auth
@@ -180,11 +181,16 @@ async def connection_page(
             row = await db.run_sync(lambda s: connections.require(s, name))
             health = await db.run_sync(lambda s: console_views.health(s, row.id, ctx.clock.now()))
             hosts = await db.run_sync(lambda s: console_views.host_pool(s, row.id, ctx.clock.now()))
+            try:
+                provider = ctx.providers.for_connection(repository.connection_from_row(row, ctx.keyring))
+                seen = provider.health()
+            except DomainError as err:  # settings this version cannot use: say so instead of failing the page
+                seen = [HealthItem("settings", False, err.message)]
     except DomainError as err:
         return page(request, "message.html", session, status=err.status, title="No such connection",
                     message=err.message)
     return page(request, "connection.html", session, connection=details, history=history, health=health,
-                hosts=hosts)
+                hosts=hosts, seen=seen)
 
 
 async def _set_active(request: Request, name: str, session: ConsoleSession, active: bool) -> Response:
