@@ -1,5 +1,6 @@
-"""Serving an ASGI app on a local port in a background thread: provider simulators, webhook receivers in
-tests, and the connector itself in tests that need real HTTP."""
+"""Serving an ASGI app on a local port in a background thread (provider simulators, webhook receivers in
+tests, and the connector itself in tests that need real HTTP), and what every simulator shares: its clock and its
+scenario route."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 import uvicorn
@@ -19,6 +21,29 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp
+
+
+class SimClock:
+    """Frozen at `start` (moves only when told), or following real time shifted by whatever was set/advanced."""
+
+    def __init__(self, start: datetime | None = None) -> None:
+        if start is not None and start.tzinfo is None:
+            raise ValueError("the simulator clock needs an aware start time (e.g. tzinfo=UTC)")
+        self.frozen = start is not None
+        self._anchor = (start or datetime.now(UTC)).astimezone(UTC)
+        self._anchor_real = time.time()
+
+    def now(self) -> datetime:
+        if self.frozen:
+            return self._anchor
+        return self._anchor + timedelta(seconds=time.time() - self._anchor_real)
+
+    def set(self, moment: datetime) -> None:
+        self._anchor = moment.astimezone(UTC)
+        self._anchor_real = time.time()
+
+    def advance(self, seconds: float) -> None:
+        self.set(self.now() + timedelta(seconds=seconds))
 
 
 class _Server(uvicorn.Server):

@@ -16,6 +16,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from viltbridge.providers.serving import SimClock
+
 __all__ = ["GotoApiError", "GotoState", "Registrant", "SimConfig", "Training", "TrainingSession", "iso",
            "parse_time"]
 
@@ -76,22 +78,6 @@ class GotoApiError(Exception):
         if self.described:
             return {"errorCode": self.code, "description": self.message, "incident": incident}
         return {"int_err_code": self.code, "msg": self.message}
-
-
-class SimClock:
-    """Frozen at `start` (moves only when told), or following real time shifted by whatever was set/advanced."""
-
-    def __init__(self, start: datetime | None) -> None:
-        self.frozen = start is not None
-        self._offset = timedelta(0)
-        self._anchor = (start or datetime.now(UTC)).astimezone(UTC)
-
-    def now(self) -> datetime:
-        base = self._anchor if self.frozen else datetime.now(UTC)
-        return base + self._offset
-
-    def set(self, moment: datetime) -> None:
-        self._offset += moment.astimezone(UTC) - self.now()
 
 
 @dataclass

@@ -19,6 +19,8 @@ from typing import Any
 
 import httpx2
 
+from viltbridge.providers.serving import SimClock
+
 __all__ = ["Instance", "Participant", "Series", "SimConfig", "WebexApiError", "WebexState", "iso"]
 
 SITE = "sim.webex.com"
@@ -73,22 +75,6 @@ class WebexApiError(Exception):
     def body(self, tracking_id: str) -> dict[str, Any]:
         return {"message": self.message, "errors": [{"description": d} for d in self.descriptions],
                 "trackingId": tracking_id}
-
-
-class SimClock:
-    """Frozen at `start` (moves only when told), or following real time shifted by whatever was set/advanced."""
-
-    def __init__(self, start: datetime | None) -> None:
-        self.frozen = start is not None
-        self._offset = timedelta(0)
-        self._anchor = (start or datetime.now(UTC)).astimezone(UTC)
-
-    def now(self) -> datetime:
-        base = self._anchor if self.frozen else datetime.now(UTC)
-        return base + self._offset
-
-    def set(self, moment: datetime) -> None:
-        self._offset += moment.astimezone(UTC) - self.now()
 
 
 @dataclass

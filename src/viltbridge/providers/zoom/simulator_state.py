@@ -18,7 +18,6 @@ import json
 import random
 import string
 import threading
-import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -26,6 +25,8 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import httpx2
+
+from viltbridge.providers.serving import SimClock
 
 LIGHT, MEDIUM, HEAVY = "Light", "Medium", "Heavy"
 
@@ -90,29 +91,6 @@ class SimConfig:
 
 # ---------------------------------------------------------------------------------------------------------------
 # Clock and small helpers
-
-
-class SimClock:
-    """Frozen at `start` (moves only when told), or following real time shifted by whatever was set/advanced."""
-
-    def __init__(self, start: datetime | None = None) -> None:
-        if start is not None and start.tzinfo is None:
-            raise ValueError("the simulator clock needs an aware start time (e.g. tzinfo=UTC)")
-        self.frozen = start is not None
-        self._anchor = (start or datetime.now(UTC)).astimezone(UTC)
-        self._anchor_real = time.time()
-
-    def now(self) -> datetime:
-        if self.frozen:
-            return self._anchor
-        return self._anchor + timedelta(seconds=time.time() - self._anchor_real)
-
-    def set(self, moment: datetime) -> None:
-        self._anchor = moment.astimezone(UTC)
-        self._anchor_real = time.time()
-
-    def advance(self, seconds: float) -> None:
-        self.set(self.now() + timedelta(seconds=seconds))
 
 
 def iso(moment: datetime) -> str:
