@@ -19,7 +19,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 from urllib.parse import quote, urlsplit
 
 import jwt
@@ -66,6 +66,25 @@ def load_rsa_private_key(pem: str) -> RSAPrivateKey:
 def _deployment(info: ValidationInfo) -> str | None:
     value = info.data.get("deployment")
     return str(value) if value is not None else None
+
+
+V = TypeVar("V")
+
+_SIGNED_WITH = {"jaas": ("JaaS", "private_key"), "self_hosted": ("self-hosted", "app_secret")}
+
+
+def _only_for(deployment: str, value: V | None, info: ValidationInfo, missing: str) -> V | None:
+    """A setting of one deployment kind (the caller has checked the deployment is a known one): refused for the
+    other kind, required for its own (`missing` says what it is). None when the other kind needs nothing here."""
+    given = _deployment(info)
+    if given != deployment:
+        if value is not None:
+            name, key = _SIGNED_WITH[str(given)]
+            raise ValueError(f"is only used with deployment {deployment} ({name} tokens are signed with {key})")
+        return None
+    if value is None:
+        raise ValueError(f"missing (required for deployment {deployment}: {missing})")
+    return value
 
 
 def _blank_to_none(value: Any) -> Any:
@@ -121,15 +140,11 @@ class JitsiSettings(BaseModel):
     @field_validator("key_id")
     @classmethod
     def _key_id(cls, value: str | None, info: ValidationInfo) -> str | None:
-        deployment = _deployment(info)
-        if deployment == "self_hosted":
-            if value is not None:
-                raise ValueError("is only used with deployment jaas (self-hosted tokens are signed with app_secret)")
-            return None
-        if deployment != "jaas":
+        if _deployment(info) not in _SIGNED_WITH:
             return value
+        value = _only_for("jaas", value, info, "the id of the API key, from the JaaS console")
         if value is None:
-            raise ValueError("missing (required for deployment jaas: the id of the API key, from the JaaS console)")
+            return None
         value = value.strip()
         prefix, slash, rest = value.rpartition("/")
         if slash:  # the console shows `<AppID>/<keyId>`; either form is accepted
@@ -144,16 +159,12 @@ class JitsiSettings(BaseModel):
     @field_validator("private_key")
     @classmethod
     def _private_key(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
-        deployment = _deployment(info)
-        if deployment == "self_hosted":
-            if value is not None:
-                raise ValueError("is only used with deployment jaas (self-hosted tokens are signed with app_secret)")
-            return None
-        if deployment != "jaas":
+        if _deployment(info) not in _SIGNED_WITH:
             return value
+        value = _only_for("jaas", value, info, "the PEM RSA private key whose public key is uploaded in the JaaS "
+                                               "console")
         if value is None:
-            raise ValueError("missing (required for deployment jaas: the PEM RSA private key whose public key is "
-                             "uploaded in the JaaS console)")
+            return None
         # A PEM pasted through an environment variable or a one-line form often arrives with literal "\n".
         pem = value.get_secret_value().strip().replace("\\n", "\n")
         load_rsa_private_key(pem)
@@ -162,16 +173,11 @@ class JitsiSettings(BaseModel):
     @field_validator("app_secret")
     @classmethod
     def _app_secret(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
-        deployment = _deployment(info)
-        if deployment == "jaas":
-            if value is not None:
-                raise ValueError("is only used with deployment self_hosted (JaaS tokens are signed with "
-                                 "private_key)")
-            return None
-        if deployment != "self_hosted":
+        if _deployment(info) not in _SIGNED_WITH:
             return value
+        value = _only_for("self_hosted", value, info, "prosody's app_secret")
         if value is None:
-            raise ValueError("missing (required for deployment self_hosted: prosody's app_secret)")
+            return None
         secret = value.get_secret_value().strip()
         if len(secret) < MIN_APP_SECRET:
             raise ValueError(f"must be at least {MIN_APP_SECRET} characters (set a long random one in prosody, e.g. "
