@@ -35,10 +35,12 @@ class SessionFilter:
     text: str | None = None  # in the title or the LMS session id
 
 
-def sessions(db: OrmSession, wanted: SessionFilter, *, limit: int = 500) -> list[tuple[str, SessionRow]]:
-    """(connection name, session) newest start first."""
+def sessions(db: OrmSession, wanted: SessionFilter, *, limit: int | None = 500) -> list[tuple[str, SessionRow]]:
+    """(connection name, session) newest start first; `limit=None` for all (conflict checks need every one)."""
     query = (sa.select(ConnectionRow.name, SessionRow).join(ConnectionRow, ConnectionRow.id == SessionRow.connection_id)
-             .order_by(SessionRow.starts_at.desc(), SessionRow.id.desc()).limit(limit))
+             .order_by(SessionRow.starts_at.desc(), SessionRow.id.desc()))
+    if limit is not None and not wanted.instructor:  # the instructor filter runs below: limit after it
+        query = query.limit(limit)
     if wanted.connection:
         query = query.where(ConnectionRow.name == wanted.connection)
     if wanted.status:
@@ -56,7 +58,7 @@ def sessions(db: OrmSession, wanted: SessionFilter, *, limit: int = 500) -> list
     if wanted.instructor:  # a JSON list: filtered here, the same on SQLite and PostgreSQL
         email = normalize_email(wanted.instructor)
         rows = [(name, row) for name, row in rows if email in (normalize_email(e) for e in row.instructor_emails)]
-    return rows
+    return rows if limit is None else rows[:limit]
 
 
 def session(db: OrmSession, connection: str, external_id: str) -> tuple[ConnectionRow, SessionRow] | None:

@@ -56,15 +56,17 @@ def _teaches(session: ConsoleSession, row: SessionRow) -> bool:
     return session.user.email in (normalize_email(email) for email in row.instructor_emails)
 
 
+def _mine(session: ConsoleSession, rows: list[tuple[str, SessionRow]]) -> list[tuple[str, SessionRow]]:
+    return [(name, row) for name, row in rows if _teaches(session, row)]
+
+
 @router.get("/my-sessions")
 async def my_sessions(request: Request, session: Teacher) -> HTMLResponse:
     ctx = _ctx(request)
-    wanted = console_views.SessionFilter(instructor=session.user.email,
-                                         starts_from=ctx.clock.now() - timedelta(days=30))
+    wanted = console_views.SessionFilter(starts_from=ctx.clock.now() - timedelta(days=30))
     async with ctx.db.transaction() as db:  # ORM reads: console traffic is light
-        rows = await db.run_sync(lambda s: console_views.sessions(s, wanted))
-        everyone = await db.run_sync(lambda s: console_views.sessions(
-            s, console_views.SessionFilter(starts_from=ctx.clock.now() - timedelta(days=30))))
+        everyone = await db.run_sync(lambda s: console_views.sessions(s, wanted, limit=None))
+    rows = _mine(session, everyone)
     mine = {(name, row.external_id) for name, row in rows}
     # Host accounts are shared between instructors: conflicts are found among everyone's parts, shown for mine.
     conflicts = {key: reasons for key, reasons in conflicts_by_session(everyone).items() if key in mine}
@@ -97,12 +99,10 @@ async def my_calendar(request: Request, session: Teacher,
         monday = today - timedelta(days=today.weekday())
     start = datetime.combine(monday, time(0), zone)
     days = [monday + timedelta(days=n) for n in range(7)]
-    wanted = console_views.SessionFilter(instructor=session.user.email, starts_from=start - timedelta(days=1),
-                                         starts_until=start + timedelta(days=8))
+    wanted = console_views.SessionFilter(starts_from=start - timedelta(days=1), starts_until=start + timedelta(days=8))
     async with ctx.db.transaction() as db:  # ORM reads: console traffic is light
-        rows = await db.run_sync(lambda s: console_views.sessions(s, wanted))
-        everyone = await db.run_sync(lambda s: console_views.sessions(s, console_views.SessionFilter(
-            starts_from=start - timedelta(days=1), starts_until=start + timedelta(days=8))))
+        everyone = await db.run_sync(lambda s: console_views.sessions(s, wanted, limit=None))
+    rows = _mine(session, everyone)
     conflicts = conflicts_by_session(everyone)
     by_day: dict[date, list[tuple[str, SessionRow]]] = {day: [] for day in days}
     for name, row in sorted(rows, key=lambda item: item[1].starts_at):
@@ -142,10 +142,9 @@ async def attendance_chart(ctx: AppContext, db: Any, conn_row: ConnectionRow, ro
     part = await store.find_session(connection.id, row.external_id)
     assert part is not None
     intervals = await services.matched_intervals(store, part)
-    decided = {result.email.lower(): result.attended
-               for result in await db.run_sync(lambda s: attendance_ledger.results(s, row.id))}
-    emails = sorted({*intervals, *(r.email for r in await db.run_sync(
-        lambda s: attendance_ledger.results(s, row.id)))}, key=str.lower)
+    results = await db.run_sync(lambda s: attendance_ledger.results(s, row.id))
+    decided = {result.email.lower(): result.attended for result in results}
+    emails = sorted({*intervals, *(result.email for result in results)}, key=str.lower)
     bars = [charts.LearnerBar(email, decided.get(email.lower()), tuple(intervals.get(email, ())))
             for email in emails]
     return charts.timeline_svg(row.starts_at, row.ends_at, services.attendance_policy(connection, part), bars)
