@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from viltbridge.core.schedule import Booking, conflicts_with, find_conflicts
+from viltbridge.core.provider import HOST_ACCOUNT
+from viltbridge.core.schedule import Booking, conflicts_with, find_conflicts, host_account_of
 
 pytestmark = pytest.mark.pure
 T0 = datetime(2026, 3, 29, 0, 0, tzinfo=UTC)
@@ -66,3 +67,10 @@ def test_the_sweep_finds_what_checking_every_pair_finds(items: list[Booking]) ->
     found = [(frozenset((c.first.session_id, c.second.session_id)), c.reason) for c in find_conflicts(items)]
     assert len(found) == len(set(found))  # each pair and resource once
     assert set(found) == expected
+
+
+def test_a_stored_meeting_names_its_host_account_with_its_provider() -> None:
+    assert host_account_of("zoom", {HOST_ACCOUNT: "KDcuGIm1QgePTO8WbOqwIQ", "uuid": "x"}) == (
+        "zoom:KDcuGIm1QgePTO8WbOqwIQ")
+    assert host_account_of("bbb", {"create": {}}) is None  # no host accounts at BBB
+    assert host_account_of(None, None) is None

@@ -97,6 +97,12 @@ class MeetingFacts:
     ends_at: datetime | None = None
 
 
+# The `MeetingRef.data` key under which an adapter names the provider account that hosts the meeting (a Zoom
+# host id, a Teams organizer, a Webex host, a GoTo organizer), so two parts on one host account at the same time
+# are flagged as a conflict whoever teaches them. Providers without host accounts leave it out.
+HOST_ACCOUNT = "host_account"
+
+
 @dataclass(frozen=True)
 class MeetingRef:
     meeting_id: str

@@ -3,11 +3,13 @@ times, across connections too. Pure: the callers bring the bookings."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from viltbridge.core.emails import normalize_email
+from viltbridge.core.provider import HOST_ACCOUNT
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,12 @@ class Conflict:
         return (f"{self.reason} is booked twice: '{self.first.title}' ({self.first.connection}/"
                 f"{self.first.session_id}) and '{self.second.title}' ({self.second.connection}/"
                 f"{self.second.session_id}) overlap by {minutes} min from {overlap_start:%Y-%m-%d %H:%M} UTC")
+
+
+def host_account_of(provider: str | None, meeting_data: Mapping[str, Any] | None) -> str | None:
+    """The `Booking.host_account` of a stored meeting: its provider and the account that hosts it."""
+    host = (meeting_data or {}).get(HOST_ACCOUNT) if isinstance(meeting_data, Mapping) else None
+    return f"{provider}:{host}" if host and provider else None
 
 
 def _resources(booking: Booking) -> set[str]:

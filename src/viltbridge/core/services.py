@@ -56,7 +56,7 @@ from viltbridge.core.provider import (
     Provider,
 )
 from viltbridge.core.redaction import redact
-from viltbridge.core.schedule import Booking, conflicts_with
+from viltbridge.core.schedule import Booking, conflicts_with, host_account_of
 from viltbridge.core.times import guess_zone
 
 log = logging.getLogger("viltbridge.services")
@@ -285,10 +285,10 @@ async def scheduling_conflicts(store: Store, connection: Connection, session: Se
     time, in any connection. Said to the LMS and shown in the console; the part is saved regardless."""
     if session.status is SessionStatus.CANCELLED:
         return []
-    host = session.meeting.data.get("host_account") if session.meeting else None
+    meeting = session.meeting
     target = Booking(connection.name, session.external_id, session.title, session.starts_at, session.ends_at,
-                     tuple(session.instructor_emails), f"{session.meeting.provider}:{host}" if host and session.meeting
-                     else None)
+                     tuple(session.instructor_emails),
+                     host_account_of(meeting.provider, meeting.data) if meeting is not None else None)
     others = [b for b in await store.bookings_between(session.starts_at, session.ends_at)
               if (b.connection, b.session_id) != (target.connection, target.session_id)]
     return [conflict.describe() for conflict in conflicts_with(target, others)]

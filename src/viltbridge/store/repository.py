@@ -28,7 +28,7 @@ from viltbridge.core.models import (
     VendorOptions,
 )
 from viltbridge.core.provider import ProviderEvent
-from viltbridge.core.schedule import Booking
+from viltbridge.core.schedule import Booking, host_account_of
 from viltbridge.crypto import Keyring
 from viltbridge.store import attendance_ledger, job_ledger
 from viltbridge.store.db import Readable, SyncRunner
@@ -325,9 +325,9 @@ def bookings_between(db: Readable, start: datetime, end: datetime) -> list[Booki
                _SESSIONS.c.ends_at > start))
     bookings = []
     for row in rows:
-        host = (row.meeting_data or {}).get("host_account") if isinstance(row.meeting_data, dict) else None
         bookings.append(Booking(row.name, row.external_id, row.title, row.starts_at, row.ends_at,
-                                tuple(row.instructor_emails or ()), f"{row.meeting_provider}:{host}" if host else None))
+                                tuple(row.instructor_emails or ()),
+                                host_account_of(row.meeting_provider, row.meeting_data)))
     return bookings
 
 

@@ -13,7 +13,7 @@ import pytest
 from tests.providers.conftest import Harness, meeting_spec, zoom_harness, zoom_settings
 from viltbridge.core.errors import InvalidInput
 from viltbridge.core.models import Role
-from viltbridge.core.provider import InstructorSpec, Person
+from viltbridge.core.provider import HOST_ACCOUNT, InstructorSpec, Person
 from viltbridge.providers.zoom.adapter import ZoomProvider, name_tag
 from viltbridge.providers.zoom.simulator import ZoomSimulator
 from viltbridge.providers.zoom.simulator_state import ZoomState
@@ -53,6 +53,7 @@ async def test_meetings_are_created_with_registration_and_alternative_hosts(zoom
     assert current["settings"]["waiting_room"] is True
     assert current["duration"] == 60 and current["topic"] == "Safety basics"
     assert meeting.host_url is None  # start links are never stored
+    assert meeting.data[HOST_ACCOUNT] == current["host_id"]  # the account a scheduling conflict is judged by
 
 
 async def test_an_edit_updates_in_place(zoom: Harness) -> None:

@@ -37,6 +37,7 @@ from viltbridge.core.attendance import PERSONAL_ID
 from viltbridge.core.errors import Forbidden, InvalidInput, ProviderFailed
 from viltbridge.core.models import Role
 from viltbridge.core.provider import (
+    HOST_ACCOUNT,
     AttendanceReport,
     AttendanceSource,
     Capabilities,
@@ -219,7 +220,8 @@ class GotoProvider:
         return MeetingRef(
             meeting_id=training_key,
             join_url=self.settings.registration_url.replace("{trainingKey}", training_key), host_url=None,
-            data={"organizer_key": self.settings.organizer_key, "organizer_email": self.client.tokens.principal,
+            data={"organizer_key": self.settings.organizer_key, HOST_ACCOUNT: self.settings.organizer_key,
+                  "organizer_email": self.client.tokens.principal,
                   "co_organizers": dict(co_organizers), "not_co_organizers": list(unresolved)})
 
     async def create_meeting(self, spec: MeetingSpec) -> MeetingRef:

@@ -27,6 +27,7 @@ from typing import Any
 from viltbridge.core.errors import Forbidden, InvalidInput, ProviderFailed
 from viltbridge.core.models import Role
 from viltbridge.core.provider import (
+    HOST_ACCOUNT,
     AttendanceReport,
     AttendanceSource,
     Capabilities,
@@ -182,7 +183,8 @@ class TeamsProvider:
             raise ProviderFailed("teams", f"Microsoft Graph made the calendar event {event.get('id')} without a Teams "
                                           "meeting; check that Teams meetings are allowed for the instructor.")
         return MeetingRef(meeting_id=str(event["id"]), join_url=str(join_url), host_url=None,
-                          data={"route": "event", "organizer_id": organizer_id, "organizer_upn": organizer_upn,
+                          data={"route": "event", "organizer_id": organizer_id, HOST_ACCOUNT: organizer_id,
+                                "organizer_upn": organizer_upn,
                                 "ical_uid": event.get("iCalUId")})
 
     @staticmethod
@@ -192,7 +194,7 @@ class TeamsProvider:
         organizer_id = ((organizer.get("identity") or {}).get("user") or {}).get("id")
         return MeetingRef(
             meeting_id=str(meeting["id"]), join_url=str(meeting["joinWebUrl"]), host_url=None,
-            data={"route": "online_meeting", "organizer_id": organizer_id,
+            data={"route": "online_meeting", "organizer_id": organizer_id, HOST_ACCOUNT: organizer_id,
                   "organizer_upn": organizer.get("upn"), "join_meeting_id": settings.get("joinMeetingId")},
         )
 

@@ -18,6 +18,7 @@ from typing import Any
 from viltbridge.core.errors import InvalidInput, ProviderFailed
 from viltbridge.core.models import Role
 from viltbridge.core.provider import (
+    HOST_ACCOUNT,
     AttendanceReport,
     AttendanceSource,
     Capabilities,
@@ -155,6 +156,7 @@ class WebexProvider:
         # The series id is what every later call names; instances are found from it (meetingSeriesId).
         return MeetingRef(meeting_id=str(meeting["id"]), join_url=str(meeting["webLink"]), host_url=None,
                           data={"meeting_number": meeting.get("meetingNumber"), "host_email": meeting.get("hostEmail"),
+                                HOST_ACCOUNT: meeting.get("hostEmail"),
                                 "site_url": meeting.get("siteUrl"), "cohosts": cohosts})
 
     async def create_meeting(self, spec: MeetingSpec) -> MeetingRef:

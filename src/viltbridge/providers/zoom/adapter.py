@@ -22,6 +22,7 @@ from viltbridge.core.attendance import PERSONAL_ID
 from viltbridge.core.errors import InvalidInput, ProviderFailed
 from viltbridge.core.models import Role
 from viltbridge.core.provider import (
+    HOST_ACCOUNT,
     AttendanceReport,
     AttendanceSource,
     Capabilities,
@@ -208,7 +209,7 @@ class ZoomProvider:
         settings = meeting.get("settings") or {}
         return MeetingRef(
             meeting_id=str(meeting["id"]), join_url=str(meeting["join_url"]), host_url=None,
-            data={"uuid": meeting.get("uuid"), "host_id": meeting.get("host_id"),
+            data={"uuid": meeting.get("uuid"), "host_id": meeting.get("host_id"), HOST_ACCOUNT: meeting.get("host_id"),
                   "host_email": meeting.get("host_email"), "registration_url": meeting.get("registration_url"),
                   "registration": settings.get("approval_type", 2) in (0, 1)},
         )

@@ -17,7 +17,7 @@ from viltbridge.core import services
 from viltbridge.core.emails import normalize_email
 from viltbridge.core.errors import DomainError
 from viltbridge.core.permissions import Permission
-from viltbridge.core.schedule import Booking, find_conflicts
+from viltbridge.core.schedule import Booking, find_conflicts, host_account_of
 from viltbridge.store import attendance_ledger, console_views, repository
 from viltbridge.store.repository import AsyncSqlStore
 from viltbridge.store.tables import ConnectionRow, SessionRow
@@ -37,9 +37,8 @@ def _ctx(request: Request) -> AppContext:
 
 
 def booking(connection: str, row: SessionRow) -> Booking:
-    host = row.meeting_data.get("host_account") if isinstance(row.meeting_data, dict) else None
     return Booking(connection, row.external_id, row.title, row.starts_at, row.ends_at,
-                   tuple(row.instructor_emails), f"{row.meeting_provider}:{host}" if host else None)
+                   tuple(row.instructor_emails), host_account_of(row.meeting_provider, row.meeting_data))
 
 
 def conflicts_by_session(rows: list[tuple[str, SessionRow]]) -> dict[tuple[str, str], list[str]]:
