@@ -34,10 +34,9 @@ test: lint
 	VILTBRIDGE_TEST_DATABASE=postgresql VILTBRIDGE_TEST_POSTGRES_URL=$(TEST_POSTGRES_URL) \
 		$(BIN)/pytest -q -p no:cacheprovider -m "not pure and not scale_out"
 
+# Every benchmark in one run: bench/results/*.json and bench/results/SUMMARY.md (see bench/README.md).
 bench: $(VENV)/.test-installed
-	$(BIN)/python -m bench.launch
-	$(BIN)/python -m bench.zoom_launch
-	$(BIN)/python -m bench.attendance
+	$(BIN)/python -m bench.run_all $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -11,13 +11,13 @@ Then times, on the same data:
 Presence must be identical per learner between `presence_within` and the naive baseline (asserted), and the
 pipeline's attended count must match what those totals imply. Writes bench/results/attendance.json.
 
-Environment: BENCH_SEGMENTS (total segments, default 1000000; rounded down to whole learners), BENCH_SEED (20261127).
+Environment: BENCH_SEGMENTS (total segments, default 1000000; rounded down to whole learners), BENCH_SEED (20261127),
+BENCH_RESULTS_DIR (bench/results).
 """
 
 from __future__ import annotations
 
 import gc
-import json
 import os
 import platform
 import random
@@ -28,9 +28,9 @@ import tracemalloc
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
-from pathlib import Path
 from typing import Any, TypeVar
 
+from bench.processes import write_results
 from viltbridge.core.attendance import (
     RULES,
     AttendanceDecision,
@@ -41,8 +41,6 @@ from viltbridge.core.attendance import (
     presence_within,
 )
 
-ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "bench" / "results" / "attendance.json"
 SEGMENTS = int(os.environ.get("BENCH_SEGMENTS", "1000000"))
 SEED = int(os.environ.get("BENCH_SEED", "20261127"))
 SEGMENTS_PER_LEARNER = 10
@@ -167,7 +165,6 @@ def summary(report: dict[str, Any]) -> str:
                  f"MiB")
     lines.append(f"  attended {report['attended']:,} of {data['learners']:,}; presence totals identical: "
                  f"{report['presence_identical']}")
-    lines.append(f"  written to {RESULTS.relative_to(ROOT)}")
     return "\n".join(lines)
 
 
@@ -228,9 +225,9 @@ def main() -> int:
         "presence_identical": present == naive,
         "duration_seconds": round(time.monotonic() - began, 1),
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(report, indent=2) + "\n")
+    path = write_results("attendance", report)
     print(summary(report))
+    print(f"  written to {path}")
     if load_before > 0.5:
         print(f"warning: the machine was busy before the run (1-min load {load_before:.2f}); results are noisy",
               file=sys.stderr)

@@ -1,41 +1,60 @@
-"""`make bench`: throughput and latency of the launch endpoint against a bare Starlette endpoint, in one run.
+"""`make bench`: throughput and latency of the launch endpoint against a bare Starlette endpoint, in one run, on
+SQLite and PostgreSQL, with 1 and 2 server processes.
 
-Sets up its own database and key in a temp dir, starts `viltbridge serve`, creates a connection and a session,
-then loads `GET /session/{SessionId}/user/{base64EncodedEmail}/url` with wrk (many learner emails, HTTP Basic),
-does the same against bench/bare_app.py under identical uvicorn settings, and writes bench/results/launch.json.
+For each database and process count: a database of the run's own (a SQLite file in a temp dir; a fresh PostgreSQL
+database, dropped afterwards), `viltbridge serve --workers N`, one connection and one session, then wrk loads
+`GET /session/{SessionId}/user/{base64EncodedEmail}/url` (many learner emails, HTTP Basic). The bare Starlette app
+(bench/bare_app.py, identical uvicorn settings) is measured with the same process counts in the same run, and each
+ratio compares the launch endpoint with the bare app on the same number of processes. Writes
+bench/results/launch.json.
 
 Environment: BENCH_SECONDS (per target, default 10), BENCH_WARMUP_SECONDS (2), BENCH_CONNECTIONS (64),
-BENCH_THREADS (wrk threads, 2), BENCH_EMAILS (distinct learner emails, 1000).
+BENCH_THREADS (wrk threads, 2), BENCH_EMAILS (distinct learner emails, 1000), BENCH_LAUNCH_DATABASES
+(sqlite,postgresql), BENCH_LAUNCH_PROCESSES (1,2), BENCH_POSTGRES_URL (the server to create the database on).
 """
 
 from __future__ import annotations
 
-import base64
 import json
 import os
-import platform
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import time
-from contextlib import ExitStack
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from bench.processes import BenchError, free_port, peak_rss_mib, request, start, stop, wait_ready
+from bench.processes import (
+    ROOT,
+    BenchError,
+    b64,
+    create_connection,
+    free_port,
+    fresh_postgres_database,
+    machine,
+    peak_rss_mib,
+    request,
+    serve,
+    start,
+    stop,
+    viltbridge_env,
+    wait_ready,
+    write_results,
+)
 
-ROOT = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
-RESULTS = ROOT / "bench" / "results" / "launch.json"
 SECONDS = int(os.environ.get("BENCH_SECONDS", "10"))
 WARMUP_SECONDS = int(os.environ.get("BENCH_WARMUP_SECONDS", "2"))
 CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "64"))
 THREADS = int(os.environ.get("BENCH_THREADS", "2"))
 EMAILS = int(os.environ.get("BENCH_EMAILS", "1000"))
-TARGET_RATIO = 0.5
+DATABASES = [name.strip() for name in os.environ.get("BENCH_LAUNCH_DATABASES", "sqlite,postgresql").split(",")]
+PROCESSES = [int(count) for count in os.environ.get("BENCH_LAUNCH_PROCESSES", "1,2").split(",")]
+TARGET_RATIO = 0.5  # the issue's target: the launch endpoint at half the bare app's throughput or better
 SESSION_ID = "bench-1"
 LAUNCH_PATH = "/session/{SessionId}/user/{base64EncodedEmail}/url"
 
@@ -119,8 +138,7 @@ def measure(wrk: str, script: Path, base_url: str) -> dict[str, Any]:
 
 def learner_paths() -> list[str]:
     """Launch URLs for EMAILS different learners."""
-    encoded = (base64.b64encode(f"learner-{n}@example.com".encode()).decode() for n in range(EMAILS))
-    return [f"/session/{SESSION_ID}/user/{email}/url" for email in encoded]
+    return [f"/session/{SESSION_ID}/user/{b64(f'learner-{n}@example.com')}/url" for n in range(EMAILS)]
 
 
 def lua_script(path: Path, paths: list[str], authorization: str) -> Path:
@@ -128,75 +146,91 @@ def lua_script(path: Path, paths: list[str], authorization: str) -> Path:
     return path
 
 
-def bench_launch(stack: ExitStack, wrk: str, tmp: Path) -> tuple[dict[str, Any], int]:
-    env = {key: value for key, value in os.environ.items() if not key.startswith("VILTBRIDGE_")}
-    env.update(VILTBRIDGE_DATABASE_URL=f"sqlite:///{tmp / 'bench.db'}", VILTBRIDGE_KEY_FILE=str(tmp / "key"))
-    created = subprocess.run([str(BIN / "viltbridge"), "connection", "create", "bench", "--json"], env=env,
-                             cwd=tmp, capture_output=True, text=True)
-    if created.returncode != 0:
-        raise BenchError(f"`viltbridge connection create` failed:\n{created.stderr}")
-    connection = json.loads(created.stdout)
-    credentials = f"{connection['username']}:{connection['password']}".encode()
-    authorization = "Basic " + base64.b64encode(credentials).decode()
-
-    port = free_port()
-    base_url = f"http://127.0.0.1:{port}"
-    log = tmp / "viltbridge.log"
-    server = start(stack, [str(BIN / "viltbridge"), "serve", "--host", "127.0.0.1", "--port", str(port)], env, log)
-    wait_ready(base_url + "/healthz", server, log)
-
-    now = datetime.now(UTC).replace(microsecond=0)
-    session = {"SessionId": SESSION_ID, "CreatorEmail": "a@example.com", "Title": "Bench",
-               "DateBegin": (now + timedelta(minutes=10)).strftime("%Y-%m-%dT%H:%M:%S"),
-               "DateEnd": (now + timedelta(minutes=70)).strftime("%Y-%m-%dT%H:%M:%S"),
-               "TimeZone": {"UTCOffset": "+00:00"}}
-    status, body = request("POST", base_url + "/session", authorization, session)
-    if status != 200:
-        raise BenchError(f"POST /session answered {status}: {body[:500]!r}")
-
-    paths = learner_paths()
-    status, body = request("GET", base_url + paths[0], authorization)
-    if status != 200 or b"joinUrl" not in body:
-        raise BenchError(f"the launch endpoint answered {status}: {body[:500]!r}")
-
-    result = measure(wrk, lua_script(tmp / "launch.lua", paths, authorization), base_url)
-    result["response_bytes"] = len(body)
-    result["peak_rss_mib"] = peak_rss_mib(server.pid)
-    stop(server)
-    return result, len(body)
+@contextmanager
+def database(kind: str, tmp: Path) -> Iterator[str]:
+    if kind == "sqlite":
+        yield f"sqlite:///{tmp / 'bench.db'}"
+    elif kind == "postgresql":
+        with fresh_postgres_database("vb_bench_launch") as url:
+            yield url
+    else:
+        raise BenchError(f"BENCH_LAUNCH_DATABASES names '{kind}'; use sqlite and/or postgresql")
 
 
-def bench_bare(stack: ExitStack, wrk: str, tmp: Path, body_bytes: int) -> dict[str, Any]:
-    port = free_port()
-    base_url = f"http://127.0.0.1:{port}"
-    log = tmp / "bare.log"
-    command = [sys.executable, str(ROOT / "bench" / "bare_app.py"), str(port), str(body_bytes)]
-    server = start(stack, command, dict(os.environ), log)
-    paths = learner_paths()
-    wait_ready(base_url + paths[0], server, log)
-    status, body = request("GET", base_url + paths[0])
-    if status != 200:
-        raise BenchError(f"the bare app answered {status}: {body[:500]!r}")
-    # The same Authorization header, so both servers parse the same requests.
-    result = measure(wrk, lua_script(tmp / "bare.lua", paths, "Basic YmVuY2g6YmVuY2g="), base_url)
-    result["response_bytes"] = len(body)
-    result["peak_rss_mib"] = peak_rss_mib(server.pid)
-    stop(server)
-    return result
+def server_pids(base_pid: int) -> list[int]:
+    """The server process and its children (uvicorn's worker processes)."""
+    children = Path(f"/proc/{base_pid}/task/{base_pid}/children")
+    try:
+        return [base_pid, *map(int, children.read_text().split())]
+    except OSError:
+        return [base_pid]
+
+
+def total_peak_rss(base_pid: int) -> float | None:
+    peaks = [peak for pid in server_pids(base_pid) if (peak := peak_rss_mib(pid)) is not None]
+    return round(sum(peaks), 1) if peaks else None
+
+
+def bench_launch(wrk: str, kind: str, processes: int) -> tuple[dict[str, Any], int]:
+    with ExitStack() as stack:
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="viltbridge-bench-")))
+        url = stack.enter_context(database(kind, tmp))
+        env = viltbridge_env(tmp, url)
+        authorization = create_connection(env, "bench")
+        log = tmp / "viltbridge.log"
+        base_url, server = serve(stack, env, log, "--workers", str(processes))
+
+        now = datetime.now(UTC).replace(microsecond=0)
+        session = {"SessionId": SESSION_ID, "CreatorEmail": "a@example.com", "Title": "Bench",
+                   "DateBegin": (now + timedelta(minutes=10)).strftime("%Y-%m-%dT%H:%M:%S"),
+                   "DateEnd": (now + timedelta(minutes=70)).strftime("%Y-%m-%dT%H:%M:%S"),
+                   "TimeZone": {"UTCOffset": "+00:00"}}
+        status, body = request("POST", base_url + "/session", authorization, session)
+        if status != 200:
+            raise BenchError(f"POST /session answered {status}: {body[:500]!r}")
+        paths = learner_paths()
+        status, body = request("GET", base_url + paths[0], authorization)
+        if status != 200 or b"joinUrl" not in body:
+            raise BenchError(f"the launch endpoint answered {status}: {body[:500]!r}")
+        result = measure(wrk, lua_script(tmp / "launch.lua", paths, authorization), base_url)
+        result["response_bytes"] = len(body)
+        result["peak_rss_mib"] = total_peak_rss(server.pid)
+        return result, len(body)
+
+
+def bench_bare(wrk: str, body_bytes: int, processes: int) -> dict[str, Any]:
+    with ExitStack() as stack:
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="viltbridge-bench-bare-")))
+        port = free_port()
+        base_url = f"http://127.0.0.1:{port}"
+        log = tmp / "bare.log"
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        command = [sys.executable, "-m", "bench.bare_app", str(port), str(body_bytes), str(processes)]
+        server = start(stack, command, env, log)
+        paths = learner_paths()
+        wait_ready(base_url + paths[0], server, log)
+        status, body = request("GET", base_url + paths[0])
+        if status != 200:
+            raise BenchError(f"the bare app answered {status}: {body[:500]!r}")
+        # The same Authorization header, so both servers parse the same requests.
+        result = measure(wrk, lua_script(tmp / "bare.lua", paths, "Basic YmVuY2g6YmVuY2g="), base_url)
+        result["response_bytes"] = len(body)
+        result["peak_rss_mib"] = total_peak_rss(server.pid)
+        stop(server)
+        return result
 
 
 def summary(report: dict[str, Any]) -> str:
-    lines = [f"launch benchmark ({report['load']['connections']} connections, {report['load']['seconds']}s each, "
-             f"{report['machine']['nproc']} cores, SQLite)"]
-    for name in ("launch", "bare"):
-        result, latency = report[name], report[name]["latency_ms"]
-        errors = sum(result["errors"].values())
-        lines.append(f"  {name:7} {result['requests_per_second']:9.1f} req/s   p50 {latency['p50']:7.2f} ms"
+    load = report["load"]
+    lines = [f"launch benchmark ({load['connections']} connections, {load['seconds']}s each, "
+             f"{report['machine']['nproc']} cores)"]
+    for name, result in report["results"].items():
+        latency, errors = result["latency_ms"], sum(result["errors"].values())
+        lines.append(f"  {name:22} {result['requests_per_second']:9.1f} req/s   p50 {latency['p50']:7.2f} ms"
                      f"   p99 {latency['p99']:7.2f} ms   peak RSS {result['peak_rss_mib']} MiB"
                      + (f"   ERRORS {errors}" if errors else ""))
-    verdict = "meets" if report["meets_target"] else "BELOW"
-    lines.append(f"  ratio   {report['ratio']:.3f} ({verdict} the {TARGET_RATIO} target)")
-    lines.append(f"  written to {RESULTS.relative_to(ROOT)}")
+    for name, ratio in report["ratios"].items():
+        lines.append(f"  ratio {name:40} {ratio:.3f}")
     return "\n".join(lines)
 
 
@@ -205,40 +239,51 @@ def main() -> int:
     began = time.monotonic()
     load_before = os.getloadavg()[0]
     date = datetime.now(UTC).isoformat(timespec="seconds")
+    results: dict[str, dict[str, Any]] = {}
     try:
         wrk = ensure_wrk()
-        with ExitStack() as stack:
-            tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="viltbridge-bench-")))
-            launch, body_bytes = bench_launch(stack, wrk, tmp)
-            bare = bench_bare(stack, wrk, tmp, body_bytes)
+        body_bytes = 0
+        for kind in DATABASES:
+            for processes in PROCESSES:
+                results[f"launch_{kind}_{processes}p"], body_bytes = bench_launch(wrk, kind, processes)
+        for processes in PROCESSES:
+            results[f"bare_{processes}p"] = bench_bare(wrk, body_bytes, processes)
     except BenchError as exc:
         print(f"bench failed: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
-    ratio = round(launch["requests_per_second"] / bare["requests_per_second"], 3)
+    rps = {name: result["requests_per_second"] for name, result in results.items()}
+    ratios = {f"launch_{kind}_{p}p / bare_{p}p": round(rps[f"launch_{kind}_{p}p"] / rps[f"bare_{p}p"], 3)
+              for kind in DATABASES for p in PROCESSES}
+    if len(PROCESSES) > 1:
+        few, many = min(PROCESSES), max(PROCESSES)
+        for name in [*(f"launch_{kind}" for kind in DATABASES), "bare"]:
+            ratios[f"{name}_{many}p / {name}_{few}p"] = round(rps[f"{name}_{many}p"] / rps[f"{name}_{few}p"], 3)
+    if "postgresql" in DATABASES and "sqlite" in DATABASES:
+        for p in PROCESSES:
+            ratios[f"launch_postgresql_{p}p / launch_sqlite_{p}p"] = round(
+                rps[f"launch_postgresql_{p}p"] / rps[f"launch_sqlite_{p}p"], 3)
+    targets = {name: {"ratio": ratio, "target": TARGET_RATIO, "met": ratio >= TARGET_RATIO}
+               for name, ratio in ratios.items() if name.startswith("launch_") and "/ bare_" in name}
     report = {
-        "benchmark": f"GET {LAUNCH_PATH} (launch) vs a bare Starlette JSON endpoint (bare)",
+        "benchmark": f"GET {LAUNCH_PATH} (launch) vs a bare Starlette JSON endpoint (bare), per database and "
+                     "number of server processes",
         "date": date,
-        "machine": {"nproc": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
-                    "load_1min_before": round(load_before, 2), "load_1min_after": round(os.getloadavg()[0], 2)},
-        "database": "sqlite",
+        "machine": {**machine(), "load_1min_before": round(load_before, 2)},
         "load": {"tool": wrk_version(wrk), "connections": CONNECTIONS, "threads": THREADS, "seconds": SECONDS,
                  "warmup_seconds": WARMUP_SECONDS, "distinct_emails": EMAILS},
-        "launch": launch,
-        "bare": bare,
-        "ratio": ratio,
-        "target_ratio": TARGET_RATIO,
-        "meets_target": ratio >= TARGET_RATIO,
+        "databases": DATABASES,
+        "processes": PROCESSES,
+        "results": results,
+        "ratios": ratios,
+        "targets": targets,
         "duration_seconds": round(time.monotonic() - began, 1),
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(report, indent=2) + "\n")
+    path = write_results("launch", report)
     print(summary(report))
-    if load_before > 0.5:
-        print(f"warning: the machine was busy before the run (1-min load {load_before:.2f}); results are noisy",
-              file=sys.stderr)
-    if sum(launch["errors"].values()) or sum(bare["errors"].values()):
+    print(f"  written to {path}")
+    if any(sum(result["errors"].values()) for result in results.values()):
         print("bench failed: some requests failed or timed out; see the errors in the results", file=sys.stderr)
         return 1
     return 0

@@ -8,6 +8,7 @@ an unreachable service fails the run instead.
 from __future__ import annotations
 
 import base64
+import logging
 import os
 import uuid
 from collections.abc import Iterator
@@ -34,6 +35,10 @@ REQUIRE_SERVICES = os.environ.get("VILTBRIDGE_REQUIRE_SERVICES") == "1"
 BACKEND = os.environ.get("VILTBRIDGE_TEST_DATABASE", "sqlite")
 POSTGRES_URL = os.environ.get("VILTBRIDGE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 NOW = datetime(2026, 3, 2, 14, 0, tzinfo=UTC)
+# The simulators listen on 127.0.0.1, which the provider URL guard refuses unless told otherwise; set for this
+# process (CLI runs, provider clients built outside an app) and every server or worker it starts.
+# tests/security passes its own policies.
+os.environ.setdefault("VILTBRIDGE_PROVIDER_ALLOW_LOOPBACK", "1")
 
 
 def service_unavailable(reason: str) -> None:
@@ -67,7 +72,7 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
 
 def _admin_engine() -> sa.Engine:
     return sa.create_engine(make_url(POSTGRES_URL).set(drivername="postgresql+psycopg"),
-                            isolation_level="AUTOCOMMIT")
+                            isolation_level="AUTOCOMMIT", pool_pre_ping=True)  # survives a PG restart
 
 
 @pytest.fixture(autouse=True)
@@ -81,6 +86,16 @@ def _provider_outages_and_quotas_end_with_their_test() -> Iterator[None]:
     for breaker in list(_BREAKERS.values()):
         breaker.close()
     share_limits_through(None)  # fresh in-memory buckets
+
+
+@pytest.fixture(autouse=True)
+def _logging_ends_as_it_began() -> Iterator[None]:
+    """`configure_logging` (as `viltbridge serve` calls it) stops the package's records from reaching the root
+    logger, which later tests capture from: every test leaves the package logger as it found it."""
+    package = logging.getLogger("viltbridge")
+    saved = (package.handlers[:], package.level, package.propagate)
+    yield
+    package.handlers[:], package.level, package.propagate = saved
 
 
 @pytest.fixture(scope="session")
@@ -129,7 +144,7 @@ def fresh_postgres_database(template: str) -> Iterator[str]:
 @pytest.fixture
 def settings(database_url: str, tmp_path: Path) -> Settings:
     return Settings(database_url=database_url, secret_key=Fernet.generate_key().decode(), key_file=tmp_path / "key",
-                    _env_file=None)  # type: ignore[call-arg]
+                    provider_allow_loopback=True, _env_file=None)  # type: ignore[call-arg]
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
-"""`viltbridge serve | worker | migrate | keygen | connection … | jobs … | sync …` — the operator's entry points."""
+"""`viltbridge serve | worker | migrate | keygen | connection … | jobs … | sync … | conformance` — the operator's
+entry points."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from viltbridge.config import Settings
 from viltbridge.core.errors import DomainError
 from viltbridge.crypto import Keyring, KeyringError
 from viltbridge.keys import open_keyring
+from viltbridge.providers.url_guard import UrlPolicy, guard_provider_urls
 from viltbridge.store import migrate as migrations
 from viltbridge.store import repository
 from viltbridge.store.db import sync_engine
@@ -58,6 +60,7 @@ def _database(settings: Settings) -> Iterator[tuple[OrmSession, Keyring]]:
     except (KeyringError, ValueError) as exc:
         _fail(str(exc))
     engine = sync_engine(settings.database_url)
+    previous_url_policy = guard_provider_urls(UrlPolicy.from_settings(settings))  # provider URLs saved are checked
     try:
         with OrmSession(engine) as db, db.begin():
             yield db, keyring
@@ -66,6 +69,7 @@ def _database(settings: Settings) -> Iterator[tuple[OrmSession, Keyring]]:
     except KeyringError as exc:
         _fail(str(exc))
     finally:
+        guard_provider_urls(previous_url_policy)
         engine.dispose()
 
 
@@ -96,6 +100,8 @@ def serve(
     port: Annotated[int, typer.Option(help="Port to listen on")] = 8000,
     access_log: Annotated[bool, typer.Option(help="Log every request")] = False,
     no_worker: Annotated[bool, typer.Option("--no-worker", help="Leave background work to other processes")] = False,
+    workers: Annotated[int, typer.Option(min=1, help="Server processes sharing the port (each runs its own job "
+                                                   "threads unless --no-worker)")] = 1,
 ) -> None:
     """Apply migrations, then serve the LMS contract and the launch redirect (and background work, by default)."""
     import uvicorn
@@ -115,9 +121,36 @@ def serve(
         err.print(f"[yellow]warning:[/yellow] serving on {host} without VILTBRIDGE_PUBLIC_URL: launch links will "
                   f"point at http://{host}:{port}, which browsers elsewhere cannot reach. Set VILTBRIDGE_PUBLIC_URL to "
                   "the address people use, e.g. https://vilt.example.org.")
-    err.print(f"viltbridge serving on http://{host}:{port} (LMS contract under '{settings.prefix or '/'}')")
-    uvicorn.run(application, host=host, port=port, access_log=access_log, log_level="warning",
-                server_header=False, proxy_headers=True)
+    err.print(f"viltbridge serving on http://{host}:{port} (LMS contract under '{settings.prefix or '/'}')"
+              + (f" with {workers} processes" if workers > 1 else ""))
+    served: Any = application
+    if workers > 1:
+        # uvicorn starts each process from an import string; every process builds the same app from this
+        # environment (the settings are read again there).
+        os.environ[_SERVE_PUBLIC_URL] = settings.public_url or f"http://{host}:{port}"
+        os.environ[_SERVE_RUN_WORKER] = "" if no_worker else "1"
+        served = "viltbridge.cli:_server_process_app"
+    uvicorn.run(served, factory=workers > 1, workers=workers if workers > 1 else None, host=host, port=port,
+                access_log=access_log, log_level="warning", server_header=False,
+                # One rule for who may say where a request came from: the proxies in VILTBRIDGE_TRUSTED_PROXIES
+                # (uvicorn would otherwise trust X-Forwarded-For from 127.0.0.1, and the sign-in throttle with it).
+                proxy_headers=bool(settings.trusted_proxies.strip()),
+                forwarded_allow_ips=settings.trusted_proxies.strip() or None)
+
+
+_SERVE_PUBLIC_URL = "_VILTBRIDGE_SERVE_PUBLIC_URL"
+_SERVE_RUN_WORKER = "_VILTBRIDGE_SERVE_RUN_WORKER"
+
+
+def _server_process_app() -> Any:
+    """The application in each process of `serve --workers N`."""
+    from viltbridge.observability import configure_logging
+    from viltbridge.web.app import create_app
+
+    settings = Settings()
+    configure_logging(settings.log_level, settings.log_json)
+    return create_app(settings, public_url=os.environ[_SERVE_PUBLIC_URL],
+                      run_worker=bool(os.environ[_SERVE_RUN_WORKER]))
 
 
 @app.command()
@@ -374,6 +407,76 @@ def user_activate(email: str) -> None:
     with _database(Settings()) as (db, _keyring):
         console_users.set_active(db, datetime.now(UTC), _actor(), email, True)
     out.print(f"{email} can sign in to the console again.")
+
+
+@app.command()
+def conformance(
+    base_url: Annotated[str | None, typer.Argument(
+        help="The connector's base URL, as entered in Cornerstone Edge (not needed with --list)")] = None,
+    username: Annotated[str | None, typer.Option(envvar="VILTBRIDGE_CONFORMANCE_USERNAME",
+                                                 help="HTTP Basic username")] = None,
+    password: Annotated[str | None, typer.Option(envvar="VILTBRIDGE_CONFORMANCE_PASSWORD",
+                                                 help="HTTP Basic password (better in the environment)")] = None,
+    client_id: Annotated[str | None, typer.Option(envvar="VILTBRIDGE_CONFORMANCE_CLIENT_ID",
+                                                  help="OAuth client id (instead of Basic)")] = None,
+    client_secret: Annotated[str | None, typer.Option(envvar="VILTBRIDGE_CONFORMANCE_CLIENT_SECRET",
+                                                      help="OAuth client secret")] = None,
+    instructor: Annotated[list[str] | None, typer.Option(help="Instructor email (repeat; the first hosts)")] = None,
+    learner: Annotated[list[str] | None, typer.Option(help="Learner email (repeat; three for attendance)")] = None,
+    only: Annotated[list[str] | None, typer.Option(
+        help="Run only these case ids or prefixes (repeat, or comma-separate)")] = None,
+    skip: Annotated[list[str] | None, typer.Option(help="Skip these case ids or prefixes")] = None,
+    extras: Annotated[bool, typer.Option("--extras", help="Also check viltbridge's own extras")] = False,
+    provider_scenario: Annotated[str | None, typer.Option(
+        help="A viltbridge provider simulator's base URL that plays the class, or 'clicks'")] = None,
+    attendance_timeout: Annotated[float, typer.Option(help="Seconds to wait for attendance after the class")] = 60,
+    junit: Annotated[str | None, typer.Option(help="Write JUnit XML here")] = None,
+    json_file: Annotated[str | None, typer.Option("--json", help="Write the results as JSON here")] = None,
+    list_cases: Annotated[bool, typer.Option("--list", help="List the cases and exit")] = False,
+) -> None:
+    """Play Cornerstone against a vILT connector (ours or anyone's) and report which contract cases pass.
+    Exit code 0 only when every selected case passed."""
+    from viltbridge.conformance import checks, report
+    from viltbridge.conformance.driver import LmsDriver, Target
+    from viltbridge.conformance.scenario import scenario_for
+
+    def patterns(values: list[str] | None) -> list[str]:
+        return [part.strip() for value in values or [] for part in value.split(",") if part.strip()]
+
+    wrong = checks.unknown_patterns(patterns(only) + patterns(skip))
+    if wrong:
+        _fail(f"no case matches {', '.join(wrong)}; `viltbridge conformance --list` lists them")
+    available = {"scenario"} if provider_scenario else set()
+    available |= {"oauth"} if client_id and client_secret else set()
+    selected = checks.select(checks.CASES, patterns(only), patterns(skip), extras=extras, available=available)
+    if list_cases:
+        for item in selected:
+            out.print(f"{item.id:34} {item.title} [{', '.join(sorted(item.tags))}]", soft_wrap=True, markup=False,
+                      highlight=False)
+        return
+    if not base_url:
+        _fail("give the connector's base URL, e.g. `viltbridge conformance https://vilt.example.org --username "
+              "acme`; `viltbridge conformance --list` lists the cases")
+    try:
+        target = Target(base_url, username, password, client_id, client_secret)
+        scenario = scenario_for(provider_scenario)
+    except ValueError as exc:
+        _fail(str(exc))
+    learners = learner or ["learner.one@example.com", "learner.two@example.com", "learner.three@example.com"]
+    with LmsDriver(target) as driver:
+        ctx = checks.Context(driver, instructor or ["instructor@example.com"], learners, scenario=scenario,
+                             attendance_timeout=attendance_timeout)
+        marks = {"passed": "[green]pass[/green]", "failed": "[red]FAIL[/red]", "skipped": "[yellow]skip[/yellow]"}
+        results = report.run_cases(selected, ctx, lambda r: err.print(f"{marks[r.outcome]} {r.id}"))
+    if scenario is not None:
+        scenario.close()
+    report.print_table(results, out)
+    if junit:
+        report.write_junit(results, base_url, junit)
+    if json_file:
+        report.write_json(results, base_url, json_file)
+    if not report.all_passed(results):
+        raise typer.Exit(1)
 
 
 def main() -> None:

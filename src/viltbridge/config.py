@@ -40,6 +40,28 @@ class Settings(BaseSettings):
     worker_threads: int = Field(default=2, ge=1, le=64, description="Job worker threads per process")
     job_lease_seconds: int = Field(default=300, ge=1, description="How long a worker holds a job before it is "
                                    "presumed lost and handed to another")
+    # Where provider calls may go (SSRF guard, `providers/url_guard.py`): public addresses over https only, unless
+    # a host is allow-listed; loopback/private addresses only for local simulators and test rigs.
+    provider_allow_loopback: bool = Field(
+        default=False,
+        description="Let provider URLs point at loopback, private or link-local addresses and use http:// "
+                    "(local simulators only; never in production)",
+    )
+    provider_host_allow_list: str = Field(
+        default="",
+        description="Comma-separated host names and CIDRs provider URLs may use even when they are private "
+                    "(e.g. bbb.intranet.example,10.20.0.0/16); http:// is allowed for them too",
+    )
+    # Brute-force throttle on LMS and console sign-in (`web/throttle.py`), per client IP.
+    auth_failure_limit: int = Field(default=10, ge=1, description="Failed sign-ins per client IP and window "
+                                    "before further attempts are answered 429 without checking the password")
+    auth_failure_window_seconds: int = Field(default=300, ge=1, description="The window failed sign-ins are "
+                                             "counted in; an IP over the limit waits until it has passed")
+    trusted_proxies: str = Field(
+        default="",
+        description="Comma-separated IPs/CIDRs of reverse proxies whose X-Forwarded-For names the client; "
+                    "unset: the socket peer is the client",
+    )
     log_level: str = "INFO"
     log_json: bool = False
 

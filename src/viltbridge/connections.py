@@ -23,6 +23,7 @@ from viltbridge.crypto import (
     secret_matches,
 )
 from viltbridge.providers import PROVIDERS, check_settings
+from viltbridge.providers.url_guard import check_settings_urls
 from viltbridge.store import audit, repository
 from viltbridge.store.tables import ConnectionRow
 
@@ -108,6 +109,7 @@ def create(
         )
     options, settings = _split(pairs)
     check_settings(provider, settings)
+    check_settings_urls(provider, settings)
     secret = password or new_secret()
     salt = new_salt()
     now = datetime.now(UTC)
@@ -152,6 +154,8 @@ def change(db: OrmSession, keyring: Keyring, name: str, pairs: dict[str, str], *
         else:
             settings[key] = value
     check_settings(row.provider, settings)
+    # Only what changes: a stored token rotated by the provider must not fail on a URL saved before the guard.
+    check_settings_urls(row.provider, {key: value for key, value in updates.items() if value != ""})
     for key, value in options.items():
         _apply_option(row, key, value)
     row.provider_settings = keyring.encrypt_json(settings)

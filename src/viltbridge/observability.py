@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 from contextvars import ContextVar
 from typing import Any
@@ -74,6 +75,20 @@ class _JsonFormatter(logging.Formatter):
         return json.dumps(entry)
 
 
+# Line breaks and other control characters (C0, DEL, C1, U+2028/2029) that a client can put into a logged value.
+_LINE_FORGING = re.compile("[\\x00-\\x1f\\x7f-\\x9f\\u2028\\u2029]")
+
+
+class _OneLineFormatter(logging.Formatter):
+    """Plain text, one line per message: a value a client sent (a date, a query parameter) that holds a line break
+    is written escaped, so it cannot forge a log line of its own. Tracebacks keep their lines."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        record.message = _LINE_FORGING.sub(lambda found: found.group().encode("unicode_escape").decode("ascii"),
+                                           record.message)
+        return super().formatMessage(record)
+
+
 def configure_logging(level: str = "INFO", as_json: bool = False) -> None:
     threshold = logging.getLevelName(level.upper())
     if not isinstance(threshold, int):
@@ -82,7 +97,7 @@ def configure_logging(level: str = "INFO", as_json: bool = False) -> None:
     handler.addFilter(_RequestContext(threshold))
     handler.setFormatter(
         _JsonFormatter() if as_json
-        else logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(correlation_id)s] %(message)s")
+        else _OneLineFormatter("%(asctime)s %(levelname)s %(name)s [%(correlation_id)s] %(message)s")
     )
     package = logging.getLogger("viltbridge")
     package.handlers[:] = [handler]

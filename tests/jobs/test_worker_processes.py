@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -23,6 +22,7 @@ from fastapi.testclient import TestClient
 
 from tests.conftest import Lms, fresh_postgres_database, session_body
 from tests.jobs.test_queue_backends import REDIS_URL, reachable_queue
+from tests.processes import VILTBRIDGE, healthy, stop, wait_for
 from tests.providers.conftest import zoom_settings
 from tests.providers.conftest import zoom_simulator as zoom_simulator
 from viltbridge import connections
@@ -35,7 +35,6 @@ from viltbridge.store.db import sync_engine
 from viltbridge.web.app import create_app
 
 pytestmark = pytest.mark.scale_out
-VILTBRIDGE = Path(sys.executable).with_name("viltbridge")
 LEASE_SECONDS = 2
 JOBS_TABLE = "SELECT id, kind, state, attempts, run_after, last_error FROM jobs ORDER BY id"
 
@@ -52,7 +51,7 @@ class Cluster:
         env = {**os.environ, "VILTBRIDGE_DATABASE_URL": self.settings.database_url,
                "VILTBRIDGE_SECRET_KEY": self.settings.secret_key or "", "VILTBRIDGE_QUEUE_URL": REDIS_URL,
                "VILTBRIDGE_JOB_LEASE_SECONDS": str(LEASE_SECONDS), "VILTBRIDGE_WORKER_THREADS": "2",
-               "VILTBRIDGE_LOG_LEVEL": "DEBUG" if debug else "INFO"}
+               "VILTBRIDGE_LOG_LEVEL": "DEBUG" if debug else "INFO", "VILTBRIDGE_PROVIDER_ALLOW_LOOPBACK": "1"}
         log = (self.tmp / f"worker{len(self.workers)}.log").open("wb")
         worker = subprocess.Popen([str(VILTBRIDGE), "worker"], env=env, cwd=self.tmp, stdout=log,
                                   stderr=subprocess.STDOUT, start_new_session=True)
@@ -76,15 +75,6 @@ class Cluster:
     def query(self, sql: str, **params: Any) -> list[tuple[Any, ...]]:
         with self.engine.connect() as conn:
             return [tuple(row) for row in conn.execute(sa.text(sql), params)]
-
-
-def wait_for(condition: Callable[[], bool], *, seconds: float = 30.0, what: str = "condition",
-             explain: Callable[[], str] = str) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}\n{explain()}")
-        time.sleep(0.1)
 
 
 @pytest.fixture
@@ -114,13 +104,7 @@ def cluster(postgres_template: str, zoom_simulator: ZoomSimulator, tmp_path: Pat
                 yield running
             finally:
                 for worker in running.workers:
-                    if worker.poll() is None:
-                        os.killpg(worker.pid, signal.SIGTERM)
-                        try:
-                            worker.wait(timeout=15)
-                        except subprocess.TimeoutExpired:
-                            os.killpg(worker.pid, signal.SIGKILL)
-                            worker.wait()
+                    stop(worker)
         engine.dispose()
 
 
@@ -207,14 +191,14 @@ def test_two_api_processes_and_two_workers_lose_nothing_when_one_api_dies(
             port = probe.getsockname()[1]
         env = {**os.environ, "VILTBRIDGE_DATABASE_URL": cluster.settings.database_url,
                "VILTBRIDGE_SECRET_KEY": cluster.settings.secret_key or "", "VILTBRIDGE_QUEUE_URL": REDIS_URL,
-               "VILTBRIDGE_PUBLIC_URL": f"http://127.0.0.1:{port}"}
+               "VILTBRIDGE_PUBLIC_URL": f"http://127.0.0.1:{port}", "VILTBRIDGE_PROVIDER_ALLOW_LOOPBACK": "1"}
         log = (tmp_path / f"api{n}.log").open("wb")
         api = subprocess.Popen([str(VILTBRIDGE), "serve", "--no-worker", "--port", str(port)], env=env, cwd=tmp_path,
                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         cluster.workers.append(api)  # stopped with the workers
         apis.append((api, f"http://127.0.0.1:{port}"))
     for _, url in apis:
-        cluster.wait_for(lambda url=url: _healthy(url), what=f"API at {url}")
+        cluster.wait_for(lambda url=url: healthy(url), what=f"API at {url}")
     cluster.start_worker(), cluster.start_worker()
     auth = cluster.lms.auth
     zoom_simulator.state.inject_fault(503, count=100_000, path="/meetings")
@@ -239,15 +223,6 @@ def test_two_api_processes_and_two_workers_lose_nothing_when_one_api_dies(
         assert launch.status_code == 200
     assert cluster.query("SELECT state, count(*) FROM jobs WHERE kind = 'meeting.sync' GROUP BY state") == [
         ("done", 8)]
-
-
-def _healthy(url: str) -> bool:
-    import httpx2
-
-    try:
-        return httpx2.get(f"{url}/healthz", timeout=1).status_code == 200
-    except httpx2.HTTPError:
-        return False
 
 
 def _b64(text: str) -> str:

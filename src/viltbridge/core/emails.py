@@ -77,7 +77,7 @@ def parse_email_list(value: object, *, field: str) -> list[str]:
     if isinstance(value, str) and value.strip().startswith("["):
         try:
             value = json.loads(value)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested thousands deep inside one JSON string
             raise InvalidInput(
                 f"{field} looks like a JSON list but is not valid JSON; send e.g. "
                 '["ann@example.com", "bob@example.com"] or ann@example.com, bob@example.com.'

@@ -14,6 +14,7 @@ from viltbridge.jobs.queue import JobQueue, queue_url, run_on
 from viltbridge.jobs.runtime import JobRuntime
 from viltbridge.keys import open_keyring
 from viltbridge.providers.http import share_limits_through
+from viltbridge.providers.url_guard import UrlPolicy, guard_provider_urls
 from viltbridge.store.db import Database
 from viltbridge.web.context import AppContext
 
@@ -23,6 +24,7 @@ log = logging.getLogger("viltbridge.jobs")
 def run_worker(settings: Settings, threads: int) -> None:
     """Take jobs from the queue until SIGINT (running jobs finish first) or SIGTERM."""
     share_limits_through(settings.shared_rate_limit_url)
+    guard_provider_urls(UrlPolicy.from_settings(settings))
     loop = asyncio.new_event_loop()
     loop_thread = threading.Thread(target=loop.run_forever, name="jobs-loop", daemon=True)
     loop_thread.start()

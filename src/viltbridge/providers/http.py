@@ -50,11 +50,12 @@ from viltbridge.core.errors import ProviderFailed
 from viltbridge.core.provider import HealthItem, SettingsSink
 from viltbridge.core.redaction import redact
 from viltbridge.observability import redacted_body
+from viltbridge.providers.url_guard import AddressRefused, current_policy, guarded_transport
 
 __all__ = [
     "BULK", "INTERACTIVE", "Auth", "BucketBackend", "Budget", "CircuitOpen", "ProviderApiError", "ProviderCallFailed",
-    "ProviderHttp", "ProviderUnreachable", "Quota", "QuotaExhausted", "RateLimitExceeded", "RateLimits",
-    "account_breaker", "memory_buckets", "new_breaker", "parse_retry_after", "shared_limits",
+    "ProviderHttp", "ProviderUnreachable", "ProviderUrlRefused", "Quota", "QuotaExhausted", "RateLimitExceeded",
+    "RateLimits", "account_breaker", "memory_buckets", "new_breaker", "parse_retry_after", "shared_limits",
 ]
 
 log = logging.getLogger("viltbridge.providers.http")
@@ -137,6 +138,13 @@ class ProviderApiError(ProviderCallFailed):
         """Quotas and server-side failures pass; any other 4xx is the provider refusing the request as it is."""
         return self.http_status in (408, 425, 429) or self.http_status >= 500
 
+    @property
+    def status(self) -> int:  # type: ignore[override]
+        """What the LMS is answered. The provider refusing what was asked (a past start, a topic too long, a
+        conflict) is for the person who saved to correct: a 400 with the provider's reason. Its refusing *us*
+        (credentials, permissions, a missing resource) and its failures are ours: a 500."""
+        return 400 if self.http_status in (400, 409, 422) else 500
+
 
 class ProviderUnreachable(ProviderCallFailed):
     """No answer: the connection failed, dropped, or the provider did not answer in time."""
@@ -162,6 +170,14 @@ class CircuitOpen(ProviderCallFailed):
     """The account's circuit breaker is open after repeated outages: nothing was sent to the provider."""
 
     sent = False
+
+
+class ProviderUrlRefused(ProviderCallFailed):
+    """The SSRF guard (`url_guard`) refused the URL or the address it resolved to: nothing was sent, and waiting
+    will not help; the connection's settings (or the server's allow-list) must change."""
+
+    sent = False
+    transient = False
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -243,6 +259,7 @@ class RateLimits:
     def __init__(self, backend: BucketBackend = memory_buckets) -> None:
         self._backend = backend
         self._buckets: dict[str, tuple[Quota, AbstractBucket]] = {}
+        self._local: dict[str, tuple[Quota, AbstractBucket]] = {}  # while a shared store is unreachable
         self._puts: dict[str, int] = {}
         self._lock = threading.Lock()
 
@@ -261,20 +278,42 @@ class RateLimits:
         slot would take longer (slots already taken from earlier buckets stay spent: counting high is safe)."""
         deadline = time.monotonic() + max(0.0, max_wait)
         for quota in quotas:
-            bucket = self.bucket(quota)
-            while True:
-                item = RateItem(quota.key, int(await _resolve(bucket.now())))  # type: ignore[no-untyped-call]
-                decision = await _resolve(bucket.put_decision(item))
-                if decision.allowed:
-                    await self._tidy(quota, bucket, item.timestamp)
-                    break
-                wait_ms = decision.retry_after_ms
-                if wait_ms is None:
-                    wait_ms = await _resolve(bucket.waiting(item))
-                wait = max(0, wait_ms) / 1000 + 0.002
-                if time.monotonic() + wait > deadline:
-                    raise QuotaExhausted(quota, wait)
-                await asyncio.sleep(wait)
+            try:
+                await self._take(quota, self.bucket(quota), deadline)
+            except QuotaExhausted:
+                raise
+            except Exception as exc:
+                if self._backend is memory_buckets:
+                    raise
+                # The shared store (Redis, PostgreSQL) is unreachable: a learner's launch or an admin's save must
+                # not fail for a counter. Count in this process meanwhile, as without a shared store, and rely on
+                # the provider's 429s; the next call tries the shared store again.
+                log.warning("rate-limit store unreachable (%s: %s); counting %s in this process until it is back",
+                            exc.__class__.__name__, exc, quota.key)
+                await self._take(quota, self._local_bucket(quota), deadline)
+
+    async def _take(self, quota: Quota, bucket: AbstractBucket, deadline: float) -> None:
+        while True:
+            item = RateItem(quota.key, int(await _resolve(bucket.now())))  # type: ignore[no-untyped-call]
+            decision = await _resolve(bucket.put_decision(item))
+            if decision.allowed:
+                await self._tidy(quota, bucket, item.timestamp)
+                return
+            wait_ms = decision.retry_after_ms
+            if wait_ms is None:
+                wait_ms = await _resolve(bucket.waiting(item))
+            wait = max(0, wait_ms) / 1000 + 0.002
+            if time.monotonic() + wait > deadline:
+                raise QuotaExhausted(quota, wait)
+            await asyncio.sleep(wait)
+
+    def _local_bucket(self, quota: Quota) -> AbstractBucket:
+        with self._lock:
+            entry = self._local.get(quota.key)
+            if entry is None or entry[0] != quota:
+                entry = (quota, memory_buckets(quota))
+                self._local[quota.key] = entry
+            return entry[1]
 
     async def _tidy(self, quota: Quota, bucket: AbstractBucket, now: int) -> None:
         """Drop expired items now and then (pyrate-limiter's own leaker runs only under its `Limiter`)."""
@@ -645,7 +684,7 @@ class ProviderHttp:
         self.breaker = breaker if breaker is not None else account_breaker(provider, account)
         self.wait_initial, self.wait_max, self.wait_jitter = wait_initial, wait_max, wait_jitter
         self._client = httpx2.AsyncClient(
-            base_url=base_url, transport=transport, follow_redirects=False, trust_env=False,
+            base_url=base_url, transport=transport or guarded_transport(), follow_redirects=False, trust_env=False,
             headers={"User-Agent": "viltbridge", "Accept": "application/json", **(headers or {})},
         )
         # What this client has seen, for `health()`: the console's provider health.
@@ -855,9 +894,16 @@ class ProviderHttp:
         request = self._client.build_request(
             call.method, call.url, params=call.params, json=call.json, data=call.data, headers=headers,
             timeout=self._timeout(call))
+        problem = current_policy().scheme_problem(request.url.scheme, request.url.host)
         started = time.perf_counter()
         try:
+            if problem is not None:
+                raise AddressRefused(f"{request.url.scheme}://{request.url.host}: {problem}")
             response = await self._client.send(request)
+        except AddressRefused as refused:
+            raise ProviderUrlRefused(
+                self.provider, f"viltbridge did not call {self.name} to {call.operation}: {refused} Correct the "
+                "connection's provider settings.", operation=call.operation) from None
         except httpx2.HTTPError as exc:
             elapsed = (time.perf_counter() - started) * 1000
             self._log(request, None, elapsed, type(exc).__name__)

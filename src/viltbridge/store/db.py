@@ -125,3 +125,23 @@ class Database:
         if self._inline is not None:
             self._inline.close()
             self._inline.engine.dispose()
+
+
+# SQLSTATEs meaning "the server is not there for you right now": connection exceptions (class 08), an
+# administrator's or a crash's shutdown, starting up, too many connections.
+_UNREACHABLE_SQLSTATES = ("08", "57P01", "57P02", "57P03", "53300")
+
+
+def database_unreachable(exc: BaseException) -> bool:
+    """Whether `exc` says the database cannot be reached for now (restarting, failing over, refusing connections),
+    rather than that a statement was wrong. asyncpg lets socket errors of a new connection through unwrapped, and
+    wraps "the database system is shutting down" as a plain DBAPIError, so classes alone do not tell."""
+    if isinstance(exc, ConnectionError):
+        return True
+    if not isinstance(exc, sa.exc.DBAPIError):
+        return False
+    if exc.connection_invalidated or isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError):
+        return True
+    driver_error = getattr(exc.orig, "driver_exception", exc.orig)
+    sqlstate = getattr(driver_error, "sqlstate", None)
+    return isinstance(sqlstate, str) and sqlstate.startswith(_UNREACHABLE_SQLSTATES)

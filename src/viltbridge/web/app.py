@@ -27,15 +27,22 @@ from viltbridge.lms.cornerstone.routes import router as cornerstone_router
 from viltbridge.lms.cornerstone.wire import describe_validation_error, error_body
 from viltbridge.observability import correlation_id
 from viltbridge.providers.http import share_limits_through
-from viltbridge.store.db import Database
-from viltbridge.web import launch, webhooks
+from viltbridge.providers.url_guard import UrlPolicy, guard_provider_urls
+from viltbridge.store.db import Database, database_unreachable
+from viltbridge.web import api_docs, launch, webhooks
 from viltbridge.web.console import instructor as console_instructor
 from viltbridge.web.console import routes as console
 from viltbridge.web.console import sessions as console_sessions
 from viltbridge.web.context import AppContext
 from viltbridge.web.middleware import BodyLimitMiddleware, RequestContextMiddleware
+from viltbridge.web.throttle import AuthThrottle, SignInThrottled
 
 log = logging.getLogger("viltbridge.web")
+
+
+# When to ask again after a provider failure that will likely pass (an outage, a timeout) but gave no time itself:
+# the "few minutes" its message speaks of.
+PROVIDER_RETRY_AFTER_SECONDS = 300
 
 
 def _error(code: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -47,8 +54,10 @@ async def _domain_error(_: Request, exc: Exception) -> JSONResponse:
     headers: dict[str, str] = {}
     if exc.status == 401:
         headers["WWW-Authenticate"] = 'Basic realm="viltbridge"'
-    if isinstance(exc, NotReady | ProviderFailed) and exc.retry_after_seconds:
+    if isinstance(exc, NotReady | ProviderFailed | SignInThrottled) and exc.retry_after_seconds:
         headers["Retry-After"] = str(exc.retry_after_seconds)
+    elif isinstance(exc, ProviderFailed) and exc.transient:  # an outage that did not say how long it lasts
+        headers["Retry-After"] = str(PROVIDER_RETRY_AFTER_SECONDS)
     log.info("refused with %s: %s", exc.status, exc.message)
     return _error(exc.status, exc.message, headers)
 
@@ -70,6 +79,10 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     if exc.status_code == 405:
         return _error(405, f"{request.method} is not supported on {request.url.path}.",
                       dict(exc.headers or {}))
+    if isinstance(exc.__cause__, UnicodeDecodeError):  # FastAPI's "There was an error parsing the body"
+        bad = exc.__cause__
+        return _error(400, f"The body is not valid {bad.encoding.upper()} text (byte 0x{bad.object[bad.start]:02x} "
+                      f"at position {bad.start}). Send the JSON encoded as UTF-8.")
     return _error(exc.status_code, str(exc.detail), dict(exc.headers or {}))
 
 
@@ -83,6 +96,27 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
                       f"a minute. If it keeps failing, give your administrator this reference: {reference}.")
     finally:
         correlation_id.reset(token)
+
+
+# How long the LMS is asked to wait when the database is away (a restart or failover takes seconds).
+DATABASE_RETRY_AFTER_SECONDS = 5
+
+
+async def _database_error(request: Request, exc: Exception) -> Response:
+    """The database unreachable (restarting, failing over, out of connections) is a pause, not a fault of the
+    connector: a 503 that says when to ask again, which the LMS and browsers act on, rather than a 500."""
+    if not database_unreachable(exc):
+        return await _unexpected(request, exc)
+    reference = correlation_id.get()
+    log.warning("database unreachable, answered 503: %s: %s", exc.__class__.__name__, str(exc).splitlines()[0])
+    message = ("The connector's database is not reachable right now, so this request was not completed. Try again "
+               f"in a few seconds. If it keeps failing, give your administrator this reference: {reference}.")
+    retry = {"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS)}
+    if request.url.path.startswith("/l/"):  # a person's browser: a page, not the LMS's JSON envelope
+        page = launch.message_page(503, message)
+        page.headers.update(retry)
+        return page
+    return _error(503, message, retry)
 
 
 def _published_schema(app: FastAPI, settings: Settings) -> dict[str, Any]:
@@ -123,11 +157,13 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         database = Database(settings.database_url)
         share_limits_through(settings.shared_rate_limit_url)
+        previous_url_policy = guard_provider_urls(UrlPolicy.from_settings(settings))
         queue = JobQueue(queue_url(settings))
         app.state.ctx = AppContext(
             settings=settings, keyring=keyring, db=database, clock=clock or SystemClock(),
             public_url=public_url or settings.public_url or "http://127.0.0.1:8000", queue=queue,
         )
+        app.state.auth_throttle = AuthThrottle.from_settings(settings, keyring, app.state.ctx.clock)
         consumer = start_embedded(app.state.ctx, queue, settings.worker_threads) if run_worker else None
         try:
             yield
@@ -138,16 +174,21 @@ def create_app(
             await database.dispose()
             queue.close()
             share_limits_through(None)
+            guard_provider_urls(previous_url_policy)
+            await app.state.auth_throttle.aclose()
 
     app = FastAPI(
         title="viltbridge",
         version=__version__,
         description="The Cornerstone vILT connector contract, served for any meeting provider.",
         lifespan=lifespan,
+        openapi_url=None, docs_url=None, redoc_url=None,  # served by api_docs, to authenticated callers only
         exception_handlers={
             DomainError: _domain_error,
             RequestValidationError: _validation_error,
             StarletteHTTPException: _http_error,
+            sa.exc.DBAPIError: _database_error,
+            ConnectionError: _database_error,
             Exception: _unexpected,
             **console.EXCEPTION_HANDLERS,
         },
@@ -157,6 +198,7 @@ def create_app(
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.include_router(cornerstone_router, prefix=settings.prefix)
     app.include_router(launch.router)
+    app.include_router(api_docs.router)
     app.include_router(webhooks.router)
     app.include_router(console.router)
     app.include_router(console_sessions.router)

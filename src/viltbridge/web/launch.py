@@ -28,7 +28,7 @@ NO_LEAK_HEADERS = {
 
 
 def message_page(status: int, message: str) -> HTMLResponse:
-    title = "You can't join yet" if status == 403 else "This link can't be used"
+    title = {403: "You can't join yet", 503: "Please try again in a moment"}.get(status, "This link can't be used")
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
 <title>{html.escape(title)}</title>
@@ -79,6 +79,8 @@ h1{{font-size:1.4rem}}p{{line-height:1.5}}</style></head>
               "content": {"text/html": {}}},
         404: {"description": "The class no longer exists (HTML page)", "content": {"text/html": {}}},
         500: {"description": "The provider failed (HTML page)", "content": {"text/html": {}}},
+        503: {"description": "The connector's database is briefly unreachable; Retry-After says when to try again "
+                             "(HTML page)", "content": {"text/html": {}}},
     },
 )
 async def follow(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -18,6 +19,36 @@ from viltbridge.observability import (
 )
 
 log = logging.getLogger("viltbridge.http")
+
+MAX_CORRELATION_ID = 200
+# Visible ASCII only: the id is echoed in every envelope and written into every log line of the request, so a
+# byte that could end a log line (NEL, U+2028 after decoding) or a space that splits a log field must not survive.
+_NOT_IN_CORRELATION_ID = re.compile(r"[^\x21-\x7e]")
+# No vILT body nests more than four levels; Python's JSON parser recurses once per level, and a body nested a few
+# thousand levels deep would exhaust the stack (a 500) instead of being refused.
+MAX_JSON_DEPTH = 64
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_JSON_BRACKET = re.compile(rb"[\[\]{}]")
+
+
+def given_correlation_id(headers: list[tuple[bytes, bytes]]) -> str | None:
+    """The caller's `correlationId`, reduced to visible ASCII and 200 characters; None when nothing usable is left."""
+    for name, value in headers:
+        if name == b"correlationid":
+            return _NOT_IN_CORRELATION_ID.sub("", value.decode("latin-1"))[:MAX_CORRELATION_ID] or None
+    return None
+
+
+def json_nested_deeper_than(body: bytes, limit: int) -> bool:
+    """Whether a JSON text opens more than `limit` arrays/objects inside each other (brackets in strings ignored)."""
+    if body.count(b"[") + body.count(b"{") <= limit:
+        return False  # the common case, decided without scanning: it cannot nest deeper than it has openers
+    depth = 0
+    for bracket in _JSON_BRACKET.findall(_JSON_STRING.sub(b"", body)):
+        depth += 1 if bracket in b"[{" else -1
+        if depth > limit:
+            return True
+    return False
 
 
 def replaying(body: bytes, receive: Receive) -> Receive:
@@ -49,13 +80,9 @@ class RequestContextMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        given, debug = None, False
-        for name, value in scope["headers"]:
-            if name == b"correlationid":
-                given = value.decode("latin-1")[:200]
-            elif name == b"debug":
-                debug = value.strip().lower() in (b"true", b"1", b"yes")
-        cid = given or uuid.uuid4().hex
+        debug = any(name == b"debug" and value.strip().lower() in (b"true", b"1", b"yes")
+                    for name, value in scope["headers"])
+        cid = given_correlation_id(scope["headers"]) or uuid.uuid4().hex
         # Kept in the scope too: Starlette's last-resort error handler runs outside this middleware.
         scope.setdefault("state", {})["correlation_id"] = cid
         cid_token = correlation_id.set(cid)
@@ -106,7 +133,8 @@ class RequestContextMiddleware:
 
 
 class BodyLimitMiddleware:
-    """Refuse bodies over the limit with a 413 envelope before any handler reads them."""
+    """Refuse bodies over the limit with a 413 envelope before any handler reads them, and JSON bodies nested
+    deeper than any request needs with a 400 envelope before anything parses them."""
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app = app
@@ -118,7 +146,7 @@ class BodyLimitMiddleware:
             return
         for name, value in scope["headers"]:
             if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
-                await self._refuse(scope, send)
+                await self._refuse(scope, send, 413, self._too_large())
                 return
         chunks: list[bytes] = []
         size = 0
@@ -130,21 +158,34 @@ class BodyLimitMiddleware:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.max_bytes:
-                await self._refuse(scope, send)
+                await self._refuse(scope, send, 413, self._too_large())
                 return
             chunks.append(chunk)
             more = message.get("more_body", False)
-        await self.app(scope, replaying(b"".join(chunks), receive), send)
+        body = b"".join(chunks)
+        if self._looks_like_json(scope, body) and json_nested_deeper_than(body, MAX_JSON_DEPTH):
+            await self._refuse(scope, send, 400, f"The request body nests JSON arrays or objects more than "
+                               f"{MAX_JSON_DEPTH} levels deep; no vILT request needs more than four. Send only the "
+                               "documented fields.")
+            return
+        await self.app(scope, replaying(body, receive), send)
 
-    async def _refuse(self, scope: Scope, send: Send) -> None:
-        limit_kb = self.max_bytes // 1000
+    def _too_large(self) -> str:
+        return (f"The request body is larger than {self.max_bytes // 1000} kB, which is more than any vILT request "
+                "needs. Send only the documented fields.")
+
+    @staticmethod
+    def _looks_like_json(scope: Scope, body: bytes) -> bool:
+        """Declared JSON, or (as some handlers parse whatever they are sent) a body that starts like JSON."""
+        content_type = next((v for k, v in scope["headers"] if k == b"content-type"), b"")
+        return b"json" in content_type.lower() or body.lstrip()[:1] in (b"{", b"[")
+
+    async def _refuse(self, scope: Scope, send: Send, status: int, message: str) -> None:
         # This middleware is outermost, so the correlation id is read here rather than from the context.
-        given = next((v.decode("latin-1")[:200] for k, v in scope["headers"] if k == b"correlationid"), None)
         payload = json.dumps(error_body(
-            413, f"The request body is larger than {limit_kb} kB, which is more than any vILT request needs. "
-            "Send only the documented fields.", given or uuid.uuid4().hex,
+            status, message, given_correlation_id(scope["headers"]) or uuid.uuid4().hex,
         )).encode()
-        await send({"type": "http.response.start", "status": 413,
+        await send({"type": "http.response.start", "status": status,
                     "headers": [(b"content-type", b"application/json"), (b"connection", b"close"),
                                 (b"content-length", str(len(payload)).encode())]})
         await send({"type": "http.response.body", "body": payload})

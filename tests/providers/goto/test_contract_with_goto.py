@@ -124,3 +124,18 @@ def test_a_rotated_refresh_token_is_stored_and_survives_a_restart(db: Db, goto_s
         again = lms.update_session("g-2", session_body("g-2", start=START, InstructorEmails="tess@example.com",
                                                        Title="Renamed after a restart"))
         assert again.status_code == 200, again.text
+
+
+def test_a_session_goto_refuses_as_it_is_gets_a_400_with_gotos_reason_and_nothing_saved(
+        client: TestClient, db: Db, goto_simulator: GotoSimulator) -> None:
+    sim = fresh(goto_simulator, start=START + timedelta(days=2))  # GoTo's clock is two days ahead: START is past
+    created = db.create_connection("acme-goto", "goto", **sim.settings())
+    lms = Lms(client, created["username"], created["password"])
+    assert lms.add_instructor("tess@example.com", "Tess", "Teacher").status_code == 200
+
+    refused = lms.create_session(session_body("g-9", start=START, InstructorEmails="tess@example.com"))
+    assert refused.status_code == 400, refused.text  # the person who saved can correct it: not a SystemError
+    assert refused.json()["status"] == "ValidationError"
+    assert "cannot start in the past" in refused.json()["error"]["message"]
+    assert rows(db, "SELECT external_id FROM sessions") == []
+    assert rows(db, "SELECT kind FROM jobs") == []  # nothing owed to GoTo either: waiting would not help

@@ -1,14 +1,16 @@
 """Who is calling: HTTP Basic (the spec) or an OAuth client-credentials bearer token (Cornerstone's QA mock).
 
 The connection is found by its username (Basic) or by the signed token; the client id and secret of the OAuth
-flow are the same username and secret.
+flow are the same username and secret. Wrong secrets are counted per client address (`web/throttle.py`): past the
+limit, attempts are refused with a 429 before any secret is checked.
 """
 
 from __future__ import annotations
 
 import base64
-import binascii
 import hmac
+
+from starlette.types import Scope
 
 from viltbridge import connections
 from viltbridge.core.errors import Forbidden, NotAuthenticated
@@ -20,6 +22,9 @@ from viltbridge.store.db import SyncRunner
 from viltbridge.store.repository import ConnectionRecord
 from viltbridge.store.tables import ConnectionRow
 from viltbridge.web.context import AppContext
+from viltbridge.web.throttle import AuthThrottle, SignInThrottled
+
+REALM = "lms"
 
 WRONG_CREDENTIALS = (
     "The username or password for the viltbridge connector is wrong. Check the credentials entered for this "
@@ -35,19 +40,39 @@ def basic_credentials(header: str) -> tuple[str, str] | None:
         return None
     try:
         decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
+    except ValueError:  # not base64 (binascii.Error), not ASCII at all, or not UTF-8 once decoded
         return None
     username, sep, secret = decoded.partition(":")
     return (username, secret) if sep else None
 
 
-async def check_client(db: SyncRunner, username: str, secret: str) -> ConnectionRecord | None:
-    row = await db.run_sync(repository.connection_row_by_username, username)
+def _throttle(scope: Scope | None) -> AuthThrottle | None:
+    app = scope.get("app") if scope is not None else None
+    return getattr(app.state, "auth_throttle", None) if app is not None else None
+
+
+async def check_client(db: SyncRunner, username: str, secret: str,
+                       scope: Scope | None = None) -> ConnectionRecord | None:
+    """The connection whose username and secret these are, or None. With the request's `scope`, throttled: raises
+    SignInThrottled (nothing checked) while its address is over the failure limit, and counts a failure."""
+    throttle = _throttle(scope)
+    if throttle is not None and scope is not None:
+        wait = throttle.retry_after(scope, REALM, username)
+        if wait:
+            raise SignInThrottled(throttle.message(REALM, wait), wait)
+    # No username holds a NUL, and PostgreSQL refuses one in a query parameter (a 500 instead of a 401).
+    row = None if "\x00" in username else await db.run_sync(repository.connection_row_by_username, username)
     matches = connections.check_secret(row or _DUMMY_ROW, secret)
-    return row if row is not None and matches else None
+    if row is not None and matches:
+        return row
+    if throttle is not None and scope is not None:
+        await throttle.failed(scope, REALM, username)
+    return None
 
 
-async def authenticate(authorization: str | None, db: SyncRunner, ctx: AppContext) -> Connection:
+async def authenticate(authorization: str | None, db: SyncRunner, ctx: AppContext,
+                       scope: Scope | None = None) -> Connection:
+    """The calling connection; `scope` (the request's) turns on the failure throttle."""
     if not authorization:
         raise NotAuthenticated(
             "No credentials were sent. Enter the connector's username and password for this vendor in "
@@ -56,7 +81,7 @@ async def authenticate(authorization: str | None, db: SyncRunner, ctx: AppContex
     row: ConnectionRecord | None = None
     credentials = basic_credentials(authorization)
     if credentials is not None:
-        row = await check_client(db, *credentials)
+        row = await check_client(db, *credentials, scope=scope)
     elif authorization[:7].lower() == "bearer ":
         verified = verify_access_token(authorization[7:].strip(), ctx.access_token_keys,
                                        int(ctx.clock.now().timestamp()))

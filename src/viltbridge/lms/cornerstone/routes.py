@@ -34,6 +34,7 @@ from viltbridge.observability import correlation_id
 from viltbridge.store import audit
 from viltbridge.store.repository import AsyncSqlStore
 from viltbridge.web.context import AppContext
+from viltbridge.web.throttle import SignInThrottled
 
 log = logging.getLogger("viltbridge.lms.cornerstone")
 
@@ -48,11 +49,24 @@ def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
         404: "Unknown session",
         413: "The body is larger than the connector accepts",
         500: "The connector or the meeting provider failed; nothing was changed. error.message says when to retry",
+        429: "Too many calls with wrong credentials from this address; nothing was checked. Retry after "
+             "Retry-After seconds, with the right credentials",
+        503: "The connector's database is briefly unreachable; ask again after Retry-After seconds",
     }
     return {code: {"model": ErrorEnvelope, "description": meaning[code]} for code in codes}
 
 
-COMMON = (401, 403, 500)
+COMMON = (401, 403, 429, 500, 503)
+
+
+def _next_calls(session_id: str, *operations: str) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI links from a success to what the LMS may call next about the same session (`session_id` is a runtime
+    expression naming where the id was sent); schemathesis' stateful tests walk these sequences."""
+    return {200: {"links": {operation: {"operationId": operation, "parameters": {"SessionId": session_id}}
+                            for operation in operations}}}
+
+
+SESSION_FOLLOW_UPS = ("UpdateSession", "LaunchSession", "GetAttendees", "GetExtendedOptions", "CancelSession")
 CORRELATION = Header(alias="correlationId", description="Echoed in the response")
 DEBUG = Header(alias="debug", description="true: log this request and its provider calls in detail")
 
@@ -62,7 +76,7 @@ async def lms_caller(request: Request) -> Connection:
     nothing from validation errors (only a body that is not JSON at all is refused earlier, as it is unreadable)."""
     ctx = _ctx(request)
     async with ctx.db.reader() as db:
-        return await auth.authenticate(request.headers.get("authorization"), db, ctx)
+        return await auth.authenticate(request.headers.get("authorization"), db, ctx, request.scope)
 
 
 def _ctx(request: Request) -> AppContext:
@@ -97,7 +111,15 @@ def _text(value: str | None, field: str, *, required: bool = True, limit: int = 
 
 
 def _session_id(value: str) -> str:
-    return _text(value, "SessionId")
+    session_id = _text(value, "SessionId")
+    if "/" in session_id:
+        # The path is decoded before routing, so even as %2F a "/" would split /session/{SessionId}/...: such a
+        # session could be saved but never updated, launched or cancelled.
+        raise InvalidInput(
+            f"SessionId ({session_id[:80]}) contains '/', which cannot be used in the URLs the learning system calls "
+            "for the session (its updates, launches and attendance); send Cornerstone's id for the session."
+        )
+    return session_id
 
 
 def session_input(body: SessionRequest, session_id: str) -> services.SessionInput:
@@ -169,7 +191,8 @@ def _owed_message(session: Session, provider: str) -> str | None:
             "back; viltbridge retries automatically, nothing to do.")
 
 
-@router.post("/session", response_model=SuccessEnvelope, responses=_errors(400, 413, *COMMON),
+@router.post("/session", response_model=SuccessEnvelope, operation_id="CreateSession",
+             responses={**_errors(400, 413, *COMMON), **_next_calls("$request.body#/SessionId", *SESSION_FOLLOW_UPS)},
              summary="CreateSession (a duplicate SessionId updates the session)")
 async def create_session(
     request: Request,
@@ -184,7 +207,8 @@ async def create_session(
     return await _schedule(ctx, connection, session_input(body, _session_id(body.SessionId)))
 
 
-@router.put("/session/{SessionId}", response_model=SuccessEnvelope, responses=_errors(400, 413, *COMMON),
+@router.put("/session/{SessionId}", response_model=SuccessEnvelope, operation_id="UpdateSession",
+            responses={**_errors(400, 413, *COMMON), **_next_calls("$request.path.SessionId", *SESSION_FOLLOW_UPS)},
             summary="UpdateSession (full replacement; an unknown SessionId creates it)")
 async def update_session(
     request: Request,
@@ -197,7 +221,9 @@ async def update_session(
     return await _schedule(_ctx(request), connection, session_input(body, _session_id(SessionId)))
 
 
-@router.delete("/session/{SessionId}", response_model=SuccessEnvelope, responses=_errors(400, *COMMON),
+@router.delete("/session/{SessionId}", response_model=SuccessEnvelope, operation_id="CancelSession",
+               responses={**_errors(400, *COMMON),  # after a cancellation the LMS may save it again, or ask
+                          **_next_calls("$request.path.SessionId", "UpdateSession", "LaunchSession", "GetAttendees")},
                summary="CancelSession (idempotent: unknown or cancelled sessions succeed)")
 async def cancel_session(
     request: Request,
@@ -232,22 +258,25 @@ def _documented(*names: str, where: str = "path") -> list[dict[str, Any]]:
 # LMS percent-encodes it.
 @router.get(
     "/session/{SessionId}/user/{base64EncodedEmail:path}/url", response_model=LaunchEnvelope,
-    responses=_errors(400, 404, *COMMON), summary="LaunchSession: the joinUrl for one person",
+    operation_id="LaunchSession", summary="LaunchSession: the joinUrl for one person",
+    responses={**_errors(400, 404, *COMMON),
+               **_next_calls("$request.path.SessionId", "GetAttendees", "UpdateSession", "CancelSession")},
     openapi_extra={"parameters": _documented("SessionId", "base64EncodedEmail")
                    + _documented("correlationId", "debug", where="header")},
 )
 async def launch_session(request: Request) -> Any:
     ctx = _ctx(request)
     async with ctx.db.reader() as db:
-        connection = await auth.authenticate(request.headers.get("authorization"), db, ctx)
+        connection = await auth.authenticate(request.headers.get("authorization"), db, ctx, request.scope)
         email = decode_base64_email(request.path_params["base64EncodedEmail"])
         url = await services.launch_url(AsyncSqlStore(db, ctx.keyring), connection,
                                         _session_id(request.path_params["SessionId"]), email, ctx.launch, ctx.clock)
     return _success(joinUrl=url)
 
 
-@router.get("/session/{SessionId}/attendees", response_model=AttendeesEnvelope,
-            responses=_errors(400, 404, *COMMON), summary="GetAttendees: emails of people who attended")
+@router.get("/session/{SessionId}/attendees", response_model=AttendeesEnvelope, operation_id="GetAttendees",
+            responses={**_errors(400, 404, *COMMON), **_next_calls("$request.path.SessionId", "CancelSession")},
+            summary="GetAttendees: emails of people who attended")
 async def get_attendees(
     request: Request,
     connection: Annotated[Connection, Depends(lms_caller)],
@@ -272,7 +301,8 @@ async def get_attendees(
 
 
 @router.get("/session/{SessionId}/extendedoptions", response_model=ExtendedOptionsEnvelope,
-            responses=_errors(400, *COMMON), summary="GetExtendedOptions: the provider's per-session options")
+            operation_id="GetExtendedOptions", responses=_errors(400, *COMMON),
+            summary="GetExtendedOptions: the provider's per-session options")
 async def get_extended_options(
     request: Request,
     connection: Annotated[Connection, Depends(lms_caller)],
@@ -301,8 +331,8 @@ async def get_extended_options(
     return _success(extendedOptions=[root])
 
 
-@router.post("/instructor", response_model=SuccessEnvelope, responses=_errors(400, 413, *COMMON),
-             summary="AddInstructor (a known email updates the instructor)")
+@router.post("/instructor", response_model=SuccessEnvelope, operation_id="AddInstructor",
+             responses=_errors(400, 413, *COMMON), summary="AddInstructor (a known email updates the instructor)")
 async def add_instructor(
     request: Request,
     connection: Annotated[Connection, Depends(lms_caller)],
@@ -318,7 +348,8 @@ async def add_instructor(
     return _success()
 
 
-@router.put("/instructor", response_model=SuccessEnvelope, responses=_errors(400, 413, *COMMON),
+@router.put("/instructor", response_model=SuccessEnvelope, operation_id="UpdateInstructor",
+            responses=_errors(400, 413, *COMMON),
             summary="UpdateInstructor (an unknown OldEmail creates the instructor)")
 async def update_instructor(
     request: Request,
@@ -346,20 +377,21 @@ def _oauth_error(status: int, error: str, description: str) -> JSONResponse:
     return JSONResponse({"error": error, "error_description": description}, status_code=status, headers=headers)
 
 
-async def _token_form(request: Request) -> dict[str, str]:
+async def _token_form(request: Request) -> dict[str, str] | None:
+    """The token request's fields, keys lower-cased; None when the body cannot be read as what it claims to be."""
     content_type = request.headers.get("content-type", "")
     if "json" in content_type:
         try:
             payload = await request.json()
-        except ValueError:
-            return {}
-        return {str(k).lower(): str(v) for k, v in payload.items()} if isinstance(payload, dict) else {}
+        except ValueError:  # not JSON, or not UTF-8
+            return None
+        return {str(k).lower(): str(v) for k, v in payload.items()} if isinstance(payload, dict) else None
     form = await request.form()
     return {k.lower(): v for k, v in form.items() if isinstance(v, str)}
 
 
 @router.post(
-    "/oauth/token",
+    "/oauth/token", operation_id="OAuthToken",
     summary="OAuth 2.0 client-credentials token (client id/secret = the connection's username/password)",
     responses={
         200: {"description": "An access token",
@@ -368,6 +400,8 @@ async def _token_form(request: Request) -> dict[str, str]:
         400: {"description": "unsupported_grant_type or invalid_request (RFC 6749 §5.2)"},
         401: {"description": "invalid_client"},
         403: {"description": "the integration is deactivated"},
+        429: {"description": "temporarily_unavailable: too many wrong credentials from this address; retry after "
+                             "Retry-After seconds"},
     },
 )
 async def oauth_token(
@@ -375,6 +409,9 @@ async def oauth_token(
 ) -> Any:
     ctx = _ctx(request)
     form = await _token_form(request)
+    if form is None:
+        return _oauth_error(400, "invalid_request", "The body is not a JSON object in UTF-8; send grant_type, "
+                            "client_id and client_secret as a form (application/x-www-form-urlencoded) or JSON.")
     if form.get("grant_type") != "client_credentials":
         return _oauth_error(400, "unsupported_grant_type", "Only grant_type=client_credentials is supported.")
     credentials = auth.basic_credentials(authorization) if authorization else None
@@ -383,8 +420,13 @@ async def oauth_token(
     if credentials is None:
         return _oauth_error(400, "invalid_request",
                             "Send client_id and client_secret in the body or as HTTP Basic credentials.")
-    async with ctx.db.reader() as db:
-        row = await auth.check_client(db, *credentials)
+    try:
+        async with ctx.db.reader() as db:
+            row = await auth.check_client(db, *credentials, scope=request.scope)
+    except SignInThrottled as throttled:
+        refused = _oauth_error(429, "temporarily_unavailable", throttled.message)
+        refused.headers["Retry-After"] = str(throttled.retry_after_seconds)
+        return refused
     if row is None:
         return _oauth_error(401, "invalid_client", auth.WRONG_CREDENTIALS)
     if not row.active:

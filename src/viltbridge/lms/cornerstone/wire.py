@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -13,8 +14,29 @@ from pydantic import (
     StrictInt,
     StrictStr,
     ValidationError,
+    field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
+
+# JSON may spell an unpaired UTF-16 surrogate ("\ud800"); Python accepts it, but no database can store it.
+_LONE_SURROGATE = re.compile("[\\ud800-\\udfff]")
+
+
+def _holds_lone_surrogate(value: Any) -> bool:
+    # Iterative, not recursive: a value may nest as deep as the body-depth limit allows.
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            if _LONE_SURROGATE.search(item):
+                return True
+        elif isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+    return False
 
 
 class CaseInsensitiveModel(BaseModel):
@@ -34,6 +56,13 @@ class CaseInsensitiveModel(BaseModel):
             if field_name is not None and field_name not in matched:
                 matched[field_name] = value
         return matched
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _refuse_text_no_database_can_store(cls, value: Any) -> Any:
+        if _holds_lone_surrogate(value):
+            raise PydanticCustomError("invalid_unicode", "contains an unpaired UTF-16 surrogate")
+        return value
 
 
 class TimeZoneIn(CaseInsensitiveModel):
@@ -178,6 +207,9 @@ def describe_validation_error(exc: ValidationError | list[dict[str, Any]], what:
             problem = "the body is not valid JSON"
         elif kind in ("model_type", "model_attributes_type", "dict_type") and field == "the body":
             problem = "the body must be a JSON object, sent with Content-Type: application/json"
+        elif kind == "invalid_unicode":
+            problem = (f"{field} contains an escaped character that is not valid Unicode (an unpaired surrogate "
+                       "such as \\ud800); send the text as it is, in UTF-8")
         elif kind.startswith("string") or kind == "str_type":
             problem = f"{field} must be text"
         elif kind.startswith("bool"):

@@ -13,9 +13,12 @@ import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
+from urllib.parse import parse_qsl
 
 import httpx2
 import jwt
+
+from viltbridge.providers.class_scenario import by_leaving_time, only_meeting, parse_class
 
 ALGORITHMS = {40: "sha1", 64: "sha256", 96: "sha384", 128: "sha512"}  # chosen by the checksum's length (§4.1)
 
@@ -70,7 +73,8 @@ class Meeting:
 
 
 class BbbState:
-    SCENARIO_METHODS: ClassVar[tuple[str, ...]] = ("join", "leave", "end_meeting", "advance", "meeting_ids")
+    SCENARIO_METHODS: ClassVar[tuple[str, ...]] = ("join", "leave", "end_meeting", "advance", "meeting_ids",
+                                                   "prepare_host", "play_class")
 
     def __init__(self, config: SimConfig | None = None, *, base_url: str = "") -> None:
         self.config = config or SimConfig()
@@ -177,6 +181,53 @@ class BbbState:
         url = meeting.params.get("meta_analytics-callback-url")
         status = self._post_callback(url, meeting) if url else None
         return {"internal_meeting_id": meeting.internal_id, "callback_status": status}
+
+    # --- the conformance kit's uniform class (see providers/class_scenario.py) ------------------------------
+
+    def prepare_host(self, email: str) -> dict[str, Any]:
+        """BBB has no accounts: whoever holds a moderator join URL hosts."""
+        return {"email": email, "note": "BigBlueButton has no host accounts; nothing to prepare"}
+
+    def play_class(self, start: str, join_urls: list[dict[str, Any]]) -> dict[str, Any]:
+        """The kit's class: each signed join URL (`.../api/join?...&checksum=`) is checked as BBB checks it and
+        its holder joins at `start` under its userID and role; each leaves after their minutes, the last one out
+        ends the meeting, and the analytics callback is posted. The clock is put back afterwards: BBB pushes its
+        evidence, so nothing later depends on the time of the class."""
+        begin, seats = parse_class(start, join_urls)
+        joins: dict[str, dict[str, str]] = {}
+        for seat in seats:
+            call = seat.path.rstrip("/").rsplit("/", 1)[-1]
+            query = seat.url.partition("?")[2]
+            if call != "join":
+                raise ValueError(f"{seat.url}: not a BigBlueButton join URL")
+            try:
+                self.verify("join", query)
+            except BbbFailure as failure:
+                raise ValueError(f"{seat.url}: {failure}") from None
+            joins[seat.url] = dict(parse_qsl(query, keep_blank_values=True))
+        meeting_id = only_meeting([params.get("meetingID", "") for params in joins.values()])
+        with self.lock:
+            saved = self._now
+            self._now = begin
+            self.meeting_for({"meetingID": meeting_id}, missing="invalidMeetingIdentifier")
+            user_ids: dict[str, str] = {}
+            for seat in seats:
+                params = joins[seat.url]
+                user_ids[seat.url] = params.get("userID") or f"w_{len(user_ids)}"
+                self.join(meeting_id, user_ids[seat.url], params.get("fullName", "Guest"),
+                          params.get("role", "VIEWER").upper())
+            ordered = by_leaving_time(seats)
+            for seat in ordered[:-1]:
+                self._now = seat.leaves_at(begin)
+                self.leave(meeting_id, user_ids[seat.url])
+            self._now = end = ordered[-1].leaves_at(begin)
+        try:
+            ended = self.end_meeting(meeting_id)
+        finally:
+            with self.lock:
+                self._now = saved
+        return {"meeting_id": meeting_id, "started": begin.isoformat(), "ended": end.isoformat(),
+                "people": len(seats), "callback_status": ended["callback_status"]}
 
     def meeting_ids(self) -> list[str]:
         self._forget_unjoined()

@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from viltbridge.providers.class_scenario import by_leaving_time, only_meeting, parse_class
 from viltbridge.providers.serving import SimClock
 
 __all__ = ["GotoApiError", "GotoState", "Registrant", "SimConfig", "Training", "TrainingSession", "iso",
@@ -142,7 +143,8 @@ class GotoState:
     """Everything the simulator holds, behind one lock; scenario methods are listed in SCENARIO_METHODS."""
 
     SCENARIO_METHODS = ("seed_organizer", "start_session", "join", "leave", "end_session", "set_clock", "advance",
-                        "expire_tokens", "revoke_refresh_tokens", "inject_fault", "clear_faults")
+                        "expire_tokens", "revoke_refresh_tokens", "inject_fault", "clear_faults", "prepare_host",
+                        "play_class")
 
     def __init__(self, config: SimConfig | None = None, *, base_url: str = "http://127.0.0.1") -> None:
         self.config = config or SimConfig()
@@ -399,6 +401,53 @@ class GotoState:
                         period[1] = ended
             session.ended = ended
             return {"session_key": session.key, "report_at": iso(ended + self.config.report_delay)}
+
+    # -- the conformance kit's uniform class (see providers/class_scenario.py) ---------------------------------
+
+    def prepare_host(self, email: str) -> dict[str, str]:
+        """An organizer with this email on the account (GoTo Training licence), added unless one exists."""
+        with self.lock:
+            existing = next((o for o in self.organizers.values() if o["email"].lower() == email.lower()), None)
+        return existing if existing is not None else self.seed_organizer(email)
+
+    def play_class(self, start: str, join_urls: list[dict[str, Any]]) -> dict[str, Any]:
+        """The kit's class: the organizer's start link (`/start/{training}/{token}`) starts the session at
+        `start`, each registrant's join link (`/join/training/{training}/{token}`) is that registrant joining;
+        each leaves after their minutes, the last one out ends it, and the clock moves past `report_delay`."""
+        begin, seats = parse_class(start, join_urls)
+        people: dict[str, str | None] = {}  # seat url -> registrant email (None: the organizer)
+        keys = []
+        with self.lock:
+            for seat in seats:
+                parts = seat.path.strip("/").split("/")
+                if len(parts) == 3 and parts[0] == "start" and self.host_links.get(parts[2]) == parts[1]:
+                    keys.append(parts[1])
+                    people[seat.url] = None
+                    continue
+                training = self.trainings.get(parts[2]) if len(parts) == 4 and parts[:2] == ["join", "training"] \
+                    else None
+                registrant = next((r for r in training.registrants.values() if r.join_token == parts[3]),
+                                  None) if training is not None else None
+                if training is None or training.deleted or registrant is None:
+                    raise ValueError(f"{seat.url}: not a start or registrant join link of a GoTo training here")
+                keys.append(training.key)
+                people[seat.url] = registrant.email
+        training_key = only_meeting(keys)
+        self.set_clock(begin)
+        self.start_session(training_key, begin)
+        for seat in seats:
+            email = people[seat.url]
+            if email is not None:
+                self.join(training_key, email, at=begin)
+        ordered = by_leaving_time(seats)
+        for seat in ordered[:-1]:
+            email = people[seat.url]
+            if email is not None:
+                self.leave(training_key, email, seat.leaves_at(begin))
+        end = ordered[-1].leaves_at(begin)
+        self.end_session(training_key, end)
+        self.set_clock(end + self.config.report_delay + timedelta(minutes=1))
+        return {"training_key": training_key, "started": iso(begin), "ended": iso(end), "people": len(seats)}
 
     def set_clock(self, at: str | datetime) -> dict[str, Any]:
         with self.lock:

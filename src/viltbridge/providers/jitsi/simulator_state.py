@@ -20,7 +20,7 @@ import functools
 import json
 import threading
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, Literal
 
@@ -29,6 +29,7 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from viltbridge.providers.class_scenario import by_leaving_time, only_meeting, parse_class
 from viltbridge.providers.jitsi.webhooks import SIGNATURE_HEADER, signature_header
 
 SIM_APP_ID = "vpaas-magic-cookie-0123456789abcdef0123456789abcdef"
@@ -108,7 +109,7 @@ class Delivery:
 class JitsiState:
     SCENARIO_METHODS: ClassVar[tuple[str, ...]] = (
         "join", "join_with_link", "leave", "destroy_room", "advance", "flush_webhooks", "room_names", "present",
-        "events")
+        "events", "prepare_host", "play_class")
 
     def __init__(self, config: SimConfig | None = None, *, base_url: str = "") -> None:
         self.config = config or SimConfig()
@@ -246,6 +247,45 @@ class JitsiState:
                 self._event(live, "PARTICIPANT_LEFT", self._participant_data(person) | {"disconnectReason": "kicked"})
             self._destroy(live)
             return {"room": live.name, "session_id": live.session_id}
+
+    # --- the conformance kit's uniform class (see providers/class_scenario.py) ------------------------------
+
+    def prepare_host(self, email: str) -> dict[str, Any]:
+        """Jitsi has no accounts: a moderator token makes the host."""
+        return {"email": email, "note": "Jitsi has no host accounts; nothing to prepare"}
+
+    def play_class(self, start: str, join_urls: list[dict[str, Any]]) -> dict[str, Any]:
+        """The kit's class: each link (`/{AppID}/{room}?jwt=`) is checked as the service checks it at `start`
+        and its holder joins; each leaves after their minutes and the last one out closes the room. Webhooks are
+        held during the class and delivered after the clock is put back to now: they arrive late, each event
+        stamped with when it happened and signed when it is sent, as a JaaS retry would be."""
+        begin, seats = parse_class(start, join_urls)
+        with self.lock:
+            saved_now, saved_config = self._now, self.config
+            self._now = begin
+            self.config = replace(self.config, hold_deliveries=True)
+            try:
+                joined = {}
+                for seat in seats:
+                    try:
+                        joined[seat.url] = self.join_with_link(seat.path, seat.query("jwt"))
+                    except TokenRefused as refused:
+                        raise ValueError(f"{seat.url}: refused ({refused.status}): {refused.reason}") from None
+                room = only_meeting([entry["room"] for entry in joined.values()])
+                ordered = by_leaving_time(seats)
+                for seat in ordered:
+                    self._now = seat.leaves_at(begin)
+                    self.leave(room, joined[seat.url]["jid"])
+                end = self._now
+            finally:
+                self._now, self.config = saved_now, saved_config
+                if saved_config.hold_deliveries:
+                    held: list[dict[str, Any]] = []
+                else:
+                    held, self.held = self.held, []
+        statuses = [self._deliver(event) for event in held] if self.config.webhook_url is not None else []
+        return {"room": room, "started": begin.isoformat(), "ended": end.isoformat(), "people": len(seats),
+                "webhook_statuses": statuses}
 
     def room_names(self) -> list[str]:
         return sorted(self.rooms)

@@ -14,6 +14,9 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import unquote
+
+from viltbridge.providers.class_scenario import by_leaving_time, only_meeting, parse_class
 
 __all__ = ["Fault", "GraphApiError", "GraphState", "SimConfig", "graph_timestamp"]
 
@@ -173,7 +176,7 @@ class GraphState:
 
     SCENARIO_METHODS = ("seed_user", "set_policy", "start_meeting", "join", "leave", "end_meeting", "throttle",
                         "expire_tokens", "advance", "delete_meeting_behind_our_back", "inject_fault",
-                        "clear_faults")
+                        "clear_faults", "prepare_host", "play_class")
 
     def __init__(self, config: SimConfig | None = None, *, base_url: str = "") -> None:
         self.config = config or SimConfig()
@@ -361,6 +364,50 @@ class GraphState:
         with self.lock:
             self._offset += timedelta(seconds=float(seconds))
             return self.now().isoformat()
+
+    # -- the conformance kit's uniform class (see providers/class_scenario.py) ---------------------------------
+
+    def prepare_host(self, email: str) -> dict[str, str]:
+        """A tenant user with this UPN, under the application access policy, added unless they exist."""
+        with self.lock:
+            existing = self.users.get(email.lower())
+            if existing is not None:
+                existing.policy = True
+                return {"id": existing.id, "userPrincipalName": existing.upn}
+        return self.seed_user(email, policy=True)
+
+    def play_class(self, start: str, join_urls: list[dict[str, Any]]) -> dict[str, Any]:
+        """The kit's class. A Teams join link is the same for everyone, so who joins is the account signed in at
+        the keyboard: each seat's `email`, a member of the tenant (added if missing, as the kit's people are the
+        organisation's); a seat without one joins as a guest. Everyone joins at `start`, leaves after their
+        minutes, and the last one out ends the run, whose attendance report is then readable."""
+        begin, seats = parse_class(start, join_urls)
+        with self.lock:
+            found = []
+            for seat in seats:
+                path = unquote(seat.path).lower()
+                meeting = next((m for m in self.meetings.values() if path.endswith(f"/{m.thread_id.lower()}/0")),
+                               None)
+                if meeting is None:
+                    raise ValueError(f"{seat.url}: not the join link of a meeting here")
+                found.append(meeting.id)
+            meeting_id = only_meeting(found)
+            for seat in seats:
+                if seat.email and seat.email.lower() not in self.users:
+                    self.seed_user(seat.email)
+            self._offset += begin - self.now()
+            for seat in seats:
+                self.join(meeting_id, seat.email or "Guest", upn=seat.email or None)
+            ordered = by_leaving_time(seats)
+            for seat in ordered[:-1]:
+                self._offset += seat.leaves_at(begin) - self.now()
+                self.leave(meeting_id, seat.email or "Guest", upn=seat.email or None)
+            end = ordered[-1].leaves_at(begin)
+            self._offset += end - self.now()
+            self.end_meeting(meeting_id)
+            self._offset += timedelta(minutes=1)
+        return {"meeting_id": meeting_id, "started": begin.isoformat(), "ended": end.isoformat(),
+                "people": len(seats)}
 
     def delete_meeting_behind_our_back(self, meeting_id: str) -> None:
         """Someone deletes the meeting in Teams (nightly reconciliation should notice)."""

@@ -154,6 +154,11 @@ class WebexProvider:
     @staticmethod
     def _ref(meeting: Mapping[str, Any], cohosts: list[str]) -> MeetingRef:
         # The series id is what every later call names; instances are found from it (meetingSeriesId).
+        if not meeting.get("id") or not meeting.get("webLink"):
+            # Transient, and the call may have taken effect: a retried create finds the series by its tag.
+            raise ProviderFailed("webex", "Webex answered without the meeting's id and webLink, so viltbridge "
+                                          "cannot tell which meeting it is; it will ask Webex again. If this "
+                                          "persists, check api_base_url.")
         return MeetingRef(meeting_id=str(meeting["id"]), join_url=str(meeting["webLink"]), host_url=None,
                           data={"meeting_number": meeting.get("meetingNumber"), "host_email": meeting.get("hostEmail"),
                                 HOST_ACCOUNT: meeting.get("hostEmail"),
@@ -229,13 +234,15 @@ class WebexProvider:
             links = await self.client.join_links(meeting.meeting_id, email=person.email,
                                                  display_name=person.display_name, host=self._ref_host(meeting),
                                                  budget=LAUNCH_BUDGET)
+            starts = role in (Role.HOST, Role.COHOST) and links.get("startLink")
+            url = links.get("startLink") if starts else links.get("joinLink")
+            if not isinstance(url, str) or not url:
+                raise ProviderFailed("webex", "Webex answered without a joinLink")
         except (ProviderFailed, TimeoutError) as err:
             reason = getattr(err, "message", None) or "Webex did not answer within the launch budget"
             log.warning("webex: no personal link for meeting %s (%s)", meeting.meeting_id, reason)
             return LaunchLink(url=meeting.join_url, personal=False, note=f"personal link failed: {reason}",
                               identity={"meeting_id": meeting.meeting_id, "fallback": "shared_link"})
-        starts = role in (Role.HOST, Role.COHOST) and links.get("startLink")
-        url = str(links["startLink"] if starts else links["joinLink"])
         return LaunchLink(url=url, personal=True,
                           identity={"email": person.email.lower(), "display_name": person.display_name,
                                     "meeting_id": meeting.meeting_id, "webex_role": role.value,

@@ -19,6 +19,7 @@ from typing import Any
 
 import httpx2
 
+from viltbridge.providers.class_scenario import by_leaving_time, only_meeting, parse_class
 from viltbridge.providers.serving import SimClock
 
 __all__ = ["Instance", "Participant", "Series", "SimConfig", "WebexApiError", "WebexState", "iso"]
@@ -133,7 +134,8 @@ class WebexState:
     """Everything the simulator holds, behind one lock; scenario methods are listed in SCENARIO_METHODS."""
 
     SCENARIO_METHODS = ("seed_person", "start_meeting", "join", "leave", "end_meeting", "set_clock", "advance",
-                        "expire_tokens", "inject_fault", "clear_faults", "hold_webhooks", "release_webhooks")
+                        "expire_tokens", "inject_fault", "clear_faults", "hold_webhooks", "release_webhooks",
+                        "prepare_host", "play_class")
 
     def __init__(self, config: SimConfig | None = None, *, base_url: str = "http://127.0.0.1") -> None:
         self.config = config or SimConfig()
@@ -437,6 +439,45 @@ class WebexState:
             data = self.meeting_json(series, instance)
         self.deliver("meetings", "ended", data)
         return {"instance_id": instance.id}
+
+    # -- the conformance kit's uniform class (see providers/class_scenario.py) ---------------------------------
+
+    def prepare_host(self, email: str) -> dict[str, Any]:
+        """A licensed person with this email (a host on the site), added unless they exist."""
+        with self.lock:
+            existing = self.person(email)
+            if existing is not None and existing.get("licenses"):
+                return existing
+        return self.seed_person(email, licensed=True)
+
+    def play_class(self, start: str, join_urls: list[dict[str, Any]]) -> dict[str, Any]:
+        """The kit's class: each personal link (`/webex/{join|start}/{token}`) is its holder joining at `start`;
+        each leaves after their minutes, the last one out ends it, and the clock moves past `report_delay` so
+        the instance is listed with its participants."""
+        begin, seats = parse_class(start, join_urls)
+        with self.lock:
+            holders = {}
+            for seat in seats:
+                kind, _, token = seat.path.removeprefix("/webex/").partition("/")
+                entry = self.links.get(token)
+                if entry is None or entry["kind"] != kind:
+                    raise ValueError(f"{seat.url}: not a personal link this Webex handed out")
+                if entry["expires"] <= begin:
+                    raise ValueError(f"{seat.url}: the link expires at {iso(entry['expires'])}, before {iso(begin)}")
+                holders[seat.url] = entry
+        meeting_id = only_meeting([entry["meeting_id"] for entry in holders.values()])
+        self.set_clock(begin)
+        self.start_meeting(meeting_id, begin)
+        for seat in seats:
+            entry = holders[seat.url]
+            self.join(meeting_id, entry["display_name"], entry["email"], begin)
+        ordered = by_leaving_time(seats)
+        for seat in ordered[:-1]:
+            self.leave(meeting_id, holders[seat.url]["email"], seat.leaves_at(begin))
+        end = ordered[-1].leaves_at(begin)
+        self.end_meeting(meeting_id, end)
+        self.set_clock(end + self.config.report_delay + timedelta(minutes=1))
+        return {"meeting_id": meeting_id, "started": iso(begin), "ended": iso(end), "people": len(seats)}
 
     def set_clock(self, at: str | datetime) -> dict[str, Any]:
         with self.lock:

@@ -26,6 +26,7 @@ from typing import Any
 
 import httpx2
 
+from viltbridge.providers.class_scenario import Seat, by_leaving_time, only_meeting, parse_class
 from viltbridge.providers.serving import SimClock
 
 LIGHT, MEDIUM, HEAVY = "Light", "Medium", "Heavy"
@@ -370,7 +371,7 @@ class ZoomState:
         "seed_user", "start_meeting", "join", "leave", "reconnect", "end_meeting", "restart_meeting",
         "mark_report_processed", "configure_webhooks", "hold_webhooks", "release_webhooks", "redeliver_webhook",
         "validate_webhook_endpoint", "webhooks_sent", "drain_webhooks", "set_clock", "advance_clock", "now",
-        "inject_fault", "clear_faults", "revoke_tokens", "set_plan", "snapshot",
+        "inject_fault", "clear_faults", "revoke_tokens", "set_plan", "snapshot", "prepare_host", "play_class",
     )
 
     def __init__(self, config: SimConfig | None = None, *, base_url: str = "http://127.0.0.1") -> None:
@@ -910,6 +911,64 @@ class ZoomState:
             for inst in instances:
                 inst.processed = True
             return {"processed": [inst.uuid for inst in instances]}
+
+    # -- scenario: the conformance kit's uniform class (see providers/class_scenario.py) ---------------------
+
+    def prepare_host(self, email: str) -> dict[str, Any]:
+        """A Licensed, active user with this email exists (created if missing), so it can host."""
+        return self.seed_user(email, type=2, status="active")
+
+    def _seat(self, seat: Seat, at: datetime) -> tuple[Meeting, str, Registrant | None]:
+        """What Zoom makes of a click on this link: the meeting, the page kind (s/w/j), the registrant."""
+        kind, _, number = seat.path.strip("/").partition("/")
+        meeting = self._scenario_meeting(number)
+        if kind == "s":
+            entry = self.start_tokens.get(seat.query("zak"))
+            if entry is None or entry[0] != meeting.id or entry[1] <= at:
+                raise ValueError(f"{seat.url}: not a valid start link for meeting {meeting.id} at {iso(at)}")
+            return meeting, kind, None
+        if kind not in ("w", "j") or seat.query("pwd") != meeting.encrypted_password:
+            raise ValueError(f"{seat.url}: not a join link of meeting {meeting.id} (wrong page or passcode)")
+        if kind == "j":
+            if meeting.registration_enabled:
+                raise ValueError(f"{seat.url}: meeting {meeting.id} requires registration; this plain link leads "
+                                 "to the registration form, not into the meeting")
+            return meeting, kind, None
+        registrant = next((r for r in meeting.registrants.values() if r.token == seat.query("tk")), None)
+        if registrant is None or registrant.status != "approved":
+            raise ValueError(f"{seat.url}: no approved registrant holds this link")
+        return meeting, kind, registrant
+
+    def play_class(self, start: str, join_urls: list[dict[str, Any]]) -> dict[str, Any]:
+        """The kit's class: the host starts it at `start` through the start link, everyone joins through their
+        link, each leaves after their minutes, the last one out ends it, and the report is processed."""
+        begin, seats = parse_class(start, join_urls)
+        with self.lock:
+            resolved = [(seat, *self._seat(seat, begin)) for seat in seats]
+        meeting_id = int(only_meeting([str(meeting.id) for _, meeting, _, _ in resolved]))
+        self.set_clock(begin)
+        who: dict[str, str] = {}  # seat url -> what leave() knows them by
+        hosts = [seat for seat, _, kind, _ in resolved if kind == "s"]
+        if hosts:
+            self.start_meeting(meeting_id, at=begin)
+            who[hosts[0].url] = self.host_of(self._scenario_meeting(meeting_id)).email
+        for seat, _, _, registrant in resolved:
+            if seat.url in who:
+                continue
+            if registrant is not None:
+                name = f"{registrant.first_name} {registrant.last_name}".strip() or registrant.email
+                joined = self.join(meeting_id, name, registrant=registrant.id, at=begin)
+            else:
+                joined = self.join(meeting_id, seat.query("uname") or seat.email or "Guest", at=begin)
+            who[seat.url] = joined["participant_id"]
+        ordered = by_leaving_time(seats)
+        for seat in ordered[:-1]:
+            self.leave(meeting_id, who[seat.url], at=seat.leaves_at(begin))
+        end = ordered[-1].leaves_at(begin)
+        self.end_meeting(meeting_id, at=end)
+        self.mark_report_processed(meeting_id)
+        self.set_clock(end + timedelta(minutes=1))
+        return {"meeting_id": meeting_id, "started": iso(begin), "ended": iso(end), "people": len(seats)}
 
     # -- scenario: webhooks ---------------------------------------------------------------------------------
 

@@ -21,6 +21,7 @@ from viltbridge import console_users
 from viltbridge.console_users import ConsoleUser
 from viltbridge.core.permissions import Permission
 from viltbridge.web.context import AppContext
+from viltbridge.web.throttle import AuthThrottle
 
 COOKIE = "vb_console"
 LOGIN_CSRF_COOKIE = "vb_login_csrf"
@@ -73,6 +74,26 @@ def cookie_is_secure(ctx: AppContext) -> bool:
 
 def new_login_csrf() -> str:
     return secrets.token_urlsafe(24)
+
+
+THROTTLE_REALM = "console"
+
+
+def _throttle(request: Request) -> AuthThrottle | None:
+    return getattr(request.app.state, "auth_throttle", None)
+
+
+def sign_in_wait(request: Request, email: str) -> tuple[int, str]:
+    """Seconds this sign-in must wait before any password is checked (0: go ahead), and what to tell the person."""
+    throttle = _throttle(request)
+    wait = throttle.retry_after(request.scope, THROTTLE_REALM, email) if throttle is not None else 0
+    return wait, throttle.message(THROTTLE_REALM, wait) if throttle is not None and wait else ""
+
+
+async def sign_in_failed(request: Request, email: str) -> None:
+    throttle = _throttle(request)
+    if throttle is not None:
+        await throttle.failed(request.scope, THROTTLE_REALM, email)
 
 
 def login_csrf_matches(request: Request, given: str) -> bool:

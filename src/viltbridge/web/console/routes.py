@@ -85,9 +85,16 @@ async def login(request: Request, email: Annotated[str, Form(max_length=320)],
     if not auth.login_csrf_matches(request, login_csrf):
         return page(request, "login.html", None, status=403, next=target, login_csrf=auth.new_login_csrf(),
                     error="The sign-in form expired. Enter your email and password again.")
+    wait, refusal = auth.sign_in_wait(request, email)
+    if wait:
+        refused = page(request, "login.html", None, status=429, next=target, login_csrf=login_csrf, error=refusal,
+                       email=email)
+        refused.headers["Retry-After"] = str(wait)
+        return refused
     async with ctx.db.transaction() as db:
         outcome = await db.run_sync(console_users.sign_in, ctx.clock.now(), email, password)
     if outcome.user is None:
+        await auth.sign_in_failed(request, email)
         log.warning("console sign-in refused for %s: %s", email[:320], outcome.refusal)
         token = auth.new_login_csrf()
         response = page(request, "login.html", None, status=401, next=target, login_csrf=token,
