@@ -1,6 +1,6 @@
 """Serving an ASGI app on a local port in a background thread (provider simulators, webhook receivers in
-tests, and the connector itself in tests that need real HTTP), and what every simulator shares: its clock and its
-scenario route."""
+tests, and the connector itself in tests that need real HTTP), and what every simulator shares: its clock, its
+scripted faults and its scenario route."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
@@ -187,6 +187,69 @@ class SimulatorServer(Generic[StateT, ConfigT]):
             yield simulator
         finally:
             simulator.stop()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Scripted faults
+
+
+@dataclass
+class Fault:
+    """A scripted failure: the next `remaining` API calls matching `method` and `path` wait `delay` real seconds,
+    then answer `status` in the provider's own error shape (or, with no status, are served normally after the
+    delay: a slow provider whose answer the client may have given up on)."""
+
+    status: int | None
+    delay: float
+    remaining: int
+    method: str | None  # None: any method
+    path: str  # a substring of the request's path (and query, where the simulator passes it); "": any
+    retry_after: str | None = None
+
+
+class FaultPlan:
+    """A simulator's scripted faults, in the order they were added; each call takes the first that matches."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.faults: list[Fault] = []
+
+    def add(self, status: int | None = None, *, count: int = 1, delay: float = 0.0, method: str | None = None,
+            path: str = "", retry_after: str | None = None) -> dict[str, Any]:
+        if status is not None and not 400 <= int(status) <= 599:
+            raise ValueError("status must be an HTTP error status (4xx or 5xx), or None for a slow answer")
+        if status is None and float(delay) <= 0:
+            raise ValueError("give a status, a delay, or both")
+        with self._lock:
+            self.faults.append(Fault(None if status is None else int(status), float(delay), int(count),
+                                     method.upper() if method else None, path,
+                                     None if retry_after is None else str(retry_after)))
+            return {"faults": len(self.faults)}
+
+    def take(self, method: str | None, path: str) -> Fault | None:
+        """The first fault matching this call, one of its `count` spent; None when the call is served normally."""
+        with self._lock:
+            for fault in self.faults:
+                if (fault.remaining > 0 and fault.path in path
+                        and (fault.method is None or method is None or fault.method == method.upper())):
+                    fault.remaining -= 1
+                    return fault
+            return None
+
+    def clear(self) -> dict[str, Any]:
+        with self._lock:
+            self.faults.clear()
+            return {"faults": 0}
+
+    def __iter__(self) -> Iterator[Fault]:
+        with self._lock:
+            return iter(list(self.faults))
+
+    def __len__(self) -> int:
+        return len(self.faults)
+
+    def __getitem__(self, index: int) -> Fault:
+        return self.faults[index]
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from viltbridge.providers.class_scenario import by_leaving_time, only_meeting, parse_class
-from viltbridge.providers.serving import SimClock
+from viltbridge.providers.serving import Fault, FaultPlan, SimClock
 
 __all__ = ["GotoApiError", "GotoState", "Registrant", "SimConfig", "Training", "TrainingSession", "iso",
            "parse_time"]
@@ -130,15 +130,6 @@ class Training:
         return next((r for r in self.registrants.values() if r.email.lower() == email.lower()), None)
 
 
-@dataclass
-class Fault:
-    status: int | None  # None: answered normally, only late
-    remaining: int
-    path: str
-    delay: float = 0.0
-    method: str | None = None
-
-
 class GotoState:
     """Everything the simulator holds, behind one lock; scenario methods are listed in SCENARIO_METHODS."""
 
@@ -161,7 +152,7 @@ class GotoState:
         self.refresh_tokens = {cfg.refresh_token}
         self.issued_refresh_tokens: list[str] = []
         self.host_links: dict[str, str] = {}  # start token -> training key
-        self.faults: list[Fault] = []
+        self.faults = FaultPlan()
         self.exchanges: list[dict[str, Any]] = []
         self.link_visits: list[dict[str, Any]] = []
         self.token_requests = 0
@@ -235,13 +226,7 @@ class GotoState:
         self._calls = [*recent, now]
 
     def take_fault(self, path: str, method: str | None = None) -> Fault | None:
-        with self.lock:
-            for fault in self.faults:
-                if (fault.remaining > 0 and fault.path in path
-                        and (fault.method is None or method is None or fault.method == method.upper())):
-                    fault.remaining -= 1
-                    return fault
-            return None
+        return self.faults.take(method, path)
 
     # -- lookups and JSON ---------------------------------------------------------------------------------------
 
@@ -475,17 +460,10 @@ class GotoState:
                      method: str | None = None) -> dict[str, Any]:
         """The next `count` calls (the token endpoint included) whose path contains `path` (and whose method is
         `method`, when given) wait `delay` real seconds, then answer `status`, or answer normally when no status."""
-        if status is None and float(delay) <= 0:
-            raise ValueError("give a status, a delay, or both")
-        with self.lock:
-            self.faults.append(Fault(None if status is None else int(status), int(count), path, float(delay),
-                                     method.upper() if method else None))
-            return {"faults": len(self.faults)}
+        return self.faults.add(status, count=count, delay=delay, method=method, path=path)
 
     def clear_faults(self) -> dict[str, Any]:
-        with self.lock:
-            self.faults.clear()
-            return {"faults": 0}
+        return self.faults.clear()
 
     def snapshot(self) -> dict[str, Any]:
         """The world as plain data (tests, demos)."""

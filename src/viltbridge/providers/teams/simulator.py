@@ -33,7 +33,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from viltbridge.providers.serving import SimulatorServer, scenario_route
 from viltbridge.providers.teams.simulator_api import API_ENDPOINTS, ApiCall, ApiEndpoint
-from viltbridge.providers.teams.simulator_state import GraphApiError, GraphState, SimConfig
+from viltbridge.providers.teams.simulator_state import GraphApiError, GraphState, SimConfig, fault_error
 
 __all__ = ["GraphApiError", "GraphState", "SimConfig", "TeamsSimulator", "build_app", "main", "running_simulator"]
 
@@ -59,7 +59,7 @@ def _api_route(endpoint: ApiEndpoint) -> Route:
             if fault.delay > 0:
                 await asyncio.sleep(fault.delay)  # a slow Graph: lets clients exercise their timeouts
             if fault.status is not None:
-                return _error(state, fault.error())
+                return _error(state, fault_error(fault))
         retry_after = state.take_throttle()
         if retry_after is not None:
             return _error(state, GraphApiError(429, "TooManyRequests", "Too many requests, please retry later.",

@@ -17,8 +17,9 @@ from typing import Any
 from urllib.parse import unquote
 
 from viltbridge.providers.class_scenario import by_leaving_time, only_meeting, parse_class
+from viltbridge.providers.serving import Fault, FaultPlan
 
-__all__ = ["Fault", "GraphApiError", "GraphState", "SimConfig", "graph_timestamp"]
+__all__ = ["Fault", "GraphApiError", "GraphState", "SimConfig", "fault_error", "graph_timestamp"]
 
 
 @dataclass(frozen=True)
@@ -65,26 +66,14 @@ SERVER_ERRORS = {
 }
 
 
-@dataclass
-class Fault:
-    """A scripted failure: the next `count` API calls matching `method` and `path` (a substring of the request's
-    path and query) wait `delay` seconds, then answer `status` with Graph's error body (or, with no status, are
-    served normally after the delay: a slow Graph whose answer the client may have given up on)."""
-
-    status: int | None
-    delay: float
-    remaining: int
-    method: str | None
-    path: str
-    retry_after: str | None
-
-    def error(self) -> GraphApiError:
-        assert self.status is not None
-        headers = {"Retry-After": self.retry_after} if self.retry_after is not None else {}
-        if self.status == 429:
-            return GraphApiError(429, "TooManyRequests", "Too many requests, please retry later.", headers)
-        code, message = SERVER_ERRORS.get(self.status, ("UnknownError", "An error has occurred."))
-        return GraphApiError(self.status, code, message, headers)
+def fault_error(fault: Fault) -> GraphApiError:
+    """A scripted fault's answer, in Graph's error shape."""
+    assert fault.status is not None
+    headers = {"Retry-After": fault.retry_after} if fault.retry_after is not None else {}
+    if fault.status == 429:
+        return GraphApiError(429, "TooManyRequests", "Too many requests, please retry later.", headers)
+    code, message = SERVER_ERRORS.get(fault.status, ("UnknownError", "An error has occurred."))
+    return GraphApiError(fault.status, code, message, headers)
 
 
 def not_found(what: str) -> GraphApiError:
@@ -190,7 +179,7 @@ class GraphState:
         self.tokens: dict[str, datetime] = {}  # access token -> expiry
         self.tokens_issued = 0
         self.throttled: list[str] = []  # Retry-After values of the next calls to answer 429
-        self.faults: list[Fault] = []
+        self.faults = FaultPlan()
         self.requests: list[tuple[str, str]] = []  # (method, path) of API calls, for tests
         self._ticks = itertools.count(3)
 
@@ -222,12 +211,7 @@ class GraphState:
 
     def take_fault(self, method: str, target: str) -> Fault | None:
         """The first scripted fault matching this call (`target`: path and query), one of its `count` spent."""
-        with self.lock:
-            for fault in self.faults:
-                if fault.remaining > 0 and fault.method in (None, method) and fault.path in target:
-                    fault.remaining -= 1
-                    return fault
-            return None
+        return self.faults.take(method, target)
 
     def user(self, key: str) -> User:
         found = self.users.get(key.lower())
@@ -341,19 +325,11 @@ class GraphState:
         """The next `count` API calls matching `method` and `path` (a substring of path and query; "" = any) wait
         `delay` seconds and answer `status` with Graph's error body (5xx, 429; `Retry-After` when given, as Graph
         may send on 503 and does on 429). Without a status, the call is only slow and then served."""
-        if status is not None and not 400 <= int(status) <= 599:
-            raise ValueError("status must be an HTTP error status (4xx or 5xx), or None for a slow answer")
-        if status is None and float(delay) <= 0:
-            raise ValueError("a fault needs a status or a delay")
-        with self.lock:
-            self.faults.append(Fault(status=None if status is None else int(status), delay=float(delay),
-                                     remaining=int(count), method=method.upper() if method else None, path=path,
-                                     retry_after=None if retry_after is None else str(retry_after)))
-            return {"faults": len(self.faults)}
+        return self.faults.add(status, count=count, delay=delay, method=method, path=path, retry_after=retry_after)
 
     def clear_faults(self) -> None:
+        self.faults.clear()
         with self.lock:
-            self.faults.clear()
             self.throttled.clear()
 
     def expire_tokens(self) -> None:

@@ -20,7 +20,7 @@ from typing import Any
 import httpx2
 
 from viltbridge.providers.class_scenario import by_leaving_time, only_meeting, parse_class
-from viltbridge.providers.serving import SimClock
+from viltbridge.providers.serving import Fault, FaultPlan, SimClock
 
 __all__ = ["Instance", "Participant", "Series", "SimConfig", "WebexApiError", "WebexState", "iso"]
 
@@ -120,16 +120,6 @@ class Series:
         return next((i for i in self.instances if i.ended is None), None)
 
 
-@dataclass
-class Fault:
-    status: int | None  # None: answered normally, only late
-    remaining: int
-    path: str
-    retry_after: str | None
-    delay: float = 0.0  # real seconds before answering (a slow Webex: lets clients exercise their timeouts)
-    method: str | None = None  # only calls with this HTTP method; None: any
-
-
 class WebexState:
     """Everything the simulator holds, behind one lock; scenario methods are listed in SCENARIO_METHODS."""
 
@@ -148,7 +138,7 @@ class WebexState:
         self.tokens: dict[str, datetime] = {}  # access token -> expiry
         self.refresh_tokens = {self.config.refresh_token}
         self.links: dict[str, dict[str, Any]] = {}  # join/start link token -> what it opens
-        self.faults: list[Fault] = []
+        self.faults = FaultPlan()
         self.exchanges: list[dict[str, Any]] = []
         self.deliveries: list[dict[str, Any]] = []
         self.link_visits: list[dict[str, Any]] = []
@@ -211,13 +201,7 @@ class WebexState:
         self._calls[token] = [*recent, now]
 
     def take_fault(self, path: str, method: str | None = None) -> Fault | None:
-        with self.lock:
-            for fault in self.faults:
-                if (fault.remaining > 0 and fault.path in path
-                        and (fault.method is None or method is None or fault.method == method.upper())):
-                    fault.remaining -= 1
-                    return fault
-            return None
+        return self.faults.take(method, path)
 
     # -- people and meetings ----------------------------------------------------------------------------------
 
@@ -500,17 +484,10 @@ class WebexState:
                      method: str | None = None) -> dict[str, Any]:
         """The next `count` API calls whose path contains `path` (and whose method is `method`, when given) wait
         `delay` real seconds, then answer `status` (429 with Retry-After), or answer normally when no status."""
-        if status is None and float(delay) <= 0:
-            raise ValueError("give a status, a delay, or both")
-        with self.lock:
-            self.faults.append(Fault(None if status is None else int(status), int(count), path, retry_after,
-                                     float(delay), method.upper() if method else None))
-            return {"faults": len(self.faults)}
+        return self.faults.add(status, count=count, delay=delay, method=method, path=path, retry_after=retry_after)
 
     def clear_faults(self) -> dict[str, Any]:
-        with self.lock:
-            self.faults.clear()
-            return {"faults": 0}
+        return self.faults.clear()
 
     def hold_webhooks(self) -> dict[str, Any]:
         """Deliveries are kept back from now on, until `release_webhooks` (a receiver that is slow or down)."""

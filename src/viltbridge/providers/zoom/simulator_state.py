@@ -27,7 +27,7 @@ from typing import Any
 import httpx2
 
 from viltbridge.providers.class_scenario import Seat, by_leaving_time, only_meeting, parse_class
-from viltbridge.providers.serving import SimClock
+from viltbridge.providers.serving import Fault, FaultPlan, SimClock
 
 LIGHT, MEDIUM, HEAVY = "Light", "Medium", "Heavy"
 
@@ -251,18 +251,6 @@ class Meeting:
 
 
 @dataclass
-class Fault:
-    """A scripted failure: the next `count` API calls matching `method`/`path` answer `status` and/or wait `delay`."""
-
-    status: int | None
-    delay: float
-    remaining: int
-    method: str | None
-    path: str  # substring of the request path ("" = any)
-    retry_after: str | None
-
-
-@dataclass
 class OutgoingWebhook:
     seq: int
     event: str
@@ -390,7 +378,7 @@ class ZoomState:
         self.tokens: dict[str, tuple[datetime, str]] = {}  # access token -> (expiry, scope)
         self.start_tokens: dict[str, tuple[int, datetime]] = {}  # zak -> (meeting id, expiry)
         self.page_tokens: dict[str, tuple[str, int, datetime]] = {}  # token -> (listing key, offset, issued)
-        self.faults: list[Fault] = []
+        self.faults = FaultPlan()
         self.exchanges: list[dict[str, Any]] = []
         self.web_visits: deque[dict[str, Any]] = deque(maxlen=10_000)  # clicks on join/start links
         self._outbox: list[OutgoingWebhook] = []
@@ -548,12 +536,7 @@ class ZoomState:
     # -- faults and rate limits -----------------------------------------------------------------------------
 
     def take_fault(self, method: str, path: str) -> Fault | None:
-        with self.lock:
-            for fault in self.faults:
-                if fault.remaining > 0 and fault.method in (None, method) and fault.path in path:
-                    fault.remaining -= 1
-                    return fault
-            return None
+        return self.faults.take(method, path)
 
     def record(self, exchange: dict[str, Any]) -> None:
         if self.config.record_exchanges:
@@ -1060,16 +1043,10 @@ class ZoomState:
                      method: str | None = None, path: str = "", retry_after: str | None = None) -> dict[str, Any]:
         """The next `count` API calls whose path contains `path` (and method matches) wait `delay` real seconds
         and/or answer `status` (429 with Zoom's per-second body and headers; 5xx with a JSON error)."""
-        if status is None and delay <= 0:
-            raise ValueError("give a status, a delay, or both")
-        with self.lock:
-            self.faults.append(Fault(status, delay, count, method.upper() if method else None, path, retry_after))
-            return {"faults": len(self.faults)}
+        return self.faults.add(status, count=count, delay=delay, method=method, path=path, retry_after=retry_after)
 
     def clear_faults(self) -> dict[str, Any]:
-        with self.lock:
-            self.faults.clear()
-            return {"faults": 0}
+        return self.faults.clear()
 
     def revoke_tokens(self) -> dict[str, Any]:
         """Every issued token dies at once (Zoom: the app was deactivated)."""
