@@ -89,7 +89,15 @@ def connection_from_row(row: ConnectionRecord, keyring: Keyring) -> Connection:
     )
 
 
+def _storable(key: str) -> bool:
+    """Whether any row can hold `key`: none holds a NUL, and PostgreSQL refuses one as a query parameter (an error
+    where the answer is simply "no such row")."""
+    return "\x00" not in key
+
+
 def connection_row_by_username(db: Readable, username: str) -> sa.Row[Any] | None:
+    if not _storable(username):
+        return None
     return db.connection().execute(_CONNECTION_BY_USERNAME, {"username": username}).one_or_none()
 
 
@@ -101,6 +109,8 @@ _CONNECTION_BY_NAME = sa.select(_CONNECTIONS).where(_CONNECTIONS.c.name == sa.bi
 
 
 def connection_row_by_name_readonly(db: Readable, name: str) -> sa.Row[Any] | None:
+    if not _storable(name):
+        return None
     return db.connection().execute(_CONNECTION_BY_NAME, {"name": name}).one_or_none()
 
 

@@ -33,9 +33,7 @@ async def receive(request: Request, connection: Annotated[str, Path(max_length=1
     raw = await request.body()
     try:
         async with ctx.db.reader() as db:
-            # No name holds a NUL, and PostgreSQL refuses one in a query parameter (a 500 instead of a 404).
-            row = (None if "\x00" in connection
-                   else await db.run_sync(repository.connection_row_by_name_readonly, connection))
+            row = await db.run_sync(repository.connection_row_by_name_readonly, connection)
         if row is None:
             raise NotFound(f"There is no connection named '{connection}'.")
         if not row.active:
