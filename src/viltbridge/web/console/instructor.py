@@ -4,6 +4,7 @@ admin's session page too."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import date, datetime, time, timedelta
 from typing import Annotated, Any
 from urllib.parse import quote
@@ -19,6 +20,7 @@ from viltbridge.core.errors import DomainError
 from viltbridge.core.permissions import Permission
 from viltbridge.core.schedule import Booking, find_conflicts, host_account_of
 from viltbridge.store import attendance_ledger, console_views, repository
+from viltbridge.store.attendance_ledger import StoredResult
 from viltbridge.store.repository import AsyncSqlStore
 from viltbridge.store.tables import ConnectionRow, SessionRow
 from viltbridge.web.console import auth, calendar, charts
@@ -115,15 +117,26 @@ async def my_calendar(request: Request, session: Teacher,
                 following=f"{following.isocalendar().year}-W{following.isocalendar().week:02d}")
 
 
+async def _taught(db: Any, session: ConsoleSession, connection: str,
+                  external_id: str) -> tuple[ConnectionRow, SessionRow] | None:
+    """The session (and its connection) when this instructor teaches it; None for anyone else's, as for none."""
+    found = await db.run_sync(lambda s: console_views.session(s, connection, external_id))
+    return found if found is not None and _teaches(session, found[1]) else None
+
+
+def _not_yours(request: Request, session: ConsoleSession, connection: str, external_id: str) -> HTMLResponse:
+    return page(request, "message.html", session, status=404, title="Not your session",
+                message=f"You do not teach a session '{external_id}' in '{connection}'.")
+
+
 @router.get("/my-sessions/{connection}/{external_id}/launch")
 async def launch_as_host(request: Request, connection: str, external_id: str, session: Teacher) -> Response:
     """The same signed launch the LMS hands out, for this instructor: the launch window and role apply as usual."""
     ctx = _ctx(request)
     async with ctx.db.transaction() as db:
-        found = await db.run_sync(lambda s: console_views.session(s, connection, external_id))
-        if found is None or not _teaches(session, found[1]):
-            return page(request, "message.html", session, status=404, title="Not your session",
-                        message=f"You do not teach a session '{external_id}' in '{connection}'.")
+        found = await _taught(db, session, connection, external_id)
+        if found is None:
+            return _not_yours(request, session, connection, external_id)
         conn_row, _ = found
         try:
             url = await services.launch_url(AsyncSqlStore(db, ctx.keyring),
@@ -134,14 +147,15 @@ async def launch_as_host(request: Request, connection: str, external_id: str, se
     return RedirectResponse(url, status_code=303)
 
 
-async def attendance_chart(ctx: AppContext, db: Any, conn_row: ConnectionRow, row: SessionRow) -> str:
-    """The part's attendance timeline as SVG, from the ledger as it stands (no provider call)."""
+async def attendance_chart(ctx: AppContext, db: Any, conn_row: ConnectionRow, row: SessionRow,
+                           results: Sequence[StoredResult]) -> str:
+    """The part's attendance timeline as SVG, from the ledger as it stands (no provider call); `results` are the
+    part's decisions, which the page shows too."""
     store = AsyncSqlStore(db, ctx.keyring)
     connection = repository.connection_from_row(conn_row, ctx.keyring)
     part = await store.find_session(connection.id, row.external_id)
     assert part is not None
     intervals = await services.matched_intervals(store, part)
-    results = await db.run_sync(lambda s: attendance_ledger.results(s, row.id))
     decided = {result.email.lower(): result.attended for result in results}
     emails = sorted({*intervals, *(result.email for result in results)}, key=str.lower)
     bars = [charts.LearnerBar(email, decided.get(email.lower()), tuple(intervals.get(email, ())))
@@ -153,13 +167,12 @@ async def attendance_chart(ctx: AppContext, db: Any, conn_row: ConnectionRow, ro
 async def my_session(request: Request, connection: str, external_id: str, session: Teacher) -> HTMLResponse:
     ctx = _ctx(request)
     async with ctx.db.transaction() as db:
-        found = await db.run_sync(lambda s: console_views.session(s, connection, external_id))
-        if found is None or not _teaches(session, found[1]):
-            return page(request, "message.html", session, status=404, title="Not your session",
-                        message=f"You do not teach a session '{external_id}' in '{connection}'.")
+        found = await _taught(db, session, connection, external_id)
+        if found is None:
+            return _not_yours(request, session, connection, external_id)
         conn_row, row = found
-        chart = await attendance_chart(ctx, db, conn_row, row)
         results = await db.run_sync(lambda s: attendance_ledger.results(s, row.id))
+        chart = await attendance_chart(ctx, db, conn_row, row, results)
     return page(request, "my_session.html", session, connection=connection, row=row, chart=chart, results=results,
                 zone=ZoneInfo(session.user.time_zone),
                 launch=f"/console/my-sessions/{quote(connection)}/{quote(external_id)}/launch")

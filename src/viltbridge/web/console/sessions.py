@@ -92,9 +92,9 @@ async def session_page(request: Request, connection: str, external_id: str, sess
             return page(request, "message.html", session, status=404, title="No such session",
                         message=f"Connection '{connection}' has no session '{external_id}'.")
         conn_row, row = found
-        chart = await instructor.attendance_chart(ctx, db, conn_row, row)
-        entries = await db.run_sync(lambda s: console_views.timeline(s, connection, row))
         results = await db.run_sync(lambda s: attendance_ledger.results(s, row.id))
+        chart = await instructor.attendance_chart(ctx, db, conn_row, row, results)
+        entries = await db.run_sync(lambda s: console_views.timeline(s, connection, row))
         reviews = await db.run_sync(lambda s: attendance_ledger.reviews(s, row.id))
         learners = await db.run_sync(lambda s: console_views.learners(s, row.id))
         overrides = await db.run_sync(lambda s: attendance_ledger.overrides(s, row.id))
