@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import POSTGRES_URL
+from tests.conftest import POSTGRES_URL, service_unavailable
 from tests.jobs.test_queue_backends import REDIS_URL, reachable_queue
 
 pytestmark = pytest.mark.scale_out
@@ -35,6 +36,8 @@ def results(postgres_template: str, tmp_path_factory: pytest.TempPathFactory) ->
     """One tiny `make bench` for the module's tests; its exit status and output are checked by the first test."""
     out = tmp_path_factory.mktemp("bench")
     reachable_queue("redis", out)
+    if shutil.which("wrk") is None:  # the launch benchmark's load generator (.ci/run installs it)
+        service_unavailable("wrk is not installed (Debian: apt-get install -y wrk)")
     env = {**{key: value for key, value in os.environ.items() if not key.startswith(("VILTBRIDGE_", "BENCH_"))},
            **TINY, "BENCH_RESULTS_DIR": str(out), "BENCH_POSTGRES_URL": POSTGRES_URL, "BENCH_REDIS_URL": REDIS_URL}
     done = subprocess.run([sys.executable, "-m", "bench.run_all"], cwd=ROOT, env=env, capture_output=True,
