@@ -4,8 +4,6 @@
 from __future__ import annotations
 
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,6 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx2
+from bench.processes import free_port, stop  # the benchmarks start and stop the same processes
+
+__all__ = ["VILTBRIDGE", "documented_statuses", "free_port", "healthy", "process_env", "serving", "start_serve",
+           "stop", "wait_for"]
 
 VILTBRIDGE = Path(sys.executable).with_name("viltbridge")
 
@@ -35,12 +37,6 @@ def healthy(url: str) -> bool:
         return False
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def process_env(database_url: str, secret_key: str, **extra: str) -> dict[str, str]:
     """The environment of a `viltbridge` process on this database; loopback provider URLs allowed (simulators)."""
     return {**os.environ, "VILTBRIDGE_DATABASE_URL": database_url, "VILTBRIDGE_SECRET_KEY": secret_key,
@@ -58,18 +54,6 @@ def start_serve(env: dict[str, str], port: int, log: Path, *args: str) -> subpro
              explain=lambda: log.read_text(errors="replace")[-3000:])
     assert server.poll() is None, f"viltbridge serve exited with {server.returncode}:\n{log.read_text()[-3000:]}"
     return server
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM to its process group, SIGKILL if it does not go within 15 s."""
-    if process.poll() is not None:
-        return
-    os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
 
 
 @contextmanager

@@ -22,7 +22,7 @@ from fastapi.testclient import TestClient
 
 from tests.conftest import Lms, fresh_postgres_database, session_body
 from tests.jobs.test_queue_backends import REDIS_URL, reachable_queue
-from tests.processes import VILTBRIDGE, healthy, stop, wait_for
+from tests.processes import VILTBRIDGE, free_port, healthy, stop, wait_for
 from tests.providers.conftest import zoom_settings
 from tests.providers.conftest import zoom_simulator as zoom_simulator
 from viltbridge import connections
@@ -180,15 +180,12 @@ def test_two_api_processes_and_two_workers_lose_nothing_when_one_api_dies(
         cluster: Cluster, zoom_simulator: ZoomSimulator, tmp_path: Path) -> None:
     """The scale-out layout of the README: `serve --no-worker` twice behind a (here: round-robin) balancer, two
     workers, PostgreSQL and Redis. Zoom is down while the LMS saves; one API process dies; nothing is lost."""
-    import socket
 
     import httpx2
 
     apis = []
     for n in range(2):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
+        port = free_port()
         env = {**os.environ, "VILTBRIDGE_DATABASE_URL": cluster.settings.database_url,
                "VILTBRIDGE_SECRET_KEY": cluster.settings.secret_key or "", "VILTBRIDGE_QUEUE_URL": REDIS_URL,
                "VILTBRIDGE_PUBLIC_URL": f"http://127.0.0.1:{port}", "VILTBRIDGE_PROVIDER_ALLOW_LOOPBACK": "1"}
