@@ -32,6 +32,7 @@ from sqlalchemy.orm import Session as OrmSession
 
 from bench.processes import (
     REDIS_URL,
+    STARTUP_SECONDS,
     VILTBRIDGE,
     BenchError,
     fresh_postgres_database,
@@ -66,11 +67,12 @@ def storage(backend: str, tmp: Path) -> Iterator[tuple[str, str]]:
         raise BenchError(f"BENCH_JOB_BACKENDS names '{backend}'; use sqlite, postgresql and/or redis")
 
 
-def wait_for_log(path: Path, text: str, process: Any, seconds: float = 30) -> None:
+def wait_for_log(path: Path, text: str, process: Any, seconds: float = STARTUP_SECONDS) -> None:
     deadline = time.monotonic() + seconds
     while text not in path.read_text(errors="replace"):
         if process.poll() is not None or time.monotonic() > deadline:
-            raise BenchError(f"the worker did not start:\n{path.read_text(errors='replace')[-2000:]}")
+            raise BenchError(f"the worker did not start (it exited, or said nothing of '{text}' within {seconds:.0f} s)"
+                             f":\n{path.read_text(errors='replace')[-2000:]}")
         time.sleep(0.05)
 
 

@@ -26,6 +26,13 @@ class BenchError(Exception):
     """Stops the run with a message for the operator."""
 
 
+# How long a `viltbridge serve` or `viltbridge worker` may take to come up, and a setup request to answer. Not part
+# of any figure, so generous: on a busy machine (the test suite's tiny run beside other work) the imports and
+# migrations of a fresh process take tens of seconds, and a benchmark that gave up on them would fail for nothing.
+STARTUP_SECONDS = 120.0
+SETUP_REQUEST_SECONDS = 60.0
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -62,13 +69,14 @@ def request(method: str, url: str, authorization: str | None = None,
     if authorization:
         headers["Authorization"] = authorization
     try:
-        with urllib.request.urlopen(urllib.request.Request(url, data, headers, method=method), timeout=10) as resp:
+        with urllib.request.urlopen(urllib.request.Request(url, data, headers, method=method),
+                                    timeout=SETUP_REQUEST_SECONDS) as resp:
             return resp.status, resp.read()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read()
 
 
-def wait_ready(url: str, process: subprocess.Popen[bytes], log: Path, timeout: float = 30) -> None:
+def wait_ready(url: str, process: subprocess.Popen[bytes], log: Path, timeout: float = STARTUP_SECONDS) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -79,7 +87,8 @@ def wait_ready(url: str, process: subprocess.Popen[bytes], log: Path, timeout: f
         except OSError:
             pass
         time.sleep(0.1)
-    raise BenchError(f"{url} did not answer within {timeout:.0f}s:\n{log.read_text()[-2000:]}")
+    raise BenchError(f"{url} did not answer within {timeout:.0f}s; if the machine is very busy, run again when it is "
+                     f"quieter (its log says how far it got):\n{log.read_text()[-2000:]}")
 
 
 def peak_rss_mib(pid: int) -> float | None:

@@ -25,7 +25,7 @@ from typing import Any
 
 from bench.processes import POSTGRES_ADMIN_URL, REDIS_URL, ROOT, results_dir, server_version
 
-BENCHMARKS = ("attendance", "launch", "launch_burst", "jobs", "attendance_collection")
+BENCHMARKS = ("attendance", "launch", "launch_burst", "jobs", "attendance_collection", "cli_startup")
 PACKAGES = ("viltbridge", "fastapi", "starlette", "uvicorn", "pydantic", "sqlalchemy", "aiosqlite", "asyncpg",
             "psycopg", "huey", "redis", "httpx2", "pyrate-limiter")
 
@@ -182,8 +182,21 @@ def jobs_section(report: dict[str, Any], targets: list[tuple[str, str, bool | No
     return lines
 
 
+def cli_section(report: dict[str, Any], targets: list[tuple[str, str, bool | None]]) -> list[str]:
+    lines = ["## CLI start-up", "", report["benchmark"] + ".", "",
+             "| command | median s | min s | max s | ratio to import typer |", "|---|---:|---:|---:|---:|"]
+    for name, r in report["results"].items():
+        ratio = report["ratios"].get(f"{name} / import typer")
+        lines.append(f"| `{name}` | {fmt(r['median_seconds'], 3)} | {fmt(r['min_seconds'], 3)} | "
+                     f"{fmt(r['max_seconds'], 3)} | {fmt(ratio, 2) if ratio is not None else 'baseline'} |")
+    for name, target in report["targets"].items():
+        targets.append((f"CLI start-up: `{name}` under {target['target_seconds']:g} s",
+                        f"{target['median_seconds']:.3f} s", target["met"]))
+    return lines
+
+
 SECTIONS = {"launch": launch_section, "launch_burst": burst_section, "attendance": attendance_section,
-            "attendance_collection": collection_section, "jobs": jobs_section}
+            "attendance_collection": collection_section, "jobs": jobs_section, "cli_startup": cli_section}
 
 
 def summary(ran: dict[str, dict[str, Any]], about: dict[str, Any]) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import logging
 import os
+import threading
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -23,6 +24,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session as OrmSession
 
+from tests.processes import wait_for
 from viltbridge import connections
 from viltbridge.config import Settings
 from viltbridge.core.clock import FixedClock
@@ -90,12 +92,61 @@ def _provider_outages_and_quotas_end_with_their_test() -> Iterator[None]:
 
 @pytest.fixture(autouse=True)
 def _logging_ends_as_it_began() -> Iterator[None]:
-    """`configure_logging` (as `viltbridge serve` calls it) stops the package's records from reaching the root
-    logger, which later tests capture from: every test leaves the package logger as it found it."""
-    package = logging.getLogger("viltbridge")
-    saved = (package.handlers[:], package.level, package.propagate)
+    """`configure_logging` (as `viltbridge serve` calls it) puts its handler, writing to this test's stderr, on the
+    root logger and routes Python's warnings there: every test leaves the root and package loggers as it found them."""
+    package, root = logging.getLogger("viltbridge"), logging.getLogger()
+    saved = (package.handlers[:], package.level, package.propagate, root.handlers[:], root.level)
     yield
-    package.handlers[:], package.level, package.propagate = saved
+    package.handlers[:], package.level, package.propagate, root.handlers[:], root.level = saved
+    logging.captureWarnings(False)
+
+
+# Pools that are not a test's to stop: the provider URL guard's DNS resolver lives as long as the process, and
+# AnyIO's worker threads (`run_in_threadpool`, `to_thread`) end by themselves after 10 s idle.
+PROCESS_WIDE_THREADS = ("url-guard-dns", "AnyIO worker thread")
+THREADS_END_WITHIN_SECONDS = 30.0  # a stopped thread may take a moment to finish, more on a busy machine
+_threads_of_shared_fixtures: set[threading.Thread] = set()
+
+
+class _SharedFixtureThreads:
+    """Threads a module- or session-scoped fixture starts (a simulator shared by many tests) outlive each test by
+    design and end with that fixture; remember them, so the check below does not count them against a test.
+    A plugin of its own: pytest asks only root-level plugins about session-scoped fixtures, not this conftest."""
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_fixture_setup(self, fixturedef: pytest.FixtureDef[Any], request: pytest.FixtureRequest) -> Any:
+        before = set(threading.enumerate())
+        try:
+            return (yield)
+        finally:
+            if fixturedef.scope != "function":
+                _threads_of_shared_fixtures.update(set(threading.enumerate()) - before)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.pluginmanager.register(_SharedFixtureThreads(), "viltbridge-shared-fixture-threads")
+
+
+@pytest.fixture(autouse=True)
+def _threads_end_with_their_test() -> Iterator[None]:
+    """A server, consumer or pool a test (or its function-scoped fixtures) starts is stopped by its teardown: a
+    forgotten uvicorn thread keeps its port, its event loop ticking and its app's database open for every later
+    test, which slows a loaded machine further and hides which test left it."""
+    before = set(threading.enumerate())
+    yield
+
+    def left_running() -> list[threading.Thread]:
+        return [thread for thread in threading.enumerate()
+                if thread not in before and thread not in _threads_of_shared_fixtures
+                and not thread.name.startswith(PROCESS_WIDE_THREADS)]
+
+    def explain() -> str:
+        running = ", ".join(f"{thread.name} ({getattr(thread, '_target', None)!r})" for thread in left_running())
+        return (f"still running: {running}\nStop what the test starts in its teardown (a fixture's code after "
+                "`yield`, or a `with` block); a pool that outlives every test belongs in PROCESS_WIDE_THREADS.")
+
+    wait_for(lambda: not left_running(), seconds=THREADS_END_WITHIN_SECONDS,
+             what="the threads this test started to end", explain=explain)
 
 
 @pytest.fixture(scope="session")
@@ -257,8 +308,9 @@ def lms(client: TestClient, connection: dict[str, str]) -> Lms:
 def live_server(app: Any) -> Iterator[str]:
     """The app served by uvicorn on a free 127.0.0.1 port in a background thread (real HTTP, own event loop)."""
     from viltbridge.providers.serving import BackgroundServer
+    from viltbridge.web.http_protocol import ENVELOPE_HTTP_PROTOCOL
 
-    server = BackgroundServer(app, lifespan=True)
+    server = BackgroundServer(app, lifespan=True, http=ENVELOPE_HTTP_PROTOCOL)  # as `viltbridge serve` does
     server.start()
     yield server.url
     server.stop()

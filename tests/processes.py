@@ -50,7 +50,8 @@ def start_serve(env: dict[str, str], port: int, log: Path, *args: str) -> subpro
         server = subprocess.Popen([str(VILTBRIDGE), "serve", "--port", str(port), *args],
                                   env={"VILTBRIDGE_PUBLIC_URL": url, **env}, cwd=log.parent, stdout=out,
                                   stderr=subprocess.STDOUT, start_new_session=True)
-    wait_for(lambda: healthy(url) or server.poll() is not None, what=f"viltbridge serve on {url}",
+    # `viltbridge serve` imports the whole application before it listens: seconds, more on a busy machine.
+    wait_for(lambda: healthy(url) or server.poll() is not None, seconds=120, what=f"viltbridge serve on {url}",
              explain=lambda: log.read_text(errors="replace")[-3000:])
     assert server.poll() is None, f"viltbridge serve exited with {server.returncode}:\n{log.read_text()[-3000:]}"
     return server

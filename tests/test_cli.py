@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
+
+from tests.processes import VILTBRIDGE, free_port, process_env
 
 
 def test_create_prints_what_the_admin_enters_in_the_lms_once(run, tmp_path: Path) -> None:
@@ -104,3 +107,53 @@ def test_the_wrong_key_is_reported_without_a_traceback(run, monkeypatch: pytest.
     result = run("connection", "show", "acme", ok=False)
     assert result.exit_code == 1 and "cannot be decrypted" in result.output
     assert "Traceback" not in result.output
+
+
+UNREACHABLE_COMMANDS = [["serve", "--port", "0"], ["worker"], ["migrate"], ["connection", "list"]]
+
+
+def _run_cli(tmp_path: Path, database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    from cryptography.fernet import Fernet
+
+    env = process_env(database_url, Fernet.generate_key().decode(), VILTBRIDGE_KEY_FILE=str(tmp_path / "cli.key"),
+                      VILTBRIDGE_QUEUE_URL=f"sqlite:///{tmp_path / 'queue.db'}")
+    return subprocess.run([str(VILTBRIDGE), *args], env=env, cwd=tmp_path, capture_output=True, text=True,
+                          timeout=60, check=False)
+
+
+@pytest.mark.parametrize("command", UNREACHABLE_COMMANDS, ids=lambda command: " ".join(command[:2]))
+def test_an_unreachable_database_is_said_in_two_lines_not_a_traceback(command: list[str], tmp_path: Path) -> None:
+    port = free_port()  # nothing listens there
+    result = _run_cli(tmp_path, f"postgresql://viltbridge:do-not-print-me@127.0.0.1:{port}/vb", *command)
+    output = result.stdout + result.stderr
+    assert result.returncode == 2, output
+    assert "Traceback" not in output and len(output.strip().splitlines()) <= 3, output
+    assert f"127.0.0.1:{port}" in output and "Connection refused" in output and "VILTBRIDGE_DATABASE_URL" in output
+    assert "do-not-print-me" not in output
+
+
+@pytest.mark.parametrize("command", [["migrate"], ["connection", "create", "acme"]], ids=" ".join)
+def test_a_sqlite_database_in_a_missing_directory_is_named(command: list[str], tmp_path: Path) -> None:
+    path = tmp_path / "no such directory" / "viltbridge.db"
+    result = _run_cli(tmp_path, f"sqlite:///{path}", *command)
+    output = result.stdout + result.stderr
+    assert result.returncode == 2, output
+    assert "Traceback" not in output and len(output.strip().splitlines()) <= 3, output
+    assert str(path) in output and "unable to open database file" in output
+
+
+def test_the_base_url_is_the_public_url_when_set(run) -> None:
+    created = run("connection", "create", "acme")
+    assert "Base URL : https://vilt.example.org/cornerstone\n" in created.stdout
+    assert "guess" not in created.stdout
+    assert json.loads(run("connection", "show", "acme", "--json").stdout)["base_url_is_guess"] is False
+
+
+def test_without_a_public_url_the_base_url_is_called_a_guess(run, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("VILTBRIDGE_PUBLIC_URL")
+    created = run("connection", "create", "acme")
+    assert ("Base URL : http://127.0.0.1:8000/cornerstone (a guess: set VILTBRIDGE_PUBLIC_URL to the address "
+            "Cornerstone reaches this server at)\n") in created.stdout
+    described = json.loads(run("connection", "create", "other", "--json").stdout)
+    assert described["base_url"] == "http://127.0.0.1:8000/cornerstone" and described["base_url_is_guess"] is True
+    assert all(row["base_url_is_guess"] for row in json.loads(run("connection", "list", "--json").stdout))

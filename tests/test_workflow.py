@@ -36,7 +36,7 @@ def server(env: dict[str, str]) -> Iterator[str]:
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 90  # `viltbridge serve` imports the whole app: slow on a busy machine
         while True:
             try:
                 if httpx2.get(f"{base}/healthz", timeout=1).status_code == 200:
@@ -50,7 +50,7 @@ def server(env: dict[str, str]) -> Iterator[str]:
         yield base
     finally:
         process.terminate()
-        process.wait(timeout=10)
+        process.wait(timeout=60)
 
 
 def cli(env: dict[str, str], *args: str) -> dict:

@@ -10,23 +10,21 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from cryptography.fernet import Fernet
-from rich.console import Console
+from rich.console import Console  # typer's help is drawn with rich: loaded anyway
 from rich.table import Table
-from sqlalchemy.orm import Session as OrmSession
 
-from viltbridge import connections, console_users
-from viltbridge.config import Settings
-from viltbridge.core.errors import DomainError
-from viltbridge.crypto import Keyring, KeyringError
-from viltbridge.keys import open_keyring
-from viltbridge.providers.url_guard import UrlPolicy, guard_provider_urls
-from viltbridge.store import migrate as migrations
-from viltbridge.store import repository
-from viltbridge.store.db import sync_engine
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session as OrmSession
+
+    from viltbridge.config import Settings
+    from viltbridge.crypto import Keyring
+
+# `viltbridge --help` and the small commands start in a fraction of a second because this module imports only what
+# typer needs to build the command tree; each command imports the modules it uses (the web app, SQLAlchemy, the
+# providers) when it runs. tests/test_cli_startup.py checks that `--help` loads none of them.
 
 app = typer.Typer(
     no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
@@ -46,6 +44,12 @@ out = Console()
 err = Console(stderr=True, soft_wrap=True)  # errors stay one line: easy to grep and to paste
 
 
+def _settings() -> Settings:
+    from viltbridge.config import Settings
+
+    return Settings()
+
+
 def _fail(message: str, code: int = 1) -> None:
     err.print(f"[red]error:[/red] {message}")
     raise typer.Exit(code)
@@ -54,12 +58,21 @@ def _fail(message: str, code: int = 1) -> None:
 @contextmanager
 def _database(settings: Settings) -> Iterator[tuple[OrmSession, Keyring]]:
     """A migrated database and the keyring; commits on success, rolls back and reports domain errors."""
+    from sqlalchemy.orm import Session as OrmSession
+
+    from viltbridge.core.errors import DomainError
+    from viltbridge.crypto import KeyringError
+    from viltbridge.keys import open_keyring
+    from viltbridge.providers.url_guard import UrlPolicy, guard_provider_urls
+    from viltbridge.store import migrate as migrations
+    from viltbridge.store.db import DatabaseTimeouts, sync_engine
+
     try:
         keyring = open_keyring(settings)
         migrations.upgrade(settings.database_url)
     except (KeyringError, ValueError) as exc:
         _fail(str(exc))
-    engine = sync_engine(settings.database_url)
+    engine = sync_engine(settings.database_url, DatabaseTimeouts.from_settings(settings))
     previous_url_policy = guard_provider_urls(UrlPolicy.from_settings(settings))  # provider URLs saved are checked
     try:
         with OrmSession(engine) as db, db.begin():
@@ -77,9 +90,14 @@ def _public_url(settings: Settings) -> str:
     return (settings.public_url or "http://127.0.0.1:8000").rstrip("/")
 
 
-def _base(settings: Settings) -> tuple[str, str]:
-    base_path = settings.prefix or "/"
-    return base_path, _public_url(settings) + (settings.prefix or "")
+def _describe(row: Any, keyring: Keyring, settings: Settings) -> dict[str, Any]:
+    """A connection as an admin may see it, with the Base URL to enter in the LMS. Without VILTBRIDGE_PUBLIC_URL
+    the CLI cannot know where the server is reached, so that URL is `serve`'s default and flagged as a guess."""
+    from viltbridge import connections
+
+    details = connections.describe(row, keyring, settings.prefix or "/", _public_url(settings) + settings.prefix)
+    details["base_url_is_guess"] = not settings.public_url
+    return details
 
 
 def _actor() -> str:
@@ -104,25 +122,31 @@ def serve(
                                                    "threads unless --no-worker)")] = 1,
 ) -> None:
     """Apply migrations, then serve the LMS contract and the launch redirect (and background work, by default)."""
+    import logging
+
     import uvicorn
 
+    from viltbridge.crypto import KeyringError
     from viltbridge.observability import configure_logging
+    from viltbridge.store import migrate as migrations
     from viltbridge.web.app import create_app
+    from viltbridge.web.http_protocol import ENVELOPE_HTTP_PROTOCOL
 
-    settings = Settings()
-    configure_logging(settings.log_level, settings.log_json)
+    settings = _settings()
+    configure_logging(settings.log_level, settings.chosen_log_format)
     try:
         migrations.upgrade(settings.database_url)
         application = create_app(settings, public_url=settings.public_url or f"http://{host}:{port}",
                                  run_worker=not no_worker)
     except (KeyringError, ValueError) as exc:
         _fail(str(exc))
+    log = logging.getLogger("viltbridge.serve")  # log lines, not console text: one format (JSON too) on stderr
     if not settings.public_url and host not in ("127.0.0.1", "localhost", "::1"):
-        err.print(f"[yellow]warning:[/yellow] serving on {host} without VILTBRIDGE_PUBLIC_URL: launch links will "
-                  f"point at http://{host}:{port}, which browsers elsewhere cannot reach. Set VILTBRIDGE_PUBLIC_URL to "
-                  "the address people use, e.g. https://vilt.example.org.")
-    err.print(f"viltbridge serving on http://{host}:{port} (LMS contract under '{settings.prefix or '/'}')"
-              + (f" with {workers} processes" if workers > 1 else ""))
+        log.warning("serving on %s without VILTBRIDGE_PUBLIC_URL: launch links will point at http://%s:%d, which "
+                    "browsers elsewhere cannot reach. Set VILTBRIDGE_PUBLIC_URL to the address people use, e.g. "
+                    "https://vilt.example.org.", host, host, port)
+    log.info("viltbridge serving on http://%s:%d (LMS contract under '%s')%s", host, port, settings.prefix or "/",
+             f" with {workers} processes" if workers > 1 else "")
     served: Any = application
     if workers > 1:
         # uvicorn starts each process from an import string; every process builds the same app from this
@@ -131,7 +155,8 @@ def serve(
         os.environ[_SERVE_RUN_WORKER] = "" if no_worker else "1"
         served = "viltbridge.cli:_server_process_app"
     uvicorn.run(served, factory=workers > 1, workers=workers if workers > 1 else None, host=host, port=port,
-                access_log=access_log, log_level="warning", server_header=False,
+                access_log=access_log, log_level="warning", server_header=False, http=ENVELOPE_HTTP_PROTOCOL,
+                log_config=None,  # uvicorn's lines go through configure_logging's handler, in its format
                 # One rule for who may say where a request came from: the proxies in VILTBRIDGE_TRUSTED_PROXIES
                 # (uvicorn would otherwise trust X-Forwarded-For from 127.0.0.1, and the sign-in throttle with it).
                 proxy_headers=bool(settings.trusted_proxies.strip()),
@@ -147,8 +172,8 @@ def _server_process_app() -> Any:
     from viltbridge.observability import configure_logging
     from viltbridge.web.app import create_app
 
-    settings = Settings()
-    configure_logging(settings.log_level, settings.log_json)
+    settings = _settings()
+    configure_logging(settings.log_level, settings.chosen_log_format)
     return create_app(settings, public_url=os.environ[_SERVE_PUBLIC_URL],
                       run_worker=bool(os.environ[_SERVE_RUN_WORKER]))
 
@@ -158,11 +183,13 @@ def worker(
     threads: Annotated[int | None, typer.Option(help="Job threads (default VILTBRIDGE_WORKER_THREADS)")] = None,
 ) -> None:
     """Run background jobs only (scale-out): as many of these as you like, next to `serve --no-worker`."""
+    from viltbridge.crypto import KeyringError
     from viltbridge.jobs.worker import run_worker
     from viltbridge.observability import configure_logging
+    from viltbridge.store import migrate as migrations
 
-    settings = Settings()
-    configure_logging(settings.log_level, settings.log_json)
+    settings = _settings()
+    configure_logging(settings.log_level, settings.chosen_log_format)
     try:
         current = migrations.current_revision(settings.database_url)
         if current != migrations.head_revision():
@@ -176,7 +203,9 @@ def worker(
 @app.command()
 def migrate() -> None:
     """Bring the database schema up to date."""
-    settings = Settings()
+    from viltbridge.store import migrate as migrations
+
+    settings = _settings()
     try:
         migrations.upgrade(settings.database_url)
     except ValueError as exc:
@@ -187,6 +216,8 @@ def migrate() -> None:
 @app.command()
 def keygen() -> None:
     """Print a new secret key; prepend it to VILTBRIDGE_SECRET_KEY (comma-separated) to rotate keys."""
+    from cryptography.fernet import Fernet
+
     typer.echo(Fernet.generate_key().decode("ascii"))
 
 
@@ -200,18 +231,21 @@ def connection_create(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object")] = False,
 ) -> None:
     """Activate an integration: prints what the admin enters in the LMS, including the secret, once."""
-    settings = Settings()
-    base_path, base_url = _base(settings)
+    from viltbridge import connections
+
+    settings = _settings()
     with _database(settings) as (db, keyring):
         created = connections.create(db, keyring, name, provider, connections.parse_pairs(set_ or []),
                                      username=username, password=password, actor=_actor())
-        details = connections.describe(created.row, keyring, base_path, base_url)
+        details = _describe(created.row, keyring, settings)
     details["password"] = created.password
     if as_json:
         _print_json(details)
         return
     out.print(f"[green]Connection '{name}' created[/green] (provider: {provider}). Enter these in Cornerstone Edge:")
-    out.print(f"  Base URL : {base_url}")
+    guess = (" (a guess: set VILTBRIDGE_PUBLIC_URL to the address Cornerstone reaches this server at)"
+             if details["base_url_is_guess"] else "")
+    out.print(f"  Base URL : {details['base_url']}{guess}", markup=False, soft_wrap=True)
     out.print(f"  Username : {details['username']}")
     out.print(f"  Password : {created.password}")
     out.print("[yellow]The password is shown only now; viltbridge keeps only a digest of it.[/yellow]")
@@ -220,11 +254,11 @@ def connection_create(
 @connection_app.command("list")
 def connection_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """All connections."""
-    settings = Settings()
-    base_path, base_url = _base(settings)
+    from viltbridge.store import repository
+
+    settings = _settings()
     with _database(settings) as (db, keyring):
-        rows = [connections.describe(row, keyring, base_path, base_url)
-                for row in repository.all_connection_rows(db)]
+        rows = [_describe(row, keyring, settings) for row in repository.all_connection_rows(db)]
     if as_json:
         _print_json(rows)
         return
@@ -238,10 +272,11 @@ def connection_list(as_json: Annotated[bool, typer.Option("--json")] = False) ->
 @connection_app.command("show")
 def connection_show(name: str, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """One connection's settings (secrets shown as ***)."""
-    settings = Settings()
-    base_path, base_url = _base(settings)
+    from viltbridge import connections
+
+    settings = _settings()
     with _database(settings) as (db, keyring):
-        details = connections.describe(connections.require(db, name), keyring, base_path, base_url)
+        details = _describe(connections.require(db, name), keyring, settings)
     if as_json:
         _print_json(details)
         return
@@ -256,11 +291,12 @@ def connection_set(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Change options (automatic_cancellation, extended_options, launch_window_minutes) or provider settings."""
-    settings = Settings()
-    base_path, base_url = _base(settings)
+    from viltbridge import connections
+
+    settings = _settings()
     with _database(settings) as (db, keyring):
         row = connections.change(db, keyring, name, connections.parse_pairs(pairs), actor=_actor())
-        details = connections.describe(row, keyring, base_path, base_url)
+        details = _describe(row, keyring, settings)
     if as_json:
         _print_json(details)
     else:
@@ -268,11 +304,12 @@ def connection_set(
 
 
 def _set_active(name: str, active: bool, as_json: bool) -> None:
-    settings = Settings()
-    base_path, base_url = _base(settings)
+    from viltbridge import connections
+
+    settings = _settings()
     with _database(settings) as (db, keyring):
         row = connections.set_active(db, name, active, actor=_actor())
-        details = connections.describe(row, keyring, base_path, base_url)
+        details = _describe(row, keyring, settings)
     if as_json:
         _print_json(details)
     elif active:
@@ -300,7 +337,9 @@ def connection_rotate_secret(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Replace the LMS secret; the old one stops working at once. Prints the new one, once."""
-    settings = Settings()
+    from viltbridge import connections
+
+    settings = _settings()
     with _database(settings) as (db, _keyring):
         created = connections.rotate_secret(db, name, password, actor=_actor())
         username = created.row.username
@@ -341,8 +380,10 @@ def user_create(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Let a person sign in to the console. Prints a generated password, once, unless one comes on stdin."""
+    from viltbridge import console_users
+
     chosen = _password_from_stdin(password_stdin)
-    with _database(Settings()) as (db, _keyring):
+    with _database(_settings()) as (db, _keyring):
         row, password = console_users.create(db, datetime.now(UTC), _actor(), email, role, display_name=name,
                                              password=chosen, time_zone=time_zone)
         details = _user_json(row)
@@ -359,7 +400,9 @@ def user_create(
 @user_app.command("list")
 def user_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Every console user, their roles and last sign-in."""
-    with _database(Settings()) as (db, _keyring):
+    from viltbridge import console_users
+
+    with _database(_settings()) as (db, _keyring):
         rows = [_user_json(row) for row in console_users.listing(db)]
     if as_json:
         _print_json(rows)
@@ -374,7 +417,9 @@ def user_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
 @user_app.command("roles")
 def user_roles(email: str, role: RolesOption) -> None:
     """Replace a user's roles."""
-    with _database(Settings()) as (db, _keyring):
+    from viltbridge import console_users
+
+    with _database(_settings()) as (db, _keyring):
         row = console_users.set_roles(db, datetime.now(UTC), _actor(), email, role)
         out.print(f"{row.email} now has role(s) {', '.join(row.roles)}.")
 
@@ -385,8 +430,10 @@ def user_password(
     password_stdin: Annotated[bool, typer.Option("--password-stdin", help="Read the password from stdin")] = False,
 ) -> None:
     """Set a new password (generated unless given on stdin); the user is signed out everywhere."""
+    from viltbridge import console_users
+
     chosen = _password_from_stdin(password_stdin)
-    with _database(Settings()) as (db, _keyring):
+    with _database(_settings()) as (db, _keyring):
         password = console_users.set_password(db, datetime.now(UTC), _actor(), email, chosen)
     out.print(f"Password changed for {email}; every browser signed in as them must sign in again.")
     if chosen is None:
@@ -396,7 +443,9 @@ def user_password(
 @user_app.command("deactivate")
 def user_deactivate(email: str) -> None:
     """Stop a user signing in (signs them out everywhere); their audit history stays."""
-    with _database(Settings()) as (db, _keyring):
+    from viltbridge import console_users
+
+    with _database(_settings()) as (db, _keyring):
         console_users.set_active(db, datetime.now(UTC), _actor(), email, False)
     out.print(f"{email} can no longer sign in to the console.")
 
@@ -404,7 +453,9 @@ def user_deactivate(email: str) -> None:
 @user_app.command("activate")
 def user_activate(email: str) -> None:
     """Let a deactivated user sign in again."""
-    with _database(Settings()) as (db, _keyring):
+    from viltbridge import console_users
+
+    with _database(_settings()) as (db, _keyring):
         console_users.set_active(db, datetime.now(UTC), _actor(), email, True)
     out.print(f"{email} can sign in to the console again.")
 
@@ -480,7 +531,48 @@ def conformance(
 
 
 def main() -> None:
-    app()
+    try:
+        app()
+    except Exception as exc:
+        explanation = _unreachable_database(exc)
+        if explanation is None:
+            raise
+        from rich.markup import escape
+
+        err.print(f"[red]error:[/red] {escape(explanation)}")
+        raise SystemExit(DATABASE_UNREACHABLE_EXIT) from None
+
+
+DATABASE_UNREACHABLE_EXIT = 2
+
+
+def _unreachable_database(exc: BaseException) -> str | None:
+    """Two lines for an error saying the configured database cannot be reached or opened (where, the driver's
+    reason, what to check), instead of a traceback of 150 lines that says the same less clearly; None for any other
+    error. Never the password of the URL."""
+    if "sqlalchemy" not in sys.modules:
+        return None  # nothing has opened the database
+    from pathlib import Path
+
+    import sqlalchemy as sa
+
+    from viltbridge.store.db import database_unreachable
+
+    if not isinstance(exc, sa.exc.DBAPIError) or not database_unreachable(exc):
+        return None
+    url = sa.engine.make_url(_settings().database_url)
+    reason = (str(exc.orig) if exc.orig is not None else str(exc)).strip().splitlines()[0:1] or ["no reason given"]
+    driver_reason = reason[0].replace(url.password, "***") if url.password else reason[0]
+    if url.get_backend_name() == "sqlite":
+        path = Path(url.database or "").resolve()
+        return (f"cannot open the SQLite database {path}: {driver_reason}\n"
+                f"Check VILTBRIDGE_DATABASE_URL, and that the directory {path.parent} exists and this user may "
+                "write to it.")
+    where = f"{url.host or 'localhost'}:{url.port or 5432}"
+    return (f"cannot reach the database at {where} (database {url.database!r}, user {url.username!r}): "
+            f"{driver_reason}\n"
+            "Check VILTBRIDGE_DATABASE_URL, that the database server is running and accepts connections from this "
+            "machine, and the user's password.")
 
 
 # --- jobs ------------------------------------------------------------------------------------------------------
@@ -513,7 +605,7 @@ def jobs_list(
     wrong = sorted(set(state or ()) - set(job_ledger.STATES))
     if wrong:
         _fail(f"unknown state {', '.join(wrong)}; use {', '.join(job_ledger.STATES)}")
-    with _database(Settings()) as (db, _):
+    with _database(_settings()) as (db, _):
         rows = job_ledger.listing(db, states=state or (), kind=kind, limit=limit)
     if as_json:
         _print_json([_job_json(job) for job in rows])
@@ -540,7 +632,7 @@ def jobs_retry(
 
     if not job_ids and not all_dead:
         _fail("name the jobs to retry (ids from `viltbridge jobs dead`) or pass --all-dead")
-    settings = Settings()
+    settings = _settings()
     now = datetime.now(UTC)
     with _database(settings) as (db, _):
         ids = list(job_ids or []) + ([job.id for job in job_ledger.listing(db, states=["dead"], limit=10_000)]
@@ -573,10 +665,10 @@ def sync_attendance(
     from viltbridge.core.clock import SystemClock
     from viltbridge.jobs.runner import JobRunner
     from viltbridge.jobs.sync import sync_attendance as run_sync
-    from viltbridge.store.db import Database
+    from viltbridge.store.db import Database, DatabaseTimeouts
     from viltbridge.web.context import AppContext
 
-    settings = Settings()
+    settings = _settings()
     try:
         start = (datetime.fromisoformat(since) if since else datetime.now(UTC) - timedelta(days=7))
     except ValueError:
@@ -586,7 +678,7 @@ def sync_attendance(
         pass  # migrated, and the keyring opens
 
     async def run() -> list[Any]:
-        database = Database(settings.database_url)
+        database = Database(settings.database_url, DatabaseTimeouts.from_settings(settings))
         ctx = AppContext(settings=settings, keyring=keyring, db=database, clock=SystemClock(),
                          public_url=_public_url(settings))
         try:
@@ -624,9 +716,9 @@ def attendance_policy(
     reset: Annotated[bool, typer.Option("--reset", help="Back to the defaults (or the connection's policy)")] = False,
 ) -> None:
     """Show or change when a learner counts as attended; the next GetAttendance recomputes from the ledger."""
-    from viltbridge import attendance_admin
+    from viltbridge import attendance_admin, connections
 
-    with _database(Settings()) as (db, _):
+    with _database(_settings()) as (db, _):
         if pairs or reset:
             changes = attendance_admin.parse_policy_pairs(connections.parse_pairs(pairs or []))
             policy = attendance_admin.set_policy(db, connection, changes, session=session, reset=reset)
@@ -646,7 +738,7 @@ def attendance_alias(
     """List the connection's aliases, add one (PROVIDER_EMAIL LMS_EMAIL), or --remove one."""
     from viltbridge import attendance_admin
 
-    with _database(Settings()) as (db, _):
+    with _database(_settings()) as (db, _):
         if remove:
             if not provider_email:
                 _fail("name the provider email whose alias to remove")
@@ -679,6 +771,7 @@ def attendance_export(
     from pathlib import Path
 
     from viltbridge import attendance_admin
+    from viltbridge.core.errors import DomainError
 
     if fmt not in ("csv", "json"):
         _fail(f"--format {fmt!r}: use csv or json")
@@ -696,7 +789,7 @@ def attendance_export(
 
     wanted = attendance_admin.ExportFilter(connection, session, moment(ended_from, "--from"),
                                            moment(ended_until, "--until"))
-    with _database(Settings()) as (db, _):
+    with _database(_settings()) as (db, _):
         try:
             rows = (attendance_admin.export_rows(db, wanted) if by == "part"
                     else attendance_admin.export_session_rows(db, wanted))

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -20,6 +21,18 @@ class Settings(BaseSettings):
         default=None,
         description="Comma-separated Fernet keys, newest first; if unset, a key file is created on first run",
     )
+    # How long the database may keep a request waiting before it gets a 503 with Retry-After (store/db.py). Against a
+    # database that accepts connections and never answers, the longest chain is a pool wait and then a connection
+    # attempt, or one statement; either stays under 15 s with these defaults.
+    database_connect_timeout_seconds: float = Field(
+        default=5, gt=0, le=60, description="Give up opening a database connection after this long")
+    database_statement_timeout_seconds: float = Field(
+        default=10, gt=0, le=600, description="Give up on one SQL statement after this long (PostgreSQL; the server "
+                                               "cancels it too)")
+    database_pool_timeout_seconds: float = Field(
+        default=5, gt=0, le=60, description="Give up waiting for a free pooled connection after this long")
+    database_busy_timeout_seconds: float = Field(
+        default=8, gt=0, le=60, description="SQLite: how long a write waits for another writer's lock")
     key_file: Path = Path("viltbridge.key")
     public_url: str | None = Field(default=None, description="External base URL used in launch links")
     lms_path_prefix: str = Field(default="/", description="Where the Cornerstone contract is mounted")
@@ -63,7 +76,21 @@ class Settings(BaseSettings):
                     "unset: the socket peer is the client",
     )
     log_level: str = "INFO"
-    log_json: bool = False
+    log_format: Literal["plain", "json"] = Field(
+        default="plain",
+        description="plain: one text line per record; json: one JSON object per line (timestamp, level, logger, "
+                    "message, correlation_id, exception) for log shippers",
+    )
+    log_json: bool = Field(default=False, description="The older name of log_format=json")
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _any_case(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @property
+    def chosen_log_format(self) -> str:
+        return "json" if self.log_json else self.log_format
 
     @property
     def shared_rate_limit_url(self) -> str | None:

@@ -19,10 +19,17 @@ from viltbridge.core.errors import InvalidInput, NotFound
 from viltbridge.core.permissions import ConsoleRole, Permission, parse_roles, permissions_of
 from viltbridge.crypto import MIN_PASSWORD_LENGTH, UNKNOWN_USER_HASH, hash_password, password_matches
 from viltbridge.store import audit
-from viltbridge.store.tables import ConsoleUserRow
+from viltbridge.store.tables import ConsoleSignOutRow, ConsoleUserRow
 
 MAX_FAILED_LOGINS = 5
 LOCKOUT = timedelta(minutes=15)
+
+# The one answer to every refused sign-in with a wrong password, an unknown email or a locked account: telling them
+# apart would tell whoever tries which emails have accounts. It names the lockout, so a person who is sure of their
+# password knows what to do.
+SIGN_IN_REFUSED = (f"Wrong email or password. After {MAX_FAILED_LOGINS} wrong passwords in a row an account is "
+                   f"locked for {int(LOCKOUT.total_seconds() // 60)} minutes, even for the right password: if you "
+                   "are sure of yours, wait that long, or ask an administrator to set a new one.")
 
 
 @dataclass(frozen=True)
@@ -115,6 +122,7 @@ class SignIn:
 
     user: ConsoleUser | None
     refusal: str | None = None
+    why: str | None = None  # for the server's log only: what the refusal does not tell the person
 
 
 def sign_in(db: OrmSession, now: datetime, email: str, password: str) -> SignIn:
@@ -122,24 +130,45 @@ def sign_in(db: OrmSession, now: datetime, email: str, password: str) -> SignIn:
     MAX_FAILED_LOGINS wrong passwords in a row the account is locked for LOCKOUT, even for the right password, so
     guessing costs an attacker a quarter of an hour per five tries."""
     row = db.scalar(sa.select(ConsoleUserRow).where(ConsoleUserRow.email == normalize_email(email)))
+    # Every refusal below costs one hash check and reads SIGN_IN_REFUSED: neither the time nor the text may tell an
+    # unknown email from a known one, locked or not.
     if row is None:
-        password_matches(password, UNKNOWN_USER_HASH)  # the same time as for a known email
-        return SignIn(None, "Wrong email or password.")
+        password_matches(password, UNKNOWN_USER_HASH)
+        return SignIn(None, SIGN_IN_REFUSED, "no such user")
+    right = password_matches(password, row.password_hash)
     if row.locked_until is not None and row.locked_until > now:
         minutes = max(1, math.ceil((row.locked_until - now).total_seconds() / 60))
-        return SignIn(None, f"Too many wrong passwords: this account is locked for {minutes} more minute(s). "
-                            "Ask an administrator if you have forgotten your password.")
-    if not password_matches(password, row.password_hash):
+        return SignIn(None, SIGN_IN_REFUSED, f"locked for {minutes} more minute(s)")
+    if not right:
         row.failed_logins += 1
         if row.failed_logins >= MAX_FAILED_LOGINS:
             row.locked_until, row.failed_logins = now + LOCKOUT, 0
             audit.record(db, now, row.email, "user.locked", f"user:{row.email}",
                          after={"locked_until": row.locked_until.isoformat()})
-        return SignIn(None, "Wrong email or password.")
+        return SignIn(None, SIGN_IN_REFUSED, "wrong password")
     if not row.active:
-        return SignIn(None, "This account is deactivated. Ask an administrator.")
+        return SignIn(None, "This account is deactivated. Ask an administrator.", "deactivated")
     row.failed_logins, row.locked_until, row.last_login_at = 0, None, now
     return SignIn(as_user(row))
+
+
+def signed_in_user(db: OrmSession, user_id: int, session_version: object, nonce: str) -> ConsoleUser | None:
+    """The user a session cookie (already verified as ours) speaks for, or None: a deactivated user, a session
+    version bumped since (new password, deactivation), or this session signed out."""
+    row = db.get(ConsoleUserRow, user_id)
+    if row is None or not row.active or row.session_version != session_version:
+        return None
+    if db.get(ConsoleSignOutRow, nonce) is not None:
+        return None
+    return as_user(row)
+
+
+def sign_out(db: OrmSession, now: datetime, user_id: int, nonce: str, session_lifetime: timedelta) -> None:
+    """This session's cookie opens nothing from now on; the user's other browsers stay signed in. Rows of sessions
+    whose cookies have expired anyway go at the same time."""
+    db.execute(sa.delete(ConsoleSignOutRow).where(ConsoleSignOutRow.expires_at < now))
+    if db.get(ConsoleSignOutRow, nonce) is None:
+        db.add(ConsoleSignOutRow(nonce=nonce, user_id=user_id, expires_at=now + session_lifetime))
 
 
 def set_roles(db: OrmSession, now: datetime, actor: str, email: str, roles: list[str]) -> ConsoleUserRow:

@@ -177,5 +177,15 @@ def password_matches(password: str, hashed: str) -> bool:
         return False
 
 
-# Verified against when the email is unknown, so a sign-in takes as long whether or not the account exists.
-UNKNOWN_USER_HASH = _PASSWORDS.hash(secrets.token_urlsafe(16))
+@lru_cache(maxsize=1)
+def _unknown_user_hash() -> str:
+    return _PASSWORDS.hash(secrets.token_urlsafe(16))
+
+
+def __getattr__(name: str) -> str:
+    """`UNKNOWN_USER_HASH`, verified against when the email is unknown, so a sign-in takes as long whether or not the
+    account exists. Made on first use: an argon2 hash takes about a third of a second, which every process importing
+    this module (each CLI command) would otherwise pay."""
+    if name == "UNKNOWN_USER_HASH":
+        return _unknown_user_hash()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -2,6 +2,9 @@
 
 Cornerstone sends `debug: true` while it troubleshoots; for that request (and everything it causes at the
 provider) DEBUG lines are written even when the server logs at INFO. Nothing secret reaches a log line.
+
+One handler on the root logger writes every line, viltbridge's and the libraries' (uvicorn, huey, httpx2, stamina's
+retries, Python warnings), in one format: plain text, or one JSON object per line (`VILTBRIDGE_LOG_FORMAT=json`).
 """
 
 from __future__ import annotations
@@ -11,10 +14,14 @@ import logging
 import re
 import sys
 from contextvars import ContextVar
-from typing import Any
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
 from viltbridge.core.redaction import redact
+
+if TYPE_CHECKING:
+    from stamina.instrumentation import RetryDetails
 
 correlation_id: ContextVar[str] = ContextVar("correlation_id", default="-")
 debug_requested: ContextVar[bool] = ContextVar("debug_requested", default=False)
@@ -62,16 +69,25 @@ class _RequestContext(logging.Filter):
 
 
 class _JsonFormatter(logging.Formatter):
+    """One JSON object per line for log shippers. json.dumps escapes every control character (and, as ASCII, U+2028
+    and U+2029), so a value a client sent cannot break a record in two; a traceback is one field."""
+
     def format(self, record: logging.LogRecord) -> str:
         entry = {
-            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
+            "timestamp": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname.lower(),
             "logger": record.name,
-            "correlation_id": getattr(record, "correlation_id", "-"),
             "message": record.getMessage(),
         }
+        correlation = getattr(record, "correlation_id", "-")
+        if correlation != "-":
+            entry["correlation_id"] = correlation
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
+        elif record.exc_text:
+            entry["exception"] = record.exc_text
+        if record.stack_info:
+            entry["stack"] = record.stack_info
         return json.dumps(entry)
 
 
@@ -89,17 +105,42 @@ class _OneLineFormatter(logging.Formatter):
         return super().formatMessage(record)
 
 
-def configure_logging(level: str = "INFO", as_json: bool = False) -> None:
+LOG_FORMATS = ("plain", "json")
+
+
+class _Handler(logging.StreamHandler):  # type: ignore[type-arg]
+    """The one handler `configure_logging` installs (a class of its own so a second call replaces it)."""
+
+
+def _log_retry(details: RetryDetails) -> None:
+    """stamina's retry hook, through the standard logger like every other line. stamina's default writes through
+    structlog's own renderer to stdout, in a format of its own."""
+    logging.getLogger("stamina").warning(
+        "retry %d scheduled in %.2f s (%.2f s waited so far): %s", details.retry_num, details.wait_for,
+        details.waited_so_far, str(details.caused_by) or type(details.caused_by).__name__)
+
+
+def configure_logging(level: str = "INFO", log_format: str = "plain") -> None:
+    """Write every log line, viltbridge's and the libraries', to stderr in one format ("plain" or "json").
+    viltbridge logs at `level` (DEBUG too for a request that asked for it); libraries only their warnings and
+    errors, as before: their INFO and DEBUG output (each HTTP request, SQL statements) is a developer's switch."""
+    import stamina.instrumentation
+
     threshold = logging.getLevelName(level.upper())
     if not isinstance(threshold, int):
         threshold = logging.INFO
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _Handler(sys.stderr)
     handler.addFilter(_RequestContext(threshold))
     handler.setFormatter(
-        _JsonFormatter() if as_json
+        _JsonFormatter() if log_format == "json"
         else _OneLineFormatter("%(asctime)s %(levelname)s %(name)s [%(correlation_id)s] %(message)s")
     )
+    root = logging.getLogger()
+    root.handlers[:] = [known for known in root.handlers if not isinstance(known, _Handler)] + [handler]
+    root.setLevel(logging.WARNING)
     package = logging.getLogger("viltbridge")
-    package.handlers[:] = [handler]
+    package.handlers[:] = []
     package.setLevel(logging.DEBUG)  # the handler's filter decides; see _RequestContext
-    package.propagate = False
+    package.propagate = True
+    logging.captureWarnings(True)  # Python's warnings as log lines ("py.warnings"), not bare text
+    stamina.instrumentation.set_on_retry_hooks([_log_retry])

@@ -123,10 +123,12 @@ def test_postgresql_restarting_mid_request_gives_documented_answers_and_loses_no
             def saved_since_restart() -> bool:
                 return any(a.started > restarted and a.status == 200 for a in list(answers))
 
-            wait_for(saved_since_restart, seconds=30, what="the server to save again after the restart",
+            wait_for(saved_since_restart, seconds=60, what="the server to save again after the restart",
                      explain=world.logs)
             recovered = min(a.ended for a in list(answers) if a.started > restarted and a.status == 200)
-            time.sleep(0.5)
+            # Every caller answered once more after the recovery: what they were told is checked below.
+            wait_for(lambda: sum(a.started > recovered for a in list(answers)) >= CALLERS, seconds=60,
+                     what="more calls after the recovery", explain=world.logs)
         finally:
             stop.set()
             for caller in callers:

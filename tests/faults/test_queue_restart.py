@@ -30,14 +30,14 @@ def redis_answers() -> bool:
 
 def stop_redis_losing_everything() -> None:
     subprocess.run(["redis-cli", "-h", "127.0.0.1", "shutdown", "nosave"], check=False, capture_output=True)
-    wait_for(lambda: not redis_answers(), seconds=10, what="Redis to stop")
+    wait_for(lambda: not redis_answers(), seconds=60, what="Redis to stop")
 
 
 def start_redis() -> None:
     """The machine's only Redis, started again exactly as CI starts it."""
     if not redis_answers():
         subprocess.run(REDIS_START, check=True, capture_output=True, timeout=30)
-    wait_for(redis_answers, seconds=30, what="Redis to answer again")
+    wait_for(redis_answers, seconds=60, what="Redis to answer again")
 
 
 def owed_meetings(cluster: Cluster) -> int:

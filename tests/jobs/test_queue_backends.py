@@ -3,7 +3,6 @@ server: a job written by an LMS call is handed to the queue, run once, and recor
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -12,6 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tests.conftest import NOW, POSTGRES_URL, Db, Lms, service_unavailable, session_body
+from tests.processes import wait_for
 from viltbridge.config import Settings
 from viltbridge.jobs.queue import JobQueue
 from viltbridge.web.app import create_app
@@ -41,19 +41,13 @@ def job_states(db: Db) -> list[tuple[str, str, int]]:
         return [tuple(r) for r in conn.exec_driver_sql("SELECT kind, state, attempts FROM jobs ORDER BY id")]
 
 
-def wait_for(condition, seconds: float = 15.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out")
-        time.sleep(0.05)
-
-
 def test_a_job_written_by_an_lms_call_runs_once_on_the_queue(queue_settings: Settings, db: Db, clock) -> None:
     credentials = db.create_connection()
     with TestClient(create_app(queue_settings, clock=clock, run_worker=True)) as client:
         lms = Lms(client, credentials["username"], credentials["password"])
         assert lms.create_session(session_body("q-1", start=NOW - timedelta(hours=2))).status_code == 200
-        wait_for(lambda: job_states(db) == [("attendance.collect", "done", 0)])
+        # The embedded consumer's first poll and the job's run: seconds on a quiet machine, more on a busy one.
+        wait_for(lambda: job_states(db) == [("attendance.collect", "done", 0)], seconds=60,
+                 what="the attendance job to be done", explain=lambda: f"jobs: {job_states(db)}")
     with db.engine.connect() as conn:
         assert conn.exec_driver_sql("SELECT attendance_state FROM sessions").scalar_one() == "final"

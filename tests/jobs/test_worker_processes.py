@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -35,7 +34,9 @@ from viltbridge.store.db import sync_engine
 from viltbridge.web.app import create_app
 
 pytestmark = pytest.mark.scale_out
-LEASE_SECONDS = 2
+# Short, so the killed worker's job comes back soon; long enough that a live worker's run of a job (which keeps no
+# lease renewal) ends within it on a busy machine, or it would be taken back and run twice.
+LEASE_SECONDS = 10
 JOBS_TABLE = "SELECT id, kind, state, attempts, run_after, last_error FROM jobs ORDER BY id"
 
 
@@ -56,7 +57,8 @@ class Cluster:
         worker = subprocess.Popen([str(VILTBRIDGE), "worker"], env=env, cwd=self.tmp, stdout=log,
                                   stderr=subprocess.STDOUT, start_new_session=True)
         self.workers.append(worker)
-        wait_for(lambda: "worker taking jobs" in self.log(worker), what=f"worker {worker.pid} to start")
+        wait_for(lambda: "worker taking jobs" in self.log(worker), seconds=120,  # imports: slow on a busy machine
+                 what=f"worker {worker.pid} to start", explain=lambda: self.log(worker)[-3000:])
         return worker
 
     def log(self, worker: subprocess.Popen[bytes]) -> str:
@@ -67,7 +69,7 @@ class Cluster:
         return "\n".join(f"--- {log.name}\n" + "\n".join(log.read_text(errors="replace").splitlines()[-40:])
                          for log in sorted(self.tmp.glob("*.log")))
 
-    def wait_for(self, condition: Callable[[], bool], *, seconds: float = 30.0, what: str = "condition") -> None:
+    def wait_for(self, condition: Callable[[], bool], *, seconds: float = 60.0, what: str = "condition") -> None:
         """`wait_for`, and on a timeout the jobs table and every process's log say why."""
         wait_for(condition, seconds=seconds, what=what,
                  explain=lambda: f"jobs: {self.query(JOBS_TABLE)}\n{self.logs()}")
@@ -121,7 +123,9 @@ def test_a_worker_killed_mid_job_loses_nothing(cluster: Cluster, zoom_simulator:
              what="the first worker's call to reach Zoom (and hang there)")
     os.killpg(doomed.pid, signal.SIGKILL)  # mid-job: it never answers
     doomed.wait()
-    time.sleep(LEASE_SECONDS + 0.5)  # its lease runs out
+    [(lease_until,)] = cluster.query("SELECT lease_until FROM jobs WHERE kind = 'attendance.collect'")
+    wait_for(lambda: datetime.now(UTC) > lease_until, seconds=LEASE_SECONDS + 30,
+             what="the lost job's lease to run out")
     cluster.start_worker()  # a new worker reaps the lost job at start and runs it
     cluster.wait_for(lambda: cluster.query("SELECT state FROM jobs WHERE kind = 'attendance.collect'") == [("done",)],
              what=f"the job to be done by the second worker; its log:\n{cluster.log(cluster.workers[-1])[-3000:]}")
@@ -148,10 +152,11 @@ def test_two_workers_racing_for_one_job_run_it_once(cluster: Cluster, zoom_simul
                      {"now": datetime.now(UTC), "id": job_id})
     queue = JobQueue(REDIS_URL)
     queue.kick([job_id] * 6)  # the same job handed out six times, to both workers
+    # Every message taken (a claim on a job already done changes nothing) and the job done, not asked again.
+    cluster.wait_for(lambda: queue.huey.pending_count() == 0
+                     and cluster.query("SELECT state FROM jobs WHERE id = :id", id=job_id) == [("done",)],
+                     what="every message for the job to be taken and the meeting job to be done")
     queue.close()
-    cluster.wait_for(lambda: cluster.query("SELECT state FROM jobs WHERE id = :id", id=job_id) == [("done",)],
-             what="the meeting job to be done")
-    time.sleep(1.0)  # let every other message for the job be taken and found already done
     meetings = [m for m in zoom_simulator.state.snapshot()["meetings"] if not m["deleted"]]
     assert len(meetings) == 1  # created once, however many workers were handed the job
     assert cluster.query("SELECT meeting_pending FROM sessions") == [(None,)]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+import re
 from datetime import timedelta
 from urllib.parse import unquote
 
@@ -67,6 +69,41 @@ def test_instructor_emails_decide_host_and_cohost(lms: Lms, db: Db, clock) -> No
     with db.engine.connect() as conn:
         roles = dict(conn.exec_driver_sql("SELECT email, role FROM launches").all())
     assert roles == {"lead@example.com": "host", "helper@example.com": "cohost", "learner@example.com": "attendee"}
+
+
+def heading(page: str) -> str:
+    found = re.search(r"<h1>(.*?)</h1>", page, re.S)
+    assert found, page
+    return html.unescape(found.group(1))
+
+
+def test_a_link_clicked_too_early_or_after_the_class_says_which(scheduled: Lms, clock) -> None:
+    """Issue 13: the page for a class that had ended was headed "You can't join yet"."""
+    too_early = follow(scheduled, scheduled.launch("sess-1", "learner@example.com").json()["data"]["joinUrl"])
+    assert too_early.status_code == 403 and heading(too_early.text) == "You can't join yet"
+    clock.set(START + timedelta(minutes=60) + timedelta(hours=1, minutes=1))  # past the end and the hour's grace
+    ended = follow(scheduled, scheduled.launch("sess-1", "learner@example.com").json()["data"]["joinUrl"])
+    assert ended.status_code == 403 and "ended at" in ended.text
+    assert heading(ended.text) == "This class has ended"
+
+
+def test_every_other_refused_click_is_headed_with_its_reason(scheduled: Lms, db: Db, connection, clock) -> None:
+    from viltbridge import connections
+
+    clock.set(START)
+    url = scheduled.launch("sess-1", "learner@example.com").json()["data"]["joinUrl"]
+    body, signature = url.rsplit(".", 1)
+    assert heading(follow(scheduled, f"{body}.{'A' * len(signature)}").text) == "This link can't be used"
+    assert heading(follow(scheduled, "/l/no-dot-at-all").text) == "This link can't be used"
+    with db.session() as s, s.begin():
+        connections.set_active(s, connection["name"], False)
+    assert heading(follow(scheduled, url).text) == "Joining online is switched off"
+    with db.session() as s, s.begin():
+        connections.set_active(s, connection["name"], True)
+    scheduled.cancel_session("sess-1")
+    assert heading(follow(scheduled, url).text) == "This class was cancelled"
+    clock.set(START + timedelta(minutes=16))
+    assert heading(follow(scheduled, url).text) == "This link has expired"
 
 
 def test_a_link_expires_minutes_after_the_lms_asked_for_it(scheduled: Lms, clock) -> None:

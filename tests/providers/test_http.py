@@ -211,12 +211,13 @@ def test_retry_after_formats() -> None:
 
 
 async def test_read_timeout_retried_for_get_but_not_for_post(http: ProviderHttp, upstream: Upstream) -> None:
-    budget = Budget(total=3.0, max_queue_wait=1.0, attempt_timeout=0.3, max_attempts=3)
-    upstream.script("g", Scripted(delay=3.0))
+    # Attempts of 2 s (a quick answer fits even on a busy machine) against answers of 30 s: far apart.
+    budget = Budget(total=15.0, max_queue_wait=1.0, attempt_timeout=2.0, max_attempts=3)
+    upstream.script("g", Scripted(delay=30.0))
     started = time.monotonic()
     assert (await http.request("GET", "/s/g", operation="read g", budget=budget)).status_code == 200
-    assert time.monotonic() - started < 2.5  # the slow answer (3 s) was abandoned after 0.3 s
-    upstream.script("h", Scripted(delay=1.0))
+    assert time.monotonic() - started < 15  # the slow answer (30 s) was abandoned after 2 s
+    upstream.script("h", Scripted(delay=30.0))
     with pytest.raises(ProviderUnreachable) as caught:
         await http.request("POST", "/s/h", operation="create h", json={}, budget=budget)
     assert caught.value.reason == "timeout" and caught.value.ambiguous
@@ -241,13 +242,13 @@ async def test_refused_connection_is_retried_and_reported() -> None:
 
 
 async def test_total_budget_bounds_the_call(http: ProviderHttp, upstream: Upstream) -> None:
-    upstream.script("i", *[Scripted(503, {"Retry-After": "0.3"}) for _ in range(20)])
-    budget = Budget(total=0.8, max_queue_wait=0.5, attempt_timeout=0.5, max_attempts=20)
+    upstream.script("i", *[Scripted(503, {"Retry-After": "0.5"}) for _ in range(20)])
+    budget = Budget(total=3.0, max_queue_wait=0.5, attempt_timeout=2.0, max_attempts=20)
     started = time.monotonic()
     with pytest.raises(ProviderApiError):
         await http.request("GET", "/s/i", operation="read i", budget=budget)
-    assert time.monotonic() - started < 2.5  # 20 attempts would take 6 s
-    assert 2 <= upstream.calls["i"] <= 4
+    assert time.monotonic() - started < 9  # 20 attempts would take 10 s
+    assert 2 <= upstream.calls["i"] <= 7
 
 
 # -- auth -------------------------------------------------------------------------------------------------------
@@ -274,18 +275,18 @@ async def test_401_refreshes_once_shared_by_concurrent_callers(upstream: Upstrea
 
 
 async def test_no_slot_in_time_fails_fast_without_sending(http: ProviderHttp, upstream: Upstream) -> None:
-    quota = Quota("acme:acct-1:writes", 2, 10.0, label="Acme's write limit (2 calls per 10 s)")
-    budget = Budget(total=5.0, max_queue_wait=3.0, attempt_timeout=1.0)
+    quota = Quota("acme:acct-1:writes", 2, 60.0, label="Acme's write limit (2 calls per 60 s)")
+    budget = Budget(total=30.0, max_queue_wait=20.0, attempt_timeout=5.0)
     for _ in range(2):
         await http.request("GET", "/s/q", operation="write", quotas=[quota], budget=budget)
     started = time.monotonic()
     with pytest.raises(RateLimitExceeded) as caught:
         await http.request("GET", "/s/q", operation="write", quotas=[quota], budget=budget)
-    assert time.monotonic() - started < 1.5  # no point waiting 3 s for a slot 10 s away
+    assert time.monotonic() - started < 10  # no point waiting 20 s for a slot 60 s away
     assert upstream.calls["q"] == 2
-    assert caught.value.retry_after_seconds == 10
-    assert caught.value.message == ("viltbridge did not write: Acme's write limit (2 calls per 10 s) is reached and "
-                                    "no slot frees up within the 3 s this call may wait. Try again in 10 s.")
+    assert caught.value.retry_after_seconds == 60
+    assert caught.value.message == ("viltbridge did not write: Acme's write limit (2 calls per 60 s) is reached and "
+                                    "no slot frees up within the 20 s this call may wait. Try again in 60 s.")
 
 
 async def test_waits_for_a_slot_within_its_queue_wait(http: ProviderHttp, upstream: Upstream) -> None:

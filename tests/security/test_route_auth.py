@@ -21,10 +21,11 @@ PUBLIC: dict[tuple[str, str], tuple[str, set[int]]] = {
     ("GET", "/healthz"): ("nothing to protect: says whether the database answers, and the version", {200}),
     ("GET", "/l/{token}"): ("the launch token in the URL: HMAC-signed for one person and one part, expiring", {403}),
     ("POST", "/oauth/token"): ("it is the sign-in: checks (and throttles) the client credentials it is sent", {400}),
-    ("POST", "/webhooks/{connection}"): ("each provider's signature over the body, checked per connection", {404}),
+    ("POST", "/webhooks/{connection}"): ("each provider's signature over the body, checked per connection", {403}),
     ("GET", "/console/login"): ("the sign-in form", {200}),
     ("POST", "/console/login"): ("it is the sign-in (throttled; its own double-submit CSRF token)", {400, 403}),
     ("GET", "/console/static"): ("stylesheet and script files, the same for everyone", {200}),
+    ("GET", "/favicon.ico"): ("the site's icon, the same for everyone", {200}),
     ("GET", "/console/ics/{user_id}/{token}.ics"): ("the feed token in the URL: an HMAC of the user and their "
                                                     "session version (a password change revokes it)", {404}),
 }

@@ -64,14 +64,10 @@ def seeded(kind: str, sim: Any) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def simulators() -> Iterator[Callable[[str], Any]]:
-    started: dict[str, Any] = {}
+    # All at once, here: the module's tests use every one, and a server the fixture owns must not start in a test.
     with ExitStack() as stack:
-        def simulator(kind: str) -> Any:
-            if kind not in started:
-                started[kind] = stack.enter_context(SIMULATORS[kind](start=START))
-            return started[kind]
-
-        yield simulator
+        started = {kind: stack.enter_context(running(start=START)) for kind, running in SIMULATORS.items()}
+        yield started.__getitem__
 
 
 class Everything(logging.Handler):

@@ -19,6 +19,7 @@ from fastapi.testclient import TestClient
 
 from tests.conftest import NOW, Db
 from viltbridge.providers.jitsi import webhooks as jaas
+from viltbridge.web.webhooks import NOT_VERIFIED
 
 FIXTURES = Path(__file__).parents[2] / "src" / "viltbridge" / "providers"
 ZOOM_SECRET = "zoom-webhook-secret-token"
@@ -105,7 +106,75 @@ def test_a_delivery_signed_too_long_ago_is_refused(kind: str, client: TestClient
 def test_teams_takes_no_deliveries(client: TestClient, db: Db) -> None:
     db.create_connection("acme-teams", "teams", tenant_id="tenant", client_id="cid", client_secret="client-secret")
     answer = client.post("/webhooks/acme-teams", content=b"{}", headers={"content-type": "application/json"})
-    assert answer.status_code == 404
+    assert answer.status_code == 403
+    assert answer.json() == {"error": NOT_VERIFIED}
+
+
+def test_an_unverified_delivery_learns_nothing_about_the_connection(client: TestClient, db: Db) -> None:
+    """No such connection, a deactivated one, a provider that sends no webhooks, a wrong signature: one answer."""
+    settings, delivery, _ = PROVIDERS["zoom"]
+    db.create_connection("acme-zoom", "zoom", **settings())
+    db.create_connection("old-zoom", "zoom", **settings())
+    with db.engine.begin() as conn:
+        conn.exec_driver_sql("UPDATE connections SET active = false WHERE name = 'old-zoom'")
+    db.create_connection("acme-link", "link")
+    raw, headers = delivery(int(NOW.timestamp()))
+    wrong = {**headers, "x-zm-signature": "v0=" + "0" * 64}
+    answers = {
+        (name, signature): client.post(f"/webhooks/{name}", content=raw, headers=sent)
+        for name in ("acme-zoom", "old-zoom", "acme-link", "nobody", "n%00b")
+        for signature, sent in (("wrong", wrong), ("none", {"content-type": "application/json"}))
+    }
+    seen = {(answer.status_code, answer.text) for answer in answers.values()}
+    assert seen == {(403, json.dumps({"error": NOT_VERIFIED}, separators=(",", ":")))}, answers
+    assert stored_events(db) == 0
+
+
+def test_a_signed_delivery_to_a_deactivated_connection_is_refused_saying_why(client: TestClient, db: Db) -> None:
+    settings, delivery, _ = PROVIDERS["zoom"]
+    db.create_connection("old-zoom", "zoom", **settings())
+    with db.engine.begin() as conn:
+        conn.exec_driver_sql("UPDATE connections SET active = false WHERE name = 'old-zoom'")
+    raw, headers = delivery(int(NOW.timestamp()))
+    answer = client.post("/webhooks/old-zoom", content=raw, headers=headers)
+    assert answer.status_code == 403 and "deactivated" in answer.json()["error"]
+    assert stored_events(db) == 0
+
+
+def signed_zoom(raw: bytes) -> dict[str, str]:
+    signed_at = int(NOW.timestamp())
+    digest = hmac.new(ZOOM_SECRET.encode(), b"v0:%d:" % signed_at + raw, hashlib.sha256).hexdigest()
+    return {"x-zm-request-timestamp": str(signed_at), "x-zm-signature": f"v0={digest}",
+            "content-type": "application/json"}
+
+
+@pytest.mark.parametrize("encoding", ["utf-16-le", "utf-16", "utf-16-be", "utf-32"])
+def test_a_correctly_signed_delivery_in_utf16_or_utf32_is_refused_not_stored(client: TestClient, db: Db,
+                                                                             encoding: str) -> None:
+    settings, delivery, _ = PROVIDERS["zoom"]
+    db.create_connection("acme-zoom", "zoom", **settings())
+    raw = delivery(int(NOW.timestamp()))[0].decode("utf-8").encode(encoding)
+    answer = client.post("/webhooks/acme-zoom", content=raw, headers=signed_zoom(raw))
+    assert answer.status_code == 400, answer.text
+    assert "UTF-8" in answer.json()["error"]
+    deep = ('{"event":"meeting.participant_joined","payload":' + "[" * 5_000 + "]" * 5_000 + "}").encode(encoding)
+    answer = client.post("/webhooks/acme-zoom", content=deep, headers=signed_zoom(deep))
+    assert answer.status_code == 400, answer.text
+    assert stored_events(db) == 0
+
+
+@pytest.mark.parametrize("escape", ["\\u0000", "\\ud800"])
+def test_a_correctly_signed_delivery_holding_text_no_database_stores_is_refused(client: TestClient, db: Db,
+                                                                                escape: str) -> None:
+    settings, delivery, _ = PROVIDERS["zoom"]
+    db.create_connection("acme-zoom", "zoom", **settings())
+    document = json.loads(delivery(int(NOW.timestamp()))[0])
+    raw = json.dumps(document).replace('"meeting.participant_joined"', f'"meeting.participant_joined{escape}"')
+    raw = raw.replace('"payload": {', f'"payload": {{"x{escape}": 1, ', 1).encode()
+    answer = client.post("/webhooks/acme-zoom", content=raw, headers=signed_zoom(raw))
+    assert answer.status_code == 400, answer.text
+    assert "cannot be stored" in answer.json()["error"]
+    assert stored_events(db) == 0
 
 
 def test_a_bbb_token_is_not_a_signature_of_the_body(client: TestClient, db: Db) -> None:

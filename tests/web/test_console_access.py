@@ -76,7 +76,7 @@ def test_five_wrong_passwords_lock_the_account_for_a_quarter_hour(client: TestCl
         wrong = sign_in(client, "ada@example.com", "not the password")
         assert wrong.status_code == 401 and "Wrong email or password" in wrong.text
     locked = sign_in(client, "ada@example.com")  # the right password, too late
-    assert locked.status_code == 401 and "locked for 15 more minute(s)" in locked.text
+    assert locked.status_code == 401 and "locked for 15 minutes" in locked.text and auth.COOKIE not in locked.cookies
     clock.set(NOW + console_users.LOCKOUT + timedelta(seconds=1))
     assert sign_in(client, "ada@example.com").status_code == 303
     with db.engine.connect() as conn:
@@ -90,6 +90,48 @@ def test_an_unknown_email_gets_the_same_answer_as_a_wrong_password(client: TestC
     wrong = sign_in(client, "ada@example.com", "not the password")
     assert unknown.status_code == wrong.status_code == 401
     assert "Wrong email or password." in unknown.text and "Wrong email or password." in wrong.text
+
+
+def _as_anyone(page: str, email: str) -> str:
+    """The page without what differs by design: the email typed in, echoed back, and the fresh form token."""
+    return re.sub(r'name="login_csrf" value="[^"]+"', 'name="login_csrf" value="…"', page.replace(email, "EMAIL"))
+
+
+def test_a_locked_account_answers_exactly_as_an_unknown_email(client: TestClient, db: Db) -> None:
+    """Issue 13: after five wrong passwords a real account said "locked for N minutes" while an unknown email kept
+    saying "Wrong email or password", which told anyone trying which emails have accounts."""
+    make_user(db, "ada@example.com", ConsoleRole.INTEGRATIONS_MANAGE)
+    for attempt in range(console_users.MAX_FAILED_LOGINS + 2):
+        known = sign_in(client, "ada@example.com", "not the password")
+        unknown = sign_in(client, "nobody@example.com", "not the password")
+        assert (known.status_code, _as_anyone(known.text, "ada@example.com")) == \
+            (unknown.status_code, _as_anyone(unknown.text, "nobody@example.com")), f"attempt {attempt + 1}"
+    with_the_right_password = sign_in(client, "ada@example.com")
+    assert with_the_right_password.status_code == unknown.status_code == 401
+    assert _as_anyone(with_the_right_password.text, "ada@example.com") == \
+        _as_anyone(unknown.text, "nobody@example.com")
+    assert "locked for 15 minutes" in unknown.text  # the one answer still tells a person what to do
+
+
+def test_signing_out_refuses_a_copy_of_the_cookie_kept_from_before(client: TestClient, db: Db) -> None:
+    """Issue 13: sign-out only deleted the cookie in the browser; a copy kept from before opened console pages for
+    the rest of its 12 hours. Another browser of the same person stays signed in."""
+    make_user(db, "ada@example.com", ConsoleRole.INTEGRATIONS_MANAGE)
+    sign_in(client, "ada@example.com")
+    other_browser = client.cookies.get(auth.COOKIE)
+    client.cookies.clear()
+    sign_in(client, "ada@example.com")
+    kept = client.cookies.get(auth.COOKIE)
+    assert kept and other_browser and kept != other_browser
+    assert client.get("/console/connections").status_code == 200
+    signed_out = client.post("/console/logout", data={"csrf_token": csrf_of(client.get("/console/account").text)})
+    assert signed_out.status_code == 303 and signed_out.headers["location"] == "/console/login"
+    client.cookies.set(auth.COOKIE, kept, path="/console")
+    replayed = client.get("/console/connections")
+    assert replayed.status_code == 303 and replayed.headers["location"].startswith("/console/login")
+    client.cookies.clear()
+    client.cookies.set(auth.COOKIE, other_browser, path="/console")
+    assert client.get("/console/connections").status_code == 200
 
 
 def test_a_password_change_signs_every_browser_out(client: TestClient, db: Db) -> None:

@@ -623,6 +623,34 @@ def hostile_deep_json(ctx: Context) -> str | None:
     return None
 
 
+@case("hostile.wide_encodings", "JSON in UTF-16 and UTF-32 (deep or not): a 4xx envelope, nothing saved",
+      "hostile")
+def hostile_wide_encodings(ctx: Context) -> str | None:
+    for codec in ("utf-16-le", "utf-16-be", "utf-16", "utf-32"):
+        session = json.dumps(ctx.session_body(ctx.session_id(f"wide-{codec}"))).encode(codec)
+        expect_error(ctx.driver.call("POST", "/session", content=session), f"a session in {codec.upper()}",
+                     range(400, 500))
+        deep = ("[" * 5_000 + "]" * 5_000).encode(codec)
+        expect_error(ctx.driver.call("POST", "/session", content=deep), f"JSON nested 5,000 deep in {codec.upper()}",
+                     range(400, 500))
+    return None
+
+
+@case("hostile.escaped_quotes", "Anonymous: 64 KB of escaped quotes then brackets answered at once with a 4xx",
+      "hostile")
+def hostile_escaped_quotes(ctx: Context) -> str | None:
+    content = b'"' + b'\\"' * 32_000 + b"[" * 65  # a backtracking body scanner spends seconds to minutes on this
+    started = time.monotonic()
+    answer = ctx.driver.call("POST", "/session", content=content, authorization=None)
+    elapsed = time.monotonic() - started
+    if not 400 <= answer.status < 500:
+        raise _fail("an anonymous POST /session of escaped quotes", answer, "a 4xx")
+    if elapsed > 2:
+        raise _fail("an anonymous POST /session of escaped quotes", answer,
+                    f"an answer within 2 s (took {elapsed:.1f} s)")
+    return f"answered {answer.status} in {elapsed * 1000:.0f} ms"
+
+
 @case("hostile.invalid_utf8", "A body that is not UTF-8: a 400 envelope", "hostile")
 def hostile_invalid_utf8(ctx: Context) -> str | None:
     content = b'{"Email": "a\xff\xfe@example.com", "FirstName": "\xc3\x28", "LastName": "x"}'

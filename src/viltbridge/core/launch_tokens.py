@@ -19,6 +19,10 @@ FORGED = "This launch link is not valid. Go back to your learning system and cli
 DAMAGED = "This launch link is damaged. Go back to your learning system and click Launch again."
 
 
+class LaunchLinkExpired(Forbidden):
+    """A genuine link, issued longer ago than links live: the person only needs a fresh one."""
+
+
 @dataclass(frozen=True)
 class LaunchClaims:
     connection_id: int
@@ -48,5 +52,6 @@ def verify_launch(token: str, keys: list[bytes], *, now: datetime, max_age: time
     except (ValueError, TypeError, OverflowError, OSError):
         raise InvalidInput(DAMAGED) from None
     if now - claims.issued_at > max_age:
-        raise Forbidden("This launch link has expired. Go back to your learning system and click Launch again.")
+        raise LaunchLinkExpired("This launch link has expired. Go back to your learning system and click Launch "
+                                "again.")
     return claims

@@ -424,10 +424,14 @@ async def _require_session(store: Store, connection: Connection, external_id: st
     return session
 
 
+class SessionCancelled(InvalidInput):
+    """The session was cancelled: nothing more happens with it until the LMS saves it again."""
+
+
 def _require_scheduled(session: Session, action: str) -> None:
     if session.status is SessionStatus.CANCELLED:
         when = f" on {session.cancelled_at:%Y-%m-%d %H:%M} UTC" if session.cancelled_at else ""
-        raise InvalidInput(f"Session '{session.title}' was cancelled{when}, so there is nothing to {action}.")
+        raise SessionCancelled(f"Session '{session.title}' was cancelled{when}, so there is nothing to {action}.")
 
 
 # --- launches ----------------------------------------------------------------------------------------------
@@ -465,6 +469,18 @@ class LaunchNotOpen(Forbidden):
     """The link is valid but the class is not open for joining now."""
 
 
+class LaunchNotOpenYet(LaunchNotOpen):
+    """Before the launch window opens."""
+
+
+class LaunchEnded(LaunchNotOpen):
+    """Past the end and the grace period that follows it."""
+
+
+class IntegrationSwitchedOff(Forbidden):
+    """The class's connection is deactivated: no launch goes through until an administrator activates it."""
+
+
 def _opens_at(session: Session, connection: Connection) -> datetime:
     """When the class opens for joining: the connection's launch window before the start."""
     return session.starts_at - timedelta(minutes=connection.options.launch_window_minutes)
@@ -484,7 +500,8 @@ class LaunchPlan:
 async def plan_launch(store: Store, connection: Connection, claims: LaunchClaims, clock: Clock) -> LaunchPlan:
     """Check the click may go ahead now, and gather what the provider needs. Reads only."""
     if not connection.active:
-        raise Forbidden("This class's online meeting integration has been switched off. Contact your administrator.")
+        raise IntegrationSwitchedOff("This class's online meeting integration has been switched off. Contact your "
+                                     "administrator.")
     session = await store.get_session(claims.session_id)
     if session is None or session.connection_id != connection.id or session.meeting is None:
         raise NotFound("This class no longer exists. Go back to your learning system for its current details.")
@@ -492,12 +509,12 @@ async def plan_launch(store: Store, connection: Connection, claims: LaunchClaims
     now = clock.now()
     opens_at = _opens_at(session, connection)
     if now < opens_at:
-        raise LaunchNotOpen(
+        raise LaunchNotOpenYet(
             f"'{session.title}' opens for joining at {opens_at:%Y-%m-%d %H:%M} UTC "
             f"({connection.options.launch_window_minutes} minutes before it starts). Come back then."
         )
     if now > session.ends_at + LAUNCH_GRACE_AFTER_END:
-        raise LaunchNotOpen(f"'{session.title}' ended at {session.ends_at:%Y-%m-%d %H:%M} UTC.")
+        raise LaunchEnded(f"'{session.title}' ended at {session.ends_at:%Y-%m-%d %H:%M} UTC.")
     assert session.id is not None
     # The role is decided now, from the session as it is now: an edit to the instructors applies at once.
     email = normalize_email(claims.email)

@@ -15,7 +15,7 @@ from viltbridge.jobs.runtime import JobRuntime
 from viltbridge.keys import open_keyring
 from viltbridge.providers.http import share_limits_through
 from viltbridge.providers.url_guard import UrlPolicy, guard_provider_urls
-from viltbridge.store.db import Database
+from viltbridge.store.db import Database, DatabaseTimeouts
 from viltbridge.web.context import AppContext
 
 log = logging.getLogger("viltbridge.jobs")
@@ -29,7 +29,7 @@ def run_worker(settings: Settings, threads: int) -> None:
     loop_thread = threading.Thread(target=loop.run_forever, name="jobs-loop", daemon=True)
     loop_thread.start()
     queue = JobQueue(queue_url(settings))
-    database = Database(settings.database_url)
+    database = Database(settings.database_url, DatabaseTimeouts.from_settings(settings))
     ctx = AppContext(settings=settings, keyring=open_keyring(settings), db=database, clock=SystemClock(),
                      public_url=settings.public_url or "http://127.0.0.1:8000", queue=queue)
     runtime = JobRuntime(ctx, queue, loop)

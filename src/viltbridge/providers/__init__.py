@@ -2,47 +2,48 @@
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Mapping
+from functools import reduce
 from typing import Any
 
 from viltbridge.core.errors import InvalidInput
 from viltbridge.core.provider import Provider, SettingsSink
-from viltbridge.providers.bbb.adapter import BbbProvider
-from viltbridge.providers.bbb.client import BbbSettings
-from viltbridge.providers.goto.adapter import GotoProvider
-from viltbridge.providers.goto.client import GotoSettings
-from viltbridge.providers.jitsi.adapter import JitsiProvider
-from viltbridge.providers.jitsi.tokens import JitsiSettings
-from viltbridge.providers.link.adapter import LinkProvider
-from viltbridge.providers.teams.adapter import TeamsProvider
-from viltbridge.providers.teams.client import TeamsSettings
-from viltbridge.providers.webex.adapter import WebexProvider
-from viltbridge.providers.webex.client import WebexSettings
-from viltbridge.providers.zoom.adapter import ZoomProvider
-from viltbridge.providers.zoom.client import ZoomSettings
 
 ProviderFactory = Callable[[Mapping[str, Any], SettingsSink | None], Provider]
 
+
+def _imported_when_called(module: str, name: str) -> Callable[..., Any]:
+    """`viltbridge.providers.<module>`'s `name` (dotted: `Class.method`), imported at the first call: a command that
+    touches one provider, or none, does not pay for importing all seven (about half a second)."""
+    def call(*args: Any) -> Any:
+        target = reduce(getattr, name.split("."), importlib.import_module(f"viltbridge.providers.{module}"))
+        return target(*args)
+
+    call.__qualname__ = call.__name__ = f"{module}:{name}"
+    return call
+
+
 PROVIDERS: dict[str, ProviderFactory] = {
-    "bbb": BbbProvider.from_settings,
-    "goto": GotoProvider.from_settings,
-    "jitsi": JitsiProvider.from_settings,
-    "link": LinkProvider.from_settings,
-    "teams": TeamsProvider.from_settings,
-    "webex": WebexProvider.from_settings,
-    "zoom": ZoomProvider.from_settings,
+    "bbb": _imported_when_called("bbb.adapter", "BbbProvider.from_settings"),
+    "goto": _imported_when_called("goto.adapter", "GotoProvider.from_settings"),
+    "jitsi": _imported_when_called("jitsi.adapter", "JitsiProvider.from_settings"),
+    "link": _imported_when_called("link.adapter", "LinkProvider.from_settings"),
+    "teams": _imported_when_called("teams.adapter", "TeamsProvider.from_settings"),
+    "webex": _imported_when_called("webex.adapter", "WebexProvider.from_settings"),
+    "zoom": _imported_when_called("zoom.adapter", "ZoomProvider.from_settings"),
 }
 
 
 # Settings checks that build nothing (no HTTP client): for the CLI and the console, before anything is saved.
 SETTINGS_CHECKS: dict[str, Callable[[Mapping[str, Any]], object]] = {
-    "bbb": BbbSettings.from_settings,
-    "goto": GotoSettings.from_settings,
-    "jitsi": JitsiSettings.from_settings,
-    "link": LinkProvider.checked_settings,
-    "teams": TeamsSettings.from_settings,
-    "webex": WebexSettings.from_settings,
-    "zoom": ZoomSettings.from_settings,
+    "bbb": _imported_when_called("bbb.client", "BbbSettings.from_settings"),
+    "goto": _imported_when_called("goto.client", "GotoSettings.from_settings"),
+    "jitsi": _imported_when_called("jitsi.tokens", "JitsiSettings.from_settings"),
+    "link": _imported_when_called("link.adapter", "LinkProvider.checked_settings"),
+    "teams": _imported_when_called("teams.client", "TeamsSettings.from_settings"),
+    "webex": _imported_when_called("webex.client", "WebexSettings.from_settings"),
+    "zoom": _imported_when_called("zoom.client", "ZoomSettings.from_settings"),
 }
 
 

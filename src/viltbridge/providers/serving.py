@@ -59,12 +59,18 @@ class _Server(uvicorn.Server):
 class BackgroundServer:
     """Any ASGI app served by uvicorn on a free local port in a daemon thread (also handy for webhook receivers)."""
 
+    # Generous: on a loaded machine (a CI runner, a test suite beside other work) starting and stopping take seconds.
+    START_SECONDS = 60.0
+    STOP_SECONDS = 60.0
+
     def __init__(
-        self, app: ASGIApp | None = None, *, host: str = "127.0.0.1", port: int = 0, lifespan: bool = False
+        self, app: ASGIApp | None = None, *, host: str = "127.0.0.1", port: int = 0, lifespan: bool = False,
+        http: str = "auto",
     ) -> None:
         self.app = app  # may be set after construction, once the URL (known at bind time) has been used
         self.host = host
         self.lifespan = lifespan
+        self.http = http  # uvicorn's HTTP protocol: a name or an import string
         self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._socket.bind((host, port))  # bound now, so the URL is known before the server runs
@@ -80,7 +86,8 @@ class BackgroundServer:
         if self.app is None:
             raise RuntimeError("no app to serve")
         config = uvicorn.Config(self.app, log_level="warning" if quiet else "info", access_log=not quiet,
-                                lifespan="on" if self.lifespan else "off", timeout_graceful_shutdown=1)
+                                lifespan="on" if self.lifespan else "off", timeout_graceful_shutdown=1,
+                                http=self.http)
         return _Server(config)
 
     def run(self) -> None:
@@ -95,18 +102,23 @@ class BackgroundServer:
         self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._socket]}, daemon=True,
                                         name=f"uvicorn-{self.port}")
         self._thread.start()
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + self.START_SECONDS
         while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError(f"server on {self.url} did not start")
+            if not self._thread.is_alive():
+                raise RuntimeError(f"server on {self.url} did not start; its thread ended (see the log above)")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"server on {self.url} did not start within {self.START_SECONDS:.0f} s")
             time.sleep(0.005)
 
     def stop(self) -> None:
         if self._server is not None and self._thread is not None:
             self._server.should_exit = True
             self._server.force_exit = True  # do not wait for idle keep-alive connections of test clients
-            self._thread.join(timeout=10)
+            self._thread.join(timeout=self.STOP_SECONDS)
         self._socket.close()
+        if self._thread is not None and self._thread.is_alive():
+            raise RuntimeError(f"server on {self.url} did not stop within {self.STOP_SECONDS:.0f} s; a request "
+                               "handler that never returns keeps its thread alive")
 
 
 class SimulatorState(Protocol):

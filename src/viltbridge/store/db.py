@@ -2,15 +2,50 @@
 
 from __future__ import annotations
 
+import math
+import sqlite3
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any, Protocol, TypeVar
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
+if TYPE_CHECKING:
+    from viltbridge.config import Settings
+
 T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class DatabaseTimeouts:
+    """How long a caller waits on the database before giving up, in seconds (`statement` None: no limit). A request
+    that gives up is answered 503 with Retry-After (web/app.py), so a database that accepts connections and never
+    answers (hung, or cut off by a partition) makes requests fail promptly instead of hanging."""
+
+    connect: float = 5.0
+    statement: float | None = 10.0
+    pool: float = 5.0  # waiting for a pooled connection to come free
+    sqlite_busy: float = 8.0  # a SQLite write waiting for another writer's lock
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> DatabaseTimeouts:
+        return cls(connect=settings.database_connect_timeout_seconds,
+                   statement=settings.database_statement_timeout_seconds,
+                   pool=settings.database_pool_timeout_seconds,
+                   sqlite_busy=settings.database_busy_timeout_seconds)
+
+
+# Migrations and one-off tools: opening a connection is bounded, a statement is not (a schema change may rightly
+# run long).
+CONNECT_ONLY = DatabaseTimeouts(statement=None)
+
+# The inline reader waits in the event loop's thread, where any wait holds up every request. A WAL read meets a lock
+# only for moments (a connection recovering the WAL after a crash) or when another program holds the database
+# exclusively; the first passes within this, the second is answered 503 instead of stopping the server.
+INLINE_READ_BUSY_SECONDS = 0.25
 
 
 def _drivers(database_url: str) -> tuple[URL, URL]:
@@ -25,21 +60,35 @@ def _drivers(database_url: str) -> tuple[URL, URL]:
     )
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")  # readers never wait on the writer
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=10000")
-    cursor.close()
+def _sqlite_pragmas(busy_seconds: float) -> Callable[[Any, Any], None]:
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")  # readers never wait on the writer
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={max(1, round(busy_seconds * 1000))}")
+        cursor.close()
+
+    return on_connect
 
 
-def sync_engine(database_url: str) -> sa.Engine:
+def _statement_timeout_ms(timeouts: DatabaseTimeouts) -> str | None:
+    return None if timeouts.statement is None else str(max(1, round(timeouts.statement * 1000)))
+
+
+def sync_engine(database_url: str, timeouts: DatabaseTimeouts = CONNECT_ONLY) -> sa.Engine:
     url, _ = _drivers(database_url)
-    engine = sa.create_engine(url, pool_pre_ping=url.get_backend_name() != "sqlite")
     if url.get_backend_name() == "sqlite":
-        sa.event.listen(engine, "connect", _sqlite_pragmas)
-    return engine
+        engine = sa.create_engine(url, pool_timeout=timeouts.pool)
+        sa.event.listen(engine, "connect", _sqlite_pragmas(timeouts.sqlite_busy))
+        return engine
+    # libpq counts its connect timeout in whole seconds, and treats less than 2 as 2.
+    connect_args: dict[str, Any] = {"connect_timeout": max(2, math.ceil(timeouts.connect))}
+    if (statement_ms := _statement_timeout_ms(timeouts)) is not None:
+        options = url.query.get("options")
+        own_options = options if isinstance(options, str) else ""
+        connect_args["options"] = f"{own_options} -c statement_timeout={statement_ms}".strip()
+    return sa.create_engine(url, pool_pre_ping=True, pool_timeout=timeouts.pool, connect_args=connect_args)
 
 
 def _sqlite_take_over_transactions(dbapi_connection: Any, _record: Any) -> None:
@@ -52,15 +101,34 @@ def _begin_immediate(connection: sa.Connection) -> None:
     connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def async_engine(database_url: str) -> AsyncEngine:
+def _drop_connections_that_timed_out(context: sa.engine.ExceptionContext) -> None:
+    if isinstance(context.original_exception, TimeoutError):
+        # asyncpg gave up waiting (command_timeout): the server may still be busy on this connection, or gone. Dropped
+        # rather than rolled back and pooled, the next request opens a fresh one instead of queueing behind it; the
+        # rest of the pool stays, as one slow statement says nothing about the other connections.
+        context.is_disconnect = True
+        context.invalidate_pool_on_disconnect = False
+
+
+def async_engine(database_url: str, timeouts: DatabaseTimeouts = DatabaseTimeouts()) -> AsyncEngine:
     _, url = _drivers(database_url)
     if url.get_backend_name() == "sqlite":
-        engine = create_async_engine(url)
-        sa.event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        engine = create_async_engine(url, pool_timeout=timeouts.pool)
+        sa.event.listen(engine.sync_engine, "connect", _sqlite_pragmas(timeouts.sqlite_busy))
         sa.event.listen(engine.sync_engine, "connect", _sqlite_take_over_transactions)
         sa.event.listen(engine.sync_engine, "begin", _begin_immediate)
         return engine
-    return create_async_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+    # asyncpg's own connect timeout is 60 s, and it waits for a query's answer for ever.
+    connect_args: dict[str, Any] = {"timeout": timeouts.connect}
+    if (statement_ms := _statement_timeout_ms(timeouts)) is not None:
+        # The server cancels a statement that runs too long (a lock wait, an overloaded server) and the connection
+        # stays usable; the client gives up as well, for a server that does not answer at all.
+        connect_args["server_settings"] = {"statement_timeout": statement_ms}
+        connect_args["command_timeout"] = timeouts.statement
+    engine = create_async_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True, pool_timeout=timeouts.pool,
+                                 connect_args=connect_args)
+    sa.event.listen(engine.sync_engine, "handle_error", _drop_connections_that_timed_out)
+    return engine
 
 
 class SyncRunner(Protocol):
@@ -98,11 +166,13 @@ class InlineReader:
 class Database:
     """Both tiers' handles on one database: `transaction()` for writes, `reader()` for read-only requests."""
 
-    def __init__(self, database_url: str) -> None:
-        self.engine = async_engine(database_url)
+    def __init__(self, database_url: str, timeouts: DatabaseTimeouts = DatabaseTimeouts()) -> None:
+        self.timeouts = timeouts
+        self.engine = async_engine(database_url, timeouts)
         self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         # One connection serves every inline read: they run one at a time, in the event loop's thread.
-        self._inline = sync_engine(database_url).connect() if self.engine.dialect.name == "sqlite" else None
+        self._inline = (sync_engine(database_url, replace(timeouts, sqlite_busy=INLINE_READ_BUSY_SECONDS)).connect()
+                        if self.engine.dialect.name == "sqlite" else None)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
@@ -130,13 +200,43 @@ class Database:
 # SQLSTATEs meaning "the server is not there for you right now": connection exceptions (class 08), an
 # administrator's or a crash's shutdown, starting up, too many connections.
 _UNREACHABLE_SQLSTATES = ("08", "57P01", "57P02", "57P03", "53300")
+_QUERY_CANCELED = "57014"  # also an administrator's pg_cancel_backend(); ours says "statement timeout"
+_DRIVER_MODULES = ("asyncpg.", "psycopg.", "aiosqlite.")
+
+
+def _raised_by_a_driver(exc: BaseException) -> bool:
+    """Whether the exception came out of the database driver: a TimeoutError from asyncpg (connecting, or waiting for
+    an answer) is the database's, one from a provider call or anything else is not."""
+    frame = exc.__traceback__
+    while frame is not None:
+        if str(frame.tb_frame.f_globals.get("__name__", "")).startswith(_DRIVER_MODULES):
+            return True
+        frame = frame.tb_next
+    return False
+
+
+def database_timed_out(exc: BaseException) -> bool:
+    """Whether `exc` says the database did not answer within its timeout (DatabaseTimeouts): no connection in time,
+    none free in the pool, a statement cut off by the statement timeout, or SQLite's lock still held by another
+    writer when the busy timeout ran out."""
+    if isinstance(exc, sa.exc.TimeoutError):  # the pool: no connection came free
+        return True
+    if isinstance(exc, TimeoutError):
+        return _raised_by_a_driver(exc)
+    if not isinstance(exc, sa.exc.DBAPIError):
+        return False
+    driver_error = getattr(exc.orig, "driver_exception", exc.orig)
+    if getattr(driver_error, "sqlite_errorcode", None) == sqlite3.SQLITE_BUSY:  # another writer's lock, past busy
+        return True
+    return getattr(driver_error, "sqlstate", None) == _QUERY_CANCELED and "statement timeout" in str(driver_error)
 
 
 def database_unreachable(exc: BaseException) -> bool:
-    """Whether `exc` says the database cannot be reached for now (restarting, failing over, refusing connections),
-    rather than that a statement was wrong. asyncpg lets socket errors of a new connection through unwrapped, and
-    wraps "the database system is shutting down" as a plain DBAPIError, so classes alone do not tell."""
-    if isinstance(exc, ConnectionError):
+    """Whether `exc` says the database cannot be reached for now (restarting, failing over, refusing connections, not
+    answering in time), rather than that a statement was wrong. asyncpg lets socket errors and timeouts of a new
+    connection through unwrapped, and wraps "the database system is shutting down" as a plain DBAPIError, so classes
+    alone do not tell."""
+    if isinstance(exc, ConnectionError) or database_timed_out(exc):
         return True
     if not isinstance(exc, sa.exc.DBAPIError):
         return False

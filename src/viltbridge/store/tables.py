@@ -277,6 +277,18 @@ class ConsoleUserRow(Base):
     created_at: Mapped[datetime]
 
 
+class ConsoleSignOutRow(Base):
+    """A console session signed out before its cookie expires: its cookie opens nothing any more. Kept per session
+    (not a bump of the user's session version) so that signing out one browser leaves the others signed in."""
+
+    __tablename__ = "console_sign_outs"
+
+    nonce: Mapped[str] = mapped_column(sa.String(64), primary_key=True, doc="the nonce in the session's cookie")
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("console_users.id", ondelete="CASCADE"))
+    # Past this the cookie is refused for its age anyway, and the row may go.
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+
+
 class AuditRow(Base):
     """Every change made through the console or the CLI: who, what, when, and the record before and after."""
 

@@ -12,12 +12,13 @@ import sqlalchemy as sa
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from viltbridge import __version__
 from viltbridge.config import Settings, get_settings
+from viltbridge.core import json_text
 from viltbridge.core.clock import Clock, SystemClock
 from viltbridge.core.errors import DomainError, NotReady, ProviderFailed
 from viltbridge.jobs.queue import JobQueue, queue_url
@@ -28,7 +29,7 @@ from viltbridge.lms.cornerstone.wire import describe_validation_error, error_bod
 from viltbridge.observability import correlation_id
 from viltbridge.providers.http import share_limits_through
 from viltbridge.providers.url_guard import UrlPolicy, guard_provider_urls
-from viltbridge.store.db import Database, database_unreachable
+from viltbridge.store.db import Database, DatabaseTimeouts, database_timed_out, database_unreachable
 from viltbridge.web import api_docs, launch, webhooks
 from viltbridge.web.console import instructor as console_instructor
 from viltbridge.web.console import routes as console
@@ -71,18 +72,50 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
     return _error(400, message)
 
 
-async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+# What the contract's routes begin with ("session", "instructor", "oauth").
+CONTRACT_FIRST_SEGMENTS = frozenset(str(getattr(route, "path", "")).split("/")[1]
+                                    for route in cornerstone_router.routes)
+
+
+def _contract_path(request: Request) -> bool:
+    """Whether the path is one the LMS contract could mean (under its prefix, starting like one of its routes):
+    those keep the envelope whatever the caller accepts, since an LMS may well send a browser-like Accept."""
+    ctx: AppContext | None = getattr(request.app.state, "ctx", None)
+    prefix = ctx.settings.prefix.rstrip("/") if ctx is not None else ""
+    path = request.url.path
+    if not path.startswith(prefix + "/"):
+        return False
+    first = path[len(prefix) + 1:].split("/", 1)[0]
+    return first in CONTRACT_FIRST_SEGMENTS
+
+
+def _browser_not_found(request: Request) -> Response | None:
+    """A person's browser on a path nothing serves (`/`, a mistyped console page) gets a page pointing to the
+    console, or for `/` the console itself, instead of the LMS's JSON telling them to check Cornerstone Edge."""
+    if "text/html" not in request.headers.get("accept", "") or _contract_path(request):
+        return None
+    if request.url.path == "/":
+        return RedirectResponse("/console", status_code=302)
+    return console.page(request, "message.html", None, status=404, title="Page not found",
+                        message=f"There is no page at {request.url.path}. The viltbridge console is at /console.")
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     if exc.status_code == 404:
+        page = _browser_not_found(request)
+        if page is not None:
+            return page
         return _error(404, f"There is no endpoint at {request.url.path}. Check the base URL entered in Cornerstone "
                       "Edge: it should end with the connector's base path.")
     if exc.status_code == 405:
         return _error(405, f"{request.method} is not supported on {request.url.path}.",
                       dict(exc.headers or {}))
-    if isinstance(exc.__cause__, UnicodeDecodeError):  # FastAPI's "There was an error parsing the body"
-        bad = exc.__cause__
-        return _error(400, f"The body is not valid {bad.encoding.upper()} text (byte 0x{bad.object[bad.start]:02x} "
-                      f"at position {bad.start}). Send the JSON encoded as UTF-8.")
+    # FastAPI's "There was an error parsing the body": say what was wrong with it.
+    if isinstance(exc.__cause__, UnicodeDecodeError):
+        return _error(400, json_text.describe_undecodable(exc.__cause__))
+    if isinstance(exc.__cause__, ValueError | RecursionError):
+        return _error(400, json_text.describe_invalid_json(exc.__cause__))
     return _error(exc.status_code, str(exc.detail), dict(exc.headers or {}))
 
 
@@ -103,19 +136,27 @@ DATABASE_RETRY_AFTER_SECONDS = 5
 
 
 async def _database_error(request: Request, exc: Exception) -> Response:
-    """The database unreachable (restarting, failing over, out of connections) is a pause, not a fault of the
-    connector: a 503 that says when to ask again, which the LMS and browsers act on, rather than a 500."""
+    """The database unreachable (restarting, failing over, out of connections, not answering in time) is a pause,
+    not a fault of the connector: a 503 that says when to ask again, which the LMS and browsers act on, rather than
+    a 500 or a hang."""
     if not database_unreachable(exc):
         return await _unexpected(request, exc)
     reference = correlation_id.get()
-    log.warning("database unreachable, answered 503: %s: %s", exc.__class__.__name__, str(exc).splitlines()[0])
-    message = ("The connector's database is not reachable right now, so this request was not completed. Try again "
-               f"in a few seconds. If it keeps failing, give your administrator this reference: {reference}.")
+    what = "did not answer in time" if database_timed_out(exc) else "is not reachable right now"
+    log.warning("database %s, answered 503: %s: %s", what, exc.__class__.__name__,
+                (str(exc).splitlines() or ["(no message)"])[0])
+    message = (f"The connector's database {what}, so this request was not completed. Try again in a few seconds. "
+               f"If it keeps failing, give your administrator this reference: {reference}.")
     retry = {"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS)}
     if request.url.path.startswith("/l/"):  # a person's browser: a page, not the LMS's JSON envelope
         page = launch.message_page(503, message)
         page.headers.update(retry)
         return page
+    if request.url.path.startswith("/console"):
+        console_page = console.page(request, "message.html", getattr(request.state, "console_session", None),
+                                    status=503, title="Please try again in a moment", message=message)
+        console_page.headers.update(retry)
+        return console_page
     return _error(503, message, retry)
 
 
@@ -155,7 +196,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        database = Database(settings.database_url)
+        database = Database(settings.database_url, DatabaseTimeouts.from_settings(settings))
         share_limits_through(settings.shared_rate_limit_url)
         previous_url_policy = guard_provider_urls(UrlPolicy.from_settings(settings))
         queue = JobQueue(queue_url(settings))
@@ -189,13 +230,15 @@ def create_app(
             StarletteHTTPException: _http_error,
             sa.exc.DBAPIError: _database_error,
             ConnectionError: _database_error,
+            TimeoutError: _database_error,  # asyncpg's, connecting or waiting for an answer; others go on to a 500
+            sa.exc.TimeoutError: _database_error,  # the pool's: no connection came free in time
             Exception: _unexpected,
             **console.EXCEPTION_HANDLERS,
         },
     )
     # Added last = outermost: nothing (not even debug logging) reads a body over the limit.
     app.add_middleware(RequestContextMiddleware)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes, lms_prefix=settings.prefix)
     app.include_router(cornerstone_router, prefix=settings.prefix)
     app.include_router(launch.router)
     app.include_router(api_docs.router)
@@ -205,17 +248,26 @@ def create_app(
     app.include_router(console_instructor.router)
     app.mount("/console/static", StaticFiles(directory=console.STATIC), name="console-static")
 
+    @app.get("/favicon.ico", include_in_schema=False)
+    async def favicon() -> FileResponse:  # browsers ask for it on every page, the launch pages included
+        return FileResponse(console.STATIC / "favicon.ico", media_type="image/x-icon",
+                            headers={"Cache-Control": "public, max-age=86400"})
+
     app.openapi = lambda: _published_schema(app, settings)  # type: ignore[method-assign]
 
     @app.get("/healthz", tags=["Operations"], responses={503: {"description": "The database is unreachable"}})
     async def healthz(request: Request) -> Any:
         ctx: AppContext = request.app.state.ctx
         try:
-            async with ctx.db.engine.connect() as conn:
-                await conn.execute(sa.text("SELECT 1"))
+            # Its own deadline, whatever the pool and the statement timeouts add up to: a load balancer asking
+            # whether to send traffic here wants an answer now.
+            async with asyncio.timeout(ctx.db.timeouts.connect):
+                async with ctx.db.engine.connect() as conn:
+                    await conn.execute(sa.text("SELECT 1"))
         except Exception as exc:
-            log.warning("health check: database unreachable: %s", exc)
-            return JSONResponse({"status": "unavailable", "database": "unreachable"}, status_code=503)
+            log.warning("health check: database unreachable: %s: %s", exc.__class__.__name__, exc)
+            return JSONResponse({"status": "unavailable", "database": "unreachable"}, status_code=503,
+                                headers={"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS)})
         return {"status": "ok", "database": "ok", "version": __version__}
 
     return app

@@ -11,7 +11,8 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from sqlalchemy.exc import SQLAlchemyError
 
 from viltbridge.core import services
-from viltbridge.core.errors import DomainError, NotFound
+from viltbridge.core.errors import DomainError, NotFound, ProviderFailed
+from viltbridge.core.launch_tokens import LaunchLinkExpired
 from viltbridge.core.provider import LaunchLink
 from viltbridge.store.repository import AsyncSqlStore
 from viltbridge.web.context import AppContext
@@ -27,8 +28,27 @@ NO_LEAK_HEADERS = {
 }
 
 
-def message_page(status: int, message: str) -> HTMLResponse:
-    title = {403: "You can't join yet", 503: "Please try again in a moment"}.get(status, "This link can't be used")
+# The page's heading says why the person is not going in, most specific first; the message below it says what to do.
+# One status covers several reasons (403: not open yet, ended, expired, switched off, forged), so the status alone
+# cannot choose the heading.
+HEADINGS: tuple[tuple[type[DomainError], str], ...] = (
+    (services.LaunchNotOpenYet, "You can't join yet"),
+    (services.LaunchEnded, "This class has ended"),
+    (services.SessionCancelled, "This class was cancelled"),
+    (LaunchLinkExpired, "This link has expired"),
+    (services.IntegrationSwitchedOff, "Joining online is switched off"),
+    (NotFound, "This class can't be found"),
+    (ProviderFailed, "The meeting can't be opened right now"),
+)
+UNUSABLE_LINK = "This link can't be used"  # forged, damaged or incomplete: nothing more to say about it
+
+
+def heading_for(refusal: DomainError) -> str:
+    return next((heading for kind, heading in HEADINGS if isinstance(refusal, kind)), UNUSABLE_LINK)
+
+
+def message_page(status: int, message: str, title: str | None = None) -> HTMLResponse:
+    title = title or ("Please try again in a moment" if status == 503 else UNUSABLE_LINK)
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
 <title>{html.escape(title)}</title>
@@ -111,5 +131,5 @@ async def follow(
         url = link.url
     except DomainError as exc:
         log.info("launch refused (%s): %s", exc.status, exc.message)
-        return message_page(exc.status, exc.message)
+        return message_page(exc.status, exc.message, heading_for(exc))
     return RedirectResponse(url, status_code=302, headers=NO_LEAK_HEADERS)

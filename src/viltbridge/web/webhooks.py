@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import JSONResponse
 
-from viltbridge.core.errors import DomainError, Forbidden, NotFound
+from viltbridge.core.errors import DomainError, Forbidden
 from viltbridge.store import repository
 from viltbridge.web.context import AppContext
 
@@ -18,36 +18,49 @@ log = logging.getLogger("viltbridge.webhooks")
 router = APIRouter(tags=["Provider webhooks"])
 
 
+# The one answer to a delivery this server cannot attribute to a provider: it names no connection, no provider kind
+# and no state, so probing webhook URLs tells an outsider nothing. The log says which check failed.
+NOT_VERIFIED = ("The delivery was refused: its signature is missing, wrong or stale for this webhook address. Check "
+                "the address and the webhook secret configured at the provider.")
+
+
+def _refused(connection: str, reason: str) -> JSONResponse:
+    # A failed signature is a misconfigured secret or someone else's post: worth an operator's attention.
+    log.warning("webhook for %s refused (403): %s", connection, reason)
+    return JSONResponse({"error": NOT_VERIFIED}, status_code=403)
+
+
 @router.post(
     "/webhooks/{connection}",
     summary="A provider's webhook delivery for one connection (signature-verified on the raw body)",
     responses={
         200: {"description": "Received (or the provider's challenge answered)"},
-        400: {"description": "Not a delivery this provider sends"},
-        403: {"description": "Signature missing, wrong or stale; or the connection is deactivated"},
-        404: {"description": "No such connection, or its provider sends no webhooks"},
+        400: {"description": "Signed, but not a delivery this provider sends"},
+        403: {"description": "Not verified (no such connection, no webhooks for its provider, a signature missing, "
+                             "wrong or stale: one answer for all); or signed, for a deactivated connection"},
     },
 )
 async def receive(request: Request, connection: Annotated[str, Path(max_length=100)]) -> Any:
     ctx: AppContext = request.app.state.ctx
     raw = await request.body()
+    async with ctx.db.reader() as db:
+        row = await db.run_sync(repository.connection_row_by_name_readonly, connection)
+    if row is None:
+        return _refused(connection, "there is no connection of that name")
+    provider = ctx.providers.for_connection(repository.connection_from_row(row, ctx.keyring))
+    if not provider.capabilities.webhooks:
+        return _refused(connection, f"the {provider.kind} provider sends no webhooks")
     try:
-        async with ctx.db.reader() as db:
-            row = await db.run_sync(repository.connection_row_by_name_readonly, connection)
-        if row is None:
-            raise NotFound(f"There is no connection named '{connection}'.")
-        if not row.active:
-            raise Forbidden(f"The connection '{connection}' is deactivated.")
-        settings = repository.connection_from_row(row, ctx.keyring)
-        provider = ctx.providers.for_connection(settings)
-        if not provider.capabilities.webhooks:
-            raise NotFound(f"The {provider.kind} provider sends no webhooks.")
         delivery = provider.read_webhook(raw, dict(request.headers), ctx.clock.now())
-    except DomainError as exc:
-        # A failed signature is a misconfigured secret or someone else's post: worth an operator's attention.
-        level = logging.WARNING if isinstance(exc, Forbidden) else logging.INFO
-        log.log(level, "webhook for %s refused (%s): %s", connection, exc.status, exc.message)
+    except Forbidden as exc:
+        return _refused(connection, exc.message)
+    except DomainError as exc:  # signed by the provider, but not something it should send
+        log.info("webhook for %s refused (%s): %s", connection, exc.status, exc.message)
         return JSONResponse({"error": exc.message}, status_code=exc.status)
+    if not row.active:  # only a sender holding the secret learns this
+        log.warning("webhook for %s refused (403): the connection is deactivated", connection)
+        return JSONResponse({"error": f"The connection '{connection}' is deactivated; activate it to receive "
+                             "deliveries."}, status_code=403)
     if delivery.events:
         async with ctx.db.transaction() as db:
             new = await db.run_sync(repository.store_provider_events, row.id, list(delivery.events), ctx.clock.now())

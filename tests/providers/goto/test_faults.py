@@ -14,6 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tests.conftest import NOW, Db, Lms, b64, session_body
+from tests.processes import wait_for
 from tests.providers.conftest import meeting_spec
 from tests.providers.goto.conftest import COHOST, HOST, fresh
 from viltbridge.core.clock import FixedClock
@@ -117,7 +118,7 @@ async def test_a_429_storm_on_a_launch_still_lets_the_learner_in(sim: GotoSimula
     sim.state.inject_fault(429, count=1000, path="/registrants")
     started = time.monotonic()
     link = await provider.launch_link(meeting, Person("jane@example.com", "Jane", "Doe"), Role.ATTENDEE)
-    assert time.monotonic() - started < 4  # the launch budget, not a save's
+    assert time.monotonic() - started < 7  # the launch budget (3 s), not a save's (8 s)
     assert link.url == meeting.join_url and not link.personal and link.retry_after_seconds
 
 
@@ -161,9 +162,7 @@ def test_a_slow_create_is_not_doubled(goto_lms: Lms, goto_simulator: GotoSimulat
     saved = goto_lms.create_session(session_body("o-5", start=START, InstructorEmails=TESS))
     assert saved.status_code == 200 and "will be created" in saved.json()["message"]
     assert session_row(db)["meeting_pending"] == "create"
-    deadline = time.monotonic() + 10
-    while not sim.state.trainings and time.monotonic() < deadline:  # the slow create lands at GoTo after all
-        time.sleep(0.05)
+    wait_for(lambda: bool(sim.state.trainings), seconds=60, what="the slow create to land at GoTo after all")
     [late] = live_trainings(sim)
 
     clock.set(NOW + timedelta(minutes=5))

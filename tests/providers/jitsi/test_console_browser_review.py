@@ -3,13 +3,13 @@ joined from a personal account is resolved by the admin, and attendance follows.
 
 from __future__ import annotations
 
-import time
 from datetime import timedelta
 from typing import Any
 
 import httpx2
 
 from tests.conftest import NOW, Db, session_body
+from tests.processes import wait_for
 from tests.providers.jitsi.test_console_review import app as app  # the server with its job workers
 from tests.providers.jitsi.test_console_review import results
 from tests.providers.jitsi.test_contract_with_jitsi import START, World, meeting_id
@@ -51,9 +51,8 @@ def test_joins_reach_the_timeline_and_a_review_row_is_resolved(browser: Any, jaa
     row.locator("select[name=lms_email]").select_option("Jane@Example.com")
     row.locator("button:text-is('This is them')").click()
     page.wait_for_url(f"{jaas.live_server}/console/sessions/acme-jitsi/w-1")
-    deadline = time.monotonic() + 30
-    while results(db).get("Jane@Example.com") is not True and time.monotonic() < deadline:
-        time.sleep(0.2)  # the server's job workers compute attendance again
+    wait_for(lambda: results(db).get("Jane@Example.com") is True, seconds=60,
+             what="the server's job workers to compute attendance again")
     page.reload()
     assert "alias" in page.inner_text("#attendance tr[data-email='Jane@Example.com']")
     shot(page, "session-resolved")

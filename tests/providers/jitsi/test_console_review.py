@@ -4,7 +4,6 @@ attendance is computed again with it (the connection's alias table, audited), al
 from __future__ import annotations
 
 import re
-import time
 from datetime import timedelta
 from typing import Any
 
@@ -12,6 +11,7 @@ import httpx2
 import pytest
 
 from tests.conftest import NOW, Db, session_body
+from tests.processes import wait_for
 from tests.providers.jitsi.test_contract_with_jitsi import START, World, meeting_id
 from tests.providers.jitsi.test_contract_with_jitsi import jaas as jaas
 from viltbridge import console_users
@@ -66,12 +66,12 @@ def test_an_admin_resolves_a_row_to_review_and_attendance_follows(jaas: World, d
                                 data={"csrf_token": csrf.group(1), "provider_email": "jane.personal@gmail.com",
                                       "lms_email": "Jane@Example.com"})
         assert resolved.status_code == 303
-    deadline = time.monotonic() + 30
-    while results(db) != {"Jane@Example.com": True} and time.monotonic() < deadline:
-        time.sleep(0.2)  # the embedded worker computes attendance again
-    with db.engine.connect() as conn:
-        jobs = conn.exec_driver_sql("SELECT kind, state, attempts, run_after, last_error FROM jobs").all()
-    assert results(db) == {"Jane@Example.com": True}, jobs
+    def jobs() -> str:
+        with db.engine.connect() as conn:
+            return str(conn.exec_driver_sql("SELECT kind, state, attempts, run_after, last_error FROM jobs").all())
+
+    wait_for(lambda: results(db) == {"Jane@Example.com": True}, seconds=60,
+             what="the embedded worker to compute attendance again", explain=jobs)
     assert lms.get("/session/w-1/attendees").json()["data"]["attendees"] == [{"email": "Jane@Example.com"}]
     with db.engine.connect() as conn:
         actor = conn.exec_driver_sql("SELECT actor FROM audit_log WHERE action = 'attendance.resolve'").scalar_one()

@@ -140,7 +140,7 @@ async def test_a_retry_after_beyond_the_budget_fails_at_once_and_says_when(sim: 
         started = time.monotonic()
         with pytest.raises(ProviderApiError) as caught:
             await graph.get_user(HOST.email)
-        assert time.monotonic() - started < 2
+        assert time.monotonic() - started < 30  # not the 120 s Graph asked for
     assert caught.value.http_status == 429
     assert caught.value.retry_after_seconds == 120
 

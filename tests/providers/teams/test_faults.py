@@ -15,6 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tests.conftest import NOW, Db, Lms, session_body
+from tests.processes import wait_for
 from viltbridge.jobs.runner import JobRunner
 from viltbridge.providers.http import account_breaker
 from viltbridge.providers.teams.simulator import TeamsSimulator
@@ -237,15 +238,14 @@ def test_a_slow_graph_at_save_time_is_handled_like_an_outage(teams_lms: Lms, sim
     sim.state.inject_fault(delay=6.0, count=2, method="POST", path="/onlineMeetings/createOrGet")
     started = time.monotonic()
     saved = teams_lms.create_session(session_body("o-5", start=START, InstructorEmails=TESS))
-    assert time.monotonic() - started < 10  # the admin is answered within the interactive budget
+    # The admin is answered within the interactive budget (8 s), not after both slow answers (12 s).
+    assert time.monotonic() - started < 12
     assert saved.status_code == 200, saved.text
     assert "will be created as soon as it is back" in saved.json()["message"]
     row = session_row(db)
     assert row["meeting_pending"] == "create" and row["meeting_id"] is None
     assert "Microsoft Graph did not answer in time" in row["meeting_error"]
-    deadline = time.monotonic() + 10
-    while not sim.state.meetings and time.monotonic() < deadline:  # the slow answers arrive after all
-        time.sleep(0.1)
+    wait_for(lambda: bool(sim.state.meetings), seconds=60, what="the slow answers to arrive after all")
     assert len(sim.state.meetings) == 1  # Graph made the meeting; viltbridge never heard
 
     clock.set(NOW + timedelta(minutes=5))

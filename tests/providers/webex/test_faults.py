@@ -18,6 +18,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tests.conftest import NOW, Db, Lms, b64, session_body
+from tests.processes import wait_for
 from viltbridge.core.clock import FixedClock
 from viltbridge.jobs.runner import JobRunner
 from viltbridge.providers.http import account_breaker
@@ -157,20 +158,19 @@ def test_a_slow_webex_at_save_time_is_handled_like_an_outage_and_its_late_create
         webex_lms: Lms, sim: WebexSimulator, db: Db, clock: FixedClock) -> None:
     # Webex takes longer than the client's 5 s attempt timeout to create the meeting, then does create it: the
     # answer is lost, the create is not repeated blindly (it is not idempotent), and the job finds it by its tag.
-    sim.state.inject_fault(delay=6.5, count=1, path="/meetings", method="POST")
+    # 9 s: well past the 5 s attempt timeout, so a busy machine still tells the two apart.
+    sim.state.inject_fault(delay=9.0, count=1, path="/meetings", method="POST")
     started = time.monotonic()
     saved = webex_lms.create_session(session_body("o-5", start=START, InstructorEmails=TESS))
     waited = time.monotonic() - started
     assert saved.status_code == 200, saved.text
     assert "will be created as soon as it is back" in saved.json()["message"]
     assert "did not answer in time" in saved.json()["message"]
-    assert waited < 6.5  # the admin was answered before Webex was
+    assert waited < 9.0  # the admin was answered before Webex was
     row = session_row(db)
     assert row["meeting_pending"] == "create" and row["meeting_id"] is None
 
-    deadline = time.monotonic() + 10
-    while not sim.state.meetings and time.monotonic() < deadline:  # the slow create lands at Webex after all
-        time.sleep(0.05)
+    wait_for(lambda: bool(sim.state.meetings), seconds=60, what="the slow create to land at Webex after all")
     [late] = live_meetings(sim)
 
     clock.set(NOW + timedelta(minutes=5))
@@ -191,7 +191,7 @@ def test_a_learner_gets_in_on_the_shared_link_when_webex_cannot_make_a_personal_
     sim.state.inject_fault(status, count=100_000, path="/meetings/join", retry_after=retry_after)
     started = time.monotonic()
     location = follow(webex_lms, "l-1", "Jane@Example.com")
-    assert time.monotonic() - started < 6  # the launch budget (3 s) and some slack, not the 8 s of a save
+    assert time.monotonic() - started < 7  # the launch budget (3 s) and slack for a busy machine, not a save's 8 s
     assert location == sim.state.web_link(meeting)  # the shared meeting link: the learner still gets in
     assert sim.state.faults[0].remaining < 100_000  # Webex was asked (and failed), not skipped
     [fallback] = launches(db)
@@ -289,7 +289,8 @@ def test_deliveries_not_signed_with_the_connections_secret_are_refused_and_nothi
                     {"X-Spark-Signature": webhooks.sign(raw, sim.config.webhook_secret)}):  # the wrong secret here
         forged = httpx2.post(url, content=raw, headers=headers)
         assert forged.status_code == 403, forged.text
-    assert httpx2.post(f"{live_server}/webhooks/nobody", content=raw).status_code == 404
+    unknown = httpx2.post(f"{live_server}/webhooks/nobody", content=raw)
+    assert (unknown.status_code, unknown.json()) == (forged.status_code, forged.json())  # nothing told apart
     assert stored_events(db) == []
 
 

@@ -188,13 +188,14 @@ async def test_meeting_create_is_not_repeated_after_a_server_error(sim: ZoomSimu
 
 
 async def test_timeouts(sim: ZoomSimulator, zoom: ZoomClient) -> None:
-    budget = Budget(total=3.0, max_queue_wait=1.0, attempt_timeout=0.3, max_attempts=3)
+    # Attempts of 2 s (a quick answer fits even on a busy machine) against answers of 30 s: far apart.
+    budget = Budget(total=15.0, max_queue_wait=1.0, attempt_timeout=2.0, max_attempts=3)
     await zoom.get_user(TEACHER)
-    sim.state.inject_fault(delay=3.0, count=1, path="/users/")
+    sim.state.inject_fault(delay=30.0, count=1, path="/users/")
     started = time.monotonic()
     await zoom.get_user(TEACHER, budget=budget)  # the slow answer is abandoned, the retry is quick
-    assert time.monotonic() - started < 2.5
-    sim.state.inject_fault(delay=1.0, count=1, method="POST", path="/meetings")
+    assert time.monotonic() - started < 15  # not the 30 s of the slow answer
+    sim.state.inject_fault(delay=30.0, count=1, method="POST", path="/meetings")
     with pytest.raises(ProviderUnreachable) as caught:
         await zoom.create_meeting(TEACHER, MEETING, budget=budget)
     assert caught.value.reason == "timeout" and caught.value.ambiguous
@@ -267,7 +268,7 @@ async def test_host_daily_cap_reported_by_zoom(sim: ZoomSimulator) -> None:
             await client.create_meeting(TEACHER, MEETING)
     finally:
         await client.aclose()
-    assert time.monotonic() - started < 3  # a daily limit is not retried (a retry would wait until midnight)
+    assert time.monotonic() - started < 30  # a daily limit is not retried (a retry would wait until midnight)
     assert (caught.value.http_status, caught.value.code) == (429, 429)
     assert caught.value.message == (f"Zoom could not create a meeting for host {TEACHER}: Zoom's daily limit of 1 "
                                     f"meeting creates/updates for host {TEACHER} is used up until 00:00 UTC. Try "

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Body, Depends, Header, Path, Query, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session as OrmSession
 
-from viltbridge.core import services
+from viltbridge.core import json_text, services
 from viltbridge.core.emails import checked_email, decode_base64_email, parse_email_list
 from viltbridge.core.errors import InvalidInput
 from viltbridge.core.models import Connection, Session
@@ -382,8 +382,8 @@ async def _token_form(request: Request) -> dict[str, str] | None:
     content_type = request.headers.get("content-type", "")
     if "json" in content_type:
         try:
-            payload = await request.json()
-        except ValueError:  # not JSON, or not UTF-8
+            payload = json_text.loads(await request.body())
+        except json_text.UnreadableJson:
             return None
         return {str(k).lower(): str(v) for k, v in payload.items()} if isinstance(payload, dict) else None
     form = await request.form()

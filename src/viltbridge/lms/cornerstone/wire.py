@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -19,24 +18,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-# JSON may spell an unpaired UTF-16 surrogate ("\ud800"); Python accepts it, but no database can store it.
-_LONE_SURROGATE = re.compile("[\\ud800-\\udfff]")
-
-
-def _holds_lone_surrogate(value: Any) -> bool:
-    # Iterative, not recursive: a value may nest as deep as the body-depth limit allows.
-    pending = [value]
-    while pending:
-        item = pending.pop()
-        if isinstance(item, str):
-            if _LONE_SURROGATE.search(item):
-                return True
-        elif isinstance(item, dict):
-            pending.extend(item.keys())
-            pending.extend(item.values())
-        elif isinstance(item, list):
-            pending.extend(item)
-    return False
+from viltbridge.core import json_text
 
 
 class CaseInsensitiveModel(BaseModel):
@@ -60,7 +42,8 @@ class CaseInsensitiveModel(BaseModel):
     @field_validator("*", mode="before")
     @classmethod
     def _refuse_text_no_database_can_store(cls, value: Any) -> Any:
-        if _holds_lone_surrogate(value):
+        # NUL is refused with the other control characters, where each text field is read.
+        if json_text.unstorable_character(value, nul=False) == json_text.LONE_SURROGATE:
             raise PydanticCustomError("invalid_unicode", "contains an unpaired UTF-16 surrogate")
         return value
 

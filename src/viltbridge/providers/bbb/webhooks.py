@@ -7,7 +7,6 @@ Attendees are keyed by the `userID` given at join, with their join and leave tim
 
 from __future__ import annotations
 
-import json
 import warnings
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -16,6 +15,7 @@ from typing import Any
 import jwt
 from jwt.warnings import InsecureKeyLengthWarning
 
+from viltbridge.core import json_text
 from viltbridge.core.attendance import PERSONAL_ID
 from viltbridge.core.errors import Forbidden, InvalidInput
 from viltbridge.core.provider import ParticipantSegment, ProviderEvent
@@ -61,9 +61,9 @@ def bearer_token(headers: Mapping[str, str]) -> str:
 
 def parse_callback(raw_body: bytes) -> dict[str, Any]:
     try:
-        body = json.loads(raw_body)
-    except ValueError:
-        raise InvalidInput("The BigBlueButton callback's body is not JSON.") from None
+        body = json_text.loads_storable(raw_body)
+    except ValueError as exc:
+        raise InvalidInput(f"The BigBlueButton callback was refused: {exc}") from None
     if not isinstance(body, dict) or not isinstance(body.get("data"), dict) or not body.get("internal_meeting_id"):
         raise InvalidInput("The BigBlueButton callback has no `internal_meeting_id` and `data`.")
     return body

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
+from viltbridge.core import json_text
 from viltbridge.core.attendance import PERSONAL_ID
 from viltbridge.core.errors import Forbidden, InvalidInput
 from viltbridge.core.provider import ParticipantSegment, ProviderEvent
@@ -185,9 +186,9 @@ def _moment(value: object) -> datetime | None:
 def parse_event(raw_body: bytes, received_at: datetime) -> JaasEvent:
     """A delivery's event. Dated by its `timestamp` (epoch ms), else by its arrival."""
     try:
-        body = json.loads(raw_body)
-    except (ValueError, UnicodeDecodeError):
-        raise MalformedWebhook("JaaS webhook refused: the body is not JSON.") from None
+        body = json_text.loads_storable(raw_body)
+    except ValueError as exc:
+        raise MalformedWebhook(f"JaaS webhook refused: {exc}") from None
     if not isinstance(body, dict) or not isinstance(body.get("eventType"), str):
         raise MalformedWebhook("JaaS webhook refused: the body is not a JaaS event (no eventType).")
     data = body.get("data")

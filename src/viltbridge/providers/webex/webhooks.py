@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from viltbridge.core import json_text
 from viltbridge.core.errors import Forbidden
 from viltbridge.core.provider import ParticipantSegment
 
@@ -75,9 +76,9 @@ def parse_event(raw_body: bytes, received_at: datetime) -> WebexEvent:
     """A delivery's event. Webex gives no delivery id, so the key is a digest of what happened (resource, event,
     data): a retried delivery gets the same key and is stored once."""
     try:
-        body = json.loads(raw_body)
-    except ValueError:
-        raise WebhookRejected("bad_json", "Webex webhook refused: the body is not JSON.") from None
+        body = json_text.loads_storable(raw_body)
+    except ValueError as exc:
+        raise WebhookRejected("bad_json", f"Webex webhook refused: {exc}") from None
     if not isinstance(body, dict) or not isinstance(body.get("data"), dict):
         raise WebhookRejected("bad_shape", "Webex webhook refused: the body has no `data` object.")
     data: dict[str, Any] = body["data"]

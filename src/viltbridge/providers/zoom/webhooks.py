@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
+from viltbridge.core import json_text
 from viltbridge.core.attendance import PERSONAL_ID
 from viltbridge.core.errors import Forbidden, InvalidInput
 from viltbridge.core.provider import ParticipantSegment
@@ -247,9 +248,9 @@ def parse_event(raw_body: bytes) -> ZoomEvent:
     """Read one Zoom webhook body. Known meeting events are checked field by field (a `MalformedWebhook` names
     the field); any other event parses into a generic `ZoomEvent` with only its envelope read."""
     try:
-        body = json.loads(raw_body)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise MalformedWebhook(f"Zoom webhook body is not JSON ({exc}).") from None
+        body = json_text.loads_storable(raw_body)
+    except ValueError as exc:
+        raise MalformedWebhook(f"Zoom webhook refused: {exc}") from None
     if not isinstance(body, dict):
         raise MalformedWebhook("Zoom webhook body must be a JSON object.")
     event = _req_str(body, "event", "event")

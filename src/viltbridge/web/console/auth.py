@@ -1,7 +1,8 @@
 """Console sign-in: a signed session cookie, CSRF tokens, and the permission each page requires.
 
 The cookie holds the user id, the user's session version (bumped by a password change or deactivation, which signs
-every browser out) and a random nonce; it is signed with a key derived from the server's keyring, so rotating
+every browser out) and a random nonce naming this session (signing out records it as signed out, so a copy of the
+cookie kept from before opens nothing); it is signed with a key derived from the server's keyring, so rotating
 VILTBRIDGE_SECRET_KEY keeps sessions valid until the old key is dropped. A form's CSRF token is an HMAC of the
 session nonce: a page from another site cannot know it, and a signed-out browser has none.
 """
@@ -13,6 +14,7 @@ import hmac
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import timedelta
 
 from fastapi import Request
 from itsdangerous import BadSignature, URLSafeTimedSerializer
@@ -26,6 +28,7 @@ from viltbridge.web.throttle import AuthThrottle
 COOKIE = "vb_console"
 LOGIN_CSRF_COOKIE = "vb_login_csrf"
 SESSION_HOURS = 12
+SESSION_LIFETIME = timedelta(hours=SESSION_HOURS)
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "X-CSRF-Token"
 
@@ -117,9 +120,8 @@ async def console_session(request: Request) -> ConsoleSession:
     if not isinstance(data, dict) or not isinstance(data.get("u"), int) or not isinstance(data.get("n"), str):
         raise NotSignedIn
     async with ctx.db.transaction() as db:  # ORM reads: console traffic is light
-        row = await db.run_sync(console_users.get, data["u"])
-        user = console_users.as_user(row) if row is not None and row.active else None
-    if user is None or user.session_version != data.get("v"):
+        user = await db.run_sync(console_users.signed_in_user, data["u"], data.get("v"), data["n"])
+    if user is None:
         raise NotSignedIn
     session = ConsoleSession(user=user, nonce=data["n"], csrf_token=_csrf_for(ctx, data["n"]))
     request.state.console_session = session
@@ -139,6 +141,14 @@ def requires(permission: Permission) -> Callable[[Request], Awaitable[ConsoleSes
 
     dependency.permission = permission  # type: ignore[attr-defined]  # read by the route table and its tests
     return dependency
+
+
+async def sign_out(request: Request, session: ConsoleSession) -> None:
+    """Refuse this session's cookie from now on, on the server: deleting it in the browser is not enough, since a
+    copy may have been kept."""
+    ctx: AppContext = request.app.state.ctx
+    async with ctx.db.transaction() as db:
+        await db.run_sync(console_users.sign_out, ctx.clock.now(), session.user.id, session.nonce, SESSION_LIFETIME)
 
 
 async def signed_in(request: Request) -> ConsoleSession:

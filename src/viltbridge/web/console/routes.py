@@ -95,7 +95,7 @@ async def login(request: Request, email: Annotated[str, Form(max_length=320)],
         outcome = await db.run_sync(console_users.sign_in, ctx.clock.now(), email, password)
     if outcome.user is None:
         await auth.sign_in_failed(request, email)
-        log.warning("console sign-in refused for %s: %s", email[:320], outcome.refusal)
+        log.warning("console sign-in refused for %s: %s", email[:320], outcome.why)
         token = auth.new_login_csrf()
         response = page(request, "login.html", None, status=401, next=target, login_csrf=token,
                         error=outcome.refusal, email=email)
@@ -112,7 +112,8 @@ async def login(request: Request, email: Annotated[str, Form(max_length=320)],
 
 
 @router.post("/logout")
-async def logout(session: Annotated[ConsoleSession, Depends(auth.signed_in)]) -> Response:
+async def logout(request: Request, session: Annotated[ConsoleSession, Depends(auth.signed_in)]) -> Response:
+    await auth.sign_out(request, session)
     response = RedirectResponse("/console/login", status_code=303)
     response.delete_cookie(auth.COOKIE, path="/console")
     return response
