@@ -147,15 +147,16 @@ async def test_a_retry_after_beyond_the_budget_fails_at_once_and_says_when(sim: 
 
 # -- Graph's errors -------------------------------------------------------------------------------------------
 
+MEETING = {"subject": "x", "externalId": "k", "startDateTime": "2026-03-02T15:00:00Z",
+           "endDateTime": "2026-03-02T16:00:00Z"}
+
 
 async def test_a_missing_access_policy_names_the_policy_and_the_user(sim: TeamsSimulator) -> None:
     sim.state.set_policy(HOST.email, granted=False)
     user_id = sim.state.user(HOST.email).id
-    body = {"subject": "x", "externalId": "k", "startDateTime": "2026-03-02T15:00:00Z",
-            "endDateTime": "2026-03-02T16:00:00Z"}
     async with client(sim, access_policy_name="vb-meetings") as graph:
         with pytest.raises(ProviderApiError) as caught:
-            await graph.create_or_get_meeting(user_id, body, organizer=HOST.email)
+            await graph.create_or_get_meeting(user_id, MEETING, organizer=HOST.email)
     message = caught.value.message
     assert caught.value.http_status == 403
     assert f"New-CsApplicationAccessPolicy -Identity vb-meetings -AppIds {sim.config.client_id}" in message
@@ -171,11 +172,9 @@ async def test_the_missing_access_policy_is_recognised_by_its_words_whatever_the
     sim.reset(start=sim.state.now(), access_policy_error_code=code)
     sim.state.seed_user(HOST.email, policy=False)
     user_id = sim.state.user(HOST.email).id
-    body = {"subject": "x", "externalId": "k", "startDateTime": "2026-03-02T15:00:00Z",
-            "endDateTime": "2026-03-02T16:00:00Z"}
     async with client(sim, access_policy_name="vb-meetings") as graph:
         with pytest.raises(ProviderApiError) as created:
-            await graph.create_or_get_meeting(user_id, body, organizer=HOST.email)
+            await graph.create_or_get_meeting(user_id, MEETING, organizer=HOST.email)
         with pytest.raises(ProviderApiError) as read:  # a call that names no user: the path's organizer is named
             await graph.get_meeting(user_id, "MSpkYzE3")
     for caught in (created, read):
