@@ -126,14 +126,6 @@ class LaunchLink:
     retry_after_seconds: float | None = None
 
 
-# The `ParticipantSegment.evidence` key an adapter sets when the provider itself vouches for the segment's email: the
-# person was signed in to an account the provider authenticated (a Zoom account user, a Teams tenant user, a Webex
-# user), or joined with a token we signed for that email (JaaS). Its value names who verified it ("Zoom"), for the
-# attendance explanation. Never set for an email the participant typed (a guest's form field). Kept in `evidence`
-# rather than a field of its own so the attendance ledger, which stores evidence as it is, keeps it too.
-EMAIL_VERIFIED_BY = "email_verified_by"
-
-
 @dataclass(frozen=True)
 class ParticipantSegment:
     """One join/leave interval as the provider reports it, with every identity clue it gives."""
@@ -147,13 +139,6 @@ class ParticipantSegment:
     # Which run of the meeting this segment belongs to (a restarted meeting has several, each with its own report);
     # "" when the provider has no such notion.
     instance: str = ""
-
-    @property
-    def email_verified_by(self) -> str | None:
-        """Who vouches for `email` (see `EMAIL_VERIFIED_BY`); None when there is no email or the participant merely
-        typed it."""
-        verified = self.evidence.get(EMAIL_VERIFIED_BY)
-        return str(verified) if verified and self.email else None
 
 
 @dataclass(frozen=True)

@@ -61,28 +61,17 @@ def test_one_message_names_every_wrong_setting() -> None:
 
 def test_defaults_are_gotos_real_endpoints() -> None:
     settings = GotoSettings.from_settings({"client_id": "c", "client_secret": "s", "refresh_token": "r",
-                                           "organizer_key": "123", "account_key": "456"})
+                                           "organizer_key": "123"})
     assert settings.api_base_url == "https://api.getgo.com/G2T/rest"
-    assert settings.admin_api_url == "https://api.getgo.com/admin/rest/v1"
     assert settings.token_url == "https://authentication.logmeininc.com/oauth/token"
     assert settings.time_zone == "UTC" and settings.notify_on_reschedule is False
 
 
 def test_secrets_never_show_in_the_settings_repr() -> None:
     settings = GotoSettings.from_settings({"client_id": "cid", "client_secret": "s3cret-value",
-                                           "refresh_token": "refresh-value", "organizer_key": "1",
-                                           "account_key": "2"})
+                                           "refresh_token": "refresh-value", "organizer_key": "1"})
     shown = repr(settings) + str(settings.model_dump())
     assert "s3cret-value" not in shown and "refresh-value" not in shown
-
-
-def test_the_organizer_and_account_keys_are_required_with_where_to_find_them() -> None:
-    # GoTo's token answer no longer carries them: without account_key co-organizers would silently vanish.
-    with pytest.raises(InvalidInput) as caught:
-        GotoSettings.from_settings({"client_id": "c", "client_secret": "s", "refresh_token": "r"})
-    message = str(caught.value)
-    for key in ("organizer_key", "account_key"):
-        assert f"{key}: missing (required): call GET https://api.getgo.com/admin/rest/v1/me" in message, message
 
 
 # -- tokens -------------------------------------------------------------------------------------------------------
@@ -93,7 +82,7 @@ async def test_a_token_is_fetched_once_and_renewed_when_goto_refuses_it(sim: Got
     assert await goto.list_trainings() == []
     await goto.create_training(_training())
     assert goto.tokens.fetches == 1 and sim.state.token_requests == 1
-    assert goto.tokens.principal == "tess@example.com"
+    assert goto.tokens.principal == "tess@example.com" and goto.tokens.account_key == sim.config.account_key
     sim.state.expire_tokens()  # as after 60 minutes: GoTo answers 401
     assert len(await goto.list_trainings()) == 1
     assert goto.tokens.fetches == 2

@@ -70,9 +70,6 @@ class WebexSettings(BaseModel):
     act_for_hosts: bool = True
     # Hosts meetings whose session names no instructor.
     default_host: str | None = None
-    # The Webex site classes are held on (e.g. acme.webex.com). Instructors must have a host role on it: a person
-    # can be a host on one site and only an attendee on another (`siteUrls` entries ending in `#attendee`).
-    site: str | None = None
     # How long a personal join/start link from POST /meetings/join stays valid (Webex allows 1-60 minutes).
     link_minutes: int = 60
 
@@ -82,18 +79,6 @@ class WebexSettings(BaseModel):
         if value is not None and not value.strip():
             raise ValueError("must not be empty; leave it out instead")
         return value.strip() if value is not None else None
-
-    @field_validator("site")
-    @classmethod
-    def _site_name(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        # People name the site as they see it in the browser; siteUrls entries carry only the host name.
-        site = value.strip().removeprefix("https://").removeprefix("http://").strip("/").lower()
-        if not site or "/" in site or "#" in site or "." not in site:
-            raise ValueError("must be the Webex site's name as in Control Hub (Services > Meeting > Sites), "
-                             "e.g. acme.webex.com")
-        return site
 
     @field_validator("client_secret", "refresh_token", "access_token", "webhook_secret")
     @classmethod
@@ -271,8 +256,7 @@ class WebexClient:
     # -- people ---------------------------------------------------------------------------------------------
 
     async def find_person(self, email: str, *, budget: Budget = INTERACTIVE) -> dict[str, Any] | None:
-        """`GET /people?email=`: the person (`id`, `emails`, `displayName`, `licenses`, `siteUrls`, and for admins
-        `loginEnabled`; `status` is presence, not account state), or
+        """`GET /people?email=`: the person (`id`, `emails`, `displayName`, `licenses`, `siteUrls`, `status`), or
         None when the organisation has nobody with that email."""
         body = await self._json("GET", "/people", params={"email": email}, budget=budget,
                                 operation=f"look up the Webex user {email}")
