@@ -69,24 +69,25 @@ def nested_deeper_than(body: bytes, limit: int) -> bool:
     return max(accumulate(array("b", brackets.translate(_DEPTH_STEP))), default=0) > limit
 
 
-def check(body: bytes, max_depth: int = MAX_DEPTH) -> None:
-    """Refuse, before anything parses it, a body that is not UTF-8 or nests deeper than `max_depth`."""
+def check(body: bytes, max_depth: int = MAX_DEPTH) -> str:
+    """Refuse, before anything parses it, a body that is not UTF-8 or nests deeper than `max_depth`; returns the
+    body's text."""
     encoding = wide_encoding(body)
     if encoding is not None:
         raise UnreadableJson(f"The body is encoded as {encoding}; send JSON encoded as UTF-8 (RFC 8259).")
     try:
-        body.decode("utf-8")
+        text = body.decode("utf-8")
     except UnicodeDecodeError as bad:
         raise UnreadableJson(describe_undecodable(bad)) from None
     if nested_deeper_than(body, max_depth):
         raise UnreadableJson(f"The request body nests JSON arrays or objects more than {max_depth} levels deep; no "
                              "vILT request needs more than four. Send only the documented fields.")
+    return text
 
 
 def loads(body: bytes, max_depth: int = MAX_DEPTH) -> Any:
     """The JSON value of a body, after `check`; any failure is an `UnreadableJson` saying what was wrong."""
-    check(body, max_depth)
-    text = body.decode("utf-8")
+    text = check(body, max_depth)
     try:
         return json.loads(text[1:] if text.startswith("\ufeff") else text)
     except (ValueError, RecursionError) as exc:
