@@ -201,6 +201,29 @@ def test_waiting_room_segments_are_marked_and_count_only_when_the_policy_says_so
     assert with_lobby.attended and "present 60 min = 100%" in with_lobby.explanation
 
 
+def test_an_email_the_provider_verified_is_credited_without_a_launch_and_a_typed_one_is_not() -> None:
+    signed_in = segment("Pat", 0, 60, email="Pat@Example.com", email_verified_by="Zoom")
+    typed = segment("Guest", 0, 60, email="guest@example.com")  # a guest's form field: only their word
+    found = identify_segments([signed_in, typed], NAMED, END)
+    assert [(m.email, m.rule, m.verified_by) for m in found.matched] == [("Pat@Example.com", "verified_email",
+                                                                          "Zoom")]
+    assert found.unmatched == [typed]
+    [decision] = decide_from_segments(found.matched, starts_at=T0, ends_at=END, policy=AttendancePolicy())
+    assert decision.attended
+    assert "matched by verified_email (email verified by Zoom, no launch)" in decision.explanation
+
+
+def test_a_verified_email_never_credits_an_instructor_and_never_beats_launch_evidence() -> None:
+    host = segment("Tess", 0, 60, email="tess@example.com", email_verified_by="Zoom")
+    assert identify_segments([host], NAMED, END, hosts=["Tess@example.com"]).unmatched == [host]
+    # Jane's personal link, signed in to an account under another address: the link says who it is, as before.
+    linked = segment("Laptop", 0, 60, personal_id="reg-jane", email="jd@home.example", email_verified_by="Zoom")
+    assert rules_of([linked]) == [("Jane@Example.com", "personal_id")]
+    # A verified email says more than a name that happens to be a launched learner's.
+    named = segment("Jane Doe", 0, 60, email="other.jane@example.com", email_verified_by="Zoom")
+    assert rules_of([named]) == [("other.jane@example.com", "verified_email")]
+
+
 # --- decisions --------------------------------------------------------------------------------------------------
 
 

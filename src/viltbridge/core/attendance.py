@@ -180,9 +180,12 @@ def _start_of(interval: Interval) -> datetime:
 PERSONAL_ID = "personal_id"
 
 # Strongest first. A personal link's id was minted for one learner; a name tag came from their fallback link; an
-# email is only as good as the account the person signed in with; an alias is an admin's statement; a name is a
+# email is only as good as the account the person signed in with; an alias is an admin's statement; a verified email
+# is someone who did not launch but whom the provider authenticated with that email (`provider.EMAIL_VERIFIED_BY`):
+# credited under that email, because Cornerstone matches GetAttendees' emails against its own roster; a name is a
 # name, trusted only when exactly one launched learner carries it.
-RULES = (PERSONAL_ID, "display_name_tag", "email", "alias", "unique_name")
+VERIFIED_EMAIL = "verified_email"
+RULES = (PERSONAL_ID, "display_name_tag", "email", "alias", VERIFIED_EMAIL, "unique_name")
 WAITING_ROOM_STATUS = "in_waiting_room"
 
 
@@ -194,6 +197,7 @@ class MatchedSegment:
     interval: Interval
     rule: str
     waiting_room: bool = False  # waiting to be admitted; counts only when the policy says so
+    verified_by: str = ""  # for VERIFIED_EMAIL: who verified the email ("Zoom"), named in the explanation
 
 
 @dataclass(frozen=True)
@@ -235,6 +239,7 @@ class _Directory:
     by_tag: dict[str, set[str]]
     by_name: dict[str, set[str]]
     aliases: dict[str, str]  # provider email -> LMS email, both normalised
+    hosts: frozenset[str] = frozenset()  # never credited by a verified email alone: instructors are no attendees
 
     def owner_of_email(self, email: str) -> tuple[str, str] | None:
         if email in self.known:
@@ -252,7 +257,7 @@ def _name_key(name: str) -> str:
 
 
 def _directory(people: Mapping[str, LaunchIdentity], aliases: Mapping[str, str],
-               roster: Collection[str]) -> _Directory:
+               roster: Collection[str], hosts: Collection[str] = ()) -> _Directory:
     spelling: dict[str, str] = {}
     by_personal_id: dict[str, set[str]] = {}
     by_tag: dict[str, set[str]] = {}
@@ -276,7 +281,8 @@ def _directory(people: Mapping[str, LaunchIdentity], aliases: Mapping[str, str],
         if source and target:
             table[source] = target
             spelling.setdefault(target, lms_email.strip())
-    return _Directory(spelling, known, by_personal_id, by_tag, by_name, table)
+    return _Directory(spelling, known, by_personal_id, by_tag, by_name, table,
+                      frozenset(normalize_email(email) for email in hosts))
 
 
 def identify_segments(
@@ -286,15 +292,17 @@ def identify_segments(
     *,
     aliases: Mapping[str, str] = _NO_ALIASES,
     roster: Collection[str] = (),
+    hosts: Collection[str] = (),
 ) -> Identification:
     """Tie each segment to one learner by the strongest evidence (see `RULES`), or set it aside.
 
     `people` are the launched learners by normalised email; `aliases` the connection's table of provider email ->
-    LMS email; `roster` the LMS emails the LMS asked about. Nothing is fuzzy: a segment that fits two learners, or
-    whose link points at one learner while it is signed in as another, goes to `ambiguous` with the reason. An open
-    segment (no leave yet) counts until the scheduled end.
+    LMS email; `roster` the LMS emails the LMS asked about; `hosts` the session's instructors, whom a verified email
+    alone never credits. Nothing is fuzzy: a segment that fits two learners, or whose link points at one learner
+    while it is signed in as another, goes to `ambiguous` with the reason. An open segment (no leave yet) counts
+    until the scheduled end.
     """
-    directory = _directory(people, aliases, roster)
+    directory = _directory(people, aliases, roster, hosts)
     matched: list[MatchedSegment] = []
     unmatched: list[ParticipantSegment] = []
     ambiguous: list[AmbiguousSegment] = []
@@ -307,8 +315,12 @@ def identify_segments(
         else:
             key, rule = found
             end = segment.left_at or max(as_utc(ends_at), as_utc(segment.joined_at))
-            matched.append(MatchedSegment(directory.spelling[key], Interval(segment.joined_at, end), rule,
-                                          segment.evidence.get("status") == WAITING_ROOM_STATUS))
+            verified = rule == VERIFIED_EMAIL
+            # A verified email of someone who never launched has no LMS spelling: it is reported as the provider has it.
+            spelling = directory.spelling.get(key) or (segment.email or key).strip()
+            matched.append(MatchedSegment(spelling, Interval(segment.joined_at, end), rule,
+                                          segment.evidence.get("status") == WAITING_ROOM_STATUS,
+                                          (segment.email_verified_by or "") if verified else ""))
     return Identification(matched, unmatched, ambiguous)
 
 
@@ -319,9 +331,10 @@ def match_segments(
     *,
     aliases: Mapping[str, str] = _NO_ALIASES,
     roster: Collection[str] = (),
+    hosts: Collection[str] = (),
 ) -> tuple[list[MatchedSegment], list[ParticipantSegment]]:
     """`identify_segments` as (matched, everything else in input order): ambiguous segments are not matched."""
-    found = identify_segments(segments, people, ends_at, aliases=aliases, roster=roster)
+    found = identify_segments(segments, people, ends_at, aliases=aliases, roster=roster, hosts=hosts)
     set_aside = {id(segment) for segment in found.unmatched} | {id(item.segment) for item in found.ambiguous}
     return found.matched, [segment for segment in segments if id(segment) in set_aside]
 
@@ -339,6 +352,11 @@ def _identify(segment: ParticipantSegment, directory: _Directory) -> tuple[str, 
         return _by_link(tagged, "display_name_tag", f"the name tag in '{name}'", signed_in, email, directory)
     if signed_in is not None:
         return signed_in
+    if email and segment.email_verified_by and email not in directory.hosts:
+        # Joined without launching (a forwarded link, a calendar entry) but signed in as this email, which the
+        # provider verified: as good as the learner's word, and Cornerstone keeps only emails on its roster. A typed
+        # email is not verified and falls through: to a unique name, or to review.
+        return email, VERIFIED_EMAIL
     named = directory.by_name.get(_name_key(name), set()) if name else set()
     if len(named) == 1:
         return next(iter(named)), "unique_name"
@@ -541,7 +559,7 @@ def _judge(by_spelling: Mapping[str, list[MatchedSegment]], starts_at: datetime,
         else:
             percent, by_percent = 0, policy.min_percent == 0
         # Counted as a set: a segment delivered twice (webhook and report, a retried fetch) is one segment.
-        distinct = {(item.interval.start, item.interval.end, item.rule, item.waiting_room) for item in items}
+        distinct = {(item.interval.start, item.interval.end, _rule_words(item), item.waiting_room) for item in items}
         judged[key] = _Judgement(
             email=spelling[key], segments=len(distinct), rules=", ".join(sorted({item[2] for item in distinct})),
             waiting_room=0 if policy.count_waiting_room else sum(1 for item in distinct if item[3]),
@@ -549,6 +567,13 @@ def _judge(by_spelling: Mapping[str, list[MatchedSegment]], starts_at: datetime,
             by_minutes=threshold_minutes is not None and present >= threshold_minutes,
         )
     return judged
+
+
+def _rule_words(item: MatchedSegment) -> str:
+    """The rule as an explanation names it; a verified email says who verified it and that there was no launch."""
+    if item.rule == VERIFIED_EMAIL:
+        return f"{VERIFIED_EMAIL} (email verified by {item.verified_by or 'the provider'}, no launch)"
+    return item.rule
 
 
 def _explainer(starts_at: datetime, ends_at: datetime, policy: AttendancePolicy) -> Callable[[_Judgement], str]:

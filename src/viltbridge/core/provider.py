@@ -7,7 +7,7 @@ ledger; one without an attendance API gets launch evidence, and the data says so
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -15,10 +15,19 @@ from typing import Any, Protocol
 
 from viltbridge.core.models import Role
 
-# Settings the provider itself changed (a rotated refresh token), handed back to be stored with the connection
-# (encrypted) so a restart does not go back to a token the provider has since revoked. Every adapter factory takes
-# it: `from_settings(raw, on_settings_change=...)`.
-SettingsSink = Callable[[Mapping[str, str]], Awaitable[None]]
+
+class SettingsSink(Protocol):
+    """Where the settings a provider itself changes (a rotated refresh token) are kept: with the connection,
+    encrypted, so a restart does not go back to a token the provider has since revoked. Every adapter factory takes
+    one: `from_settings(raw, on_settings_change=...)`."""
+
+    async def __call__(self, changes: Mapping[str, str]) -> None:
+        """Store `changes` (already in use in memory) with the connection."""
+
+    async def stored(self, key: str) -> str | None:
+        """The value stored for `key` now. Another adapter of the same connection (the job worker, another server
+        process) may have stored a newer one than this adapter holds: a provider that rotates refresh tokens
+        revokes the old one when it issues the new."""
 
 
 class AttendanceSource(StrEnum):
@@ -126,6 +135,14 @@ class LaunchLink:
     retry_after_seconds: float | None = None
 
 
+# The `ParticipantSegment.evidence` key an adapter sets when the provider itself vouches for the segment's email: the
+# person was signed in to an account the provider authenticated (a Zoom account user, a Teams tenant user, a Webex
+# user), or joined with a token we signed for that email (JaaS). Its value names who verified it ("Zoom"), for the
+# attendance explanation. Never set for an email the participant typed (a guest's form field). Kept in `evidence`
+# rather than a field of its own so the attendance ledger, which stores evidence as it is, keeps it too.
+EMAIL_VERIFIED_BY = "email_verified_by"
+
+
 @dataclass(frozen=True)
 class ParticipantSegment:
     """One join/leave interval as the provider reports it, with every identity clue it gives."""
@@ -139,6 +156,13 @@ class ParticipantSegment:
     # Which run of the meeting this segment belongs to (a restarted meeting has several, each with its own report);
     # "" when the provider has no such notion.
     instance: str = ""
+
+    @property
+    def email_verified_by(self) -> str | None:
+        """Who vouches for `email` (see `EMAIL_VERIFIED_BY`); None when there is no email or the participant merely
+        typed it."""
+        verified = self.evidence.get(EMAIL_VERIFIED_BY)
+        return str(verified) if verified and self.email else None
 
 
 @dataclass(frozen=True)

@@ -495,6 +495,10 @@ class LaunchPlan:
     lms_email: str  # as the LMS spelled it
     role: Role
     previous: LaunchLink | None
+    # An instructor's name as the LMS sent it (POST /instructor), for providers that show a name we choose.
+    # Learners have none: Cornerstone's launch carries only the email, so they appear under it.
+    first_name: str | None = None
+    last_name: str | None = None
 
 
 async def plan_launch(store: Store, connection: Connection, claims: LaunchClaims, clock: Clock) -> LaunchPlan:
@@ -521,14 +525,17 @@ async def plan_launch(store: Store, connection: Connection, claims: LaunchClaims
     role = await _role_of(store, session, email)
     last = await store.last_personal_launch(session.id, email)
     previous = LaunchLink(url=last.provider_url, personal=True, identity=last.identity) if last else None
-    return LaunchPlan(session=session, email=email, lms_email=claims.email, role=role, previous=previous)
+    instructor = await store.find_instructor(connection.id, email) if role is not Role.ATTENDEE else None
+    return LaunchPlan(session=session, email=email, lms_email=claims.email, role=role, previous=previous,
+                      first_name=instructor.first_name if instructor else None,
+                      last_name=instructor.last_name if instructor else None)
 
 
 async def resolve_launch(provider: Provider, plan: LaunchPlan) -> LaunchLink:
     """The provider's link for this person now. Called outside any database transaction: it may take seconds."""
     assert plan.session.meeting is not None
-    return await provider.launch_link(_meeting_ref(plan.session.meeting), Person(email=plan.lms_email), plan.role,
-                                      plan.previous)
+    person = Person(email=plan.lms_email, first_name=plan.first_name, last_name=plan.last_name)
+    return await provider.launch_link(_meeting_ref(plan.session.meeting), person, plan.role, plan.previous)
 
 
 async def record_launch(
@@ -637,7 +644,8 @@ async def _attendance_from_ledger(
         )
     launches = await store.launches_between(session.id, EARLIEST, LATEST)
     found = identify_segments(evidence, _launch_identities(launches), session.ends_at,
-                              aliases=await store.attendance_aliases(session.connection_id))
+                              aliases=await store.attendance_aliases(session.connection_id),
+                              hosts=session.instructor_emails)
     instructors = set(session.instructor_emails)
     reviews = [Review("ambiguous", item.reason, item.segment) for item in found.ambiguous]
     reviews += [Review("unmatched", "no launch link, registrant, name tag, known email or alias ties this "
@@ -662,7 +670,8 @@ async def matched_intervals(store: Store, session: Session) -> dict[str, list[In
     evidence = choose_evidence(await store.attendance_segments(session.id))
     launches = await store.launches_between(session.id, EARLIEST, LATEST)
     found = identify_segments(evidence, _launch_identities(launches), session.ends_at,
-                              aliases=await store.attendance_aliases(session.connection_id))
+                              aliases=await store.attendance_aliases(session.connection_id),
+                              hosts=session.instructor_emails)
     by_learner: dict[str, list[Interval]] = {}
     for item in found.matched:
         by_learner.setdefault(item.email, []).append(item.interval)

@@ -464,6 +464,44 @@ class CachedBearerToken:
         except Exception:
             log.exception("%s: storing the provider's new %s failed; it is kept in memory for now", provider, key)
 
+    async def newer_stored(self, key: str, refused: str, *, settle_seconds: float = 1.0) -> str | None:
+        """The value of `key` stored with the connection when it is not the one the provider just refused, else
+        None. A provider that rotates refresh tokens revokes the old one when it issues the new, so whichever
+        adapter of the connection renews first (this server's, the job worker's, another process's) leaves the
+        others holding a dead token; the winner stores the new one. It may still be writing it: one more look after
+        `settle_seconds`."""
+        if self.on_settings_change is None:
+            return None
+        for wait in (0.0, settle_seconds):
+            await asyncio.sleep(wait)
+            try:
+                stored = await self.on_settings_change.stored(key)
+            except Exception:
+                log.exception("reading the stored %s failed", key)
+                return None
+            if stored and stored != refused:
+                return stored
+        return None
+
+    async def renew_with_refresh_token(self, provider: str, refresh_token: str,
+                                       renew: Callable[[str], Awaitable[httpx2.Response]],
+                                       explain: Callable[[ProviderApiError], str]) -> tuple[httpx2.Response, str]:
+        """The token endpoint's answer to `renew(refresh_token)` and the refresh token that got it: the given one,
+        or the connection's stored one when the provider refused the given one and another adapter stored a newer
+        (`newer_stored`). A refusal raises ProviderFailed with `explain`'s words."""
+        try:
+            return await renew(refresh_token), refresh_token
+        except ProviderApiError as err:
+            newer = await self.newer_stored("refresh_token", refresh_token) if err.http_status in (400, 401) else None
+            if newer is None:
+                raise err.with_message(explain(err)) from None
+        log.info("%s: the refresh token was replaced by another server or worker; renewing with the stored one",
+                 provider)
+        try:
+            return await renew(newer), newer
+        except ProviderApiError as err:
+            raise err.with_message(explain(err)) from None
+
     def _fresh(self) -> bool:
         return self._token is not None and self._clock() < self._refresh_at
 

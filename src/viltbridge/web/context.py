@@ -23,6 +23,7 @@ from viltbridge.core.services import LaunchSettings
 from viltbridge.crypto import Keyring
 from viltbridge.providers import build_provider
 from viltbridge.store.db import Database
+from viltbridge.store.tables import ConnectionRow
 
 if TYPE_CHECKING:
     from viltbridge.jobs.queue import JobQueue
@@ -34,10 +35,21 @@ WRITE_ATTEMPTS = 6  # about 30 s of retries: longer than any request holds SQLit
 
 # Stores settings a provider changed for a connection (id, name, the changed keys and values).
 SettingsWriter = Callable[[Connection, Mapping[str, str]], Awaitable[None]]
+# Reads a connection's settings as stored now (None: the connection is gone).
+SettingsReader = Callable[[Connection], Awaitable[Mapping[str, Any] | None]]
 
 
 def _fingerprint(provider: str, settings: Mapping[str, Any]) -> str:
     return hashlib.sha256(json.dumps([provider, dict(settings)], sort_keys=True).encode()).hexdigest()
+
+
+@dataclass
+class _PooledAdapter:
+    adapter: Provider
+    # Every version of the connection's settings this adapter stands for: the ones it was built with and each its
+    # provider changed since (a rotated refresh token). A request that read the connection before such a change was
+    # stored still gets this adapter, which holds the new token, not a new one with the revoked token.
+    fingerprints: set[str]
 
 
 @dataclass
@@ -46,54 +58,25 @@ class ProviderPool:
 
     # Where settings the provider itself changes (a rotated refresh token) are stored; None keeps them in memory.
     write_settings: SettingsWriter | None = None
-    _adapters: dict[tuple[int, str], Provider] = field(default_factory=dict)
+    read_settings: SettingsReader | None = None
+    _adapters: dict[int, _PooledAdapter] = field(default_factory=dict)
     _closing: set[asyncio.Task[None]] = field(default_factory=set)
 
     def for_connection(self, connection: Connection) -> Provider:
-        key = (connection.id, _fingerprint(connection.provider, connection.provider_settings))
-        adapter = self._adapters.get(key)
-        if adapter is None:
-            for stale in [k for k in self._adapters if k[0] == connection.id]:
-                self._retire(self._adapters.pop(stale))  # settings changed: the old adapter's clients go
-            adapter = self._adapters[key] = build_provider(
-                connection.provider, connection.provider_settings, self._sink_for(connection))
+        fingerprint = _fingerprint(connection.provider, connection.provider_settings)
+        pooled = self._adapters.get(connection.id)
+        if pooled is not None and fingerprint in pooled.fingerprints:
+            return pooled.adapter
+        if pooled is not None:
+            self._retire(pooled.adapter)  # settings changed: the old adapter's clients go
+        adapter = build_provider(connection.provider, connection.provider_settings, self._sink_for(connection))
+        self._adapters[connection.id] = _PooledAdapter(adapter, {fingerprint})
         return adapter
 
     def _sink_for(self, connection: Connection) -> SettingsSink | None:
         if self.write_settings is None:
             return None
-        settings = dict(connection.provider_settings)
-        pending: dict[str, str] = {}
-        writing: list[asyncio.Task[None]] = []
-
-        async def write_all() -> None:
-            """One writer per connection, taking what is pending each round: the last change lands last."""
-            try:
-                while pending:
-                    changes = dict(pending)
-                    pending.clear()
-                    old_key = (connection.id, _fingerprint(connection.provider, settings))
-                    if not await self._write_with_retries(connection, changes):
-                        return
-                    settings.update(changes)
-                    # The adapter that reported the change already uses it: file it under the new settings, so
-                    # the next request (which reads them) keeps this adapter and its token cache.
-                    adapter = self._adapters.pop(old_key, None)
-                    if adapter is not None:
-                        self._adapters[(connection.id, _fingerprint(connection.provider, settings))] = adapter
-            finally:
-                writing.clear()
-
-        async def store(changes: Mapping[str, str]) -> None:
-            # Written after the call that renewed the token: it may run inside a request's write transaction.
-            pending.update(changes)
-            if not writing:
-                task = asyncio.get_running_loop().create_task(write_all())
-                writing.append(task)
-                self._closing.add(task)  # awaited at shutdown, so a stop does not lose it
-                task.add_done_callback(self._closing.discard)
-
-        return store
+        return _ConnectionSettings(self, connection)
 
     async def _write_with_retries(self, connection: Connection, changes: Mapping[str, str]) -> bool:
         assert self.write_settings is not None
@@ -108,6 +91,13 @@ class ProviderPool:
                   connection.provider, connection.name)
         return False
 
+    def _written(self, connection: Connection, settings: Mapping[str, Any]) -> None:
+        """The adapter that reported a change already uses it: it now stands for the new settings too, so the next
+        request (which reads them) keeps it and its token cache."""
+        pooled = self._adapters.get(connection.id)
+        if pooled is not None:
+            pooled.fingerprints.add(_fingerprint(connection.provider, settings))
+
     def _retire(self, adapter: Provider) -> None:
         task = asyncio.get_running_loop().create_task(adapter.aclose())
         self._closing.add(task)
@@ -115,8 +105,47 @@ class ProviderPool:
 
     async def aclose(self) -> None:
         """Close every adapter (at shutdown)."""
-        adapters, self._adapters = list(self._adapters.values()), {}
+        adapters, self._adapters = [pooled.adapter for pooled in self._adapters.values()], {}
         await asyncio.gather(*(adapter.aclose() for adapter in adapters), *self._closing, return_exceptions=True)
+
+
+class _ConnectionSettings:
+    """A connection's `SettingsSink`: changes are written after the call that made them (it may run inside a
+    request's write transaction), by one writer per connection taking what is pending each round, so the last
+    change lands last."""
+
+    def __init__(self, pool: ProviderPool, connection: Connection) -> None:
+        self._pool = pool
+        self._connection = connection
+        self._settings = dict(connection.provider_settings)
+        self._pending: dict[str, str] = {}
+        self._writing: asyncio.Task[None] | None = None
+
+    async def __call__(self, changes: Mapping[str, str]) -> None:
+        self._pending.update(changes)
+        if self._writing is None:
+            task = self._writing = asyncio.get_running_loop().create_task(self._write_all())
+            self._pool._closing.add(task)  # awaited at shutdown, so a stop does not lose it
+            task.add_done_callback(self._pool._closing.discard)
+
+    async def _write_all(self) -> None:
+        try:
+            while self._pending:
+                changes = dict(self._pending)
+                self._pending.clear()
+                if not await self._pool._write_with_retries(self._connection, changes):
+                    return
+                self._settings.update(changes)
+                self._pool._written(self._connection, self._settings)
+        finally:
+            self._writing = None
+
+    async def stored(self, key: str) -> str | None:
+        if self._pool.read_settings is None:
+            return None
+        settings = await self._pool.read_settings(self._connection)
+        value = settings.get(key) if settings is not None else None
+        return str(value) if value is not None else None
 
 
 @dataclass
@@ -132,12 +161,20 @@ class AppContext:
     def __post_init__(self) -> None:
         if self.providers.write_settings is None:
             self.providers.write_settings = self.store_provider_settings
+        if self.providers.read_settings is None:
+            self.providers.read_settings = self.stored_provider_settings
 
     async def store_provider_settings(self, connection: Connection, changes: Mapping[str, str]) -> None:
         """Settings a provider changed (a rotated refresh token), encrypted with the connection and audited."""
         async with self.db.transaction() as db:
             await db.run_sync(lambda s: connections.change(s, self.keyring, connection.name, dict(changes),
                                                            actor=f"provider:{connection.provider}"))
+
+    async def stored_provider_settings(self, connection: Connection) -> Mapping[str, Any] | None:
+        """A connection's provider settings as stored now, decrypted (None: the connection is gone)."""
+        async with self.db.reader() as db:
+            row = await db.run_sync(lambda s: s.get(ConnectionRow, connection.id))
+            return None if row is None else dict(self.keyring.decrypt_json(row.provider_settings))
 
     async def kick(self, job_ids: list[int]) -> None:
         """Hand jobs committed by a request to the workers (queue I/O off the event loop)."""

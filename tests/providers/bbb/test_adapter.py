@@ -79,6 +79,25 @@ async def test_each_person_gets_a_signed_link_with_their_role(provider: BbbProvi
     assert "vb-" in next(iter(sim.state.meetings[meeting.meeting_id].attendees))
 
 
+async def test_roles_are_right_on_a_server_older_than_2_4(sim: BbbSimulator) -> None:
+    """Before 2.4 BBB ignores join's `role` and decides by `password`: the instructor still moderates, the learner
+    does not, also when the meeting is created again at the launch."""
+    sim.reset(start=T0, version=(2, 3))
+    adapter = BbbProvider.from_settings(sim.settings())
+    try:
+        meeting = await adapter.create_meeting(spec())
+        host = await adapter.launch_link(meeting, Person(HOST.email, "Tess", "Teacher"), Role.HOST)
+        learner = await adapter.launch_link(meeting, LEARNER, Role.ATTENDEE)
+        assert httpx2.get(host.url).status_code == 302 and httpx2.get(learner.url).status_code == 302
+        joined = sim.state.meetings[meeting.meeting_id].attendees.values()
+        assert {a.full_name: a.role for a in joined} == {"Tess Teacher": "MODERATOR", "Lee Learner": "VIEWER"}
+        # A learner cannot turn their signed link into a moderator's: the checksum covers the password.
+        forged = learner.url.replace("role=VIEWER", "role=MODERATOR")
+        assert "<messageKey>checksumError</messageKey>" in httpx2.get(forged).text
+    finally:
+        await adapter.aclose()
+
+
 async def test_a_launch_recreates_a_meeting_bbb_dropped(provider: BbbProvider, sim: BbbSimulator) -> None:
     meeting = await provider.create_meeting(spec())
     sim.state.meetings.clear()  # nobody joined within minutes: BBB removed it

@@ -55,6 +55,10 @@ def test_the_whole_workflow_on_bigbluebutton(lms: httpx2.Client, live_server: st
     assert len({join["userID"] for join in joins.values()}) == 3  # one identity per person
     assert all("example.com" not in join["userID"] for join in joins.values())  # never the email itself
     assert state.meetings[meeting_id].name == "Forklift safety"  # created at the first launch with the edit
+    # The instructor appears under the name the LMS sent in POST /instructor; learners under their email (the launch
+    # carries no name).
+    in_meeting = {a.full_name: a.role for a in state.meetings[meeting_id].attendees.values()}
+    assert in_meeting == {"Tess Teacher": "MODERATOR", "Jane@Example.com": "VIEWER", "bob@example.com": "VIEWER"}
 
     state.advance(10 * 60)
     state.leave(meeting_id, joins["bob@example.com"]["userID"])  # ten minutes: not enough

@@ -66,6 +66,27 @@ def test_join_redirects_and_records_the_user_id(sim: BbbSimulator) -> None:
     assert sim.state.meetings["m1"].attendees["u-ann"].full_name == "Ann Lee"
 
 
+@pytest.mark.parametrize(("version", "role", "password", "expected"), [
+    ((2, 7), "MODERATOR", "att-pw", "MODERATOR"),  # a valid role overrides the password (2.4 and later)
+    ((2, 7), "chair", "mod-pw", "MODERATOR"),  # an invalid role: the password decides
+    ((2, 3), "MODERATOR", "att-pw", "VIEWER"),  # before 2.4 there is no role: the password decides
+    ((2, 3), "MODERATOR", "", None),  # ... and without one nobody gets in
+])
+def test_join_decides_the_role_as_the_join_table_says(bbb_simulator: BbbSimulator, version: tuple[int, int],
+                                                      role: str, password: str, expected: str | None) -> None:
+    sim = bbb_simulator
+    sim.reset(version=version)
+    created = call(sim, "create", {"name": "Class", "meetingID": "m1", "attendeePW": "att-pw",
+                                   "moderatorPW": "mod-pw"})
+    assert (created["attendeePW"], created["moderatorPW"]) == ("att-pw", "mod-pw")
+    answer = call(sim, "join", {"fullName": "Ann", "meetingID": "m1", "role": role, "password": password,
+                                "userID": "u-ann", "redirect": "false"})
+    if expected is None:
+        assert (answer["returncode"], answer["messageKey"]) == ("FAILED", "invalidPassword")
+    else:
+        assert answer["returncode"] == "SUCCESS" and sim.state.meetings["m1"].attendees["u-ann"].role == expected
+
+
 def test_join_to_an_unknown_meeting_fails(sim: BbbSimulator) -> None:
     answer = call(sim, "join", {"fullName": "Ann", "meetingID": "nope", "role": "VIEWER", "redirect": "false"})
     assert (answer["returncode"], answer["messageKey"]) == ("FAILED", "invalidMeetingIdentifier")

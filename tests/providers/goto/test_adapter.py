@@ -63,6 +63,35 @@ async def test_a_single_user_account_has_one_organizer(goto_simulator: GotoSimul
     await provider.aclose()
 
 
+async def test_organizers_come_from_the_admin_api_user_listing(goto_simulator: GotoSimulator) -> None:
+    sim = goto_simulator
+    sim.reset(start=T0, record_exchanges=True)
+    sim.state.seed_organizer(COHOST.email, "Cole", "Helper", organizer_key=COHOST_KEY)
+    sim.state.seed_account_user("meg@example.com", products=("G2M",))  # on the account, but no GoTo Training
+    provider = adapter(sim)
+    assert (await provider.provision_instructor(COHOST)).data["goto_role"] == "co-organizer"
+    with pytest.raises(InvalidInput, match=r"meg@example\.com is not a GoTo Training organizer"):
+        await provider.provision_instructor(InstructorSpec("meg@example.com", "Meg", "Meeting"))
+    routes = [x["route"] for x in sim.state.exchanges]
+    assert "/accounts/{accountKey}/users" in routes and "/accounts/{accountKey}/organizers" not in routes
+    [listing] = [item for item in provider.health() if item.name == "organizer listing"]
+    assert listing.ok and "Admin API" in listing.detail
+    await provider.aclose()
+
+
+async def test_without_the_admin_api_the_deprecated_listing_is_used_and_health_says_so(
+        goto_simulator: GotoSimulator) -> None:
+    sim = goto_simulator
+    sim.reset(start=T0, admin_api=False)
+    sim.state.seed_organizer(COHOST.email, "Cole", "Helper", organizer_key=COHOST_KEY)
+    provider = adapter(sim)
+    assert (await provider.provision_instructor(COHOST)).provider_user_id == COHOST_KEY
+    [listing] = [item for item in provider.health() if item.name == "organizer listing"]
+    assert "deprecated GET /accounts/{accountKey}/organizers" in listing.detail
+    assert "account admin authorise" in listing.detail
+    await provider.aclose()
+
+
 # -- trainings ------------------------------------------------------------------------------------------------------
 
 
@@ -263,7 +292,8 @@ async def test_gotos_documented_report_payloads_are_read(sim: GotoSimulator) -> 
         return httpx2.Response(404, json={"int_err_code": "NotFound", "msg": "no"})
 
     settings = GotoSettings.from_settings({"client_id": "c", "client_secret": "s", "refresh_token": "r",
-                                           "organizer_key": "3000000000000000001"})
+                                           "organizer_key": "3000000000000000001",
+                                           "account_key": "4000000000000000001"})
     client = GotoClient(settings, transport=httpx2.MockTransport(answer), breaker=new_breaker("goto-fixtures"),
                         limits=RateLimits())
     provider = GotoProvider(settings, client, clock=lambda: datetime(2026, 3, 3, tzinfo=UTC))

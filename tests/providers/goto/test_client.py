@@ -61,17 +61,28 @@ def test_one_message_names_every_wrong_setting() -> None:
 
 def test_defaults_are_gotos_real_endpoints() -> None:
     settings = GotoSettings.from_settings({"client_id": "c", "client_secret": "s", "refresh_token": "r",
-                                           "organizer_key": "123"})
+                                           "organizer_key": "123", "account_key": "456"})
     assert settings.api_base_url == "https://api.getgo.com/G2T/rest"
+    assert settings.admin_api_url == "https://api.getgo.com/admin/rest/v1"
     assert settings.token_url == "https://authentication.logmeininc.com/oauth/token"
     assert settings.time_zone == "UTC" and settings.notify_on_reschedule is False
 
 
 def test_secrets_never_show_in_the_settings_repr() -> None:
     settings = GotoSettings.from_settings({"client_id": "cid", "client_secret": "s3cret-value",
-                                           "refresh_token": "refresh-value", "organizer_key": "1"})
+                                           "refresh_token": "refresh-value", "organizer_key": "1",
+                                           "account_key": "2"})
     shown = repr(settings) + str(settings.model_dump())
     assert "s3cret-value" not in shown and "refresh-value" not in shown
+
+
+def test_the_organizer_and_account_keys_are_required_with_where_to_find_them() -> None:
+    # GoTo's token answer no longer carries them: without account_key co-organizers would silently vanish.
+    with pytest.raises(InvalidInput) as caught:
+        GotoSettings.from_settings({"client_id": "c", "client_secret": "s", "refresh_token": "r"})
+    message = str(caught.value)
+    for key in ("organizer_key", "account_key"):
+        assert f"{key}: missing (required): call GET https://api.getgo.com/admin/rest/v1/me" in message, message
 
 
 # -- tokens -------------------------------------------------------------------------------------------------------
@@ -82,7 +93,7 @@ async def test_a_token_is_fetched_once_and_renewed_when_goto_refuses_it(sim: Got
     assert await goto.list_trainings() == []
     await goto.create_training(_training())
     assert goto.tokens.fetches == 1 and sim.state.token_requests == 1
-    assert goto.tokens.principal == "tess@example.com" and goto.tokens.account_key == sim.config.account_key
+    assert goto.tokens.principal == "tess@example.com"
     sim.state.expire_tokens()  # as after 60 minutes: GoTo answers 401
     assert len(await goto.list_trainings()) == 1
     assert goto.tokens.fetches == 2
@@ -102,14 +113,28 @@ async def test_a_token_is_renewed_before_its_60_minutes_are_up(sim: GotoSimulato
     await client.aclose()
 
 
+class StoredSettings:
+    """A connection's settings store shared by adapters (a `SettingsSink`), in memory; `fails` makes writing fail."""
+
+    def __init__(self, *, fails: bool = False) -> None:
+        self.values: dict[str, str] = {}
+        self.writes: list[dict[str, str]] = []
+        self.fails = fails
+
+    async def __call__(self, changes: Mapping[str, str]) -> None:
+        if self.fails:
+            raise RuntimeError("database down")
+        self.writes.append(dict(changes))
+        self.values.update(changes)
+
+    async def stored(self, key: str) -> str | None:
+        return self.values.get(key)
+
+
 async def test_a_rotated_refresh_token_is_used_next_and_handed_on(goto_simulator: GotoSimulator) -> None:
     sim = goto_simulator
     sim.reset(start=T0, rotate_refresh_tokens=True)
-    stored: list[str] = []
-
-    async def store(changes: Mapping[str, str]) -> None:
-        stored.append(changes["refresh_token"])
-
+    store = StoredSettings()
     client = GotoClient(GotoSettings.from_settings(sim.settings()), breaker=new_breaker("goto-test"),
                         limits=RateLimits(), on_settings_change=store)
     capture = Capture()
@@ -126,6 +151,7 @@ async def test_a_rotated_refresh_token_is_used_next_and_handed_on(goto_simulator
     finally:
         logger.removeHandler(capture)
         logger.setLevel(old_level)
+    stored = [write["refresh_token"] for write in store.writes]
     assert stored == sim.state.issued_refresh_tokens and len(stored) == 3
     assert capture.lines and not any(token in "\n".join(capture.lines) for token in stored)  # never logged
     assert client.tokens.refresh_token.get_secret_value() == stored[-1]
@@ -138,16 +164,39 @@ async def test_a_failing_refresh_token_sink_does_not_fail_the_call(goto_simulato
     sim = goto_simulator
     sim.reset(start=T0, rotate_refresh_tokens=True)
 
-    async def broken(changes: Mapping[str, str]) -> None:
-        raise RuntimeError("database down")
-
     client = GotoClient(GotoSettings.from_settings(sim.settings()), breaker=new_breaker("goto-test"),
-                        limits=RateLimits(), on_settings_change=broken)
+                        limits=RateLimits(), on_settings_change=StoredSettings(fails=True))
     assert await client.list_trainings() == []
     assert "storing the provider's new refresh_token failed" in caplog.text
     sim.state.expire_tokens()
     assert await client.list_trainings() == []  # the rotated token in memory still works
     await client.aclose()
+
+
+async def test_a_refresh_token_another_adapter_replaced_is_read_back_from_the_store(
+        goto_simulator: GotoSimulator) -> None:
+    """Two adapters of one connection (the web server's and the job worker's, or two server processes) each hold
+    the configured refresh token; GoTo revokes it when the first renews. The second must renew with the token the
+    first stored, not fail until a restart."""
+    sim = goto_simulator
+    sim.reset(start=T0, rotate_refresh_tokens=True)
+    store = StoredSettings()
+    web, worker = (GotoClient(GotoSettings.from_settings(sim.settings()), breaker=new_breaker(f"goto-test-{name}"),
+                              limits=RateLimits(), on_settings_change=store) for name in ("web", "worker"))
+    await web.list_trainings()  # renews: the configured token is revoked, the rotated one stored
+    await worker.list_trainings()  # holds the revoked one: renews with the stored one (and rotates again)
+    sim.state.expire_tokens()
+    await web.list_trainings()  # now web's is the revoked one
+    issued = sim.state.issued_refresh_tokens
+    assert len(issued) == 3 and store.values["refresh_token"] == issued[-1]
+    assert web.tokens.refresh_token.get_secret_value() == issued[-1]
+
+    sim.state.revoke_refresh_tokens()  # a revoked authorisation still says so, after one more look at the store
+    sim.state.expire_tokens()
+    with pytest.raises(ProviderFailed, match="organizer must authorise the OAuth client again"):
+        await worker.list_trainings()
+    await web.aclose()
+    await worker.aclose()
 
 
 async def test_a_wrong_client_secret_is_named(sim: GotoSimulator) -> None:

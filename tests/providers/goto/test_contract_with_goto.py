@@ -6,6 +6,9 @@ joining and leaving GoTo Training, attendance from GoTo's report tied to learner
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Mapping
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -14,7 +17,10 @@ from fastapi.testclient import TestClient
 from tests.conftest import NOW, Db, Lms, b64, session_body
 from tests.providers.goto.conftest import fresh
 from viltbridge.core.clock import FixedClock
+from viltbridge.core.models import Connection, VendorOptions
+from viltbridge.providers.goto.adapter import GotoProvider
 from viltbridge.providers.goto.simulator import GotoSimulator
+from viltbridge.web.context import ProviderPool
 
 START = NOW + timedelta(minutes=5)
 
@@ -107,8 +113,8 @@ def test_a_rotated_refresh_token_is_stored_and_survives_a_restart(db: Db, goto_s
         lms = Lms(first, created["username"], created["password"])
         assert lms.add_instructor("tess@example.com", "Tess", "Teacher").status_code == 200
         sim.state.expire_tokens()  # the hour is over: the next call renews again, with the rotated token
-        assert lms.create_session(session_body("g-2", start=START, InstructorEmails="tess@example.com")
-                                  ).status_code == 200
+        made = lms.create_session(session_body("g-2", start=START, InstructorEmails="tess@example.com"))
+        assert made.status_code == 200, made.text
     issued = sim.state.issued_refresh_tokens
     assert len(issued) == 2
     [row] = rows(db, "SELECT provider_settings FROM connections")
@@ -124,6 +130,39 @@ def test_a_rotated_refresh_token_is_stored_and_survives_a_restart(db: Db, goto_s
         again = lms.update_session("g-2", session_body("g-2", start=START, InstructorEmails="tess@example.com",
                                                        Title="Renamed after a restart"))
         assert again.status_code == 200, again.text
+
+
+async def test_a_request_that_read_the_settings_before_a_rotation_was_stored_keeps_the_renewed_adapter(
+        goto_simulator: GotoSimulator) -> None:
+    """A request reads the connection, another renews GoTo's token (which rotates and revokes the refresh token)
+    and stores the new one, then the first asks the pool for the adapter: it must get the one holding the new token,
+    not a new adapter built from the revoked one (a 400 "authorise again" on a healthy connection)."""
+    sim = fresh(goto_simulator, rotate_refresh_tokens=True)
+    stored: dict[str, Any] = dict(sim.settings())
+
+    async def write(connection: Connection, changes: Mapping[str, str]) -> None:
+        stored.update(changes)
+
+    async def read(connection: Connection) -> Mapping[str, Any]:
+        return stored
+
+    pool = ProviderPool(write_settings=write, read_settings=read)
+    before = Connection(id=1, name="acme-goto", provider="goto", provider_settings=dict(sim.settings()),
+                        username="lms", options=VendorOptions(), active=True)
+    adapter = pool.for_connection(before)
+    assert isinstance(adapter, GotoProvider)
+    await adapter.client.list_trainings()  # renews: GoTo rotates the refresh token
+    for _ in range(100):  # the new token is written after the call, off the request's path
+        if stored["refresh_token"] != before.provider_settings["refresh_token"]:
+            break
+        await asyncio.sleep(0.01)
+    after = replace(before, provider_settings=dict(stored))
+    assert after.provider_settings["refresh_token"] == sim.state.issued_refresh_tokens[-1]
+    assert pool.for_connection(before) is adapter  # read before the write: still the adapter with the new token
+    assert pool.for_connection(after) is adapter  # read after it: the same
+    edited = replace(after, provider_settings={**stored, "client_secret": "changed-by-an-admin"})
+    assert pool.for_connection(edited) is not adapter  # an admin's change builds a new one
+    await pool.aclose()
 
 
 def test_a_session_goto_refuses_as_it_is_gets_a_400_with_gotos_reason_and_nothing_saved(

@@ -158,7 +158,9 @@ def test_the_token_endpoint_checks_basic_auth_and_can_rotate(goto_simulator: Got
     sim = goto_simulator
     sim.reset(start=T0)
     answer = _token(sim, sim.config.refresh_token).json()
-    assert answer["expires_in"] == 3600 and answer["organizer_key"] == sim.config.organizer_key
+    # GoTo's current token answer: the organizer's email, but no organizer_key/account_key any more.
+    assert answer["expires_in"] == 3600 and answer["principal"] == sim.config.organizer_email
+    assert "organizer_key" not in answer and "account_key" not in answer
     assert answer.keys() == fixture("token_response.json").keys()  # no refresh_token unless rotating
     wrong = _token(sim, sim.config.refresh_token, secret="nope")
     assert wrong.status_code == 401 and wrong.json()["error"] == "invalid_client"

@@ -91,6 +91,8 @@ def test_the_whole_workflow_on_jaas(jaas: World, db: Db) -> None:
     assert httpx2.get(links["Jane@Example.com"]).status_code == 200
     assert httpx2.get(links["bob@example.com"]).status_code == 200  # amy launched but never came in
     assert [p["moderator"] for p in state.present(room)] == [True, False, False]
+    # The token names the instructor as the LMS did in POST /instructor; learners by their email (no name in a launch).
+    assert [p["name"] for p in state.present(room)] == ["Tess Teacher", "Jane@Example.com", "bob@example.com"]
 
     jaas.at(START + timedelta(minutes=10))
     state.leave(room, "bob@example.com")  # ten minutes: not enough
@@ -163,13 +165,17 @@ def self_hosted(live_server: str, db: Db, jitsi_simulator: JitsiSimulator, clock
 
 def test_self_hosted_without_events_is_launch_only(self_hosted: World, db: Db) -> None:
     world, lms = self_hosted, self_hosted.lms
+    assert lms.post("/instructor", json={"Email": "mo@example.com", "FirstName": "Mo",
+                                         "LastName": "Moderator"}).status_code == 200
     assert lms.post("/session", json=session_body("m-1", start=START, minutes=60)).status_code == 200
     room = meeting_id(db)
     world.at(START - timedelta(minutes=5))
     jane = world.launch("jane@example.com", "m-1")
     assert jane.startswith(f"{world.sim.base_url}/{room}?jwt=")
     assert httpx2.get(jane).status_code == 200
-    assert world.sim.state.present(room)[0]["email"] == "jane@example.com"
+    assert httpx2.get(world.launch("mo@example.com", "m-1")).status_code == 200  # an active instructor hosts
+    assert [(p["email"], p["name"], p["moderator"]) for p in world.sim.state.present(room)] == [
+        ("jane@example.com", "jane@example.com", False), ("mo@example.com", "Mo Moderator", True)]
     refused = httpx2.post(f"{world.live_server}/webhooks/acme-meet", content=b"{}",
                           headers={webhooks.SIGNATURE_HEADER: "t=1,v1=x"})
     assert refused.status_code == 403 and refused.json()["error"] == NOT_VERIFIED  # it sends none: nothing taken in

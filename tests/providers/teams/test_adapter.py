@@ -43,6 +43,24 @@ async def test_instructors_are_users_of_the_tenant(sim: TeamsSimulator, provider
         await provider.provision_instructor(InstructorSpec("stranger@example.com", "S", "T"))
 
 
+async def test_an_instructor_is_found_by_mail_or_alias_when_it_is_not_their_upn(
+        sim: TeamsSimulator, provider: TeamsProvider) -> None:
+    # Common in real tenants: the UPN is not the mail address Cornerstone knows, and GET /users/{mail} is a 404.
+    ada = sim.state.seed_user("ada.l@acmecorp.onmicrosoft.com", "Ada Lovelace", mail="ada.lovelace@acme.example",
+                              aliases=["countess@acme.example"])
+    for email in ("ada.lovelace@acme.example", "Countess@Acme.example", "ada.l@acmecorp.onmicrosoft.com"):
+        provisioned = await provider.provision_instructor(InstructorSpec(email, "Ada", "Lovelace"))
+        assert provisioned.provider_user_id == ada["id"], email
+        assert provisioned.data["upn"] == "ada.l@acmecorp.onmicrosoft.com"
+    # Sessions made before provisioning look the organizer up by email too.
+    meeting = await provider.create_meeting(spec(host=InstructorSpec("ada.lovelace@acme.example", "Ada", "L"),
+                                                 co_hosts=()))
+    assert held(sim, meeting).organizer.id == ada["id"]
+    with pytest.raises(InvalidInput, match=r"nobody@acme\.example is not a user in the Microsoft 365 tenant .*"
+                                           r"userPrincipalName, mail address or one of their email aliases"):
+        await provider.provision_instructor(InstructorSpec("nobody@acme.example", "N", "B"))
+
+
 async def test_a_blocked_user_cannot_organise(sim: TeamsSimulator, provider: TeamsProvider) -> None:
     sim.state.seed_user("blocked@example.com", enabled=False)
     with pytest.raises(InvalidInput, match="blocked from signing in"):
@@ -65,9 +83,21 @@ async def test_a_meeting_is_organised_by_the_host_with_the_cohost_as_coorganizer
 
 
 async def test_extended_options_reach_graph(sim: TeamsSimulator, provider: TeamsProvider) -> None:
-    meeting = await provider.create_meeting(spec(extended_options={"lobby_everyone": True, "meeting_chat": False}))
+    # createOrGet documents no meeting options (the simulator ignores them there, as Graph may): they are PATCHed.
+    meeting = await provider.create_meeting(spec(extended_options={"lobby_everyone": True, "meeting_chat": False,
+                                                                   "record_automatically": True,
+                                                                   "announce_entry_exit": True}))
     options = held(sim, meeting).options
     assert options["lobbyBypassSettings"]["scope"] == "everyone" and options["allowMeetingChat"] == "disabled"
+    assert options["recordAutomatically"] is True and options["isEntryExitAnnounced"] is True
+    assert options["allowedPresenters"] == "roleIsPresenter"
+    methods = [method for method, path in sim.state.requests if "/onlineMeetings" in path]
+    assert methods == ["POST", "PATCH"]  # createOrGet, then the options
+    # An update changes them too.
+    updated = await provider.update_meeting(meeting, spec(extended_options={"meeting_chat": True}))
+    options = held(sim, updated).options
+    assert options["lobbyBypassSettings"]["scope"] == "organization" and options["allowMeetingChat"] == "enabled"
+    assert options["recordAutomatically"] is False and options["isEntryExitAnnounced"] is False
 
 
 async def test_a_retried_create_finds_the_first_meeting_and_updates_it(

@@ -15,6 +15,7 @@ from tests.providers.webex.conftest import COHOST, HOST, T0
 from viltbridge.core.errors import InvalidInput
 from viltbridge.core.models import Role
 from viltbridge.core.provider import InstructorSpec, LaunchLink, MeetingRef, Person
+from viltbridge.providers.http import ProviderApiError
 from viltbridge.providers.webex.adapter import WebexProvider, _device_segments, session_tag
 from viltbridge.providers.webex.simulator import WebexSimulator
 
@@ -41,8 +42,39 @@ async def test_unknown_and_unlicensed_hosts_are_refused_with_what_to_do(sim: Web
     with pytest.raises(InvalidInput, match=r"not a user of this Webex organisation.*Control Hub"):
         await provider.provision_instructor(InstructorSpec("ghost@example.com", "G", "Host"))
     sim.state.seed_person("basic@example.com", licensed=False)
-    with pytest.raises(InvalidInput, match=r"no Webex Meetings site.*Meetings licence"):
+    with pytest.raises(InvalidInput, match=r"basic@example.com has no Webex licence.*Control Hub.*Meetings licence"):
         await provider.update_instructor(HOST.email, InstructorSpec("basic@example.com", "B", "Asic"))
+
+
+async def test_only_a_host_role_on_the_connections_site_makes_an_instructor(sim: WebexSimulator,
+                                                                            provider: WebexProvider) -> None:
+    # The people API writes an attendee role as `site#attendee`: such a person cannot own a meeting on the site.
+    sim.state.seed_person("ann@example.com", site_urls=["sim.webex.com#attendee"])
+    with pytest.raises(InvalidInput, match=r"ann@example.com has no host account on the Webex site sim.webex.com"
+                                           r".*#attendee.*Control Hub.*host role"):
+        await provider.provision_instructor(InstructorSpec("ann@example.com", "Ann", "Attendee"))
+    # A host elsewhere in the organisation is still only an attendee here.
+    sim.state.seed_person("otto@example.com", site_urls=["other.webex.com", "sim.webex.com#attendee"])
+    with pytest.raises(InvalidInput, match=r"otto@example.com has no host account on the Webex site sim.webex.com"):
+        await provider.provision_instructor(InstructorSpec("otto@example.com", "Otto", "Elsewhere"))
+    # What the refusal prevents: Webex will not schedule for them on this site.
+    with pytest.raises(ProviderApiError, match="does not have a host account on the site"):
+        await provider.create_meeting(spec(host=InstructorSpec("ann@example.com", "Ann", "Attendee")))
+    sim.state.seed_person("hana@example.com", site_urls=["other.webex.com#attendee", "sim.webex.com"])
+    assert (await provider.provision_instructor(InstructorSpec("hana@example.com", "Hana", "Host"))).licensed
+
+
+async def test_sign_in_not_presence_decides_whether_an_account_can_host(sim: WebexSimulator,
+                                                                        provider: WebexProvider) -> None:
+    # `status` is presence: someone away or on Do Not Disturb is still a working host account.
+    for presence in ("inactive", "DoNotDisturb", "OutOfOffice"):
+        sim.state.seed_person(f"{presence.lower()}@example.com", status=presence)
+        assert (await provider.provision_instructor(
+            InstructorSpec(f"{presence.lower()}@example.com", "P", "Resence"))).licensed
+    # An account whose sign-in is disabled in Control Hub cannot host, however present it looks.
+    sim.state.seed_person("locked@example.com", status="active", login_enabled=False)
+    with pytest.raises(InvalidInput, match=r"locked@example.com is not allowed to sign in.*Control Hub"):
+        await provider.provision_instructor(InstructorSpec("locked@example.com", "L", "Ocked"))
 
 
 async def test_an_inactive_instructor_is_not_looked_up(sim: WebexSimulator, provider: WebexProvider) -> None:

@@ -204,3 +204,21 @@ def test_an_alias_ties_a_personal_zoom_account_to_the_lms_email(classroom: Class
         attendance_admin.set_alias(db, "acme-zoom", "Kim.Home@example.net", "kim@example.com")
     assert classroom.attendees() == ["kim@example.com"]
     assert "matched by alias" in classroom.explanations()["kim@example.com"]
+
+
+@pytest.mark.parametrize("report", [True, False], ids=["report", "webhooks only"])
+def test_a_signed_in_zoom_user_who_never_launched_is_credited_and_a_typed_email_is_not(
+        classroom: Classroom, report: bool) -> None:
+    state, meeting = classroom.sim.state, classroom.meeting_id
+    state.seed_user("lee@example.com", first_name="Lee", last_name="Colleague")
+    state.join(meeting, "Lee", user="lee@example.com")  # a forwarded link, signed in to the account: Zoom's email
+    state.join(meeting, "Max", email="max@example.com")  # a guest who typed an email: only their word for it
+    classroom.minutes(50)
+    classroom.end_class(report=report)
+    classroom.deliver_webhooks()
+    classroom.after_the_end()
+    assert classroom.attendees() == ["lee@example.com"]
+    assert "verified_email (email verified by Zoom, no launch)" in classroom.explanations()["lee@example.com"]
+    assert ("unmatched", "Max") in classroom.reviews()
+    assert all(name != "Tess Teacher" for _, name in classroom.reviews())
+    assert classroom.attendees() == ["lee@example.com"]  # again, from the kept evidence

@@ -9,6 +9,7 @@ learning-analytics callback BBB posts after the meeting names attendees by that 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import logging
 import re
 from collections.abc import Callable, Mapping
@@ -38,7 +39,7 @@ from viltbridge.core.provider import (
 )
 from viltbridge.providers.bbb import webhooks
 from viltbridge.providers.bbb.client import BbbClient, BbbSettings
-from viltbridge.providers.http import BULK, Budget
+from viltbridge.providers.http import BULK, INTERACTIVE, Budget
 from viltbridge.providers.naming import personal_id_for
 
 log = logging.getLogger("viltbridge.providers.bbb")
@@ -131,9 +132,27 @@ class BbbProvider:
             params["meta_analytics-callback-url"] = self.settings.analytics_callback_url
         return params
 
+    def _passwords(self, meeting_id: str) -> dict[str, str]:
+        """The meeting's moderator and attendee passwords, derived from the shared secret so every create and join
+        agrees without storing them. `join`'s `role` exists only from BBB 2.4; an older server ignores it and decides
+        the role by `password`, so joins carry both (from 2.4 a valid `role` overrides `password`)."""
+        def derived(role: str) -> str:
+            digest = hmac.new(self._secret.encode(), f"viltbridge-bbb-{role}:{meeting_id}".encode(), hashlib.sha256)
+            return digest.hexdigest()[:32]  # 2-64 characters (2.4's rule)
+        return {"moderatorPW": derived("moderator"), "attendeePW": derived("attendee")}
+
+    async def _create(self, params: Mapping[str, str], budget: Budget = INTERACTIVE) -> None:
+        # The passwords are added here, not kept in the meeting's stored data: they follow from the secret.
+        await self.client.create({**params, **self._passwords(params["meetingID"])}, budget=budget)
+
+    def _join_url(self, params: Mapping[str, str]) -> str:
+        passwords = self._passwords(params["meetingID"])
+        password = passwords["moderatorPW" if params["role"] == "MODERATOR" else "attendeePW"]
+        return self.client.join_url({**params, "password": password})
+
     def _ref(self, meeting_id: str, params: Mapping[str, str], spec: MeetingSpec) -> MeetingRef:
         # BBB has no shared link: the fallback is a signed viewer join without a userID (anonymous at BBB).
-        shared = self.client.join_url({"fullName": "Guest", "meetingID": meeting_id, "role": "VIEWER"})
+        shared = self._join_url({"fullName": "Guest", "meetingID": meeting_id, "role": "VIEWER"})
         return MeetingRef(meeting_id=meeting_id, join_url=shared, host_url=None,
                           data={"create": dict(params), "title": spec.title,
                                 "starts_at": spec.starts_at.astimezone(UTC).isoformat(),
@@ -144,7 +163,7 @@ class BbbProvider:
         meeting nobody joined within minutes, and `create` on an existing meetingID changes nothing."""
         meeting_id = meeting_id_for(spec.session_key)
         params = self._create_params(spec, meeting_id)
-        await self.client.create(params)
+        await self._create(params)
         log.debug("bbb: meeting %s created (session %s)", meeting_id, spec.session_key)
         return self._ref(meeting_id, params, spec)
 
@@ -183,13 +202,12 @@ class BbbProvider:
                     "bbb_role": params["role"]}
         note = None
         try:
-            await self.client.create(dict(meeting.data.get("create") or {"meetingID": meeting.meeting_id,
-                                                                         "name": meeting.meeting_id}),
-                                     budget=LAUNCH_BUDGET)
+            await self._create({"meetingID": meeting.meeting_id, "name": meeting.meeting_id,
+                                **dict(meeting.data.get("create") or {})}, budget=LAUNCH_BUDGET)
         except (ProviderFailed, TimeoutError) as err:
             note = f"meeting not confirmed at BigBlueButton: {getattr(err, 'message', None) or 'no answer in time'}"
             log.warning("bbb: %s (meeting %s)", note, meeting.meeting_id)
-        return LaunchLink(url=self.client.join_url(params), personal=True, identity=identity, note=note)
+        return LaunchLink(url=self._join_url(params), personal=True, identity=identity, note=note)
 
     # --- attendance ------------------------------------------------------------------------------------------
 

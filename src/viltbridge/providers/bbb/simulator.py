@@ -77,6 +77,7 @@ async def _answer(state: BbbState, call: str, params: dict[str, str]) -> Respons
             meeting, existed = state.create(params)
             fields = {"meetingID": meeting.meeting_id, "internalMeetingID": meeting.internal_id,
                       "parentMeetingID": "bbb-none", "createTime": int(meeting.create_time.timestamp() * 1000),
+                      "attendeePW": meeting.params["attendeePW"], "moderatorPW": meeting.params["moderatorPW"],
                       "hasUserJoined": bool(meeting.attendees), "duration": params.get("duration", "0"),
                       "hasBeenForciblyEnded": False}
         if existed:
@@ -104,9 +105,8 @@ async def _answer(state: BbbState, call: str, params: dict[str, str]) -> Respons
 def _join(state: BbbState, params: dict[str, str]) -> Response:
     if not params.get("fullName"):
         raise BbbFailure("missingParamFullName", "You must specify a name for the attendee who will be joining.")
-    role = params.get("role", "VIEWER").upper()
-    if role not in ("MODERATOR", "VIEWER"):
-        raise BbbFailure("invalidRole", "Unknown role.")  # [L] the key for a bad role
+    with state.lock:
+        role = state.role_for(params)
     user_id = params.get("userID") or f"w_{secrets.token_hex(6)}"  # [L] BBB's internal ids look like this
     joined = state.join(params.get("meetingID", ""), user_id, params["fullName"], role)
     token = secrets.token_urlsafe(12)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import secrets
 import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -41,6 +42,9 @@ class SimConfig:
     # bigbluebutton.properties `meetingExpireIfNoUserJoinedInMinutes` (default 5): a created meeting nobody joined
     # is forgotten after this long, so a later `create` starts it afresh with its new name and options.
     expire_if_no_user_joined_minutes: float = 5
+    # The server's release. `join`'s `role` parameter exists from 2.4 ("Updates to API": 2.4 added `role`); an older
+    # server ignores it and decides the role by the deprecated `password` alone.
+    version: tuple[int, int] = (2, 7)
 
 
 @dataclass
@@ -145,10 +149,28 @@ class BbbState:
         self._runs += 1
         created = self.now()
         digest = hashlib.sha1(meeting_id.encode()).hexdigest()  # noqa: S324 - BBB's own id scheme, not security
-        meeting = Meeting(meeting_id=meeting_id, name=name, create_time=created, params=dict(params),
+        # `attendeePW`/`moderatorPW`: deprecated, random when absent (create's parameter table).
+        passwords = {key: params.get(key) or secrets.token_hex(8) for key in ("attendeePW", "moderatorPW")}
+        meeting = Meeting(meeting_id=meeting_id, name=name, create_time=created, params={**params, **passwords},
                           internal_id=f"{digest}-{int(created.timestamp() * 1000) + self._runs}")
         self.meetings[meeting_id] = meeting
         return meeting, False
+
+    def role_for(self, params: dict[str, str]) -> str:
+        """The role a `join` gets, as join's parameter table says: `role` (2.4 and later) when present and valid
+        overrides `password`; otherwise `password` must match the meeting's moderatorPW or attendeePW."""
+        role = params.get("role", "").upper()
+        if self.config.version >= (2, 4) and role in ("MODERATOR", "VIEWER"):
+            return role
+        meeting = self.meeting_for(params, missing="invalidMeetingIdentifier")
+        password = params.get("password", "")
+        if password and password == meeting.params["moderatorPW"]:
+            return "MODERATOR"
+        if password and password == meeting.params["attendeePW"]:
+            return "VIEWER"
+        # [L] the key and message bbb-web answers when neither a valid role nor a matching password is given.
+        raise BbbFailure("invalidPassword", "You either did not supply a password or the password supplied is "
+                                            "neither the attendee or moderator password for this conference.")
 
     def join(self, meeting_id: str, user_id: str, full_name: str, role: str = "VIEWER") -> dict[str, Any]:
         """Someone enters (by a join URL, or scripted). [L] they count as joined when the join URL is opened."""
@@ -214,8 +236,7 @@ class BbbState:
             for seat in seats:
                 params = joins[seat.url]
                 user_ids[seat.url] = params.get("userID") or f"w_{len(user_ids)}"
-                self.join(meeting_id, user_ids[seat.url], params.get("fullName", "Guest"),
-                          params.get("role", "VIEWER").upper())
+                self.join(meeting_id, user_ids[seat.url], params.get("fullName", "Guest"), self.role_for(params))
             ordered = by_leaving_time(seats)
             for seat in ordered[:-1]:
                 self._now = seat.leaves_at(begin)

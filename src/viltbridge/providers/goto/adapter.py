@@ -110,6 +110,8 @@ class GotoProvider:
         self.client = client or GotoClient(settings, on_settings_change=on_settings_change)
         self._now = clock or (lambda: datetime.now(UTC))
         self._organizers: tuple[float, dict[str, dict[str, Any]], bool] | None = None
+        # How the account's organizers were last listed, for the health page (None: not listed yet).
+        self._organizer_listing: HealthItem | None = None
 
     @classmethod
     def from_settings(cls, raw: Mapping[str, Any], on_settings_change: SettingsSink | None = None) -> GotoProvider:
@@ -119,26 +121,50 @@ class GotoProvider:
 
     async def organizers(self, *, budget: Budget = INTERACTIVE) -> tuple[dict[str, dict[str, Any]], bool]:
         """The organizers who may run this connection's trainings, by lowercased email, and whether the account
-        shares trainings (co-organizers). A multi-user account lists all its organizers; otherwise the only one is
-        the organizer who authorised viltbridge (the token answer's `principal`)."""
+        shares trainings (co-organizers). The Admin API's user listing (users with a G2T licence) is preferred;
+        where it is refused (the authorising organizer is no account admin) the deprecated
+        `GET /accounts/{accountKey}/organizers` is used, and the health page says so. When neither lists anyone,
+        the only organizer is the one who authorised viltbridge (the token answer's `principal`)."""
         cached = self._organizers
         if cached is not None and time.monotonic() < cached[0]:
             return cached[1], cached[2]
         tokens = self.client.tokens
         await tokens.headers()  # the token answer names the organizer and the account
-        account = self.settings.account_key or tokens.account_key
+        account = self.settings.account_key
         found: dict[str, dict[str, Any]] = {}
         shared = False
-        if account:
+        try:
+            users = await self.client.admin_account_users(account, budget=budget)
+            found = {str(u["email"]).strip().lower(): {"organizerKey": str(u["key"]), "email": u["email"],
+                                                       "givenName": u.get("firstName"), "surname": u.get("lastName")}
+                     for u in users if u.get("email") and u.get("key") and "G2T" in (u.get("products") or [])}
+            # The Admin API does not say whether the account shares trainings; with one G2T user nobody else can
+            # be a co-organizer anyway.
+            shared = len(found) > 1
+            self._organizer_listing = HealthItem(
+                "organizer listing", True, f"GoTo Admin API, account {account}: {len(found)} GoTo Training users")
+        except ProviderApiError as err:
+            if err.http_status not in (403, 404):
+                raise
+            fallback = (f"GoTo's Admin API refused to list the users of account {account} ({err.provider_message}, "
+                        f"HTTP {err.http_status}); organizers are read from the deprecated "
+                        "GET /accounts/{accountKey}/organizers instead. Have a GoTo account admin authorise "
+                        "viltbridge's OAuth client to use the Admin API before GoTo removes the old listing.")
+            log.info("goto: %s", fallback)
             try:
                 rows = await self.client.account_organizers(account, budget=budget)
                 found = {str(r["email"]).strip().lower(): r for r in rows if r.get("email") and r.get("organizerKey")}
                 shared = True
-            except ProviderApiError as err:
-                if err.http_status not in (403, 404):
+                self._organizer_listing = HealthItem("organizer listing", True, fallback)
+            except ProviderApiError as old_err:
+                if old_err.http_status not in (403, 404):
                     raise
                 log.info("goto: account %s lists no organizers (%s); only the connection's organizer can teach",
-                         account, err.provider_message)
+                         account, old_err.provider_message)
+                self._organizer_listing = HealthItem(
+                    "organizer listing", False,
+                    f"{fallback} That listing was refused too ({old_err.provider_message}), so only the connection's "
+                    "organizer can teach and nobody can be a co-organizer.")
         if tokens.principal and tokens.principal not in found:
             found[tokens.principal] = {"organizerKey": self.settings.organizer_key, "email": tokens.principal}
         self._organizers = (time.monotonic() + ORGANIZERS_TTL_SECONDS, found, shared)
@@ -395,7 +421,8 @@ class GotoProvider:
                 if r.get("email") and r.get("registrantKey")}
 
     def health(self) -> list[HealthItem]:
-        return self.client.http.health()
+        listing = self._organizer_listing
+        return [*self.client.http.health(), *([listing] if listing is not None else [])]
 
     def extended_options(self) -> tuple[ExtendedOption, ...]:
         return ()

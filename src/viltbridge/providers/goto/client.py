@@ -24,7 +24,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import httpx2
 import pybreaker
-from pydantic import BaseModel, ConfigDict, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from viltbridge.core.errors import ProviderFailed
 from viltbridge.core.provider import SettingsSink
@@ -49,11 +49,17 @@ log = logging.getLogger("viltbridge.providers.goto")
 PROVIDER = "goto"
 NAME = "GoTo Training"
 SECOND_WINDOW = 1.1
+ADMIN_PAGE_SIZE = 100  # users per Admin API page
 
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # Settings
+
+
+# Where an admin finds the two keys, now that the token answer does not carry them (GoTo Admin API `/me`).
+KEYS_WHERE = ("call GET https://api.getgo.com/admin/rest/v1/me with the organizer's access token: organizer_key is "
+              "the `key` of that answer and account_key the `key` of the account in its `accounts` list")
 
 
 class GotoSettings(BaseModel):
@@ -65,12 +71,16 @@ class GotoSettings(BaseModel):
     client_id: str
     client_secret: SecretStr
     refresh_token: SecretStr
-    # The organizer whose trainings these are (the token answer's `organizer_key`).
-    organizer_key: str
-    # The multi-user account (the token answer's `account_key`): lets instructors other than the organizer be
-    # found as co-organizers. Taken from the token answer when left out.
-    account_key: str | None = None
+    # The organizer whose trainings these are, and their account (whose other organizers can be co-organizers).
+    # Both required: GoTo's current token answer no longer carries them (only access_token, expires_in, scope,
+    # principal, refresh_token, token_type), and without the account co-organizers would silently vanish.
+    # Empty defaults only so that a missing key gets the message saying where to find it (`_is_key`).
+    organizer_key: str = Field(default="", validate_default=True)
+    account_key: str = Field(default="", validate_default=True)
     api_base_url: str = "https://api.getgo.com/G2T/rest"
+    # GoTo's Admin API: its user listing (GET /accounts/{accountKey}/users) replaces the deprecated G2T organizer
+    # listing where the authorising organizer is an account admin.
+    admin_api_url: str = "https://api.getgo.com/admin/rest/v1"
     token_url: str = "https://authentication.logmeininc.com/oauth/token"  # noqa: S105 - a URL, not a secret
     # A training's registration page (GoTo's API returns no URL for a training) [M: the public form of GoTo's links].
     registration_url: str = "https://attendee.gototraining.com/r/{trainingKey}"
@@ -97,15 +107,15 @@ class GotoSettings(BaseModel):
 
     @field_validator("organizer_key", "account_key")
     @classmethod
-    def _is_key(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        value = str(value).strip()
+    def _is_key(cls, value: object) -> str:
+        value = str(value if value is not None else "").strip()
+        if not value:
+            raise ValueError(f"missing (required): {KEYS_WHERE}")
         if not value.isdigit():
-            raise ValueError("must be GoTo's numeric key (the organizer_key / account_key of the token answer)")
+            raise ValueError(f"must be GoTo's numeric key: {KEYS_WHERE}")
         return value
 
-    @field_validator("api_base_url", "token_url")
+    @field_validator("api_base_url", "token_url", "admin_api_url")
     @classmethod
     def _is_url(cls, value: str) -> str:
         parts = urlsplit(value.strip())
@@ -153,8 +163,9 @@ class GotoTokenProvider(CachedBearerToken):
     GoTo's token answer may carry a new `refresh_token` [M]. It replaces the current one in memory before anything
     else happens (the old one may stop working at once) and is handed to `on_settings_change`, whose job is to store
     it where the connection's settings live; without such a sink a restart goes back to the configured token,
-    which works as long as GoTo has not revoked it. The answer's `principal` (the organizer's email),
-    `organizer_key` and `account_key` are kept for the adapter.
+    which works as long as GoTo has not revoked it. The answer's `principal` (the organizer's email) is kept for
+    the adapter; `organizer_key`/`account_key` are read only if an older token answer still carries them (the
+    current one does not: they come from the settings).
     """
 
     def __init__(self, http: ProviderHttp, settings: GotoSettings, *, clock: Callable[[], float] = time.monotonic,
@@ -175,16 +186,9 @@ class GotoTokenProvider(CachedBearerToken):
 
     async def fetch(self) -> tuple[str, float]:
         settings = self._settings
-        basic = base64.b64encode(
-            f"{settings.client_id}:{settings.client_secret.get_secret_value()}".encode()).decode()
-        form = {"grant_type": "refresh_token", "refresh_token": self._refresh_token.get_secret_value()}
-        try:
-            response = await self._http.request(
-                "POST", settings.token_url, operation="renew its access token", data=form,
-                headers={"Authorization": f"Basic {basic}"}, authenticate=False, use_breaker=False,
-                idempotent=True, budget=INTERACTIVE)
-        except ProviderApiError as err:
-            raise err.with_message(_explain_token_error(err)) from None
+        response, used = await self.renew_with_refresh_token(
+            PROVIDER, self._refresh_token.get_secret_value(), self._renew_with, _explain_token_error)
+        self._refresh_token = SecretStr(used)  # the stored one, if another adapter had replaced ours
         token, lifetime, body = token_answer(PROVIDER, response, settings.token_url, "token_url")
         self.principal = str(body["principal"]).strip().lower() if body.get("principal") else self.principal
         self.organizer_key = str(body["organizer_key"]) if body.get("organizer_key") else self.organizer_key
@@ -199,6 +203,16 @@ class GotoTokenProvider(CachedBearerToken):
             self.rotations += 1
             await self.keep_setting(PROVIDER, "refresh_token", rotated)
         return token, lifetime
+
+    async def _renew_with(self, refresh_token: str) -> httpx2.Response:
+        settings = self._settings
+        basic = base64.b64encode(
+            f"{settings.client_id}:{settings.client_secret.get_secret_value()}".encode()).decode()
+        return await self._http.request(
+            "POST", settings.token_url, operation="renew its access token",
+            data={"grant_type": "refresh_token", "refresh_token": refresh_token},
+            headers={"Authorization": f"Basic {basic}"}, authenticate=False, use_breaker=False, idempotent=True,
+            budget=INTERACTIVE)
 
 
 def _explain_token_error(err: ProviderApiError) -> str:
@@ -299,6 +313,21 @@ class GotoClient:
         rows = await self._json("GET", f"/accounts/{quote(account_key, safe='')}/organizers", kind=list,
                                 budget=budget, operation="list the organizers of the GoTo account")
         return [row for row in rows if isinstance(row, dict)]
+
+    async def admin_account_users(self, account_key: str, *, budget: Budget = INTERACTIVE) -> list[dict[str, Any]]:
+        """Admin API `GET /accounts/{accountKey}/users`, paged with `pageSize`/`offset` (`{"results": [...],
+        "total"}`): the account's users with `key` (the same key as their organizerKey), `email`, `firstName`,
+        `lastName` and `products` (`G2T` for a GoTo Training licence). Needs an account admin's authorisation."""
+        users: list[dict[str, Any]] = []
+        base = f"{self.settings.admin_api_url}/accounts/{quote(account_key, safe='')}/users"
+        while True:
+            page = await self._json("GET", f"{base}?pageSize={ADMIN_PAGE_SIZE}&offset={len(users)}", kind=dict,
+                                    budget=budget, operation="list the users of the GoTo account (Admin API)")
+            rows = [row for row in page.get("results") or [] if isinstance(row, dict)]
+            users.extend(rows)
+            total = page.get("total")
+            if not rows or not isinstance(total, int) or len(users) >= total:
+                return users
 
     # -- trainings ------------------------------------------------------------------------------------------
 

@@ -34,13 +34,14 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from viltbridge.providers.goto.simulator_api import API_ENDPOINTS, ApiCall, ApiEndpoint
+from viltbridge.providers.goto.simulator_api import ADMIN_ENDPOINTS, API_ENDPOINTS, ApiCall, ApiEndpoint
 from viltbridge.providers.goto.simulator_state import GotoApiError, GotoState, SimConfig
 from viltbridge.providers.serving import SimulatorServer, scenario_route
 
 __all__ = ["API_ENDPOINTS", "GotoSimulator", "GotoState", "SimConfig", "build_app", "main", "running_simulator"]
 
 API_PREFIX = "/G2T/rest"  # GoTo Training's base URL is https://api.getgo.com/G2T/rest
+ADMIN_PREFIX = "/admin/rest/v1"  # GoTo's Admin API: https://api.getgo.com/admin/rest/v1
 TOKEN_PATH = "/oauth/token"  # noqa: S105 - a path (https://authentication.logmeininc.com/oauth/token)
 
 
@@ -48,7 +49,7 @@ def _error(state: GotoState, err: GotoApiError) -> JSONResponse:
     return JSONResponse(err.body(state.incident()), status_code=err.status, headers=err.headers)
 
 
-def _api_route(endpoint: ApiEndpoint) -> Route:
+def _api_route(endpoint: ApiEndpoint, prefix: str = API_PREFIX) -> Route:
     async def handle(request: Request) -> Response:
         state: GotoState = request.app.state.goto
         response = await _dispatch(state, request, endpoint)
@@ -58,7 +59,7 @@ def _api_route(endpoint: ApiEndpoint) -> Route:
                           "status": response.status_code, "body": body})
         return response
 
-    return Route(API_PREFIX + endpoint.path, handle, methods=[endpoint.method])
+    return Route(prefix + endpoint.path, handle, methods=[endpoint.method])
 
 
 async def _dispatch(state: GotoState, request: Request, endpoint: ApiEndpoint) -> Response:
@@ -166,6 +167,7 @@ async def start_page(request: Request) -> Response:
 
 def build_app(state: GotoState) -> Starlette:
     routes = [_api_route(endpoint) for endpoint in API_ENDPOINTS]
+    routes += [_api_route(endpoint, ADMIN_PREFIX) for endpoint in ADMIN_ENDPOINTS]
     routes += [
         Route(TOKEN_PATH, token, methods=["POST"]),
         Route("/r/{trainingKey}", registration_page, methods=["GET"]),
@@ -203,7 +205,8 @@ class GotoSimulator(SimulatorServer[GotoState, SimConfig]):
         config = self.config
         return {"client_id": config.client_id, "client_secret": config.client_secret,
                 "refresh_token": config.refresh_token, "organizer_key": config.organizer_key,
-                "api_base_url": self.api_base_url, "token_url": self.token_url,
+                "account_key": config.account_key, "api_base_url": self.api_base_url, "token_url": self.token_url,
+                "admin_api_url": self._server.url + ADMIN_PREFIX,
                 "registration_url": self.base_url + "/r/{trainingKey}", **extra}
 
 
@@ -233,7 +236,9 @@ def main(argv: list[str] | None = None) -> None:
     print(f"GoTo Training simulator on {simulator.base_url}")
     print(f"  api_base_url {settings['api_base_url']}   token_url {settings['token_url']}")
     print(f"  client_id={config.client_id} client_secret={config.client_secret} "
-          f"refresh_token={config.refresh_token} organizer_key={config.organizer_key}")
+          f"refresh_token={config.refresh_token} organizer_key={config.organizer_key} "
+          f"account_key={config.account_key}")
+    print(f"  admin_api_url {settings['admin_api_url']}")
     print(f"  registration_url {settings['registration_url']}")
     print(f"  scenario API POST {simulator.base_url}/_sim/<method>: {', '.join(GotoState.SCENARIO_METHODS)}",
           flush=True)

@@ -119,6 +119,21 @@ def account_organizers(state: GotoState, call: ApiCall) -> Answer:
     return 200, list(state.organizers.values())
 
 
+def admin_account_users(state: GotoState, call: ApiCall) -> Answer:
+    """Admin API user listing, paged by `pageSize`/`offset` into `{"results", "total"}`."""
+    if call.path["accountKey"] != state.config.account_key:
+        raise GotoApiError(403, "AccessDenied", "The access token does not allow access to this account.")
+    if not state.config.admin_api:
+        # [L] the exact code and text for a non-admin token are not documented
+        raise GotoApiError(403, "AccessDenied", "The user is not an admin of this account.", described=True)
+    try:
+        offset, size = int(call.query.get("offset", "0")), int(call.query.get("pageSize", "20"))
+    except ValueError:
+        raise GotoApiError(400, "InvalidRequest", "offset and pageSize must be integers.") from None
+    users = state.admin_users()
+    return 200, {"results": users[offset:offset + max(size, 1)], "total": len(users)}
+
+
 def list_trainings(state: GotoState, call: ApiCall) -> Answer:
     """Scheduled trainings in the order they were created; completed ones left out (the spec)."""
     organizer_key = call.path["organizerKey"]
@@ -269,4 +284,9 @@ API_ENDPOINTS = (
     ApiEndpoint("GET", "/reports/organizers/{organizerKey}/trainings/{trainingKey}", report_training_sessions),
     ApiEndpoint("GET", "/reports/organizers/{organizerKey}/sessions/{sessionKey}/attendees",
                 report_session_attendees),
+)
+
+# GoTo's Admin API (https://api.getgo.com/admin/rest/v1), served under ADMIN_PREFIX.
+ADMIN_ENDPOINTS = (
+    ApiEndpoint("GET", "/accounts/{accountKey}/users", admin_account_users),
 )

@@ -53,6 +53,9 @@ class SimConfig:
     organizer_given_name: str = "Tess"
     organizer_surname: str = "Teacher"
     multi_user: bool = True  # a multi-user account with sharing: co-organizers allowed
+    # The authorising organizer is an account admin, so GoTo's Admin API lists the account's users; False: the
+    # Admin API refuses (403) and only the deprecated G2T organizer listing answers.
+    admin_api: bool = True
     rotate_refresh_tokens: bool = False  # every refresh answers a new refresh token and revokes the old one
     start: datetime | None = None  # a frozen clock starting here; None follows the real time (demos)
     seed: int = 0
@@ -147,6 +150,8 @@ class GotoState:
         self.organizers: dict[str, dict[str, str]] = {cfg.organizer_key: {
             "organizerKey": cfg.organizer_key, "email": cfg.organizer_email, "givenName": cfg.organizer_given_name,
             "surname": cfg.organizer_surname}}
+        # Users of the account without a GoTo Training licence (Admin API only; they are no organizers).
+        self.other_users: dict[str, dict[str, Any]] = {}
         self.trainings: dict[str, Training] = {}
         self.tokens: dict[str, datetime] = {}  # access token -> expiry
         self.refresh_tokens = {cfg.refresh_token}
@@ -192,10 +197,8 @@ class GotoState:
         self.tokens[access] = self.clock.now() + timedelta(seconds=cfg.token_ttl)
         answer: dict[str, Any] = {
             "access_token": access, "token_type": "Bearer", "expires_in": cfg.token_ttl,
-            "scope": "collab: identity:", "principal": cfg.organizer_email, "organizer_key": cfg.organizer_key,
-            "account_key": cfg.account_key, "account_type": "corporate" if cfg.multi_user else "",
-            "firstName": cfg.organizer_given_name, "lastName": cfg.organizer_surname, "email": cfg.organizer_email,
-            "version": "3"}
+            # GoTo's current token answer: no organizer_key/account_key any more (they were in older answers).
+            "scope": "collab: identity:", "principal": cfg.organizer_email}
         if cfg.rotate_refresh_tokens:
             fresh = "simRefresh" + self.token()
             self.refresh_tokens.discard(refresh_token)
@@ -318,6 +321,22 @@ class GotoState:
                          "surname": surname}
             self.organizers[key] = organizer
             return organizer
+
+    def seed_account_user(self, email: str, products: tuple[str, ...] = ("G2M",)) -> dict[str, Any]:
+        """A user of the account licensed for other GoTo products (no G2T): listed by the Admin API only."""
+        with self.lock:
+            key = self.key()
+            user: dict[str, Any] = {"key": key, "email": email, "firstName": email.split("@")[0], "lastName": "",
+                                    "products": list(products)}
+            self.other_users[key] = user
+            return user
+
+    def admin_users(self) -> list[dict[str, Any]]:
+        """The account's users as the Admin API lists them: a user's `key` is their organizerKey [M]."""
+        with self.lock:
+            organizers = [{"key": o["organizerKey"], "email": o["email"], "firstName": o["givenName"],
+                           "lastName": o["surname"], "products": ["G2T"]} for o in self.organizers.values()]
+            return sorted([*organizers, *self.other_users.values()], key=lambda u: str(u["key"]))
 
     def start_session(self, training_key: str, at: str | datetime | None = None) -> dict[str, Any]:
         """The training starts (the organizer opened the start link): a new session unless one runs."""

@@ -27,6 +27,7 @@ from typing import Any
 from viltbridge.core.errors import Forbidden, InvalidInput, ProviderFailed
 from viltbridge.core.models import Role
 from viltbridge.core.provider import (
+    EMAIL_VERIFIED_BY,
     HOST_ACCOUNT,
     AttendanceReport,
     AttendanceSource,
@@ -110,12 +111,30 @@ class TeamsProvider:
         return await self.provision_instructor(instructor)
 
     async def _user(self, email: str) -> dict[str, Any]:
+        """The tenant user Cornerstone means by `email`. `GET /users/{upn}` takes only the userPrincipalName, and
+        in many tenants people's mail address differs from it (UPN ada.l@acme.onmicrosoft.com, mail
+        ada.lovelace@acme.example), while Cornerstone knows the mail address: so the UPN first, then the primary
+        mail address, then the mailbox's other addresses (aliases)."""
         try:
             return await self.client.get_user(email)
         except ProviderApiError as err:
-            if err.http_status == 404:  # a correctable input problem (400 to the LMS), not an outage
-                raise InvalidInput(err.message) from None
-            raise
+            if err.http_status != 404:
+                raise
+        for lookup in (self.client.find_users_by_mail, self.client.find_users_by_proxy_address):
+            found = await lookup(email)
+            if len(found) > 1:
+                names = ", ".join(str(user.get("userPrincipalName")) for user in found)
+                raise InvalidInput(f"{email} belongs to more than one Microsoft 365 user ({names}), so viltbridge "
+                                   "cannot tell which one organises the meetings. Remove the address from all but "
+                                   "one of them, or give the instructor their userPrincipalName as email in "
+                                   "Cornerstone.")
+            if found:
+                return found[0]
+        # A correctable input problem (400 to the LMS), not an outage.
+        raise InvalidInput(f"{email} is not a user in the Microsoft 365 tenant {self.settings.tenant_id}: no user has "
+                           "it as their userPrincipalName, mail address or one of their email aliases. Add the "
+                           "instructor to Microsoft 365 or add this address to their mailbox as an alias, or change "
+                           "the instructor's email in Cornerstone to their Microsoft 365 sign-in name.")
 
     async def _user_id(self, instructor: InstructorSpec) -> str:
         # The id from provisioning saves a call; the email is the fallback for sessions made before provisioning.
@@ -152,14 +171,18 @@ class TeamsProvider:
             "allowMeetingChat": "enabled" if chosen["meeting_chat"] else "disabled",
         }
 
-    async def _body(self, spec: MeetingSpec, organizer_id: str) -> dict[str, Any]:
+    async def _core(self, spec: MeetingSpec, organizer_id: str) -> dict[str, Any]:
+        """What createOrGet documents besides `externalId`: subject, times and participants."""
         return {
             "subject": spec.title[:MAX_SUBJECT],
             "startDateTime": graph_time(spec.starts_at),
             "endDateTime": graph_time(spec.ends_at),  # Graph wants both times together on every change
             "participants": {"attendees": await self._co_organizers(spec, organizer_id)},  # always the full list
-            **self._options(spec),
         }
+
+    async def _body(self, spec: MeetingSpec, organizer_id: str) -> dict[str, Any]:
+        """A PATCH bringing the whole meeting in line with the spec, meeting options included."""
+        return {**await self._core(spec, organizer_id), **self._options(spec)}
 
     async def _event_body(self, spec: MeetingSpec) -> dict[str, Any]:
         def when(moment: datetime) -> dict[str, str]:
@@ -208,13 +231,18 @@ class TeamsProvider:
             body = {**await self._event_body(spec), "transactionId": spec.session_key}
             event = await self.client.create_event(organizer_id, body, organizer=host.email)
             return self._event_ref(event, organizer_id, host.email)
-        body = {**await self._body(spec, organizer_id), "externalId": spec.session_key}
+        # createOrGet documents only subject, times, participants and externalId: the meeting options (lobby,
+        # presenters, recording, entry announcements, chat) are not applied from its body, so they follow in a
+        # PATCH. Should that PATCH fail, the retried create finds this meeting (200) and PATCHes everything.
+        body = {**await self._core(spec, organizer_id), "externalId": spec.session_key}
         meeting, created = await self.client.create_or_get_meeting(organizer_id, body, organizer=host.email)
-        if not created:
+        if created:
+            changes = self._options(spec)
+        else:
             log.info("teams: meeting %s of session %s already existed (an earlier create's answer was lost); "
                      "updated in place", meeting.get("id"), spec.session_key)
-            body.pop("externalId")
-            meeting = await self.client.update_meeting(organizer_id, str(meeting["id"]), body)
+            changes = {**{key: value for key, value in body.items() if key != "externalId"}, **self._options(spec)}
+        meeting = await self.client.update_meeting(organizer_id, str(meeting["id"]), changes)
         return self._ref(meeting)
 
     async def update_meeting(self, meeting: MeetingRef, spec: MeetingSpec) -> MeetingRef:
@@ -336,6 +364,10 @@ def _segments(record: Mapping[str, Any], report_id: str) -> list[ParticipantSegm
     evidence = {"record_id": record.get("id"), "role": record.get("role"), "identity_id": identity.get("id"),
                 "tenant_id": identity.get("tenantId"), "report_id": report_id,
                 "total_attendance_seconds": record.get("totalAttendanceInSeconds")}
+    if record.get("emailAddress") and identity.get("id") and identity.get("tenantId"):
+        # An Entra user (an identity id in a tenant; guests have neither): Microsoft signed them in under this
+        # address, so it credits them even without a launch.
+        evidence[EMAIL_VERIFIED_BY] = "Microsoft Teams"
     segments = []
     for interval in record.get("attendanceIntervals") or []:
         joined = parse_graph_time(interval.get("joinDateTime"))

@@ -18,7 +18,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Self
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 import httpx2
 import pybreaker
@@ -213,12 +213,13 @@ class TeamsClient:
     async def _call(self, method: str, path: str, *, operation: str, budget: Budget, user: str | None = None,
                     params: Mapping[str, Any] | None = None, json: Any = None,
                     idempotent: bool | None = None) -> Any:
-        """One Graph call: the parsed JSON body, or None for 204."""
+        """One Graph call: the parsed JSON body, or None for 204. `user`: the person the call is about, named in
+        errors; the organizer's object id is read from the path."""
         try:
             response = await self.http.request(method, path, operation=operation, params=params, json=json,
                                                budget=budget, idempotent=idempotent)
         except ProviderCallFailed as err:
-            raise _explain(err, self.settings, operation=operation, user=user) from None
+            raise _explain(err, self.settings, operation=operation, user=user, acting_for=_path_user(path)) from None
         if response.status_code == 204 or not response.content:
             return None
         try:
@@ -233,9 +234,27 @@ class TeamsClient:
     async def get_user(self, user: str, *, budget: Budget = INTERACTIVE) -> dict[str, Any]:
         """`GET /users/{upnOrId}`: `id` (the Entra object id), `userPrincipalName`, `mail`, `accountEnabled`."""
         return dict(await self._call(
-            "GET", f"/users/{_segment(user)}", params={"$select": "id,userPrincipalName,mail,displayName,"
-                                                                   "accountEnabled"},
+            "GET", f"/users/{_segment(user)}", params={"$select": _USER_FIELDS},
             user=user, budget=budget, operation=f"look up the Microsoft 365 user {user}"))
+
+    async def find_users_by_mail(self, address: str, *, budget: Budget = INTERACTIVE) -> list[dict[str, Any]]:
+        """`GET /users?$filter=mail eq '...'`: the users whose primary mail address this is (usually one, or none:
+        an empty list, not a 404)."""
+        return await self._find_users(f"mail eq '{_odata_string(address)}'", address, budget=budget)
+
+    async def find_users_by_proxy_address(self, address: str, *,
+                                          budget: Budget = INTERACTIVE) -> list[dict[str, Any]]:
+        """`GET /users?$filter=proxyAddresses/any(x:x eq 'smtp:...')`: the users with this address among their
+        mailbox's addresses (aliases included). Directory comparisons ignore case, so `smtp:` also finds the
+        primary `SMTP:` address."""
+        return await self._find_users(f"proxyAddresses/any(x:x eq 'smtp:{_odata_string(address)}')", address,
+                                      budget=budget)
+
+    async def _find_users(self, expression: str, address: str, *, budget: Budget) -> list[dict[str, Any]]:
+        page = await self._call("GET", "/users", params={"$filter": expression, "$select": _USER_FIELDS},
+                                budget=budget, operation=f"look up the Microsoft 365 user with the address {address}")
+        rows = page.get("value") if isinstance(page, dict) else None
+        return [dict(row) for row in rows or [] if isinstance(row, dict)]
 
     # -- online meetings ------------------------------------------------------------------------------------
 
@@ -350,7 +369,21 @@ class TeamsClient:
             return await self.http.request(method, path, operation=operation, json=json, budget=budget,
                                            idempotent=idempotent)
         except ProviderCallFailed as err:
-            raise _explain(err, self.settings, operation=operation, user=user) from None
+            raise _explain(err, self.settings, operation=operation, user=user, acting_for=_path_user(path)) from None
+
+
+def _path_user(path: str) -> str | None:
+    """The `{id}` of a `/users/{id}/...` path (also inside an absolute @odata.nextLink): whom the app acts for."""
+    match = re.search(r"/users/([^/?]+)/", path)
+    return unquote(match[1]) if match else None
+
+
+_USER_FIELDS = "id,userPrincipalName,mail,displayName,accountEnabled"
+
+
+def _odata_string(value: str) -> str:
+    """The inside of an OData string literal: a quote is doubled."""
+    return value.replace("'", "''")
 
 
 def _segment(value: str) -> str:
@@ -368,6 +401,11 @@ def _meeting_path(organizer_id: str, meeting_id: str) -> str:
 # ---------------------------------------------------------------------------------------------------------------
 # Graph's errors, in words an admin can act on
 
+# Graph's words for a missing Teams application access policy. The current docs answer 403
+# {"code": "Forbidden", "message": "No Application Access Policy found for this app"}, tenants also report the
+# code "General", and older ones said "App <id> is not authorized to <action> on behalf of user <id>" with
+# "Unauthorized": the words decide, whatever the code, or the admin is sent to API permissions instead.
+_NO_POLICY = re.compile(r"no application access policy", re.IGNORECASE)
 _NOT_AUTHORIZED = re.compile(r"not authorized to .+ on behalf of user (?P<user>\S+)", re.IGNORECASE)
 
 
@@ -380,18 +418,22 @@ def access_policy_instructions(settings: TeamsSettings, user: str) -> str:
             "It can take up to 30 minutes to take effect.")
 
 
-def _explain(err: ProviderCallFailed, settings: TeamsSettings, *, operation: str,
-             user: str | None) -> ProviderCallFailed:
+def _explain(err: ProviderCallFailed, settings: TeamsSettings, *, operation: str, user: str | None,
+             acting_for: str | None = None) -> ProviderCallFailed:
     if err.explained or not isinstance(err, ProviderApiError):
         return err
     status, code, said = err.http_status, str(err.code or ""), err.provider_message
     prefix = f"Microsoft Graph would not let viltbridge {operation}"
     refused = _NOT_AUTHORIZED.search(said)
-    if status == 403 and (refused or code == "Unauthorized"):
-        who = refused["user"].rstrip(".") if refused else (user or "the organizer")
+    if _NO_POLICY.search(said) or (status == 403 and (refused or code == "Unauthorized")):
+        # Graph's current message names nobody: the user is the organizer in the request path (an object id,
+        # which Grant-CsApplicationAccessPolicy takes), with the email viltbridge knows them by alongside.
+        who = refused["user"].rstrip(".") if refused else (acting_for or user or "<the instructor's object id>")
+        known_as = f" ({user})" if user and user != who else ""
         return err.with_message(
-            f"{prefix}: the app {settings.client_id} has no Teams application access policy for user {who} "
-            f"({said}). {access_policy_instructions(settings, who)}")
+            f"{prefix}: the app {settings.client_id} has no Teams application access policy for user {who}"
+            f"{known_as}, so Graph refused ({said}). Teams requires the policy {settings.access_policy_name} "
+            f"to allow the app to act for that user. {access_policy_instructions(settings, who)}")
     if status == 403:
         return err.with_message(
             f"{prefix}: the app lacks an application permission ({said}). In the app registration's API "

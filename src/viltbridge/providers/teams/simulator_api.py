@@ -28,6 +28,8 @@ from viltbridge.providers.teams.simulator_state import (
 )
 
 ROLES = ("attendee", "presenter", "coorganizer", "producer")
+# createOrGet's documented request body [H]: anything else (meeting options included) is not applied.
+CREATE_OR_GET_KEYS = ("subject", "startDateTime", "endDateTime", "participants", "externalId")
 OPTION_KEYS = ("lobbyBypassSettings", "allowedPresenters", "allowMeetingChat", "isEntryExitAnnounced",
                "recordAutomatically", "allowRecording", "allowTranscription")
 
@@ -145,7 +147,31 @@ def record_json(state: GraphState, record: Record) -> dict[str, Any]:
 
 
 def get_user(state: GraphState, call: ApiCall) -> Reply:
+    """By object id or userPrincipalName only [H]: a mail address that is not the UPN is a 404."""
     return 200, user_json(state, state.user(call.path["user"]))
+
+
+# The two filters the user-list documents for finding someone by address [H]; other filters are not simulated.
+_MAIL_FILTER = re.compile(r"(?i)mail eq '(?P<value>(?:[^']|'')*)'")
+_PROXY_FILTER = re.compile(r"(?i)proxyAddresses/any\((?P<var>\w+):(?P=var) eq '(?P<value>(?:[^']|'')*)'\)")
+
+
+def list_users(state: GraphState, call: ApiCall) -> Reply:
+    """`GET /users?$filter=mail eq '...'` or `proxyAddresses/any(x:x eq 'smtp:...')`: a collection, empty when
+    nobody matches (not a 404). Directory string comparisons ignore case [M]."""
+    expression = call.query.get("$filter", "")
+    people = {user.id: user for user in state.users.values()}.values()
+    if match := _MAIL_FILTER.fullmatch(expression):
+        wanted = match["value"].replace("''", "'").lower()
+        found = [user for user in people if user.mail.lower() == wanted]
+    elif match := _PROXY_FILTER.fullmatch(expression):
+        wanted = match["value"].replace("''", "'").lower()
+        found = [user for user in people if wanted in (address.lower() for address in user.proxy_addresses)]
+    elif not expression:
+        found = list(people)
+    else:
+        raise bad_request(f"[simulator] unsupported $filter: {expression}")  # [L]
+    return 200, {"@odata.context": _context(state, "users"), "value": [user_json(state, user) for user in found]}
 
 
 def _organizer(state: GraphState, call: ApiCall, action: str) -> User:
@@ -206,7 +232,10 @@ def create_or_get_meeting(state: GraphState, call: ApiCall) -> Reply:
     for meeting in state.meetings.values():
         if meeting.organizer.id == organizer.id and meeting.external_id == external_id:
             return 200, meeting_json(state, meeting)  # [M] the existing meeting, unchanged
-    return 201, meeting_json(state, _create(state, organizer, body))
+    # [L] Graph's handling of undocumented properties here is not documented; ignoring them (the meeting gets
+    # Teams' defaults) is what a client must be ready for, so options have to be PATCHed afterwards.
+    documented = {key: body[key] for key in CREATE_OR_GET_KEYS if key in body}
+    return 201, meeting_json(state, _create(state, organizer, documented))
 
 
 def get_meeting(state: GraphState, call: ApiCall) -> Reply:
@@ -396,6 +425,7 @@ def cancel_event(state: GraphState, call: ApiCall) -> Reply:
 MEETING = "/users/{user}/onlineMeetings/{meetingId}"
 EVENT = "/users/{user}/events/{eventId}"
 API_ENDPOINTS = (
+    ApiEndpoint("GET", "/users", list_users),
     ApiEndpoint("GET", "/users/{user}", get_user),
     ApiEndpoint("POST", "/users/{user}/onlineMeetings", create_meeting),
     ApiEndpoint("GET", "/users/{user}/onlineMeetings", find_meetings),

@@ -31,6 +31,9 @@ class SimConfig:
     records_page_size: int = 100  # [L] Graph does not document the attendanceRecords page size
     max_reports: int = 50  # "max 50 most recent" [H]
     start: datetime | None = None  # frozen clock; None follows real time
+    # The error code of the missing-access-policy 403: "Forbidden" in the current docs [H]; tenants also report
+    # "General" [M] (and older ones "Unauthorized" with other words), so tests can pick.
+    access_policy_error_code: str = "Forbidden"
 
 
 class GraphApiError(Exception):
@@ -94,6 +97,8 @@ class User:
     mail: str
     enabled: bool = True
     policy: bool = True  # granted the app's application access policy
+    # Exchange's addresses of the mailbox, "SMTP:" for the primary and "smtp:" for aliases [H].
+    proxy_addresses: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -220,11 +225,11 @@ class GraphState:
         return found
 
     def require_policy(self, user: User, action: str) -> None:
-        """App-only onlineMeetings calls need an application access policy granted to the user [H]; HTTP 403 [M]."""
+        """App-only onlineMeetings calls need an application access policy granted to the user [H]: 403 with the
+        documented body, which names neither the app nor the user (the action is not said either) [H]."""
         if not user.policy:
-            raise GraphApiError(403, "Unauthorized",
-                                f"App {self.config.client_id} is not authorized to {action} on behalf of user "
-                                f"{user.id}.")
+            raise GraphApiError(403, self.config.access_policy_error_code,
+                                "No Application Access Policy found for this app")
 
     def meeting(self, organizer: User, meeting_id: str) -> Meeting:
         found = self.meetings.get(meeting_id)
@@ -257,11 +262,15 @@ class GraphState:
 
     # -- scenario API ----------------------------------------------------------------------------------------
 
-    def seed_user(self, upn: str, display_name: str = "", *, policy: bool = True,
-                  enabled: bool = True) -> dict[str, str]:
+    def seed_user(self, upn: str, display_name: str = "", *, policy: bool = True, enabled: bool = True,
+                  mail: str | None = None, aliases: list[str] | None = None) -> dict[str, str]:
+        """A tenant user. `mail` defaults to the UPN; real tenants often differ (UPN ada.l@acme.onmicrosoft.com,
+        mail ada.lovelace@acme.example). `aliases` become secondary `smtp:` proxy addresses."""
         with self.lock:
+            mail = mail or upn
             user = User(id=str(uuid.uuid4()), upn=upn, display_name=display_name or upn.split("@")[0],
-                        mail=upn, enabled=enabled, policy=policy)
+                        mail=mail, enabled=enabled, policy=policy,
+                        proxy_addresses=[f"SMTP:{mail}", *(f"smtp:{alias}" for alias in aliases or ())])
             self.users[upn.lower()] = self.users[user.id] = user
             return {"id": user.id, "userPrincipalName": upn}
 

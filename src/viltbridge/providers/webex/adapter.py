@@ -68,6 +68,18 @@ def session_tag(session_key: str) -> str:
     return tag if len(tag) <= 64 else "viltbridge:" + hashlib.sha256(session_key.encode()).hexdigest()[:48]
 
 
+def host_sites(site_urls: list[str]) -> set[str]:
+    """The sites a person hosts on. Webex writes a host role as the bare site name and an attendee role with
+    `#attendee` appended (people API, `siteUrls`); only a host role lets the person own or cohost meetings. An
+    explicit `#host` is read as a host role too; any other suffix is not."""
+    sites = set()
+    for entry in site_urls:
+        site, _, role = entry.strip().lower().partition("#")
+        if site and role in ("", "host"):
+            sites.add(site)
+    return sites
+
+
 def _iso(value: object) -> datetime | None:
     if not isinstance(value, str) or not value or value.startswith("1970-01-01"):
         return None  # Webex's "not known yet" (§3.7)
@@ -105,8 +117,9 @@ class WebexProvider:
     # --- instructors -----------------------------------------------------------------------------------------
 
     async def provision_instructor(self, instructor: InstructorSpec) -> ProvisionedInstructor:
-        """Active instructors must be people of the organisation with a Webex site to host on (a meeting licence).
-        Webex users are managed in Control Hub, so nobody is created or deactivated from here."""
+        """Active instructors must be people of the organisation who can sign in and have a host role on the
+        connection's site (a Meetings licence there). Webex users are managed in Control Hub, so nobody is created
+        or deactivated from here."""
         if not instructor.active:
             return ProvisionedInstructor(provider_user_id=instructor.provider_user_id, licensed=False,
                                          data={"webex_user": "kept as it is"})
@@ -114,13 +127,29 @@ class WebexProvider:
         if person is None:
             raise InvalidInput(f"{instructor.email} is not a user of this Webex organisation. Add them in Control Hub "
                                "(Users) with a Meetings licence, then add the instructor again.")
-        if not person.get("siteUrls"):
-            raise InvalidInput(f"{instructor.email} has no Webex Meetings site, so they cannot host classes. Give "
-                               "them a Meetings licence in Control Hub, then add the instructor again.")
-        if person.get("status") == "inactive" and person.get("loginEnabled") == "false":
-            raise InvalidInput(f"{instructor.email} cannot sign in to Webex; enable them in Control Hub first.")
+        # `status` is presence (active, inactive, DoNotDisturb...), which says nothing about whether the account
+        # works: only `loginEnabled` (returned to admins, as the string "true"/"false") does.
+        if str(person.get("loginEnabled")).lower() == "false":
+            raise InvalidInput(f"{instructor.email} is not allowed to sign in to Webex, so they cannot host classes. "
+                               "In Control Hub (Users > the person > General) enable their sign-in, then add the "
+                               "instructor again.")
+        # `licenses` is in admin answers only; when Webex sends it, an empty list means no Meetings licence at all.
+        if "licenses" in person and not person.get("licenses"):
+            raise InvalidInput(f"{instructor.email} has no Webex licence, so they cannot host classes. In Control Hub "
+                               "(Users > the person > Licenses) give them a Meetings licence, then add the instructor "
+                               "again.")
+        site_urls = [str(entry) for entry in person.get("siteUrls") or []]
+        hosted = host_sites(site_urls)
+        site = self.settings.site
+        if not hosted or (site is not None and site not in hosted):
+            where = f"on the Webex site {site}" if site else "on any Webex site"
+            has = (f" (Webex lists them as: {', '.join(site_urls)}; an entry ending in #attendee is an attendee "
+                   "account, which cannot host)") if site_urls else ""
+            raise InvalidInput(f"{instructor.email} has no host account {where}{has}, so they cannot host classes. "
+                               f"In Control Hub (Users > the person > Licenses) give them a Meetings licence on "
+                               f"{site or 'a Webex site'} (a host role, not attendee), then add the instructor again.")
         return ProvisionedInstructor(provider_user_id=str(person["id"]), licensed=True,
-                                     data={"site_urls": list(person.get("siteUrls") or [])})
+                                     data={"site_urls": site_urls})
 
     async def update_instructor(self, old_email: str, instructor: InstructorSpec) -> ProvisionedInstructor:
         """The (possibly new) email must belong to a licensed user; names live in Control Hub, not here."""

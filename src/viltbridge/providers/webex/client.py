@@ -70,6 +70,9 @@ class WebexSettings(BaseModel):
     act_for_hosts: bool = True
     # Hosts meetings whose session names no instructor.
     default_host: str | None = None
+    # The Webex site classes are held on (e.g. acme.webex.com). Instructors must have a host role on it: a person
+    # can be a host on one site and only an attendee on another (`siteUrls` entries ending in `#attendee`).
+    site: str | None = None
     # How long a personal join/start link from POST /meetings/join stays valid (Webex allows 1-60 minutes).
     link_minutes: int = 60
 
@@ -79,6 +82,18 @@ class WebexSettings(BaseModel):
         if value is not None and not value.strip():
             raise ValueError("must not be empty; leave it out instead")
         return value.strip() if value is not None else None
+
+    @field_validator("site")
+    @classmethod
+    def _site_name(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        # People name the site as they see it in the browser; siteUrls entries carry only the host name.
+        site = value.strip().removeprefix("https://").removeprefix("http://").strip("/").lower()
+        if not site or "/" in site or "#" in site or "." not in site:
+            raise ValueError("must be the Webex site's name as in Control Hub (Services > Meeting > Sites), "
+                             "e.g. acme.webex.com")
+        return site
 
     @field_validator("client_secret", "refresh_token", "access_token", "webhook_secret")
     @classmethod
@@ -143,21 +158,23 @@ class WebexTokenProvider(CachedBearerToken):
             raise ProviderFailed(PROVIDER, "Webex refused the configured access_token (it has probably expired). "
                                            "Configure refresh_token, client_id and client_secret so viltbridge "
                                            "can renew tokens itself, or paste a new access_token.")
-        form = {"grant_type": "refresh_token", "client_id": settings.client_id,
-                "client_secret": settings.client_secret.get_secret_value(),
-                "refresh_token": self._refresh_token.get_secret_value()}
-        try:
-            response = await self._http.request("POST", settings.token_url, operation="renew its access token",
-                                                data=form, authenticate=False, use_breaker=False, idempotent=True,
-                                                budget=INTERACTIVE)
-        except ProviderApiError as err:
-            raise err.with_message(_explain_token_error(err)) from None
+        response, used = await self.renew_with_refresh_token(
+            PROVIDER, self._refresh_token.get_secret_value(), self._renew_with, _explain_token_error)
+        self._refresh_token = SecretStr(used)  # the stored one, if another adapter had replaced ours
         token, lifetime, body = token_answer(PROVIDER, response, settings.token_url, "token_url")
         rotated = body.get("refresh_token")
         if isinstance(rotated, str) and rotated and rotated != self._refresh_token.get_secret_value():
             self._refresh_token = SecretStr(rotated)
             await self.keep_setting(PROVIDER, "refresh_token", rotated)
         return token, lifetime
+
+    async def _renew_with(self, refresh_token: str) -> httpx2.Response:
+        settings = self._settings
+        assert settings.client_id is not None and settings.client_secret is not None  # checked by `fetch`
+        form = {"grant_type": "refresh_token", "client_id": settings.client_id,
+                "client_secret": settings.client_secret.get_secret_value(), "refresh_token": refresh_token}
+        return await self._http.request("POST", settings.token_url, operation="renew its access token", data=form,
+                                        authenticate=False, use_breaker=False, idempotent=True, budget=INTERACTIVE)
 
 
 def _explain_token_error(err: ProviderApiError) -> str:
@@ -256,7 +273,8 @@ class WebexClient:
     # -- people ---------------------------------------------------------------------------------------------
 
     async def find_person(self, email: str, *, budget: Budget = INTERACTIVE) -> dict[str, Any] | None:
-        """`GET /people?email=`: the person (`id`, `emails`, `displayName`, `licenses`, `siteUrls`, `status`), or
+        """`GET /people?email=`: the person (`id`, `emails`, `displayName`, `licenses`, `siteUrls`, and for admins
+        `loginEnabled`; `status` is presence, not account state), or
         None when the organisation has nobody with that email."""
         body = await self._json("GET", "/people", params={"email": email}, budget=budget,
                                 operation=f"look up the Webex user {email}")

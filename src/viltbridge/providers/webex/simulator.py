@@ -32,7 +32,7 @@ from starlette.routing import Route
 
 from viltbridge.providers.serving import SimulatorServer, scenario_route
 from viltbridge.providers.webex.simulator_api import API_ENDPOINTS, ApiCall, ApiEndpoint
-from viltbridge.providers.webex.simulator_state import SimConfig, WebexApiError, WebexState
+from viltbridge.providers.webex.simulator_state import SITE, SimConfig, WebexApiError, WebexState
 
 __all__ = ["API_ENDPOINTS", "SimConfig", "WebexSimulator", "WebexState", "build_app", "main", "running_simulator"]
 
@@ -162,7 +162,7 @@ class WebexSimulator(SimulatorServer[WebexState, SimConfig]):
         config = self.config
         return {"client_id": config.client_id, "client_secret": config.client_secret,
                 "refresh_token": config.refresh_token, "webhook_secret": config.webhook_secret,
-                "api_base_url": self.api_base_url, "token_url": self.token_url, **extra}
+                "api_base_url": self.api_base_url, "token_url": self.token_url, "site": SITE, **extra}
 
 
 def running_simulator(config: SimConfig | None = None,

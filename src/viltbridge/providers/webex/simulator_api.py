@@ -85,7 +85,7 @@ def _host(state: WebexState, email: object) -> dict[str, Any]:
     person = state.person(email)
     if person is None:
         raise WebexApiError(404, "The requested resource could not be found.", f"User {email} not found.")
-    if not person["siteUrls"]:
+    if not state.hosts_here(person):
         raise WebexApiError(400, INVALID, f"User {email} does not have a host account on the site.")
     return person
 
@@ -150,7 +150,7 @@ def _invitee(state: WebexState, series: Series, item: object) -> dict[str, Any]:
         raise WebexApiError(400, INVALID, "Each invitee needs a valid email.")
     # [M] only people with a host account on the site can be cohosts; others are invited as attendees (§3.5).
     person = state.person(item["email"])
-    cohost = bool(item.get("coHost")) and person is not None and bool(person["siteUrls"])
+    cohost = bool(item.get("coHost")) and person is not None and state.hosts_here(person)
     return {"id": state.hex_id(), "email": item["email"], "displayName": str(item.get("displayName") or item["email"]),
             "coHost": cohost, "meetingId": series.id, "panelist": bool(item.get("panelist"))}
 

@@ -208,6 +208,11 @@ class WebexState:
     def person(self, email: str) -> dict[str, Any] | None:
         return self.people.get(email.lower())
 
+    @staticmethod
+    def hosts_here(person: dict[str, Any]) -> bool:
+        """A host role on the simulator's site: the bare site name in `siteUrls` (`#attendee` cannot host)."""
+        return SITE in person.get("siteUrls", [])
+
     def series(self, meeting_id: str) -> Series:
         series = self.meetings.get(meeting_id.split("_I_")[0])
         if series is None or series.deleted:
@@ -337,14 +342,21 @@ class WebexState:
     # -- scenario API -----------------------------------------------------------------------------------------
 
     def seed_person(self, email: str, first_name: str = "", last_name: str = "", licensed: bool = True,
-                    status: str = "active") -> dict[str, Any]:
-        """A person of the org; `licensed` gives them a Meetings licence on the simulator's site (host rights)."""
+                    status: str = "active", login_enabled: bool = True,
+                    site_urls: list[str] | None = None) -> dict[str, Any]:
+        """A person of the org; `licensed` gives them a Meetings licence on the simulator's site (host rights).
+        `status` is presence, as in Webex; `login_enabled` is the account's sign-in switch in Control Hub;
+        `site_urls` replaces the roles `licensed` implies (`site#attendee` is an attendee role, a bare site a host
+        role, as the people API writes them)."""
+        if site_urls is None:
+            site_urls = [SITE] if licensed else []
         with self.lock:
             person = {"id": "Y2lzY29zcGFyazovL3VzL1BFT1BMRS8" + self.hex_id()[:20], "emails": [email],
                       "displayName": f"{first_name} {last_name}".strip() or email, "firstName": first_name,
                       "lastName": last_name, "orgId": "Y2lzY29zcGFyazovL3VzL09SR0FOSVpBVElPTi9zaW0",
                       "licenses": ["Y2lzY29zcGFyazovL3VzL0xJQ0VOU0UvTUM"] if licensed else [],
-                      "siteUrls": [f"{SITE}#host"] if licensed else [], "status": status, "type": "person",
+                      "siteUrls": list(site_urls), "status": status, "type": "person",
+                      "invitePending": "false", "loginEnabled": "true" if login_enabled else "false",
                       "created": iso(self.clock.now())}
             self.people[email.lower()] = person
             return person

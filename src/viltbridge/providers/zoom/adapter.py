@@ -22,6 +22,7 @@ from viltbridge.core.attendance import PERSONAL_ID
 from viltbridge.core.errors import InvalidInput, ProviderFailed
 from viltbridge.core.models import Role
 from viltbridge.core.provider import (
+    EMAIL_VERIFIED_BY,
     HOST_ACCOUNT,
     AttendanceReport,
     AttendanceSource,
@@ -380,6 +381,10 @@ class ZoomProvider:
                 if row.get("registrant_id"):
                     evidence[PERSONAL_ID] = str(row["registrant_id"])
                 email = row.get("user_email") or None
+                if email and (row.get("participant_user_id") or row.get("id")):
+                    # A Zoom user id means the person was signed in to Zoom (it is "" for guests), so the email is
+                    # the account's, not typed: it credits them even without a launch.
+                    evidence[EMAIL_VERIFIED_BY] = "Zoom"
                 if email is None and row.get("registrant_id"):
                     # Someone who registered on Zoom's form (not through a launch): the email they registered with.
                     if registrant_emails is None:

@@ -30,7 +30,7 @@ from typing import Any, Final
 from viltbridge.core import json_text
 from viltbridge.core.attendance import PERSONAL_ID
 from viltbridge.core.errors import Forbidden, InvalidInput
-from viltbridge.core.provider import ParticipantSegment
+from viltbridge.core.provider import EMAIL_VERIFIED_BY, ParticipantSegment
 
 __all__ = [
     "DEFAULT_TOLERANCE",
@@ -573,6 +573,9 @@ def _segment(participant_key: str, join: _Edge | None, leave: _Edge | None, left
     if join is not None and leave is not None and leave.user_id != join.user_id:
         evidence["leave_user_id"] = leave.user_id
     evidence = {key: value for key, value in evidence.items() if value is not None}
+    if evidence.get("email") and evidence.get("participant_user_id"):
+        # Signed in to Zoom (guests have no participant_user_id): the email is the account's, not typed.
+        evidence[EMAIL_VERIFIED_BY] = "Zoom"
     evidence.update(flags)
     return ParticipantSegment(
         participant_key=participant_key,
