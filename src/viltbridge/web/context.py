@@ -73,6 +73,10 @@ class ProviderPool:
         self._adapters[connection.id] = _PooledAdapter(adapter, {fingerprint})
         return adapter
 
+    def adapters(self) -> list[Provider]:
+        """The adapters in use, one per connection."""
+        return [pooled.adapter for pooled in self._adapters.values()]
+
     def _sink_for(self, connection: Connection) -> SettingsSink | None:
         if self.write_settings is None:
             return None

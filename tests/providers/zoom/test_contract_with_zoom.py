@@ -90,12 +90,12 @@ def test_changed_settings_retire_the_old_adapter_and_close_its_connections(zoom_
 
     pool = zoom_lms.client.app.state.ctx.providers
     assert zoom_lms.add_instructor("tess@example.com", "Tess", "Teacher").status_code == 200
-    [old] = pool._adapters.values()
+    [old] = pool.adapters()
     assert isinstance(old, ZoomProvider) and not old.client.http._client.is_closed
     with db.session() as s, s.begin():
         connections.change(s, db.keyring, "acme-zoom", {"plan": "business"})
     assert zoom_lms.add_instructor("tess@example.com", "Tess", "Teacher").status_code == 200
-    [new] = pool._adapters.values()
+    [new] = pool.adapters()
     assert new is not old and new.settings.plan == "business"
     # The retirement runs as a task on the app's loop (the test client's portal thread), after the call answered.
     wait_for(lambda: old.client.http._client.is_closed, what="the retired adapter's connections to close")
