@@ -25,7 +25,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session as OrmSession
 
 from tests.processes import wait_for
-from viltbridge import connections
+from viltbridge.app import connections
 from viltbridge.config import Settings
 from viltbridge.core.clock import FixedClock
 from viltbridge.crypto import load_keyring

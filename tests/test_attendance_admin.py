@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.conftest import Lms, b64, session_body
-from viltbridge import attendance_admin
+from viltbridge.app import attendance_admin
 from viltbridge.config import Settings
 from viltbridge.core.clock import SystemClock
 from viltbridge.web.app import create_app

@@ -93,7 +93,7 @@ def _public_url(settings: Settings) -> str:
 def _describe(row: Any, keyring: Keyring, settings: Settings) -> dict[str, Any]:
     """A connection as an admin may see it, with the Base URL to enter in the LMS. Without VILTBRIDGE_PUBLIC_URL
     the CLI cannot know where the server is reached, so that URL is `serve`'s default and flagged as a guess."""
-    from viltbridge import connections
+    from viltbridge.app import connections
 
     details = connections.describe(row, keyring, settings.prefix or "/", _public_url(settings) + settings.prefix)
     details["base_url_is_guess"] = not settings.public_url
@@ -183,8 +183,8 @@ def worker(
     threads: Annotated[int | None, typer.Option(help="Job threads (default VILTBRIDGE_WORKER_THREADS)")] = None,
 ) -> None:
     """Run background jobs only (scale-out): as many of these as you like, next to `serve --no-worker`."""
+    from viltbridge.bootstrap import run_worker
     from viltbridge.crypto import KeyringError
-    from viltbridge.jobs.worker import run_worker
     from viltbridge.observability import configure_logging
     from viltbridge.store import migrate as migrations
 
@@ -231,7 +231,7 @@ def connection_create(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object")] = False,
 ) -> None:
     """Activate an integration: prints what the admin enters in the LMS, including the secret, once."""
-    from viltbridge import connections
+    from viltbridge.app import connections
 
     settings = _settings()
     with _database(settings) as (db, keyring):
@@ -272,7 +272,7 @@ def connection_list(as_json: Annotated[bool, typer.Option("--json")] = False) ->
 @connection_app.command("show")
 def connection_show(name: str, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """One connection's settings (secrets shown as ***)."""
-    from viltbridge import connections
+    from viltbridge.app import connections
 
     settings = _settings()
     with _database(settings) as (db, keyring):
@@ -291,7 +291,7 @@ def connection_set(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Change options (automatic_cancellation, extended_options, launch_window_minutes) or provider settings."""
-    from viltbridge import connections
+    from viltbridge.app import connections
 
     settings = _settings()
     with _database(settings) as (db, keyring):
@@ -304,7 +304,7 @@ def connection_set(
 
 
 def _set_active(name: str, active: bool, as_json: bool) -> None:
-    from viltbridge import connections
+    from viltbridge.app import connections
 
     settings = _settings()
     with _database(settings) as (db, keyring):
@@ -337,7 +337,7 @@ def connection_rotate_secret(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Replace the LMS secret; the old one stops working at once. Prints the new one, once."""
-    from viltbridge import connections
+    from viltbridge.app import connections
 
     settings = _settings()
     with _database(settings) as (db, _keyring):
@@ -380,7 +380,7 @@ def user_create(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Let a person sign in to the console. Prints a generated password, once, unless one comes on stdin."""
-    from viltbridge import console_users
+    from viltbridge.app import console_users
 
     chosen = _password_from_stdin(password_stdin)
     with _database(_settings()) as (db, _keyring):
@@ -400,7 +400,7 @@ def user_create(
 @user_app.command("list")
 def user_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Every console user, their roles and last sign-in."""
-    from viltbridge import console_users
+    from viltbridge.app import console_users
 
     with _database(_settings()) as (db, _keyring):
         rows = [_user_json(row) for row in console_users.listing(db)]
@@ -417,7 +417,7 @@ def user_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
 @user_app.command("roles")
 def user_roles(email: str, role: RolesOption) -> None:
     """Replace a user's roles."""
-    from viltbridge import console_users
+    from viltbridge.app import console_users
 
     with _database(_settings()) as (db, _keyring):
         row = console_users.set_roles(db, datetime.now(UTC), _actor(), email, role)
@@ -430,7 +430,7 @@ def user_password(
     password_stdin: Annotated[bool, typer.Option("--password-stdin", help="Read the password from stdin")] = False,
 ) -> None:
     """Set a new password (generated unless given on stdin); the user is signed out everywhere."""
-    from viltbridge import console_users
+    from viltbridge.app import console_users
 
     chosen = _password_from_stdin(password_stdin)
     with _database(_settings()) as (db, _keyring):
@@ -443,7 +443,7 @@ def user_password(
 @user_app.command("deactivate")
 def user_deactivate(email: str) -> None:
     """Stop a user signing in (signs them out everywhere); their audit history stays."""
-    from viltbridge import console_users
+    from viltbridge.app import console_users
 
     with _database(_settings()) as (db, _keyring):
         console_users.set_active(db, datetime.now(UTC), _actor(), email, False)
@@ -453,7 +453,7 @@ def user_deactivate(email: str) -> None:
 @user_app.command("activate")
 def user_activate(email: str) -> None:
     """Let a deactivated user sign in again."""
-    from viltbridge import console_users
+    from viltbridge.app import console_users
 
     with _database(_settings()) as (db, _keyring):
         console_users.set_active(db, datetime.now(UTC), _actor(), email, True)
@@ -662,11 +662,9 @@ def sync_attendance(
 
     from rich.progress import Progress
 
-    from viltbridge.core.clock import SystemClock
+    from viltbridge.bootstrap import app_context
     from viltbridge.jobs.runner import JobRunner
     from viltbridge.jobs.sync import sync_attendance as run_sync
-    from viltbridge.store.db import Database, DatabaseTimeouts
-    from viltbridge.web.context import AppContext
 
     settings = _settings()
     try:
@@ -678,17 +676,14 @@ def sync_attendance(
         pass  # migrated, and the keyring opens
 
     async def run() -> list[Any]:
-        database = Database(settings.database_url, DatabaseTimeouts.from_settings(settings))
-        ctx = AppContext(settings=settings, keyring=keyring, db=database, clock=SystemClock(),
-                         public_url=_public_url(settings))
+        ctx = app_context(settings, keyring=keyring, public_url=_public_url(settings))
         try:
             with Progress(console=err, transient=True) as progress:
                 task = progress.add_task("collecting attendance", total=None)
                 return await run_sync(JobRunner(ctx, "cli"), connection, start,
                                       lambda done, total: progress.update(task, completed=done, total=total))
         finally:
-            await ctx.providers.aclose()
-            await database.dispose()
+            await ctx.aclose()
 
     try:
         results = asyncio.run(run())
@@ -716,7 +711,7 @@ def attendance_policy(
     reset: Annotated[bool, typer.Option("--reset", help="Back to the defaults (or the connection's policy)")] = False,
 ) -> None:
     """Show or change when a learner counts as attended; the next GetAttendance recomputes from the ledger."""
-    from viltbridge import attendance_admin, connections
+    from viltbridge.app import attendance_admin, connections
 
     with _database(_settings()) as (db, _):
         if pairs or reset:
@@ -736,7 +731,7 @@ def attendance_alias(
     remove: Annotated[bool, typer.Option("--remove", help="Remove the alias of PROVIDER_EMAIL")] = False,
 ) -> None:
     """List the connection's aliases, add one (PROVIDER_EMAIL LMS_EMAIL), or --remove one."""
-    from viltbridge import attendance_admin
+    from viltbridge.app import attendance_admin
 
     with _database(_settings()) as (db, _):
         if remove:
@@ -770,7 +765,7 @@ def attendance_export(
     from datetime import UTC, datetime
     from pathlib import Path
 
-    from viltbridge import attendance_admin
+    from viltbridge.app import attendance_admin
     from viltbridge.core.errors import DomainError
 
     if fmt not in ("csv", "json"):

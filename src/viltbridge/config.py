@@ -65,7 +65,7 @@ class Settings(BaseSettings):
         description="Comma-separated host names and CIDRs provider URLs may use even when they are private "
                     "(e.g. bbb.intranet.example,10.20.0.0/16); http:// is allowed for them too",
     )
-    # Brute-force throttle on LMS and console sign-in (`web/throttle.py`), per client IP.
+    # Brute-force throttle on LMS and console sign-in (`security/throttle.py`), per client IP.
     auth_failure_limit: int = Field(default=10, ge=1, description="Failed sign-ins per client IP and window "
                                     "before further attempts are answered 429 without checking the password")
     auth_failure_window_seconds: int = Field(default=300, ge=1, description="The window failed sign-ins are "

@@ -14,7 +14,7 @@ from cryptography.fernet import Fernet
 from sqlalchemy.orm import Session as OrmSession
 
 from tests.conftest import fresh_postgres_database
-from viltbridge import connections
+from viltbridge.app import connections
 from viltbridge.crypto import load_keyring
 from viltbridge.store.db import sync_engine
 

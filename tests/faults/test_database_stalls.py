@@ -27,7 +27,7 @@ from tests.conftest import b64, session_body
 from tests.faults.conftest import World
 from tests.faults.door import DatabaseDoor, DatabaseFault
 from tests.processes import process_env, serving, wait_for
-from viltbridge import console_users
+from viltbridge.app import console_users
 from viltbridge.store import migrate
 from viltbridge.store.db import sync_engine
 

@@ -24,7 +24,7 @@ from tests.jobs.test_queue_backends import REDIS_URL, reachable_queue
 from tests.processes import VILTBRIDGE, free_port, healthy, stop, wait_for
 from tests.providers.conftest import zoom_settings
 from tests.providers.conftest import zoom_simulator as zoom_simulator
-from viltbridge import connections
+from viltbridge.app import connections
 from viltbridge.config import Settings
 from viltbridge.core.clock import SystemClock
 from viltbridge.crypto import load_keyring

@@ -34,7 +34,7 @@ def test_every_contract_call_needs_credentials(client: TestClient, connection, d
 @pytest.mark.parametrize("method, path, body", CONTRACT_CALLS)
 def test_a_deactivated_connection_gets_403_saying_so(client: TestClient, connection, db: Db, method, path,
                                                      body) -> None:
-    from viltbridge import connections
+    from viltbridge.app import connections
 
     with db.session() as s, s.begin():
         connections.set_active(s, connection["name"], False)
@@ -96,7 +96,7 @@ def test_a_forged_or_foreign_bearer_token_is_refused(client: TestClient, connect
 
 
 def test_rotating_the_secret_revokes_issued_tokens(client: TestClient, connection, db: Db) -> None:
-    from viltbridge import connections
+    from viltbridge.app import connections
 
     token = client.post("/oauth/token", data={"grant_type": "client_credentials"},
                         auth=(connection["username"], connection["password"])).json()["access_token"]
@@ -109,7 +109,7 @@ def test_rotating_the_secret_revokes_issued_tokens(client: TestClient, connectio
 
 
 def test_a_deactivated_connection_gets_no_token(client: TestClient, connection, db: Db) -> None:
-    from viltbridge import connections
+    from viltbridge.app import connections
 
     with db.session() as s, s.begin():
         connections.set_active(s, connection["name"], False)
@@ -124,7 +124,7 @@ def test_health_needs_no_credentials(client: TestClient) -> None:
 
 
 def test_callers_are_authenticated_before_their_bodies_are_read(client: TestClient, connection, db: Db) -> None:
-    from viltbridge import connections
+    from viltbridge.app import connections
 
     bad = session_body(TimeZone={"UTCOffset": "banana"})
     anonymous = client.post("/session", json=bad)

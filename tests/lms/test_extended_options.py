@@ -12,7 +12,7 @@ def test_link_provider_offers_no_extended_options(lms: Lms) -> None:
 
 
 def test_choices_for_options_the_provider_lacks_are_refused_when_options_are_on(lms: Lms, db: Db, connection) -> None:
-    from viltbridge import connections
+    from viltbridge.app import connections
 
     with db.session() as s, s.begin():
         connections.change(s, db.keyring, connection["name"], {"extended_options": "true"})

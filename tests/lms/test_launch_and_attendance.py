@@ -88,7 +88,7 @@ def test_a_link_clicked_too_early_or_after_the_class_says_which(scheduled: Lms, 
 
 
 def test_every_other_refused_click_is_headed_with_its_reason(scheduled: Lms, db: Db, connection, clock) -> None:
-    from viltbridge import connections
+    from viltbridge.app import connections
 
     clock.set(START)
     url = scheduled.launch("sess-1", "learner@example.com").json()["data"]["joinUrl"]
@@ -132,7 +132,7 @@ def test_a_link_stops_working_when_the_session_is_cancelled(scheduled: Lms, cloc
 
 
 def test_a_link_stops_working_when_the_connection_is_deactivated(scheduled: Lms, db: Db, connection, clock) -> None:
-    from viltbridge import connections
+    from viltbridge.app import connections
 
     clock.set(START)
     url = scheduled.launch("sess-1", "learner@example.com").json()["data"]["joinUrl"]

@@ -172,7 +172,7 @@ def test_a_put_keeps_what_it_leaves_out_and_clears_what_it_sends_empty(lms: Lms,
 
 
 def test_without_automatic_cancellation_the_meeting_stays_and_is_reused(lms: Lms, db: Db, connection) -> None:
-    from viltbridge import connections
+    from viltbridge.app import connections
 
     with db.session() as s, s.begin():
         connections.change(s, db.keyring, connection["name"], {"automatic_cancellation": "false"})

@@ -14,8 +14,8 @@ from tests.conftest import Db, session_body
 from tests.providers.bbb.conftest import COHOST, HOST
 from tests.providers.conftest import meeting_spec
 from tests.web.test_console_access import csrf_of, make_user, sign_in
+from viltbridge.app.console_users import ConsoleRole
 from viltbridge.config import Settings
-from viltbridge.console_users import ConsoleRole
 from viltbridge.providers.bbb.adapter import BbbProvider
 from viltbridge.providers.bbb.simulator import BbbSimulator
 from viltbridge.providers.http import ProviderUrlRefused

@@ -20,9 +20,9 @@ from fastapi.testclient import TestClient
 
 from tests.conftest import NOW, Db, b64, session_body
 from tests.providers.conftest import zoom_settings
-from viltbridge import console_users
+from viltbridge.app import console_users
+from viltbridge.app.console_users import ConsoleRole
 from viltbridge.config import Settings
-from viltbridge.console_users import ConsoleRole
 from viltbridge.providers.bbb.simulator import running_simulator as bbb_simulator
 from viltbridge.providers.goto.simulator import running_simulator as goto_simulator
 from viltbridge.providers.jitsi.simulator import running_simulator as jitsi_simulator

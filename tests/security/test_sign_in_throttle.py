@@ -13,9 +13,9 @@ from fastapi.testclient import TestClient
 
 from tests.conftest import NOW, Db, service_unavailable
 from tests.web.test_console_access import make_user, sign_in
-from viltbridge import console_users
+from viltbridge.app import console_users
+from viltbridge.app.console_users import ConsoleRole
 from viltbridge.config import Settings
-from viltbridge.console_users import ConsoleRole
 from viltbridge.web.app import create_app
 
 LIMIT = 3

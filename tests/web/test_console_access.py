@@ -13,7 +13,7 @@ from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
 from tests.conftest import NOW, Db, Lms, b64, session_body
-from viltbridge import connections, console_users
+from viltbridge.app import connections, console_users
 from viltbridge.core.permissions import ROLE_PERMISSIONS, ConsoleRole, Permission
 from viltbridge.web.console import auth
 from viltbridge.web.console.instructor import router as instructor_router

@@ -17,7 +17,7 @@ import pytest
 from icalendar import Calendar
 
 from tests.conftest import NOW, Db, service_unavailable, session_body
-from viltbridge import console_users
+from viltbridge.app import console_users
 
 CHROMIUM = Path("/usr/bin/chromium")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",

@@ -13,7 +13,7 @@ from icalendar import Calendar
 
 from tests.conftest import NOW, Db, Lms, session_body
 from tests.web.test_console_access import make_user, sign_in
-from viltbridge import console_users
+from viltbridge.app import console_users
 from viltbridge.core.permissions import ConsoleRole
 
 START = NOW + timedelta(days=1)

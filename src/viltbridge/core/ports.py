@@ -1,4 +1,4 @@
-"""What the services need from storage. The SQL implementation lives in `viltbridge.store`."""
+"""What the use cases (`viltbridge.app`) need from storage. The SQL implementation lives in `viltbridge.store`."""
 
 from __future__ import annotations
 

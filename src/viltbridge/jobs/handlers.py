@@ -7,12 +7,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from viltbridge.core import services
+from viltbridge.app import attendance, sessions
+from viltbridge.app.context import AppContext
 from viltbridge.core.errors import DomainError, NotReady, ProviderFailed
 from viltbridge.core.models import AttendanceState, SessionStatus
 from viltbridge.store.job_ledger import Job
 from viltbridge.store.repository import AsyncSqlStore
-from viltbridge.web.context import AppContext
 
 # Attendance is collected again until final; past this long after the end the provider is not going to finish.
 ATTENDANCE_GIVE_UP_AFTER = timedelta(days=7)
@@ -41,7 +41,7 @@ async def sync_meeting(ctx: AppContext, store: AsyncSqlStore, job: Job) -> Outco
         return Outcome("connection gone; nothing to do")
     provider = ctx.providers.for_connection(connection)
     try:
-        return Outcome(await services.sync_meeting(store, provider, session.id or 0))
+        return Outcome(await sessions.sync_meeting(store, provider, session.id or 0))
     except DomainError as err:
         if isinstance(err, ProviderFailed) and err.transient:
             raise  # retried with backoff
@@ -63,15 +63,15 @@ async def collect_attendance(ctx: AppContext, store: AsyncSqlStore, job: Job) ->
     if connection is None:
         return Outcome("connection gone; nothing to collect")
     if now < session.ends_at:
-        return Outcome("the part has not ended yet", run_again_at=session.ends_at + services.ATTENDANCE_FIRST_LOOK)
+        return Outcome("the part has not ended yet", run_again_at=session.ends_at + sessions.ATTENDANCE_FIRST_LOOK)
     if now > session.ends_at + ATTENDANCE_GIVE_UP_AFTER:
         return Outcome(f"gave up: attendance still not final {ATTENDANCE_GIVE_UP_AFTER.days} days after the end")
     provider = ctx.providers.for_connection(connection)
     try:
-        result = await services.attendance(store, provider, connection, session.external_id, ctx.clock)
+        result = await attendance.attendance(store, provider, connection, session.external_id, ctx.clock)
     except NotReady as wait:
         return Outcome(wait.message, run_again_at=now + timedelta(seconds=wait.retry_after_seconds or 900))
-    await services.save_attendance(store, result, now)
+    await attendance.save_attendance(store, result, now)
     summary = f"{result.state.value}: {len(result.emails)} attended of {len(result.decisions)} matched"
     if result.state is AttendanceState.FINAL:
         return Outcome(summary)
@@ -85,7 +85,7 @@ async def check_meeting(ctx: AppContext, store: AsyncSqlStore, job: Job) -> Outc
     if session is None or connection is None or not connection.active:
         return Outcome("session or connection gone or switched off; nothing to check")
     provider = ctx.providers.for_connection(connection)
-    return Outcome(await services.check_meeting(store, provider, session.id or 0, ctx.clock.now()))
+    return Outcome(await sessions.check_meeting(store, provider, session.id or 0, ctx.clock.now()))
 
 
 HANDLERS: dict[str, Handler] = {

@@ -7,11 +7,11 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session as OrmSession
 
+from viltbridge.app.context import AppContext
 from viltbridge.core.errors import DomainError
 from viltbridge.core.provider import AttendanceSource
 from viltbridge.crypto import KeyringError
 from viltbridge.store import repository
-from viltbridge.web.context import AppContext
 
 log = logging.getLogger("viltbridge.jobs")
 

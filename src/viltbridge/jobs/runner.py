@@ -8,13 +8,13 @@ import logging
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
+from viltbridge.app.context import AppContext
 from viltbridge.core.errors import DomainError, ProviderFailed
 from viltbridge.jobs import periodic
 from viltbridge.jobs.handlers import HANDLERS, Handler
 from viltbridge.store import job_ledger as ledger
 from viltbridge.store import reconcile
 from viltbridge.store.repository import AsyncSqlStore
-from viltbridge.web.context import AppContext
 
 log = logging.getLogger("viltbridge.jobs")
 

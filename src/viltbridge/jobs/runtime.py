@@ -7,9 +7,9 @@ import asyncio
 import logging
 from datetime import timedelta
 
+from viltbridge.app.context import AppContext
 from viltbridge.jobs.queue import JobQueue, QuietConsumer, run_on, worker_name
 from viltbridge.jobs.runner import JobRunner
-from viltbridge.web.context import AppContext
 
 log = logging.getLogger("viltbridge.jobs")
 

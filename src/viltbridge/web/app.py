@@ -16,27 +16,23 @@ from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Resp
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from viltbridge import __version__
+from viltbridge import __version__, bootstrap
+from viltbridge.app.context import AppContext
 from viltbridge.config import Settings, get_settings
 from viltbridge.core import json_text
-from viltbridge.core.clock import Clock, SystemClock
+from viltbridge.core.clock import Clock
 from viltbridge.core.errors import DomainError, NotReady, ProviderFailed
-from viltbridge.jobs.queue import JobQueue, queue_url
-from viltbridge.jobs.runtime import start_embedded
 from viltbridge.keys import open_keyring
 from viltbridge.lms.cornerstone.routes import router as cornerstone_router
 from viltbridge.lms.cornerstone.wire import describe_validation_error, error_body
 from viltbridge.observability import correlation_id
-from viltbridge.providers.http import share_limits_through
-from viltbridge.providers.url_guard import UrlPolicy, guard_provider_urls
-from viltbridge.store.db import Database, DatabaseTimeouts, database_timed_out, database_unreachable
+from viltbridge.security.throttle import AuthThrottle, SignInThrottled
+from viltbridge.store.db import database_timed_out, database_unreachable
 from viltbridge.web import api_docs, launch, webhooks
 from viltbridge.web.console import instructor as console_instructor
 from viltbridge.web.console import routes as console
 from viltbridge.web.console import sessions as console_sessions
-from viltbridge.web.context import AppContext
 from viltbridge.web.middleware import BodyLimitMiddleware, RequestContextMiddleware
-from viltbridge.web.throttle import AuthThrottle, SignInThrottled
 
 log = logging.getLogger("viltbridge.web")
 
@@ -196,27 +192,14 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        database = Database(settings.database_url, DatabaseTimeouts.from_settings(settings))
-        share_limits_through(settings.shared_rate_limit_url)
-        previous_url_policy = guard_provider_urls(UrlPolicy.from_settings(settings))
-        queue = JobQueue(queue_url(settings))
-        app.state.ctx = AppContext(
-            settings=settings, keyring=keyring, db=database, clock=clock or SystemClock(),
-            public_url=public_url or settings.public_url or "http://127.0.0.1:8000", queue=queue,
-        )
-        app.state.auth_throttle = AuthThrottle.from_settings(settings, keyring, app.state.ctx.clock)
-        consumer = start_embedded(app.state.ctx, queue, settings.worker_threads) if run_worker else None
-        try:
-            yield
-        finally:
-            if consumer is not None:
-                await asyncio.to_thread(consumer.stop, True)  # running jobs finish on this (still running) loop
-            await app.state.ctx.providers.aclose()
-            await database.dispose()
-            queue.close()
-            share_limits_through(None)
-            guard_provider_urls(previous_url_policy)
-            await app.state.auth_throttle.aclose()
+        async with bootstrap.serving(settings, keyring, clock=clock, public_url=public_url,
+                                     run_worker=run_worker) as ctx:
+            app.state.ctx = ctx
+            app.state.auth_throttle = AuthThrottle.from_settings(settings, keyring, ctx.clock)
+            try:
+                yield
+            finally:
+                await app.state.auth_throttle.aclose()
 
     app = FastAPI(
         title="viltbridge",

@@ -10,12 +10,12 @@ from fastapi import APIRouter, Header, Path, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from sqlalchemy.exc import SQLAlchemyError
 
-from viltbridge.core import services
+from viltbridge.app import launches, sessions
+from viltbridge.app.context import AppContext
 from viltbridge.core.errors import DomainError, NotFound, ProviderFailed
 from viltbridge.core.launch_tokens import LaunchLinkExpired
 from viltbridge.core.provider import LaunchLink
 from viltbridge.store.repository import AsyncSqlStore
-from viltbridge.web.context import AppContext
 
 log = logging.getLogger("viltbridge.launch")
 
@@ -32,11 +32,11 @@ NO_LEAK_HEADERS = {
 # One status covers several reasons (403: not open yet, ended, expired, switched off, forged), so the status alone
 # cannot choose the heading.
 HEADINGS: tuple[tuple[type[DomainError], str], ...] = (
-    (services.LaunchNotOpenYet, "You can't join yet"),
-    (services.LaunchEnded, "This class has ended"),
-    (services.SessionCancelled, "This class was cancelled"),
+    (launches.LaunchNotOpenYet, "You can't join yet"),
+    (launches.LaunchEnded, "This class has ended"),
+    (sessions.SessionCancelled, "This class was cancelled"),
     (LaunchLinkExpired, "This link has expired"),
-    (services.IntegrationSwitchedOff, "Joining online is switched off"),
+    (launches.IntegrationSwitchedOff, "Joining online is switched off"),
     (NotFound, "This class can't be found"),
     (ProviderFailed, "The meeting can't be opened right now"),
 )
@@ -110,21 +110,21 @@ async def follow(
 ) -> RedirectResponse | HTMLResponse:
     ctx: AppContext = request.app.state.ctx
     try:
-        claims = services.read_launch_token(token, ctx.launch, ctx.clock)
+        claims = launches.read_launch_token(token, ctx.launch, ctx.clock)
         async with ctx.db.reader() as db:
             store = AsyncSqlStore(db, ctx.keyring)
             connection = await store.get_connection(claims.connection_id)
             if connection is None:
                 raise NotFound("This class's online meeting integration no longer exists.")
-            plan = await services.plan_launch(store, connection, claims, ctx.clock)
+            plan = await launches.plan_launch(store, connection, claims, ctx.clock)
         # No database is held while the provider answers (a registration may take seconds): other clicks go on.
-        link = await services.resolve_launch(ctx.providers.for_connection(connection), plan)
+        link = await launches.resolve_launch(ctx.providers.for_connection(connection), plan)
         held = held_before(request)
         if link.retry_after_seconds is not None and held < MAX_HOLDS:
             return holding_page(token, held, link)  # nothing recorded: the person has gone nowhere yet
         try:
             async with ctx.db.transaction() as db:
-                await services.record_launch(AsyncSqlStore(db, ctx.keyring), plan, link, ctx.clock, user_agent)
+                await launches.record_launch(AsyncSqlStore(db, ctx.keyring), plan, link, ctx.clock, user_agent)
         except SQLAlchemyError:
             # The link is good: the person goes in; the ledger misses one click, and the log says so.
             log.exception("launch ledger write failed; %s sent on anyway", plan.email)

@@ -9,9 +9,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import JSONResponse
 
+from viltbridge.app.context import AppContext
 from viltbridge.core.errors import DomainError, Forbidden
 from viltbridge.store import repository
-from viltbridge.web.context import AppContext
 
 log = logging.getLogger("viltbridge.webhooks")
 

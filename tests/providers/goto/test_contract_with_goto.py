@@ -20,7 +20,7 @@ from viltbridge.core.clock import FixedClock
 from viltbridge.core.models import Connection, VendorOptions
 from viltbridge.providers.goto.adapter import GotoProvider
 from viltbridge.providers.goto.simulator import GotoSimulator
-from viltbridge.web.context import ProviderPool
+from viltbridge.providers.pool import ProviderPool
 
 START = NOW + timedelta(minutes=5)
 

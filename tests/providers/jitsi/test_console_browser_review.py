@@ -16,7 +16,7 @@ from tests.providers.jitsi.test_contract_with_jitsi import START, World, meeting
 from tests.providers.jitsi.test_contract_with_jitsi import jaas as jaas
 from tests.web.test_console_browser import PASSWORD, shot, sign_in
 from tests.web.test_console_browser import browser as browser
-from viltbridge import console_users
+from viltbridge.app import console_users
 
 
 def test_joins_reach_the_timeline_and_a_review_row_is_resolved(browser: Any, jaas: World, db: Db) -> None:

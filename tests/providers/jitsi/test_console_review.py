@@ -14,7 +14,7 @@ from tests.conftest import NOW, Db, session_body
 from tests.processes import wait_for
 from tests.providers.jitsi.test_contract_with_jitsi import START, World, meeting_id
 from tests.providers.jitsi.test_contract_with_jitsi import jaas as jaas
-from viltbridge import console_users
+from viltbridge.app import console_users
 from viltbridge.config import Settings
 from viltbridge.core.clock import FixedClock
 from viltbridge.web.app import create_app

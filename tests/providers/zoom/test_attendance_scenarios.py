@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session as OrmSession
 
 from tests.conftest import NOW, Db, session_body
 from tests.providers.conftest import zoom_settings
-from viltbridge import attendance_admin
+from viltbridge.app import attendance_admin
 from viltbridge.core.clock import FixedClock
 from viltbridge.providers.zoom.simulator import ZoomSimulator
 

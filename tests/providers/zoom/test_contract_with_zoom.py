@@ -85,7 +85,7 @@ def test_cancelling_deletes_the_zoom_meeting(zoom_lms: Lms, zoom_simulator: Zoom
 
 
 def test_changed_settings_retire_the_old_adapter_and_close_its_connections(zoom_lms: Lms, db: Db) -> None:
-    from viltbridge import connections
+    from viltbridge.app import connections
     from viltbridge.providers.zoom.adapter import ZoomProvider
 
     pool = zoom_lms.client.app.state.ctx.providers
@@ -139,7 +139,7 @@ def test_a_learner_zoom_cannot_register_in_time_is_held_then_gets_a_personal_lin
 
 def test_an_instructor_the_lms_deactivates_is_deactivated_at_zoom_when_the_connection_says_so(
         zoom_lms: Lms, zoom_simulator: ZoomSimulator, db: Db) -> None:
-    from viltbridge import connections
+    from viltbridge.app import connections
 
     with db.session() as s, s.begin():
         connections.change(s, db.keyring, "acme-zoom", {"deactivated_hosts": "deactivate"})

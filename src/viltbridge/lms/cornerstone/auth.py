@@ -1,7 +1,7 @@
 """Who is calling: HTTP Basic (the spec) or an OAuth client-credentials bearer token (Cornerstone's QA mock).
 
 The connection is found by its username (Basic) or by the signed token; the client id and secret of the OAuth
-flow are the same username and secret. Wrong secrets are counted per client address (`web/throttle.py`): past the
+flow are the same username and secret. Wrong secrets are counted per client address (`security/throttle.py`): past the
 limit, attempts are refused with a 429 before any secret is checked.
 """
 
@@ -12,17 +12,17 @@ import hmac
 
 from starlette.types import Scope
 
-from viltbridge import connections
+from viltbridge.app import connections
+from viltbridge.app.context import AppContext
 from viltbridge.core.errors import Forbidden, NotAuthenticated
 from viltbridge.core.models import Connection
 from viltbridge.crypto import secret_fingerprint, verify_access_token
 from viltbridge.observability import grant_debug
+from viltbridge.security.throttle import AuthThrottle, SignInThrottled
 from viltbridge.store import repository
 from viltbridge.store.db import SyncRunner
 from viltbridge.store.repository import ConnectionRecord
 from viltbridge.store.tables import ConnectionRow
-from viltbridge.web.context import AppContext
-from viltbridge.web.throttle import AuthThrottle, SignInThrottled
 
 REALM = "lms"
 

@@ -11,7 +11,9 @@ from fastapi import APIRouter, Body, Depends, Header, Path, Query, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session as OrmSession
 
-from viltbridge.core import json_text, services
+from viltbridge.app import attendance, instructors, launches, sessions
+from viltbridge.app.context import AppContext
+from viltbridge.core import json_text
 from viltbridge.core.emails import checked_email, decode_base64_email, parse_email_list
 from viltbridge.core.errors import InvalidInput
 from viltbridge.core.models import Connection, Session
@@ -31,10 +33,9 @@ from viltbridge.lms.cornerstone.wire import (
     timestamp,
 )
 from viltbridge.observability import correlation_id
+from viltbridge.security.throttle import SignInThrottled
 from viltbridge.store import audit
 from viltbridge.store.repository import AsyncSqlStore
-from viltbridge.web.context import AppContext
-from viltbridge.web.throttle import SignInThrottled
 
 log = logging.getLogger("viltbridge.lms.cornerstone")
 
@@ -122,7 +123,7 @@ def _session_id(value: str) -> str:
     return session_id
 
 
-def session_input(body: SessionRequest, session_id: str) -> services.SessionInput:
+def session_input(body: SessionRequest, session_id: str) -> sessions.SessionInput:
     """Validate and normalise a SessionRequest; every problem is reported with the field's contract name."""
     if body.SessionId is not None and body.SessionId.strip() and body.SessionId.strip() != session_id:
         raise InvalidInput(
@@ -135,7 +136,7 @@ def session_input(body: SessionRequest, session_id: str) -> services.SessionInpu
             option.Id: option.Value if option.Value is not None else bool(option.IsChecked)
             for option in body.ExtendedOptions
         }
-    return services.SessionInput(
+    return sessions.SessionInput(
         external_id=_session_id(session_id),
         title=_text(body.Title, "Title", limit=2000),
         description=_text(body.Description, "Description", required=False, limit=100_000, multiline=True),
@@ -150,11 +151,11 @@ def session_input(body: SessionRequest, session_id: str) -> services.SessionInpu
     )
 
 
-async def _schedule(ctx: AppContext, connection: Connection, request: services.SessionInput) -> JSONResponse:
+async def _schedule(ctx: AppContext, connection: Connection, request: sessions.SessionInput) -> JSONResponse:
     async with ctx.db.transaction() as db:
         provider = ctx.providers.for_connection(connection)
         store = AsyncSqlStore(db, ctx.keyring)
-        session, created = await services.schedule_session(store, provider, connection, request, ctx.clock)
+        session, created = await sessions.schedule_session(store, provider, connection, request, ctx.clock)
         await db.run_sync(_lms_call, connection, "lms.session.create" if created else "lms.session.update",
                           request.external_id, ctx.clock.now(),
                           {"title": session.title, "starts_at": session.starts_at.isoformat(),
@@ -165,7 +166,7 @@ async def _schedule(ctx: AppContext, connection: Connection, request: services.S
     log.info("session %s %s (%s)", request.external_id, "created" if created else "updated",
              session.meeting.meeting_id if session.meeting else "no meeting")
     async with ctx.db.reader() as db:
-        conflicts = await services.scheduling_conflicts(AsyncSqlStore(db, ctx.keyring), connection, session)
+        conflicts = await sessions.scheduling_conflicts(AsyncSqlStore(db, ctx.keyring), connection, session)
     for conflict in conflicts:
         log.warning("session %s saved with a scheduling conflict: %s", request.external_id, conflict)
     said = [text for text in (_owed_message(session, provider.kind),
@@ -237,7 +238,7 @@ async def cancel_session(
     provider = ctx.providers.for_connection(connection)
     async with ctx.db.transaction() as db:
         store = AsyncSqlStore(db, ctx.keyring)
-        cancelled = await services.cancel_session(store, provider, connection, _session_id(SessionId), ctx.clock)
+        cancelled = await sessions.cancel_session(store, provider, connection, _session_id(SessionId), ctx.clock)
         if cancelled is not None:
             await db.run_sync(_lms_call, connection, "lms.session.cancel", cancelled.external_id, ctx.clock.now(),
                               {"status": cancelled.status.value})
@@ -269,7 +270,7 @@ async def launch_session(request: Request) -> Any:
     async with ctx.db.reader() as db:
         connection = await auth.authenticate(request.headers.get("authorization"), db, ctx, request.scope)
         email = decode_base64_email(request.path_params["base64EncodedEmail"])
-        url = await services.launch_url(AsyncSqlStore(db, ctx.keyring), connection,
+        url = await launches.launch_url(AsyncSqlStore(db, ctx.keyring), connection,
                                         _session_id(request.path_params["SessionId"]), email, ctx.launch, ctx.clock)
     return _success(joinUrl=url)
 
@@ -287,12 +288,12 @@ async def get_attendees(
     ctx = _ctx(request)
     # Read, ask the provider, then a short write: no write lock is held while the provider answers.
     async with ctx.db.reader() as db:
-        result = await services.attendance(
+        result = await attendance.attendance(
             AsyncSqlStore(db, ctx.keyring), ctx.providers.for_connection(connection), connection,
             _session_id(SessionId), ctx.clock,
         )
     async with ctx.db.transaction() as db:
-        await services.save_attendance(AsyncSqlStore(db, ctx.keyring), result, ctx.clock.now())
+        await attendance.save_attendance(AsyncSqlStore(db, ctx.keyring), result, ctx.clock.now())
         await db.run_sync(_lms_call, connection, "lms.attendance", _session_id(SessionId), ctx.clock.now(),
                           {"attendees": len(result.emails), "state": result.state.value})
     log.info("attendance for %s: %d attendee(s), %s, evidence %s", SessionId, len(result.emails),
@@ -313,7 +314,7 @@ async def get_extended_options(
     ctx = _ctx(request)
     async with ctx.db.reader() as db:
         provider = ctx.providers.for_connection(connection)
-        options, chosen = await services.extended_options(
+        options, chosen = await sessions.extended_options(
             AsyncSqlStore(db, ctx.keyring), provider, connection, _session_id(SessionId)
         )
     if not options or not connection.options.extended_options:
@@ -343,7 +344,7 @@ async def add_instructor(
     ctx = _ctx(request)
     first, last = _text(body.FirstName, "FirstName"), _text(body.LastName, "LastName")
     async with ctx.db.transaction() as db:
-        await services.add_instructor(AsyncSqlStore(db, ctx.keyring), ctx.providers.for_connection(connection),
+        await instructors.add_instructor(AsyncSqlStore(db, ctx.keyring), ctx.providers.for_connection(connection),
                                       connection, body.Email, first, last)
     return _success()
 
@@ -361,7 +362,7 @@ async def update_instructor(
     ctx = _ctx(request)
     first, last = _text(body.FirstName, "FirstName"), _text(body.LastName, "LastName")
     async with ctx.db.transaction() as db:
-        await services.update_instructor(
+        await instructors.update_instructor(
             AsyncSqlStore(db, ctx.keyring), ctx.providers.for_connection(connection), connection,
             body.OldEmail, body.NewEmail, first, last, body.IsActive,
         )

@@ -19,11 +19,11 @@ from datetime import timedelta
 from fastapi import Request
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
-from viltbridge import console_users
-from viltbridge.console_users import ConsoleUser
+from viltbridge.app import console_users
+from viltbridge.app.console_users import ConsoleUser
+from viltbridge.app.context import AppContext
 from viltbridge.core.permissions import Permission
-from viltbridge.web.context import AppContext
-from viltbridge.web.throttle import AuthThrottle
+from viltbridge.security.throttle import AuthThrottle
 
 COOKIE = "vb_console"
 LOGIN_CSRF_COOKIE = "vb_login_csrf"

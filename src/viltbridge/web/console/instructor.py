@@ -13,8 +13,8 @@ from zoneinfo import ZoneInfo
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from viltbridge import console_users
-from viltbridge.core import services
+from viltbridge.app import attendance, console_users, launches
+from viltbridge.app.context import AppContext
 from viltbridge.core.emails import normalize_email
 from viltbridge.core.errors import DomainError
 from viltbridge.core.permissions import Permission
@@ -26,7 +26,6 @@ from viltbridge.store.tables import ConnectionRow, SessionRow
 from viltbridge.web.console import auth, calendar, charts
 from viltbridge.web.console.auth import ConsoleSession
 from viltbridge.web.console.routes import page
-from viltbridge.web.context import AppContext
 
 router = APIRouter(prefix="/console", include_in_schema=False)
 
@@ -139,7 +138,7 @@ async def launch_as_host(request: Request, connection: str, external_id: str, se
             return _not_yours(request, session, connection, external_id)
         conn_row, _ = found
         try:
-            url = await services.launch_url(AsyncSqlStore(db, ctx.keyring),
+            url = await launches.launch_url(AsyncSqlStore(db, ctx.keyring),
                                             repository.connection_from_row(conn_row, ctx.keyring), external_id,
                                             session.user.email, ctx.launch, ctx.clock)
         except DomainError as err:
@@ -155,12 +154,12 @@ async def attendance_chart(ctx: AppContext, db: Any, conn_row: ConnectionRow, ro
     connection = repository.connection_from_row(conn_row, ctx.keyring)
     part = await store.find_session(connection.id, row.external_id)
     assert part is not None
-    intervals = await services.matched_intervals(store, part)
+    intervals = await attendance.matched_intervals(store, part)
     decided = {result.email.lower(): result.attended for result in results}
     emails = sorted({*intervals, *(result.email for result in results)}, key=str.lower)
     bars = [charts.LearnerBar(email, decided.get(email.lower()), tuple(intervals.get(email, ())))
             for email in emails]
-    return charts.timeline_svg(row.starts_at, row.ends_at, services.attendance_policy(connection, part), bars)
+    return charts.timeline_svg(row.starts_at, row.ends_at, attendance.attendance_policy(connection, part), bars)
 
 
 @router.get("/my-sessions/{connection}/{external_id}")

@@ -15,7 +15,8 @@ from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
-from viltbridge import connections, console_users
+from viltbridge.app import connections, console_users
+from viltbridge.app.context import AppContext
 from viltbridge.core.errors import DomainError
 from viltbridge.core.permissions import Permission
 from viltbridge.core.provider import HealthItem
@@ -23,7 +24,6 @@ from viltbridge.providers import PROVIDERS
 from viltbridge.store import audit, console_views, repository
 from viltbridge.web.console import auth
 from viltbridge.web.console.auth import ConsoleSession
-from viltbridge.web.context import AppContext
 
 log = logging.getLogger("viltbridge.console")
 

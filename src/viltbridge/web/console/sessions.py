@@ -10,8 +10,8 @@ from urllib.parse import quote
 from fastapi import APIRouter, Depends, Form, Path, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
-from viltbridge import attendance_admin
-from viltbridge.core import services
+from viltbridge.app import attendance_admin, sessions
+from viltbridge.app.context import AppContext
 from viltbridge.core.attendance import AttendanceOverride
 from viltbridge.core.errors import DomainError, NotFound
 from viltbridge.core.models import JobRequest
@@ -23,7 +23,6 @@ from viltbridge.store.tables import ConnectionRow, SessionRow
 from viltbridge.web.console import auth, instructor
 from viltbridge.web.console.auth import ConsoleSession
 from viltbridge.web.console.routes import page, see_other
-from viltbridge.web.context import AppContext
 
 router = APIRouter(prefix="/console", include_in_schema=False)
 
@@ -130,7 +129,7 @@ async def cancel(request: Request, connection: str, external_id: str,
             conn_row, _ = await _require_part(db, connection, external_id)
             lms_connection = repository.connection_from_row(conn_row, ctx.keyring)
             store = AsyncSqlStore(db, ctx.keyring)
-            await services.cancel_session(store, ctx.providers.for_connection(lms_connection), lms_connection,
+            await sessions.cancel_session(store, ctx.providers.for_connection(lms_connection), lms_connection,
                                           external_id, ctx.clock)
             await db.run_sync(lambda s: audit.record(s, now, session.user.email, "session.cancel",
                                                      f"session:{connection}/{external_id}"))

@@ -1,4 +1,5 @@
-"""What every request handler needs, built once per process."""
+"""One adapter per connection, kept between requests and jobs; settings a provider changes itself (a rotated
+refresh token) written back through a function the application passes in."""
 
 from __future__ import annotations
 
@@ -8,25 +9,13 @@ import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import timedelta
-from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy.exc import OperationalError
 
-from viltbridge import connections
-from viltbridge.config import Settings
-from viltbridge.core.clock import Clock
 from viltbridge.core.models import Connection
 from viltbridge.core.provider import Provider, SettingsSink
-from viltbridge.core.services import LaunchSettings
-from viltbridge.crypto import Keyring
 from viltbridge.providers import build_provider
-from viltbridge.store.db import Database
-from viltbridge.store.tables import ConnectionRow
-
-if TYPE_CHECKING:
-    from viltbridge.jobs.queue import JobQueue
 
 log = logging.getLogger("viltbridge.providers")
 
@@ -151,52 +140,3 @@ class _ConnectionSettings:
         value = settings.get(key) if settings is not None else None
         return str(value) if value is not None else None
 
-
-@dataclass
-class AppContext:
-    settings: Settings
-    keyring: Keyring
-    db: Database
-    clock: Clock
-    public_url: str
-    queue: JobQueue | None = None  # None in processes that only read (the CLI)
-    providers: ProviderPool = field(default_factory=ProviderPool)
-
-    def __post_init__(self) -> None:
-        if self.providers.write_settings is None:
-            self.providers.write_settings = self.store_provider_settings
-        if self.providers.read_settings is None:
-            self.providers.read_settings = self.stored_provider_settings
-
-    async def store_provider_settings(self, connection: Connection, changes: Mapping[str, str]) -> None:
-        """Settings a provider changed (a rotated refresh token), encrypted with the connection and audited."""
-        async with self.db.transaction() as db:
-            await db.run_sync(lambda s: connections.change(s, self.keyring, connection.name, dict(changes),
-                                                           actor=f"provider:{connection.provider}"))
-
-    async def stored_provider_settings(self, connection: Connection) -> Mapping[str, Any] | None:
-        """A connection's provider settings as stored now, decrypted (None: the connection is gone)."""
-        async with self.db.reader() as db:
-            row = await db.run_sync(lambda s: s.get(ConnectionRow, connection.id))
-            return None if row is None else dict(self.keyring.decrypt_json(row.provider_settings))
-
-    async def kick(self, job_ids: list[int]) -> None:
-        """Hand jobs committed by a request to the workers (queue I/O off the event loop)."""
-        if job_ids and self.queue is not None:
-            await asyncio.to_thread(self.queue.kick, job_ids)
-
-    @cached_property
-    def launch(self) -> LaunchSettings:
-        return LaunchSettings(
-            public_url=self.public_url,
-            keys=self.keyring.derived("launch-link"),
-            max_age=timedelta(minutes=self.settings.launch_link_max_age_minutes),
-        )
-
-    @cached_property
-    def access_token_keys(self) -> list[bytes]:
-        return self.keyring.derived("oauth-access-token")
-
-    @property
-    def lms_base_url(self) -> str:
-        return self.public_url.rstrip("/") + (self.settings.prefix or "")

@@ -14,7 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session as OrmSession
 
-from viltbridge import connections
+from viltbridge.app import connections
 from viltbridge.core.attendance import AttendancePolicy
 from viltbridge.core.emails import checked_email
 from viltbridge.core.errors import InvalidInput, NotFound

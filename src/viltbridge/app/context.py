@@ -1,0 +1,82 @@
+"""What every request handler and job needs, built once per process (by `viltbridge.bootstrap`)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from functools import cached_property
+from typing import Any, Protocol
+
+from viltbridge.app import connections
+from viltbridge.app.launches import LaunchSettings
+from viltbridge.config import Settings
+from viltbridge.core.clock import Clock
+from viltbridge.core.models import Connection
+from viltbridge.crypto import Keyring
+from viltbridge.providers.pool import ProviderPool
+from viltbridge.store.db import Database
+from viltbridge.store.tables import ConnectionRow
+
+
+class Queue(Protocol):
+    """What the application needs of the job queue (`viltbridge.jobs.queue.JobQueue`, which the application may not
+    import: the jobs package imports the application)."""
+
+    def kick(self, job_ids: Sequence[int], eta: datetime | None = None) -> None: ...
+
+
+@dataclass
+class AppContext:
+    settings: Settings
+    keyring: Keyring
+    db: Database
+    clock: Clock
+    public_url: str
+    queue: Queue | None = None  # None in processes that only read (the CLI)
+    providers: ProviderPool = field(default_factory=ProviderPool)
+
+    def __post_init__(self) -> None:
+        if self.providers.write_settings is None:
+            self.providers.write_settings = self.store_provider_settings
+        if self.providers.read_settings is None:
+            self.providers.read_settings = self.stored_provider_settings
+
+    async def store_provider_settings(self, connection: Connection, changes: Mapping[str, str]) -> None:
+        """Settings a provider changed (a rotated refresh token), encrypted with the connection and audited."""
+        async with self.db.transaction() as db:
+            await db.run_sync(lambda s: connections.change(s, self.keyring, connection.name, dict(changes),
+                                                           actor=f"provider:{connection.provider}"))
+
+    async def stored_provider_settings(self, connection: Connection) -> Mapping[str, Any] | None:
+        """A connection's provider settings as stored now, decrypted (None: the connection is gone)."""
+        async with self.db.reader() as db:
+            row = await db.run_sync(lambda s: s.get(ConnectionRow, connection.id))
+            return None if row is None else dict(self.keyring.decrypt_json(row.provider_settings))
+
+    async def kick(self, job_ids: list[int]) -> None:
+        """Hand jobs committed by a request to the workers (queue I/O off the event loop)."""
+        if job_ids and self.queue is not None:
+            await asyncio.to_thread(self.queue.kick, job_ids)
+
+    @cached_property
+    def launch(self) -> LaunchSettings:
+        return LaunchSettings(
+            public_url=self.public_url,
+            keys=self.keyring.derived("launch-link"),
+            max_age=timedelta(minutes=self.settings.launch_link_max_age_minutes),
+        )
+
+    @cached_property
+    def access_token_keys(self) -> list[bytes]:
+        return self.keyring.derived("oauth-access-token")
+
+    @property
+    def lms_base_url(self) -> str:
+        return self.public_url.rstrip("/") + (self.settings.prefix or "")
+
+    async def aclose(self) -> None:
+        """Close what the context holds: the provider adapters, then the database's connections."""
+        await self.providers.aclose()
+        await self.db.dispose()

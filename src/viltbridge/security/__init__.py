@@ -1,0 +1,1 @@
+"""Security that is not provider-specific: today the sign-in throttle."""
