@@ -5,9 +5,11 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from viltbridge.app.launches import launch_window_opens
 from viltbridge.app.sessions import meeting_ref, meeting_spec, require_scheduled, require_session
+from viltbridge.app.uow import reading, unit_of_work
 from viltbridge.core.attendance import (
     PERSONAL_ID,
     AttendanceDecision,
@@ -30,6 +32,9 @@ from viltbridge.core.errors import NotReady
 from viltbridge.core.models import AttendanceState, Connection, Launch, Role, Session
 from viltbridge.core.ports import Store
 from viltbridge.core.provider import AttendanceSource, Provider
+
+if TYPE_CHECKING:
+    from viltbridge.app.context import AppContext
 
 log = logging.getLogger("viltbridge.services")
 
@@ -90,6 +95,19 @@ async def attendance(
     return AttendanceResult(emails=[d.email for d in decisions if d.attended], state=state, decisions=decisions,
                             source=source, session_id=session.id, state_changed=session.attendance_state is not state,
                             segments=fresh, reviews=reviews)
+
+
+async def report(ctx: AppContext, connection: Connection, external_id: str) -> AttendanceResult:
+    """GetAttendees: read, ask the provider, then a short write, so no write lock is held while the provider
+    answers. What was learned and the answer's size are kept and audited."""
+    async with reading(ctx) as read:
+        result = await attendance(read.store, ctx.providers.for_connection(connection), connection, external_id,
+                                  ctx.clock)
+    async with unit_of_work(ctx) as work:
+        await save_attendance(work.store, result, ctx.clock.now())
+        await work.audit_lms_call(connection, "lms.attendance", external_id,
+                                  {"attendees": len(result.emails), "state": result.state.value})
+    return result
 
 
 async def save_attendance(store: Store, result: AttendanceResult, now: datetime) -> None:

@@ -80,3 +80,16 @@ class AppContext:
         """Close what the context holds: the provider adapters, then the database's connections."""
         await self.providers.aclose()
         await self.db.dispose()
+
+
+class _CarriesApp(Protocol):
+    """A Starlette request or websocket: the web app's lifespan keeps the context in `app.state.ctx`."""
+
+    @property
+    def app(self) -> Any: ...
+
+
+def context_of(request: _CarriesApp) -> AppContext:
+    """The process's context, for a request handler."""
+    ctx: AppContext = request.app.state.ctx
+    return ctx

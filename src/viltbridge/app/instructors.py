@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+from viltbridge.app.uow import unit_of_work
 from viltbridge.core.emails import checked_email
 from viltbridge.core.errors import InvalidInput
 from viltbridge.core.models import Connection, Instructor
 from viltbridge.core.ports import Store
 from viltbridge.core.provider import InstructorSpec, Provider
+
+if TYPE_CHECKING:
+    from viltbridge.app.context import AppContext
 
 
 async def add_instructor(
@@ -57,3 +63,19 @@ async def update_instructor(
     if old_email != new_email:
         await store.rename_session_instructor(connection.id, old_email, new_email)
     return saved
+
+
+async def add(ctx: AppContext, connection: Connection, email: str, first_name: str, last_name: str) -> Instructor:
+    """AddInstructor, in its own unit of work."""
+    async with unit_of_work(ctx) as work:
+        return await add_instructor(work.store, ctx.providers.for_connection(connection), connection, email,
+                                    first_name, last_name)
+
+
+async def update(ctx: AppContext, connection: Connection, old_email: str, new_email: str, first_name: str,
+                 last_name: str, is_active: bool | None) -> Instructor:
+    """UpdateInstructor, in its own unit of work."""
+    async with unit_of_work(ctx) as work:
+        return await update_instructor(work.store, ctx.providers.for_connection(connection), connection, old_email,
+                                       new_email, first_name, last_name, is_active)
+

@@ -6,8 +6,10 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from viltbridge.app.uow import reading, unit_of_work
+from viltbridge.core import jobs
 from viltbridge.core.clock import Clock
 from viltbridge.core.errors import DomainError, InvalidInput, NotFound, ProviderFailed
 from viltbridge.core.models import Connection, JobRequest, Meeting, Session, SessionStatus
@@ -15,6 +17,9 @@ from viltbridge.core.ports import Store
 from viltbridge.core.provider import ExtendedOption, InstructorSpec, MeetingFacts, MeetingRef, MeetingSpec, Provider
 from viltbridge.core.schedule import Booking, conflicts_with, host_account_of
 from viltbridge.core.times import guess_zone
+
+if TYPE_CHECKING:
+    from viltbridge.app.context import AppContext
 
 log = logging.getLogger("viltbridge.services")
 
@@ -143,9 +148,8 @@ async def schedule_session(
     assert saved.id is not None
     if saved.meeting_pending:
         await store.enqueue_job(meeting_sync_job(saved, now, retry_after))
-    await store.enqueue_job(JobRequest(
-        "attendance.collect", f"attendance.collect:{saved.id}", {"session_id": saved.id},
-        run_after=saved.ends_at + ATTENDANCE_FIRST_LOOK, connection_id=saved.connection_id, session_id=saved.id))
+    await store.enqueue_job(jobs.session_job(jobs.ATTENDANCE_COLLECT, saved.id, saved.connection_id,
+                                             saved.ends_at + ATTENDANCE_FIRST_LOOK))
     return saved, existing is None
 
 
@@ -169,10 +173,8 @@ async def scheduling_conflicts(store: Store, connection: Connection, session: Se
 def meeting_sync_job(session: Session, now: datetime, retry_after: timedelta | None = None) -> JobRequest:
     """The job that does the provider work a save left owed (`meeting_pending`)."""
     assert session.id is not None
-    return JobRequest("meeting.sync", f"meeting.sync:{session.id}", {"session_id": session.id},
-                      run_after=now + (timedelta(seconds=30) if retry_after is None else retry_after),
-                      connection_id=session.connection_id,
-                      session_id=session.id)
+    return jobs.session_job(jobs.MEETING_SYNC, session.id, session.connection_id,
+                            now + (timedelta(seconds=30) if retry_after is None else retry_after))
 
 
 async def _bring_meeting_up_to_date(store: Store, provider: Provider, session: Session) -> None:
@@ -313,3 +315,70 @@ async def extended_options(
     session = await store.find_session(connection.id, external_id)
     chosen = dict(session.extended_options) if session else {}
     return list(provider.extended_options()), chosen
+
+
+# --- The LMS's calls, each in its own unit of work ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SavedSession:
+    """What saving a part did: the part, whether it is new, what it collides with, and the provider work still
+    owed (said to the LMS: it is retried)."""
+
+    session: Session
+    created: bool
+    conflicts: list[str]
+    owed: str | None
+
+    def message(self) -> str | None:
+        said = [text for text in (self.owed, *(f"Saved, but note: {conflict}." for conflict in self.conflicts[:3]))
+                if text]
+        return " ".join(said) or None
+
+
+def owed_message(session: Session, provider: str) -> str | None:
+    """Said when the LMS's change is saved but the provider could not take it yet (it is retried)."""
+    if session.meeting_pending is None:
+        return None
+    work = {"create": "The meeting will be created", "update": "The meeting will be updated",
+            "cancel": "The meeting will be cancelled"}[session.meeting_pending]
+    return (f"Saved. {provider} is not answering right now ({session.meeting_error}). {work} as soon as it is "
+            "back; viltbridge retries automatically, nothing to do.")
+
+
+async def save(ctx: AppContext, connection: Connection, request: SessionInput) -> SavedSession:
+    """CreateSession and UpdateSession: the part saved and audited, its jobs handed on once committed, then its
+    conflicts read (outside the write, which must stay short)."""
+    provider = ctx.providers.for_connection(connection)
+    async with unit_of_work(ctx) as work:
+        session, created = await schedule_session(work.store, provider, connection, request, ctx.clock)
+        await work.audit_lms_call(connection, "lms.session.create" if created else "lms.session.update",
+                                  request.external_id,
+                                  {"title": session.title, "starts_at": session.starts_at.isoformat(),
+                                   "ends_at": session.ends_at.isoformat(), "instructors": session.instructor_emails,
+                                   "meeting": session.meeting.meeting_id if session.meeting else None,
+                                   "provider_work_owed": session.meeting_pending})
+    async with reading(ctx) as read:
+        conflicts = await scheduling_conflicts(read.store, connection, session)
+    return SavedSession(session, created, conflicts, owed_message(session, provider.kind))
+
+
+async def cancel(ctx: AppContext, connection: Connection, external_id: str) -> tuple[Session | None, str | None]:
+    """CancelSession: the cancelled part (None: unknown, nothing to do) and what to say of provider work owed."""
+    provider = ctx.providers.for_connection(connection)
+    async with unit_of_work(ctx) as work:
+        cancelled = await cancel_session(work.store, provider, connection, external_id, ctx.clock)
+        if cancelled is not None:
+            await work.audit_lms_call(connection, "lms.session.cancel", cancelled.external_id,
+                                      {"status": cancelled.status.value})
+    return cancelled, owed_message(cancelled, provider.kind) if cancelled is not None else None
+
+
+async def options(ctx: AppContext, connection: Connection,
+                  external_id: str) -> tuple[str, list[ExtendedOption], dict[str, Any]]:
+    """GetExtendedOptions: the provider's kind, its options, and the part's choices."""
+    provider = ctx.providers.for_connection(connection)
+    async with reading(ctx) as read:
+        offered, chosen = await extended_options(read.store, provider, connection, external_id)
+    return provider.kind, offered, chosen
+

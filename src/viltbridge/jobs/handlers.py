@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 
 from viltbridge.app import attendance, sessions
 from viltbridge.app.context import AppContext
+from viltbridge.core import jobs
 from viltbridge.core.errors import DomainError, NotReady, ProviderFailed
 from viltbridge.core.models import AttendanceState, SessionStatus
 from viltbridge.store.job_ledger import Job
@@ -89,7 +90,7 @@ async def check_meeting(ctx: AppContext, store: AsyncSqlStore, job: Job) -> Outc
 
 
 HANDLERS: dict[str, Handler] = {
-    "meeting.check": check_meeting,
-    "meeting.sync": sync_meeting,
-    "attendance.collect": collect_attendance,
+    jobs.MEETING_CHECK: check_meeting,
+    jobs.MEETING_SYNC: sync_meeting,
+    jobs.ATTENDANCE_COLLECT: collect_attendance,
 }

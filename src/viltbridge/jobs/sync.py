@@ -10,7 +10,8 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.orm import Session as OrmSession
 
-from viltbridge.core.models import JobRequest, SessionStatus
+from viltbridge.core import jobs
+from viltbridge.core.models import SessionStatus
 from viltbridge.jobs.runner import JobRunner
 from viltbridge.store import job_ledger as ledger
 from viltbridge.store.tables import ConnectionRow, SessionRow
@@ -34,9 +35,7 @@ def _ask(db: OrmSession, connection: str | None, since: datetime, now: datetime)
         query = query.where(ConnectionRow.name == connection)
     asked = []
     for session_id, connection_id, external_id, name in db.execute(query).all():
-        job_id = ledger.enqueue(db, JobRequest("attendance.collect", f"attendance.collect:{session_id}",
-                                               {"session_id": session_id}, now, connection_id=connection_id,
-                                               session_id=session_id), now)
+        job_id = ledger.enqueue(db, jobs.session_job(jobs.ATTENDANCE_COLLECT, session_id, connection_id, now), now)
         asked.append((job_id, name, external_id))
     return asked
 

@@ -9,7 +9,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session as OrmSession
 
-from viltbridge.core.models import AttendanceState, JobRequest, SessionStatus
+from viltbridge.core import jobs
+from viltbridge.core.models import AttendanceState, SessionStatus
 from viltbridge.store import job_ledger as ledger
 from viltbridge.store.tables import JobRow, SessionRow
 
@@ -25,10 +26,8 @@ def _has_live_job(db: OrmSession, key: str) -> bool:
 def _ask_where_missing(db: OrmSession, kind: str, sessions: list[Any], now: datetime) -> int:
     asked = 0
     for session_id, connection_id in sessions:
-        key = f"{kind}:{session_id}"
-        if not _has_live_job(db, key):
-            ledger.enqueue(db, JobRequest(kind, key, {"session_id": session_id}, now, connection_id=connection_id,
-                                          session_id=session_id), now)
+        if not _has_live_job(db, jobs.dedupe_key(kind, session_id)):
+            ledger.enqueue(db, jobs.session_job(kind, session_id, connection_id, now), now)
             asked += 1
     return asked
 
@@ -47,6 +46,6 @@ def owed_work(db: OrmSession, now: datetime) -> int:
         SessionRow.status == SessionStatus.SCHEDULED.value, SessionRow.meeting_id.is_not(None),
         SessionRow.meeting_cancelled.is_(False), SessionRow.meeting_pending.is_(None),
         SessionRow.starts_at > now, SessionRow.starts_at < now + LOOK_AHEAD)).all()
-    return (_ask_where_missing(db, "meeting.sync", list(owed), now)
-            + _ask_where_missing(db, "attendance.collect", list(unfinished), now)
-            + _ask_where_missing(db, "meeting.check", list(upcoming), now))
+    return (_ask_where_missing(db, jobs.MEETING_SYNC, list(owed), now)
+            + _ask_where_missing(db, jobs.ATTENDANCE_COLLECT, list(unfinished), now)
+            + _ask_where_missing(db, jobs.MEETING_CHECK, list(upcoming), now))

@@ -17,7 +17,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from viltbridge import __version__, bootstrap
-from viltbridge.app.context import AppContext
+from viltbridge.app.context import AppContext, context_of
 from viltbridge.config import Settings, get_settings
 from viltbridge.core import json_text
 from viltbridge.core.clock import Clock
@@ -240,7 +240,7 @@ def create_app(
 
     @app.get("/healthz", tags=["Operations"], responses={503: {"description": "The database is unreachable"}})
     async def healthz(request: Request) -> Any:
-        ctx: AppContext = request.app.state.ctx
+        ctx = context_of(request)
         try:
             # Its own deadline, whatever the pool and the statement timeouts add up to: a load balancer asking
             # whether to send traffic here wants an answer now.

@@ -11,7 +11,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from sqlalchemy.exc import SQLAlchemyError
 
 from viltbridge.app import launches, sessions
-from viltbridge.app.context import AppContext
+from viltbridge.app.context import context_of
 from viltbridge.core.errors import DomainError, NotFound, ProviderFailed
 from viltbridge.core.launch_tokens import LaunchLinkExpired
 from viltbridge.core.provider import LaunchLink
@@ -108,7 +108,7 @@ async def follow(
     token: Annotated[str, Path()],
     user_agent: Annotated[str | None, Header()] = None,
 ) -> RedirectResponse | HTMLResponse:
-    ctx: AppContext = request.app.state.ctx
+    ctx = context_of(request)
     try:
         claims = launches.read_launch_token(token, ctx.launch, ctx.clock)
         async with ctx.db.reader() as db:

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import JSONResponse
 
-from viltbridge.app.context import AppContext
+from viltbridge.app.context import context_of
 from viltbridge.core.errors import DomainError, Forbidden
 from viltbridge.store import repository
 
@@ -41,7 +41,7 @@ def _refused(connection: str, reason: str) -> JSONResponse:
     },
 )
 async def receive(request: Request, connection: Annotated[str, Path(max_length=100)]) -> Any:
-    ctx: AppContext = request.app.state.ctx
+    ctx = context_of(request)
     raw = await request.body()
     async with ctx.db.reader() as db:
         row = await db.run_sync(repository.connection_row_by_name_readonly, connection)

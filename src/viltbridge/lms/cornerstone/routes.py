@@ -4,21 +4,19 @@ from __future__ import annotations
 
 import logging
 import re
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Header, Path, Query, Request
 from fastapi.responses import JSONResponse
-from sqlalchemy.orm import Session as OrmSession
 
-from viltbridge.app import attendance, instructors, launches, sessions
-from viltbridge.app.context import AppContext
+from viltbridge.app import access, attendance, instructors, launches, sessions
+from viltbridge.app.context import AppContext, context_of
+from viltbridge.app.uow import reading
 from viltbridge.core import json_text
 from viltbridge.core.emails import checked_email, decode_base64_email, parse_email_list
-from viltbridge.core.errors import InvalidInput
-from viltbridge.core.models import Connection, Session
+from viltbridge.core.errors import Forbidden, InvalidInput, NotAuthenticated
+from viltbridge.core.models import Connection
 from viltbridge.core.times import parse_lms_datetime, parse_utc_offset
-from viltbridge.crypto import secret_fingerprint, sign_access_token
 from viltbridge.lms.cornerstone import auth
 from viltbridge.lms.cornerstone.wire import (
     AddInstructorRequest,
@@ -34,8 +32,6 @@ from viltbridge.lms.cornerstone.wire import (
 )
 from viltbridge.observability import correlation_id
 from viltbridge.security.throttle import SignInThrottled
-from viltbridge.store import audit
-from viltbridge.store.repository import AsyncSqlStore
 
 log = logging.getLogger("viltbridge.lms.cornerstone")
 
@@ -75,14 +71,9 @@ DEBUG = Header(alias="debug", description="true: log this request and its provid
 async def lms_caller(request: Request) -> Connection:
     """Authenticates before FastAPI validates any body, so an unauthenticated or deactivated caller learns
     nothing from validation errors (only a body that is not JSON at all is refused earlier, as it is unreadable)."""
-    ctx = _ctx(request)
-    async with ctx.db.reader() as db:
-        return await auth.authenticate(request.headers.get("authorization"), db, ctx, request.scope)
+    async with reading(context_of(request)) as read:
+        return await auth.authenticate(request.headers.get("authorization"), read, request.scope)
 
-
-def _ctx(request: Request) -> AppContext:
-    context: AppContext = request.app.state.ctx
-    return context
 
 
 def _success(message: str | None = None, **data: Any) -> JSONResponse:
@@ -152,44 +143,13 @@ def session_input(body: SessionRequest, session_id: str) -> sessions.SessionInpu
 
 
 async def _schedule(ctx: AppContext, connection: Connection, request: sessions.SessionInput) -> JSONResponse:
-    async with ctx.db.transaction() as db:
-        provider = ctx.providers.for_connection(connection)
-        store = AsyncSqlStore(db, ctx.keyring)
-        session, created = await sessions.schedule_session(store, provider, connection, request, ctx.clock)
-        await db.run_sync(_lms_call, connection, "lms.session.create" if created else "lms.session.update",
-                          request.external_id, ctx.clock.now(),
-                          {"title": session.title, "starts_at": session.starts_at.isoformat(),
-                           "ends_at": session.ends_at.isoformat(), "instructors": session.instructor_emails,
-                           "meeting": session.meeting.meeting_id if session.meeting else None,
-                           "provider_work_owed": session.meeting_pending})
-    await ctx.kick(store.enqueued)
-    log.info("session %s %s (%s)", request.external_id, "created" if created else "updated",
+    saved = await sessions.save(ctx, connection, request)
+    session = saved.session
+    log.info("session %s %s (%s)", request.external_id, "created" if saved.created else "updated",
              session.meeting.meeting_id if session.meeting else "no meeting")
-    async with ctx.db.reader() as db:
-        conflicts = await sessions.scheduling_conflicts(AsyncSqlStore(db, ctx.keyring), connection, session)
-    for conflict in conflicts:
+    for conflict in saved.conflicts:
         log.warning("session %s saved with a scheduling conflict: %s", request.external_id, conflict)
-    said = [text for text in (_owed_message(session, provider.kind),
-                              *(f"Saved, but note: {conflict}." for conflict in conflicts[:3])) if text]
-    return _success(message=" ".join(said) or None)
-
-
-def _lms_call(db: OrmSession, connection: Connection, action: str, external_id: str, now: datetime,
-              details: dict[str, Any]) -> None:
-    """The LMS's changes and roster answers on the part's timeline, with the call's correlation id. (Launch-URL
-    requests are not: they are many and cheap, and every click is in the launch ledger.)"""
-    audit.record(db, now, f"lms:{connection.name}", action, f"session:{connection.name}/{external_id}",
-                 after={"correlationId": correlation_id.get(), **details})
-
-
-def _owed_message(session: Session, provider: str) -> str | None:
-    """Said when the LMS's change is saved but the provider could not take it yet (it is retried)."""
-    if session.meeting_pending is None:
-        return None
-    work = {"create": "The meeting will be created", "update": "The meeting will be updated",
-            "cancel": "The meeting will be cancelled"}[session.meeting_pending]
-    return (f"Saved. {provider} is not answering right now ({session.meeting_error}). {work} as soon as it is "
-            "back; viltbridge retries automatically, nothing to do.")
+    return _success(message=saved.message())
 
 
 @router.post("/session", response_model=SuccessEnvelope, operation_id="CreateSession",
@@ -202,7 +162,7 @@ async def create_session(
     correlation: Annotated[str | None, CORRELATION] = None,
     debug: Annotated[str | None, DEBUG] = None,
 ) -> Any:
-    ctx = _ctx(request)
+    ctx = context_of(request)
     if body.SessionId is None or not body.SessionId.strip():
         raise InvalidInput("SessionId is required; send Cornerstone's id for this session.")
     return await _schedule(ctx, connection, session_input(body, _session_id(body.SessionId)))
@@ -219,7 +179,7 @@ async def update_session(
     correlation: Annotated[str | None, CORRELATION] = None,
     debug: Annotated[str | None, DEBUG] = None,
 ) -> Any:
-    return await _schedule(_ctx(request), connection, session_input(body, _session_id(SessionId)))
+    return await _schedule(context_of(request), connection, session_input(body, _session_id(SessionId)))
 
 
 @router.delete("/session/{SessionId}", response_model=SuccessEnvelope, operation_id="CancelSession",
@@ -234,19 +194,11 @@ async def cancel_session(
     correlation: Annotated[str | None, CORRELATION] = None,
     debug: Annotated[str | None, DEBUG] = None,
 ) -> Any:
-    ctx = _ctx(request)
-    provider = ctx.providers.for_connection(connection)
-    async with ctx.db.transaction() as db:
-        store = AsyncSqlStore(db, ctx.keyring)
-        cancelled = await sessions.cancel_session(store, provider, connection, _session_id(SessionId), ctx.clock)
-        if cancelled is not None:
-            await db.run_sync(_lms_call, connection, "lms.session.cancel", cancelled.external_id, ctx.clock.now(),
-                              {"status": cancelled.status.value})
-    await ctx.kick(store.enqueued)
+    cancelled, owed = await sessions.cancel(context_of(request), connection, _session_id(SessionId))
     # One DELETE cancels one part: other parts sharing the LoId get DELETEs of their own.
     log.info("session %s (LoId %s) cancel: %s", SessionId, LoId or "-",
              "unknown, nothing to do" if cancelled is None else "cancelled")
-    return _success(message=_owed_message(cancelled, provider.kind) if cancelled else None)
+    return _success(message=owed)
 
 
 def _documented(*names: str, where: str = "path") -> list[dict[str, Any]]:
@@ -266,12 +218,12 @@ def _documented(*names: str, where: str = "path") -> list[dict[str, Any]]:
                    + _documented("correlationId", "debug", where="header")},
 )
 async def launch_session(request: Request) -> Any:
-    ctx = _ctx(request)
-    async with ctx.db.reader() as db:
-        connection = await auth.authenticate(request.headers.get("authorization"), db, ctx, request.scope)
+    ctx = context_of(request)
+    async with reading(ctx) as read:
+        connection = await auth.authenticate(request.headers.get("authorization"), read, request.scope)
         email = decode_base64_email(request.path_params["base64EncodedEmail"])
-        url = await launches.launch_url(AsyncSqlStore(db, ctx.keyring), connection,
-                                        _session_id(request.path_params["SessionId"]), email, ctx.launch, ctx.clock)
+        url = await launches.launch_url(read.store, connection, _session_id(request.path_params["SessionId"]),
+                                        email, ctx.launch, ctx.clock)
     return _success(joinUrl=url)
 
 
@@ -285,17 +237,7 @@ async def get_attendees(
     correlation: Annotated[str | None, CORRELATION] = None,
     debug: Annotated[str | None, DEBUG] = None,
 ) -> Any:
-    ctx = _ctx(request)
-    # Read, ask the provider, then a short write: no write lock is held while the provider answers.
-    async with ctx.db.reader() as db:
-        result = await attendance.attendance(
-            AsyncSqlStore(db, ctx.keyring), ctx.providers.for_connection(connection), connection,
-            _session_id(SessionId), ctx.clock,
-        )
-    async with ctx.db.transaction() as db:
-        await attendance.save_attendance(AsyncSqlStore(db, ctx.keyring), result, ctx.clock.now())
-        await db.run_sync(_lms_call, connection, "lms.attendance", _session_id(SessionId), ctx.clock.now(),
-                          {"attendees": len(result.emails), "state": result.state.value})
+    result = await attendance.report(context_of(request), connection, _session_id(SessionId))
     log.info("attendance for %s: %d attendee(s), %s, evidence %s", SessionId, len(result.emails),
              result.state.value, result.source.value)
     return _success(attendees=[{"email": email} for email in result.emails])
@@ -311,22 +253,17 @@ async def get_extended_options(
     correlation: Annotated[str | None, CORRELATION] = None,
     debug: Annotated[str | None, DEBUG] = None,
 ) -> Any:
-    ctx = _ctx(request)
-    async with ctx.db.reader() as db:
-        provider = ctx.providers.for_connection(connection)
-        options, chosen = await sessions.extended_options(
-            AsyncSqlStore(db, ctx.keyring), provider, connection, _session_id(SessionId)
-        )
+    kind, options, chosen = await sessions.options(context_of(request), connection, _session_id(SessionId))
     if not options or not connection.options.extended_options:
         return _success(extendedOptions=[])
-    root_id = f"{provider.kind}-options"
+    root_id = f"{kind}-options"
     children = [
         {"Type": "CheckBox", "Id": option.id, "ParentId": root_id, "Name": option.name,
          "Description": option.description, "Placeholder": None, "Value": None, "IsNameVisible": True,
          "IsMultiline": False, "IsChecked": bool(chosen.get(option.id, option.default)), "ChildExtendedOptions": []}
         for option in options
     ]
-    root = {"Type": "Label", "Id": root_id, "ParentId": None, "Name": f"{provider.kind} options",
+    root = {"Type": "Label", "Id": root_id, "ParentId": None, "Name": f"{kind} options",
             "Description": None, "Placeholder": None, "Value": None, "IsNameVisible": True, "IsMultiline": False,
             "IsChecked": False, "ChildExtendedOptions": children}
     return _success(extendedOptions=[root])
@@ -341,11 +278,8 @@ async def add_instructor(
     correlation: Annotated[str | None, CORRELATION] = None,
     debug: Annotated[str | None, DEBUG] = None,
 ) -> Any:
-    ctx = _ctx(request)
     first, last = _text(body.FirstName, "FirstName"), _text(body.LastName, "LastName")
-    async with ctx.db.transaction() as db:
-        await instructors.add_instructor(AsyncSqlStore(db, ctx.keyring), ctx.providers.for_connection(connection),
-                                      connection, body.Email, first, last)
+    await instructors.add(context_of(request), connection, body.Email, first, last)
     return _success()
 
 
@@ -359,13 +293,9 @@ async def update_instructor(
     correlation: Annotated[str | None, CORRELATION] = None,
     debug: Annotated[str | None, DEBUG] = None,
 ) -> Any:
-    ctx = _ctx(request)
     first, last = _text(body.FirstName, "FirstName"), _text(body.LastName, "LastName")
-    async with ctx.db.transaction() as db:
-        await instructors.update_instructor(
-            AsyncSqlStore(db, ctx.keyring), ctx.providers.for_connection(connection), connection,
-            body.OldEmail, body.NewEmail, first, last, body.IsActive,
-        )
+    await instructors.update(context_of(request), connection, body.OldEmail, body.NewEmail, first, last,
+                             body.IsActive)
     return _success()
 
 
@@ -408,7 +338,7 @@ async def _token_form(request: Request) -> dict[str, str] | None:
 async def oauth_token(
     request: Request, authorization: Annotated[str | None, Header(include_in_schema=False)] = None
 ) -> Any:
-    ctx = _ctx(request)
+    ctx = context_of(request)
     form = await _token_form(request)
     if form is None:
         return _oauth_error(400, "invalid_request", "The body is not a JSON object in UTF-8; send grant_type, "
@@ -422,19 +352,16 @@ async def oauth_token(
         return _oauth_error(400, "invalid_request",
                             "Send client_id and client_secret in the body or as HTTP Basic credentials.")
     try:
-        async with ctx.db.reader() as db:
-            row = await auth.check_client(db, *credentials, scope=request.scope)
+        async with reading(ctx) as read:
+            token, ttl = await access.access_token(read, *credentials, failures=auth.failures_of(request.scope))
     except SignInThrottled as throttled:
         refused = _oauth_error(429, "temporarily_unavailable", throttled.message)
         refused.headers["Retry-After"] = str(throttled.retry_after_seconds)
         return refused
-    if row is None:
-        return _oauth_error(401, "invalid_client", auth.WRONG_CREDENTIALS)
-    if not row.active:
-        return _oauth_error(403, "access_denied", f"The viltbridge integration '{row.name}' is deactivated.")
-    ttl = ctx.settings.oauth_token_ttl_seconds
-    token = sign_access_token(row.id, secret_fingerprint(row.secret_salt), int(ctx.clock.now().timestamp()) + ttl,
-                              ctx.access_token_keys)
+    except NotAuthenticated as wrong:
+        return _oauth_error(401, "invalid_client", wrong.message)
+    except Forbidden as deactivated:
+        return _oauth_error(403, "access_denied", deactivated.message)
     return JSONResponse(
         {"access_token": token, "token_type": "Bearer", "expires_in": ttl, "scope": form.get("scope") or "vilt"},
         headers={"Cache-Control": "no-store", "Pragma": "no-cache"},

@@ -21,7 +21,7 @@ from itsdangerous import BadSignature, URLSafeTimedSerializer
 
 from viltbridge.app import console_users
 from viltbridge.app.console_users import ConsoleUser
-from viltbridge.app.context import AppContext
+from viltbridge.app.context import AppContext, context_of
 from viltbridge.core.permissions import Permission
 from viltbridge.security.throttle import AuthThrottle
 
@@ -109,7 +109,7 @@ async def console_session(request: Request) -> ConsoleSession:
     cached = getattr(request.state, "console_session", None)
     if cached is not None:
         return cached  # type: ignore[no-any-return]
-    ctx: AppContext = request.app.state.ctx
+    ctx = context_of(request)
     raw = request.cookies.get(COOKIE)
     if not raw:
         raise NotSignedIn
@@ -146,7 +146,7 @@ def requires(permission: Permission) -> Callable[[Request], Awaitable[ConsoleSes
 async def sign_out(request: Request, session: ConsoleSession) -> None:
     """Refuse this session's cookie from now on, on the server: deleting it in the browser is not enough, since a
     copy may have been kept."""
-    ctx: AppContext = request.app.state.ctx
+    ctx = context_of(request)
     async with ctx.db.transaction() as db:
         await db.run_sync(console_users.sign_out, ctx.clock.now(), session.user.id, session.nonce, SESSION_LIFETIME)
 

@@ -14,7 +14,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from viltbridge.app import attendance, console_users, launches
-from viltbridge.app.context import AppContext
+from viltbridge.app.context import AppContext, context_of
 from viltbridge.core.emails import normalize_email
 from viltbridge.core.errors import DomainError
 from viltbridge.core.permissions import Permission
@@ -31,10 +31,6 @@ router = APIRouter(prefix="/console", include_in_schema=False)
 
 Teacher = Annotated[ConsoleSession, Depends(auth.requires(Permission.OWN_SESSIONS))]
 
-
-def _ctx(request: Request) -> AppContext:
-    ctx: AppContext = request.app.state.ctx
-    return ctx
 
 
 def booking(connection: str, row: SessionRow) -> Booking:
@@ -62,7 +58,7 @@ def _mine(session: ConsoleSession, rows: list[tuple[str, SessionRow]]) -> list[t
 
 @router.get("/my-sessions")
 async def my_sessions(request: Request, session: Teacher) -> HTMLResponse:
-    ctx = _ctx(request)
+    ctx = context_of(request)
     wanted = console_views.SessionFilter(starts_from=ctx.clock.now() - timedelta(days=30))
     async with ctx.db.transaction() as db:  # ORM reads: console traffic is light
         everyone = await db.run_sync(lambda s: console_views.sessions(s, wanted, limit=None))
@@ -85,7 +81,7 @@ async def my_sessions(request: Request, session: Teacher) -> HTMLResponse:
 async def my_calendar(request: Request, session: Teacher,
                       week: Annotated[str | None, Query(pattern=r"^\d{4}-W\d{2}$")] = None) -> HTMLResponse:
     """A week of the instructor's classes as a grid of days in their own zone (ISO week `2026-W10`)."""
-    ctx = _ctx(request)
+    ctx = context_of(request)
     zone = ZoneInfo(session.user.time_zone)
     today = ctx.clock.now().astimezone(zone).date()
     if week:
@@ -131,7 +127,7 @@ def _not_yours(request: Request, session: ConsoleSession, connection: str, exter
 @router.get("/my-sessions/{connection}/{external_id}/launch")
 async def launch_as_host(request: Request, connection: str, external_id: str, session: Teacher) -> Response:
     """The same signed launch the LMS hands out, for this instructor: the launch window and role apply as usual."""
-    ctx = _ctx(request)
+    ctx = context_of(request)
     async with ctx.db.transaction() as db:
         found = await _taught(db, session, connection, external_id)
         if found is None:
@@ -164,7 +160,7 @@ async def attendance_chart(ctx: AppContext, db: Any, conn_row: ConnectionRow, ro
 
 @router.get("/my-sessions/{connection}/{external_id}")
 async def my_session(request: Request, connection: str, external_id: str, session: Teacher) -> HTMLResponse:
-    ctx = _ctx(request)
+    ctx = context_of(request)
     async with ctx.db.transaction() as db:
         found = await _taught(db, session, connection, external_id)
         if found is None:
@@ -180,7 +176,7 @@ async def my_session(request: Request, connection: str, external_id: str, sessio
 @router.get("/ics/{user_id}/{token}.ics")
 async def ics_feed(request: Request, user_id: int, token: str) -> Response:
     """Public to whoever holds the URL (calendar apps cannot sign in); the token is the credential."""
-    ctx = _ctx(request)
+    ctx = context_of(request)
     async with ctx.db.transaction() as db:
         user = await db.run_sync(console_users.get, user_id)
         if (user is None or not user.active

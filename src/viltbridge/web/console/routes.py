@@ -16,7 +16,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from viltbridge.app import connections, console_users
-from viltbridge.app.context import AppContext
+from viltbridge.app.context import context_of
 from viltbridge.core.errors import DomainError
 from viltbridge.core.permissions import Permission
 from viltbridge.core.provider import HealthItem
@@ -48,10 +48,6 @@ def see_other(request: Request, target: str) -> Response:
     return RedirectResponse(target, status_code=303)
 
 
-def _ctx(request: Request) -> AppContext:
-    ctx: AppContext = request.app.state.ctx
-    return ctx
-
 
 def _safe_next(target: str | None) -> str:
     """Only a path inside the console: a sign-in link must not send the browser to another site."""
@@ -71,7 +67,7 @@ async def login_form(request: Request, next: str | None = None) -> HTMLResponse:
     token = auth.new_login_csrf()
     response = page(request, "login.html", None, next=_safe_next(next), login_csrf=token, error=None)
     response.set_cookie(auth.LOGIN_CSRF_COOKIE, token, httponly=True, samesite="strict",
-                        secure=auth.cookie_is_secure(_ctx(request)), path="/console/login")
+                        secure=auth.cookie_is_secure(context_of(request)), path="/console/login")
     return response
 
 
@@ -80,7 +76,7 @@ async def login(request: Request, email: Annotated[str, Form(max_length=320)],
                 password: Annotated[str, Form(max_length=1000)],
                 login_csrf: Annotated[str, Form(max_length=100)] = "",
                 next: Annotated[str, Form(max_length=2000)] = "/console") -> Response:
-    ctx = _ctx(request)
+    ctx = context_of(request)
     target = _safe_next(next)
     if not auth.login_csrf_matches(request, login_csrf):
         return page(request, "login.html", None, status=403, next=target, login_csrf=auth.new_login_csrf(),
@@ -142,7 +138,7 @@ async def account(request: Request, session: Annotated[ConsoleSession, Depends(a
 async def connection_list(
         request: Request,
         session: Annotated[ConsoleSession, Depends(auth.requires(Permission.VIEW_CONNECTIONS))]) -> HTMLResponse:
-    ctx = _ctx(request)
+    ctx = context_of(request)
     async with ctx.db.transaction() as db:  # ORM reads: console traffic is light
         rows = await db.run_sync(repository.all_connection_rows)
     return page(request, "connections.html", session, connections=rows, lms_base_url=ctx.lms_base_url)
@@ -162,7 +158,7 @@ async def create_connection(
         name: Annotated[str, Form(max_length=100)], provider: Annotated[str, Form(max_length=40)],
         settings: Annotated[str, Form(max_length=20_000)] = "") -> Response:
     """A new integration: prints what the admin enters in Cornerstone, the secret once."""
-    ctx = _ctx(request)
+    ctx = context_of(request)
     lines = [line.strip() for line in settings.splitlines() if line.strip()]
     try:
         async with ctx.db.transaction() as db:
@@ -180,7 +176,7 @@ async def create_connection(
 async def connection_page(
         request: Request, name: str,
         session: Annotated[ConsoleSession, Depends(auth.requires(Permission.VIEW_CONNECTIONS))]) -> HTMLResponse:
-    ctx = _ctx(request)
+    ctx = context_of(request)
     try:
         async with ctx.db.transaction() as db:  # ORM reads: console traffic is light
             details = await db.run_sync(lambda s: connections.describe(
@@ -202,7 +198,7 @@ async def connection_page(
 
 
 async def _set_active(request: Request, name: str, session: ConsoleSession, active: bool) -> Response:
-    ctx = _ctx(request)
+    ctx = context_of(request)
     try:
         async with ctx.db.transaction() as db:
             await db.run_sync(lambda s: connections.set_active(s, name, active, actor=session.user.email))
@@ -231,7 +227,7 @@ async def rotate_secret(
         request: Request, name: str,
         session: Annotated[ConsoleSession, Depends(auth.requires(Permission.MANAGE_INTEGRATIONS))]) -> Response:
     """A new LMS secret, shown once; the old one stops working at once."""
-    ctx = _ctx(request)
+    ctx = context_of(request)
     try:
         async with ctx.db.transaction() as db:
             created = await db.run_sync(lambda s: connections.rotate_secret(s, name, actor=session.user.email))
@@ -249,7 +245,7 @@ async def change_settings(
         changes: Annotated[str, Form(max_length=20_000)]) -> Response:
     """`key=value` per line: vendor options and provider settings; an empty value removes a setting. Checked as
     a whole before anything is saved."""
-    ctx = _ctx(request)
+    ctx = context_of(request)
     lines = [line.strip() for line in changes.splitlines() if line.strip()]
     try:
         async with ctx.db.transaction() as db:
@@ -267,7 +263,7 @@ async def change_settings(
 async def audit_log(
         request: Request,
         session: Annotated[ConsoleSession, Depends(auth.requires(Permission.MANAGE_INTEGRATIONS))]) -> HTMLResponse:
-    ctx = _ctx(request)
+    ctx = context_of(request)
     async with ctx.db.transaction() as db:  # ORM reads: console traffic is light
         rows = await db.run_sync(lambda s: audit.recent(s, limit=500))
     return page(request, "audit.html", session, rows=rows)

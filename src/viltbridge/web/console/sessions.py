@@ -11,10 +11,10 @@ from fastapi import APIRouter, Depends, Form, Path, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
 from viltbridge.app import attendance_admin, sessions
-from viltbridge.app.context import AppContext
+from viltbridge.app.context import context_of
+from viltbridge.core import jobs
 from viltbridge.core.attendance import AttendanceOverride
 from viltbridge.core.errors import DomainError, NotFound
-from viltbridge.core.models import JobRequest
 from viltbridge.core.permissions import Permission
 from viltbridge.store import attendance_ledger, audit, console_views, repository
 from viltbridge.store import job_ledger as ledger
@@ -30,10 +30,6 @@ Viewer = Annotated[ConsoleSession, Depends(auth.requires(Permission.VIEW_SESSION
 RosterManager = Annotated[ConsoleSession, Depends(auth.requires(Permission.MANAGE_ROSTER))]
 
 
-def _ctx(request: Request) -> AppContext:
-    ctx: AppContext = request.app.state.ctx
-    return ctx
-
 
 async def _require_part(db: Any, connection: str, external_id: str) -> tuple[ConnectionRow, SessionRow]:
     found = await db.run_sync(lambda s: console_views.session(s, connection, external_id))
@@ -44,9 +40,8 @@ async def _require_part(db: Any, connection: str, external_id: str) -> tuple[Con
 
 async def _recompute(db: Any, conn_row: ConnectionRow, row: SessionRow, now: datetime) -> int:
     """Attendance computed again in the background, final parts too (from the ledger alone once final)."""
-    job_id: int = await db.run_sync(lambda s: ledger.enqueue(s, JobRequest(
-        "attendance.collect", f"attendance.collect:{row.id}", {"session_id": row.id, "recompute": True}, now,
-        connection_id=conn_row.id, session_id=row.id), now))
+    job_id: int = await db.run_sync(lambda s: ledger.enqueue(
+        s, jobs.recompute_attendance(row.id, conn_row.id, now), now))
     return job_id
 
 
@@ -68,7 +63,7 @@ async def session_list(
         starts_from: Annotated[str | None, Query(alias="from", max_length=10)] = None,
         starts_until: Annotated[str | None, Query(alias="until", max_length=10)] = None,
         q: Annotated[str | None, Query(max_length=200)] = None) -> HTMLResponse:
-    ctx = _ctx(request)
+    ctx = context_of(request)
     try:
         wanted = console_views.SessionFilter(connection=connection or None, status=status or None,
                                              attendance=attendance or None, starts_from=_day(starts_from, "from"),
@@ -84,7 +79,7 @@ async def session_list(
 
 @router.get("/sessions/{connection}/{external_id}")
 async def session_page(request: Request, connection: str, external_id: str, session: Viewer) -> HTMLResponse:
-    ctx = _ctx(request)
+    ctx = context_of(request)
     async with ctx.db.transaction() as db:
         found = await db.run_sync(lambda s: console_views.session(s, connection, external_id))
         if found is None:
@@ -104,7 +99,7 @@ async def session_page(request: Request, connection: str, external_id: str, sess
 @router.post("/sessions/{connection}/{external_id}/resync")
 async def resync(request: Request, connection: str, external_id: str, session: RosterManager) -> Response:
     """Ask for attendance again now (from the ledger and, unless final, the provider) in the background."""
-    ctx = _ctx(request)
+    ctx = context_of(request)
     now = ctx.clock.now()
     try:
         async with ctx.db.transaction() as db:
@@ -122,7 +117,7 @@ async def resync(request: Request, connection: str, external_id: str, session: R
 async def cancel(request: Request, connection: str, external_id: str,
                  session: Annotated[ConsoleSession, Depends(auth.requires(Permission.CANCEL_SESSIONS))]) -> Response:
     """As the LMS's DELETE: the provider meeting goes too (if the connection cancels automatically); audited."""
-    ctx = _ctx(request)
+    ctx = context_of(request)
     now = ctx.clock.now()
     try:
         async with ctx.db.transaction() as db:
@@ -146,7 +141,7 @@ async def override(request: Request, connection: str, external_id: str, session:
                    reason: Annotated[str, Form(max_length=2000)] = "") -> Response:
     """Set (attended yes or no, with the reason) or clear an admin's decision for one learner; attendance is
     computed again with it and the explanation keeps what the evidence said."""
-    ctx = _ctx(request)
+    ctx = context_of(request)
     now = ctx.clock.now()
     choice = attended.strip().lower()
     try:
@@ -185,7 +180,7 @@ async def resolve_review(request: Request, connection: str, external_id: str, se
     """A row to review says who it is at the provider (an email); the admin says which learner that is. Kept as
     the connection's alias (the same table as `viltbridge attendance alias`), audited, and the part's attendance
     is computed again with it."""
-    ctx = _ctx(request)
+    ctx = context_of(request)
     now = ctx.clock.now()
     try:
         async with ctx.db.transaction() as db:
@@ -212,7 +207,7 @@ async def export_attendance(
         external_id: Annotated[str | None, Query(alias="session", max_length=200)] = None,
         by: Annotated[str, Query(pattern="^(part|session)$")] = "part") -> Response:
     """Every decision as CSV (spreadsheet-safe) or JSON, per part or rolled up per multi-part session."""
-    ctx = _ctx(request)
+    ctx = context_of(request)
     wanted = attendance_admin.ExportFilter(connection=connection or None, session=external_id or None)
     try:
         async with ctx.db.transaction() as db:
@@ -234,15 +229,15 @@ async def export_attendance(
 
 @router.get("/jobs")
 async def dead_jobs(request: Request, session: RosterManager) -> HTMLResponse:
-    ctx = _ctx(request)
+    ctx = context_of(request)
     async with ctx.db.transaction() as db:
-        jobs = await db.run_sync(lambda s: ledger.listing(s, states=(ledger.DEAD,)))
-    return page(request, "jobs.html", session, jobs=jobs)
+        dead = await db.run_sync(lambda s: ledger.listing(s, states=(ledger.DEAD,)))
+    return page(request, "jobs.html", session, jobs=dead)
 
 
 @router.post("/jobs/{job_id}/retry")
 async def retry_job(request: Request, job_id: int, session: RosterManager) -> Response:
-    ctx = _ctx(request)
+    ctx = context_of(request)
     now = ctx.clock.now()
     async with ctx.db.transaction() as db:
         again = await db.run_sync(lambda s: ledger.retry(s, job_id, now))

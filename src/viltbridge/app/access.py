@@ -1,0 +1,98 @@
+"""Who is calling the LMS contract: a connection's username and secret (HTTP Basic, or the OAuth client-credentials
+form), or an access token signed for it.
+
+Failures are counted per caller by a `FailureCounter`: the HTTP layer binds the sign-in throttle to the request's
+client address. Once a caller is over the limit, attempts are refused before any secret is checked.
+"""
+
+from __future__ import annotations
+
+import hmac
+from typing import Protocol
+
+from viltbridge.app import connections
+from viltbridge.app.uow import Reading
+from viltbridge.core.errors import Forbidden, NotAuthenticated
+from viltbridge.core.models import Connection
+from viltbridge.crypto import secret_fingerprint, sign_access_token, verify_access_token
+from viltbridge.observability import grant_debug
+from viltbridge.security.throttle import SignInThrottled
+from viltbridge.store import repository
+from viltbridge.store.repository import ConnectionRecord
+from viltbridge.store.tables import ConnectionRow
+
+WRONG_CREDENTIALS = (
+    "The username or password for the viltbridge connector is wrong. Check the credentials entered for this "
+    "vendor in Cornerstone Edge against the ones viltbridge printed when the connection was created."
+)
+# Compared against when the username is unknown, so a wrong username costs the same time as a wrong secret.
+_DUMMY_ROW = ConnectionRow(secret_salt="0" * 32, secret_digest="0" * 64)
+
+
+class FailureCounter(Protocol):
+    """The sign-in throttle, bound to one caller (their address): how long they must wait, and a failure counted."""
+
+    def retry_after(self, account: str | None) -> int: ...
+
+    async def failed(self, account: str | None) -> None: ...
+
+    def message(self, seconds: int) -> str: ...
+
+
+async def _check_client(read: Reading, username: str, secret: str,
+                       failures: FailureCounter | None = None) -> ConnectionRecord | None:
+    """The connection whose username and secret these are, or None (a failure, counted). Raises SignInThrottled,
+    having checked nothing, while the caller is over the failure limit."""
+    if failures is not None:
+        wait = failures.retry_after(username)
+        if wait:
+            raise SignInThrottled(failures.message(wait), wait)
+    row = await read.db.run_sync(repository.connection_row_by_username, username)
+    matches = connections.check_secret(row or _DUMMY_ROW, secret)
+    if row is not None and matches:
+        return row
+    if failures is not None:
+        await failures.failed(username)
+    return None
+
+
+async def authenticate(read: Reading, basic: tuple[str, str] | None, bearer: str | None,
+                       failures: FailureCounter | None = None) -> Connection:
+    """The calling connection, from Basic credentials (username, secret) or a bearer token; NotAuthenticated or
+    Forbidden (deactivated) with what to do."""
+    row: ConnectionRecord | None = None
+    if basic is not None:
+        row = await _check_client(read, *basic, failures=failures)
+    elif bearer is not None:
+        ctx = read.ctx
+        verified = verify_access_token(bearer, ctx.access_token_keys, int(ctx.clock.now().timestamp()))
+        if verified is None:
+            raise NotAuthenticated("The access token is invalid or has expired; request a new one from /oauth/token.")
+        row = await read.db.run_sync(repository.connection_row, verified[0])
+        if row is not None and not hmac.compare_digest(secret_fingerprint(row.secret_salt), verified[1]):
+            raise NotAuthenticated("The access token was issued before the secret was changed; request a new one.")
+    if row is None:
+        raise NotAuthenticated(WRONG_CREDENTIALS)
+    if not row.active:
+        raise Forbidden(
+            f"The viltbridge integration '{row.name}' is deactivated, so nothing can be scheduled, launched or "
+            "reported through it. Ask the viltbridge administrator to activate it again."
+        )
+    grant_debug()
+    return repository.connection_from_row(row, read.ctx.keyring)
+
+
+async def access_token(read: Reading, username: str, secret: str,
+                       failures: FailureCounter | None = None) -> tuple[str, int]:
+    """An access token for the connection whose username and secret these are (OAuth client credentials), and its
+    lifetime in seconds. Raises SignInThrottled, NotAuthenticated (wrong credentials) or Forbidden (deactivated)."""
+    row = await _check_client(read, username, secret, failures)
+    if row is None:
+        raise NotAuthenticated(WRONG_CREDENTIALS)
+    if not row.active:
+        raise Forbidden(f"The viltbridge integration '{row.name}' is deactivated.")
+    ctx = read.ctx
+    ttl = ctx.settings.oauth_token_ttl_seconds
+    token = sign_access_token(row.id, secret_fingerprint(row.secret_salt), int(ctx.clock.now().timestamp()) + ttl,
+                              ctx.access_token_keys)
+    return token, ttl

@@ -1,0 +1,63 @@
+"""Units of work: how a use case reaches the database.
+
+`unit_of_work` is one transaction with the store over it. The audit entries it records commit with the change, and
+the jobs it asks for go to the workers only after the commit, so a worker never looks for a row that is not there
+yet. `reading` is a read-only snapshot for use cases that write nothing, such as launches, options and conflicts.
+A caller outside `app/` (the LMS routes, the console) never opens a transaction itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any
+
+from viltbridge.core.models import Connection
+from viltbridge.observability import correlation_id
+from viltbridge.store import audit
+from viltbridge.store.db import SyncRunner
+from viltbridge.store.repository import AsyncSqlStore
+
+if TYPE_CHECKING:
+    from viltbridge.app.context import AppContext
+
+
+class Reading:
+    """A read-only snapshot: the store over it, and the runner for the few reads that are not store calls
+    (credentials)."""
+
+    def __init__(self, ctx: AppContext, db: SyncRunner) -> None:
+        self.ctx = ctx
+        self.db = db
+        self.store = AsyncSqlStore(db, ctx.keyring)
+
+
+class UnitOfWork(Reading):
+    """One transaction: what is read and written through `store`, plus the audit entries recorded here, commits
+    together or not at all."""
+
+    async def audit(self, actor: str, action: str, target: str, *, before: dict[str, Any] | None = None,
+                    after: dict[str, Any] | None = None) -> None:
+        now = self.ctx.clock.now()
+        await self.db.run_sync(lambda s: audit.record(s, now, actor, action, target, before=before, after=after))
+
+    async def audit_lms_call(self, connection: Connection, action: str, external_id: str,
+                             details: dict[str, Any]) -> None:
+        """The LMS's changes and roster answers on the part's timeline, with the call's correlation id. Launch
+        requests are not recorded here: they are many and cheap, and every click is in the launch ledger."""
+        await self.audit(f"lms:{connection.name}", action, f"session:{connection.name}/{external_id}",
+                         after={"correlationId": correlation_id.get(), **details})
+
+
+@asynccontextmanager
+async def unit_of_work(ctx: AppContext) -> AsyncIterator[UnitOfWork]:
+    async with ctx.db.transaction() as db:
+        work = UnitOfWork(ctx, db)
+        yield work
+    await ctx.kick(work.store.enqueued)  # only once committed
+
+
+@asynccontextmanager
+async def reading(ctx: AppContext) -> AsyncIterator[Reading]:
+    async with ctx.db.reader() as db:
+        yield Reading(ctx, db)
