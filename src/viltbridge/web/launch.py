@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import html
 import logging
+from pathlib import Path as FilePath
 from typing import Annotated
 
+import jinja2
 from fastapi import APIRouter, Header, Path, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from sqlalchemy.exc import SQLAlchemyError
@@ -47,14 +48,14 @@ def heading_for(refusal: DomainError) -> str:
     return next((heading for kind, heading in HEADINGS if isinstance(refusal, kind)), UNUSABLE_LINK)
 
 
+# The pages a learner may see instead of their class: self-contained (no console styles or scripts), escaped.
+PAGES = jinja2.Environment(loader=jinja2.FileSystemLoader(FilePath(__file__).parent / "templates"), autoescape=True,
+                           undefined=jinja2.StrictUndefined)
+
+
 def message_page(status: int, message: str, title: str | None = None) -> HTMLResponse:
     title = title or ("Please try again in a moment" if status == 503 else UNUSABLE_LINK)
-    page = f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
-<title>{html.escape(title)}</title>
-<style>body{{font-family:system-ui,sans-serif;max-width:36rem;margin:4rem auto;padding:0 1rem;color:#1d2330}}
-h1{{font-size:1.4rem}}p{{line-height:1.5}}</style></head>
-<body><main><h1>{html.escape(title)}</h1><p>{html.escape(message)}</p></main></body></html>"""
+    page = PAGES.get_template("launch_message.html").render(title=title, message=message)
     return HTMLResponse(page, status_code=status, headers=NO_LEAK_HEADERS)
 
 
@@ -71,16 +72,8 @@ def held_before(request: Request) -> int:
 def holding_page(token: str, attempt: int, link: LaunchLink) -> HTMLResponse:
     """A short wait on our side while a personal link is on its way; the page asks again by itself."""
     seconds = max(1, round(link.retry_after_seconds or 1))
-    again = html.escape(f"/l/{token}?attempt={attempt + 1}")
-    page = f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
-<meta http-equiv="refresh" content="{seconds};url={again}">
-<title>Getting your personal link</title>
-<style>body{{font-family:system-ui,sans-serif;max-width:36rem;margin:4rem auto;padding:0 1rem;color:#1d2330}}
-h1{{font-size:1.4rem}}p{{line-height:1.5}}</style></head>
-<body><main><h1>Getting your personal link…</h1>
-<p>The meeting service is busy. This page tries again in {seconds} seconds and then takes you to your class.</p>
-<p><a href="{again}">Try again now</a></p></main></body></html>"""
+    page = PAGES.get_template("launch_holding.html").render(
+        title="Getting your personal link", seconds=seconds, again=f"/l/{token}?attempt={attempt + 1}")
     return HTMLResponse(page, status_code=200, headers=NO_LEAK_HEADERS)
 
 
