@@ -11,7 +11,6 @@ import httpx2
 import pytest
 
 from tests.conftest import Db, session_body
-from viltbridge import providers
 from viltbridge.providers.link.adapter import LinkProvider
 
 
@@ -20,13 +19,14 @@ def counted_creates(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Counts meetings created at the provider (the real link adapter, wrapped, with a provider's latency)."""
     created: list[str] = []
 
-    class CountingLink(LinkProvider):
-        async def create_meeting(self, spec: Any) -> Any:
-            created.append(spec.session_key)
-            await asyncio.sleep(0.05)  # a real provider takes time: the window in which duplicates would race
-            return await super().create_meeting(spec)
+    create_meeting = LinkProvider.create_meeting
 
-    monkeypatch.setitem(providers.PROVIDERS, "link", CountingLink.from_settings)
+    async def counting_create(self: LinkProvider, spec: Any) -> Any:
+        created.append(spec.session_key)
+        await asyncio.sleep(0.05)  # a real provider takes time: the window in which duplicates would race
+        return await create_meeting(self, spec)
+
+    monkeypatch.setattr(LinkProvider, "create_meeting", counting_create)
     return created
 
 

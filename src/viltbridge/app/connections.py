@@ -22,7 +22,7 @@ from viltbridge.crypto import (
     secret_digest,
     secret_matches,
 )
-from viltbridge.providers import PROVIDERS, check_settings
+from viltbridge.providers.registry import PROVIDERS, check_settings, provider_spec
 from viltbridge.providers.url_guard import check_settings_urls
 from viltbridge.store import audit, repository
 from viltbridge.store.tables import ConnectionRow
@@ -37,6 +37,11 @@ OPTION_KEYS = ("automatic_cancellation", "extended_options", "launch_window_minu
 class Created:
     row: ConnectionRow
     password: str
+
+
+def provider_kinds() -> list[tuple[str, str]]:
+    """(kind, name shown to people) of every provider a connection can use, sorted by kind."""
+    return [(kind, PROVIDERS[kind].display_name) for kind in sorted(PROVIDERS)]
 
 
 def _parse_bool(key: str, value: str) -> bool:
@@ -93,8 +98,7 @@ def create(
             f"Connection name '{name}' must start with a letter or digit and hold only a-z, 0-9, '-' and '_' "
             "(at most 63 characters), e.g. acme-zoom."
         )
-    if provider not in PROVIDERS:
-        raise InvalidInput(f"Unknown provider '{provider}'; available: {', '.join(sorted(PROVIDERS))}.")
+    provider_spec(provider)  # says which kinds there are when `provider` is none of them
     if repository.connection_row_by_name(db, name) is not None:
         raise InvalidInput(f"A connection named '{name}' exists already; pick another name or change it with `set`.")
     username = username or name

@@ -15,7 +15,7 @@ from sqlalchemy.exc import OperationalError
 
 from viltbridge.core.models import Connection
 from viltbridge.core.provider import Provider, SettingsSink
-from viltbridge.providers import build_provider
+from viltbridge.providers.registry import build_provider
 
 log = logging.getLogger("viltbridge.providers")
 

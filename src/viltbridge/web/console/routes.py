@@ -20,7 +20,6 @@ from viltbridge.app.context import context_of
 from viltbridge.core.errors import DomainError
 from viltbridge.core.permissions import Permission
 from viltbridge.core.provider import HealthItem
-from viltbridge.providers import PROVIDERS
 from viltbridge.store import audit, console_views, repository
 from viltbridge.web.console import auth
 from viltbridge.web.console.auth import ConsoleSession
@@ -148,7 +147,7 @@ async def connection_list(
 async def new_connection_form(
         request: Request,
         session: Annotated[ConsoleSession, Depends(auth.requires(Permission.MANAGE_INTEGRATIONS))]) -> HTMLResponse:
-    return page(request, "new_connection.html", session, providers=sorted(PROVIDERS), error=None, values={})
+    return page(request, "new_connection.html", session, providers=connections.provider_kinds(), error=None, values={})
 
 
 @router.post("/connections/new")
@@ -166,7 +165,7 @@ async def create_connection(
                 s, ctx.keyring, name.strip(), provider, connections.parse_pairs(lines), actor=session.user.email))
             username = created.row.username
     except DomainError as err:
-        return page(request, "new_connection.html", session, status=err.status, providers=sorted(PROVIDERS),
+        return page(request, "new_connection.html", session, status=err.status, providers=connections.provider_kinds(),
                     error=err.message, values={"name": name, "provider": provider})
     return page(request, "secret.html", session, connection=name.strip(), username=username,
                 password=created.password, lms_base_url=ctx.lms_base_url)
