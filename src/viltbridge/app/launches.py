@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from sqlalchemy.exc import SQLAlchemyError
 
 from viltbridge.app.sessions import meeting_ref, require_scheduled, require_session
+from viltbridge.app.uow import reading, unit_of_work
 from viltbridge.core.clock import Clock
 from viltbridge.core.emails import normalize_email
 from viltbridge.core.errors import Forbidden, NotFound
@@ -14,6 +19,11 @@ from viltbridge.core.models import Connection, Launch, Role, Session
 from viltbridge.core.ports import Store
 from viltbridge.core.provider import LaunchLink, Person, Provider
 from viltbridge.core.redaction import redact
+
+if TYPE_CHECKING:
+    from viltbridge.app.context import AppContext
+
+log = logging.getLogger("viltbridge.launch")
 
 # People run over; a launch link keeps working this long after the scheduled end.
 LAUNCH_GRACE_AFTER_END = timedelta(minutes=60)
@@ -138,3 +148,27 @@ async def record_launch(
     await store.record_launch(Launch(session_id=plan.session.id, email=plan.email, lms_email=plan.lms_email,
                                      role=plan.role, clicked_at=clock.now(), provider_url=stored_url,
                                      personal=link.personal, user_agent=user_agent, identity=identity))
+
+
+async def follow(ctx: AppContext, token: str, *, user_agent: str | None, may_hold: bool) -> LaunchLink:
+    """Where a click on `/l/<token>` goes: the provider's link for this person now, recorded in the launch ledger.
+
+    When the provider asks for a moment (`retry_after_seconds`, a registration still being processed) and the
+    caller `may_hold` the person on a holding page, nothing is recorded: the person has gone nowhere yet."""
+    claims = read_launch_token(token, ctx.launch, ctx.clock)
+    async with reading(ctx) as read:
+        connection = await read.store.get_connection(claims.connection_id)
+        if connection is None:
+            raise NotFound("This class's online meeting integration no longer exists.")
+        plan = await plan_launch(read.store, connection, claims, ctx.clock)
+    # No database is held while the provider answers (a registration may take seconds): other clicks go on.
+    link = await resolve_launch(ctx.providers.for_connection(connection), plan)
+    if link.retry_after_seconds is not None and may_hold:
+        return link
+    try:
+        async with unit_of_work(ctx) as work:
+            await record_launch(work.store, plan, link, ctx.clock, user_agent)
+    except SQLAlchemyError:
+        # The link is good: the person goes in; the ledger misses one click, and the log says so.
+        log.exception("launch ledger write failed; %s sent on anyway", plan.email)
+    return link

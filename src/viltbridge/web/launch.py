@@ -9,14 +9,12 @@ from typing import Annotated
 import jinja2
 from fastapi import APIRouter, Header, Path, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
-from sqlalchemy.exc import SQLAlchemyError
 
 from viltbridge.app import launches, sessions
 from viltbridge.app.context import context_of
 from viltbridge.core.errors import DomainError, NotFound, ProviderFailed
 from viltbridge.core.launch_tokens import LaunchLinkExpired
 from viltbridge.core.provider import LaunchLink
-from viltbridge.store.repository import AsyncSqlStore
 
 log = logging.getLogger("viltbridge.launch")
 
@@ -103,24 +101,10 @@ async def follow(
 ) -> RedirectResponse | HTMLResponse:
     ctx = context_of(request)
     try:
-        claims = launches.read_launch_token(token, ctx.launch, ctx.clock)
-        async with ctx.db.reader() as db:
-            store = AsyncSqlStore(db, ctx.keyring)
-            connection = await store.get_connection(claims.connection_id)
-            if connection is None:
-                raise NotFound("This class's online meeting integration no longer exists.")
-            plan = await launches.plan_launch(store, connection, claims, ctx.clock)
-        # No database is held while the provider answers (a registration may take seconds): other clicks go on.
-        link = await launches.resolve_launch(ctx.providers.for_connection(connection), plan)
         held = held_before(request)
+        link = await launches.follow(ctx, token, user_agent=user_agent, may_hold=held < MAX_HOLDS)
         if link.retry_after_seconds is not None and held < MAX_HOLDS:
-            return holding_page(token, held, link)  # nothing recorded: the person has gone nowhere yet
-        try:
-            async with ctx.db.transaction() as db:
-                await launches.record_launch(AsyncSqlStore(db, ctx.keyring), plan, link, ctx.clock, user_agent)
-        except SQLAlchemyError:
-            # The link is good: the person goes in; the ledger misses one click, and the log says so.
-            log.exception("launch ledger write failed; %s sent on anyway", plan.email)
+            return holding_page(token, held, link)
         url = link.url
     except DomainError as exc:
         log.info("launch refused (%s): %s", exc.status, exc.message)

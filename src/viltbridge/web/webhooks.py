@@ -9,9 +9,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import JSONResponse
 
+from viltbridge.app import webhooks
 from viltbridge.app.context import context_of
-from viltbridge.core.errors import DomainError, Forbidden
-from viltbridge.store import repository
+from viltbridge.core.errors import DomainError
 
 log = logging.getLogger("viltbridge.webhooks")
 
@@ -41,28 +41,12 @@ def _refused(connection: str, reason: str) -> JSONResponse:
     },
 )
 async def receive(request: Request, connection: Annotated[str, Path(max_length=100)]) -> Any:
-    ctx = context_of(request)
-    raw = await request.body()
-    async with ctx.db.reader() as db:
-        row = await db.run_sync(repository.connection_row_by_name_readonly, connection)
-    if row is None:
-        return _refused(connection, "there is no connection of that name")
-    provider = ctx.providers.for_connection(repository.connection_from_row(row, ctx.keyring))
-    if not provider.capabilities.webhooks:
-        return _refused(connection, f"the {provider.kind} provider sends no webhooks")
     try:
-        delivery = provider.read_webhook(raw, dict(request.headers), ctx.clock.now())
-    except Forbidden as exc:
-        return _refused(connection, exc.message)
-    except DomainError as exc:  # signed by the provider, but not something it should send
-        log.info("webhook for %s refused (%s): %s", connection, exc.status, exc.message)
+        reply = await webhooks.receive(context_of(request), connection, await request.body(), dict(request.headers))
+    except webhooks.NotVerified as exc:
+        return _refused(connection, exc.reason)
+    except DomainError as exc:  # a verified sender: told what is wrong (not something it sends, or deactivated)
+        log.log(logging.WARNING if exc.status == 403 else logging.INFO, "webhook for %s refused (%s): %s",
+                connection, exc.status, exc.message)
         return JSONResponse({"error": exc.message}, status_code=exc.status)
-    if not row.active:  # only a sender holding the secret learns this
-        log.warning("webhook for %s refused (403): the connection is deactivated", connection)
-        return JSONResponse({"error": f"The connection '{connection}' is deactivated; activate it to receive "
-                             "deliveries."}, status_code=403)
-    if delivery.events:
-        async with ctx.db.transaction() as db:
-            new = await db.run_sync(repository.store_provider_events, row.id, list(delivery.events), ctx.clock.now())
-        log.info("webhook for %s: %d event(s), %d new", connection, len(delivery.events), new)
-    return JSONResponse(delivery.reply or {"status": "received"})
+    return JSONResponse(reply)
