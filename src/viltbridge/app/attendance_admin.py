@@ -1,5 +1,6 @@
-"""What an operator does to attendance outside the LMS contract (the CLI now, the console later): set the policy per
-connection or per session, keep the alias table, read the decisions, export them."""
+"""What an operator does to attendance outside the LMS contract: set the policy per connection or per session, keep
+the alias table, read the decisions, export them (the CLI and the console); and, from the console, one part's
+attendance facts, an override for one learner, a row to review resolved, attendance computed again."""
 
 from __future__ import annotations
 
@@ -9,17 +10,24 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session as OrmSession
 
 from viltbridge.app import connections
-from viltbridge.core.attendance import AttendancePolicy
+from viltbridge.app.attendance import attendance_policy, matched_intervals
+from viltbridge.app.uow import UnitOfWork, unit_of_work
+from viltbridge.core import jobs
+from viltbridge.core.attendance import AttendanceOverride, AttendancePolicy, Interval, Review
 from viltbridge.core.emails import checked_email
-from viltbridge.core.errors import InvalidInput, NotFound
-from viltbridge.store import attendance_ledger
+from viltbridge.core.errors import DomainError, InvalidInput, NotFound
+from viltbridge.store import attendance_ledger, console_views, repository
+from viltbridge.store.attendance_ledger import StoredResult
 from viltbridge.store.tables import AttendanceResultRow, ConnectionRow, SessionRow
+
+if TYPE_CHECKING:
+    from viltbridge.app.context import AppContext
 
 
 def parse_policy_pairs(pairs: dict[str, str]) -> dict[str, Any]:
@@ -182,3 +190,130 @@ def to_json(rows: Iterable[dict[str, Any]]) -> str:
         return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if isinstance(value, datetime) else value
 
     return json.dumps([{key: plain(value) for key, value in row.items()} for row in rows], indent=2) + "\n"
+
+
+# --- one part, from the console ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PartAttendance:
+    """One part's attendance as the ledger holds it now (no provider call): decisions, and per learner the time
+    the identity rules tie to them, judged by `policy`."""
+
+    connection: ConnectionRow
+    part: SessionRow
+    results: list[StoredResult]
+    intervals: dict[str, list[Interval]]
+    policy: AttendancePolicy
+
+
+async def part_attendance(ctx: AppContext, connection: str, external_id: str) -> PartAttendance | None:
+    """None when the connection has no such part."""
+    async with unit_of_work(ctx) as work:  # ORM reads: console traffic is light
+        return await _part_attendance(work, connection, external_id)
+
+
+@dataclass(frozen=True)
+class PartReview:
+    """What an admin reviews of one part: its attendance, everything that happened to it, the rows the identity
+    rules could not tie to a learner, the learners, and the overrides set."""
+
+    attendance: PartAttendance
+    timeline: list[console_views.TimelineEntry]
+    reviews: list[Review]
+    learners: list[str]
+    overrides: list[AttendanceOverride]
+
+
+async def part_review(ctx: AppContext, connection: str, external_id: str) -> PartReview | None:
+    """None when the connection has no such part."""
+    async with unit_of_work(ctx) as work:  # ORM reads: console traffic is light
+        facts = await _part_attendance(work, connection, external_id)
+        if facts is None:
+            return None
+        part_id = facts.part.id
+        return PartReview(facts, await work.db.run_sync(console_views.timeline, connection, facts.part),
+                          await work.db.run_sync(attendance_ledger.reviews, part_id),
+                          await work.db.run_sync(console_views.learners, part_id),
+                          await work.db.run_sync(attendance_ledger.overrides, part_id))
+
+
+async def _part_attendance(work: UnitOfWork, connection: str, external_id: str) -> PartAttendance | None:
+    found = await work.db.run_sync(console_views.session, connection, external_id)
+    if found is None:
+        return None
+    conn_row, row = found
+    results = await work.db.run_sync(attendance_ledger.results, row.id)
+    lms_connection = repository.connection_from_row(conn_row, work.ctx.keyring)
+    part = await work.store.find_session(lms_connection.id, row.external_id)
+    assert part is not None
+    intervals = await matched_intervals(work.store, part)
+    return PartAttendance(conn_row, row, results, intervals, attendance_policy(lms_connection, part))
+
+
+async def _part(work: UnitOfWork, connection: str, external_id: str) -> tuple[ConnectionRow, SessionRow]:
+    found = await work.db.run_sync(console_views.session, connection, external_id)
+    if found is None:
+        raise NotFound(f"Connection '{connection}' has no session '{external_id}'.")
+    return found
+
+
+async def _learner(work: UnitOfWork, part: SessionRow, email: str, hint: str = "") -> str:
+    """`email` as the LMS spells it, when it is a learner of the part (launched as an attendee, or decided)."""
+    learners = await work.db.run_sync(console_views.learners, part.id)
+    spelled = {learner.lower(): learner for learner in learners}
+    if email.strip().lower() not in spelled:
+        raise DomainError(f"{email} is not a learner of this session (launched or decided){hint}.")
+    return spelled[email.strip().lower()]
+
+
+async def _recompute(work: UnitOfWork, conn_row: ConnectionRow, part: SessionRow) -> int:
+    """Attendance computed again in the background, final parts too (from the ledger alone once final)."""
+    return await work.enqueue(jobs.recompute_attendance(part.id, conn_row.id, work.ctx.clock.now()))
+
+
+async def resync(ctx: AppContext, connection: str, external_id: str, *, actor: str) -> int:
+    """Ask for attendance again now (from the ledger and, unless final, the provider); the job's id."""
+    async with unit_of_work(ctx) as work:
+        conn_row, part = await _part(work, connection, external_id)
+        job_id = await _recompute(work, conn_row, part)
+        await work.audit(actor, "attendance.resync", f"session:{connection}/{external_id}", after={"job": job_id})
+    return job_id
+
+
+async def override(ctx: AppContext, connection: str, external_id: str, *, email: str, attended: str, reason: str,
+                   actor: str) -> None:
+    """Set (`attended` yes or no, with the reason) or clear an admin's decision for one learner; attendance is
+    computed again with it, and the explanation keeps what the evidence said."""
+    choice = attended.strip().lower()
+    if choice not in ("yes", "no", "clear"):
+        raise DomainError("Choose attended yes, no, or clear (back to what the evidence says).")
+    if choice != "clear" and len(reason.strip()) < 3:
+        raise DomainError("Say why (e.g. 'joined by phone, confirmed by the instructor'): an override without a "
+                          "reason cannot be explained later.")
+    async with unit_of_work(ctx) as work:
+        conn_row, part = await _part(work, connection, external_id)
+        lms_email = await _learner(work, part, email)
+        if choice == "clear":
+            await work.db.run_sync(attendance_ledger.remove_override, part.id, lms_email)
+            after: dict[str, object] = {"email": lms_email, "override": "cleared"}
+        else:
+            decision = AttendanceOverride(lms_email, choice == "yes", reason.strip(), actor)
+            await work.db.run_sync(attendance_ledger.set_override, part.id, decision, ctx.clock.now())
+            after = {"email": lms_email, "attended": choice == "yes", "reason": reason.strip()}
+        await _recompute(work, conn_row, part)
+        await work.audit(actor, "attendance.override", f"session:{connection}/{external_id}", after=after)
+
+
+async def resolve_review(ctx: AppContext, connection: str, external_id: str, *, provider_email: str, lms_email: str,
+                         actor: str) -> None:
+    """A row to review says who it is at the provider (an email); the admin says which learner that is. Kept as
+    the connection's alias (the table `viltbridge attendance alias` keeps), audited, and the part's attendance is
+    computed again with it."""
+    async with unit_of_work(ctx) as work:
+        conn_row, part = await _part(work, connection, external_id)
+        await _learner(work, part, lms_email, "; pick one of the listed learners")
+        await work.db.run_sync(set_alias, connection, provider_email, lms_email)
+        job_id = await _recompute(work, conn_row, part)
+        await work.audit(actor, "attendance.resolve", f"session:{connection}/{external_id}",
+                         after={"provider_email": provider_email, "lms_email": lms_email, "job": job_id})

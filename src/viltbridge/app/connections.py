@@ -1,6 +1,7 @@
 """Administering connections (one per LMS integration): create, change, (de)activate, authenticate.
 
-Used by the CLI today and the console later; sync, over a SQLAlchemy Session.
+Sync use cases over a SQLAlchemy Session, for the CLI and (through `app.uow.run`) the console; and the console's
+overview of one connection.
 """
 
 from __future__ import annotations
@@ -8,11 +9,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.orm import Session as OrmSession
 
-from viltbridge.core.errors import InvalidInput, NotFound
+from viltbridge.app.uow import unit_of_work
+from viltbridge.core.errors import DomainError, InvalidInput, NotFound
+from viltbridge.core.provider import HealthItem
 from viltbridge.core.redaction import redact
 from viltbridge.crypto import (
     MIN_CHOSEN_SECRET_LENGTH,
@@ -24,8 +27,11 @@ from viltbridge.crypto import (
 )
 from viltbridge.providers.registry import PROVIDERS, check_settings, provider_spec
 from viltbridge.providers.url_guard import check_settings_urls
-from viltbridge.store import audit, repository
-from viltbridge.store.tables import ConnectionRow
+from viltbridge.store import audit, console_views, repository
+from viltbridge.store.tables import AuditRow, ConnectionRow
+
+if TYPE_CHECKING:
+    from viltbridge.app.context import AppContext
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 _USERNAME = re.compile(r"^[A-Za-z0-9._@-]{1,200}$")
@@ -215,3 +221,34 @@ def describe(row: ConnectionRow, keyring: Keyring, base_path: str, base_url: str
         "created_at": row.created_at.isoformat(),
         "updated_at": row.updated_at.isoformat(),
     }
+
+
+@dataclass(frozen=True)
+class Overview:
+    """One connection as the console shows it: its settings (secrets redacted), recent changes, the work the
+    server owes or failed at, the host pool, and what the provider adapter itself reports."""
+
+    details: dict[str, Any]
+    history: list[AuditRow]
+    health: console_views.Health
+    hosts: list[console_views.Host]
+    seen: list[HealthItem]
+
+
+async def overview(ctx: AppContext, name: str) -> Overview:
+    """NotFound when there is no such connection."""
+    now = ctx.clock.now()
+    async with unit_of_work(ctx) as work:  # ORM reads: console traffic is light
+        def read(db: OrmSession) -> tuple[ConnectionRow, dict[str, Any], list[AuditRow], console_views.Health,
+                                          list[console_views.Host]]:
+            row = require(db, name)
+            return (row, describe(row, ctx.keyring, ctx.settings.prefix or "/", ctx.lms_base_url),
+                    audit.recent(db, limit=50, target=f"connection:{name}"), console_views.health(db, row.id, now),
+                    console_views.host_pool(db, row.id, now))
+
+        row, details, history, health, hosts = await work.db.run_sync(read)
+    try:
+        seen = ctx.providers.for_connection(repository.connection_from_row(row, ctx.keyring)).health()
+    except DomainError as err:  # settings this version cannot use: say so instead of failing the page
+        seen = [HealthItem("settings", False, err.message)]
+    return Overview(details, history, health, hosts, seen)

@@ -19,6 +19,7 @@ from viltbridge.core.models import Connection, Launch, Role, Session
 from viltbridge.core.ports import Store
 from viltbridge.core.provider import LaunchLink, Person, Provider
 from viltbridge.core.redaction import redact
+from viltbridge.store import console_views, repository
 
 if TYPE_CHECKING:
     from viltbridge.app.context import AppContext
@@ -172,3 +173,14 @@ async def follow(ctx: AppContext, token: str, *, user_agent: str | None, may_hol
         # The link is good: the person goes in; the ledger misses one click, and the log says so.
         log.exception("launch ledger write failed; %s sent on anyway", plan.email)
     return link
+
+
+async def launch_url_for_instructor(ctx: AppContext, connection: str, external_id: str, email: str) -> str | None:
+    """The signed launch the LMS would hand out, for one of the part's instructors (the console's "launch as host"):
+    the launch window and role apply as usual. None when `email` does not teach that part, as when there is none."""
+    async with unit_of_work(ctx) as work:  # ORM reads: console traffic is light
+        found = await work.db.run_sync(console_views.session, connection, external_id)
+        if found is None or email not in (normalize_email(teacher) for teacher in found[1].instructor_emails):
+            return None
+        return await launch_url(work.store, repository.connection_from_row(found[0], ctx.keyring), external_id,
+                                email, ctx.launch, ctx.clock)

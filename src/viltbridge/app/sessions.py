@@ -17,6 +17,7 @@ from viltbridge.core.ports import Store
 from viltbridge.core.provider import ExtendedOption, InstructorSpec, MeetingFacts, MeetingRef, MeetingSpec, Provider
 from viltbridge.core.schedule import Booking, conflicts_with, host_account_of
 from viltbridge.core.times import guess_zone
+from viltbridge.store import console_views, repository
 
 if TYPE_CHECKING:
     from viltbridge.app.context import AppContext
@@ -372,6 +373,19 @@ async def cancel(ctx: AppContext, connection: Connection, external_id: str) -> t
             await work.audit_lms_call(connection, "lms.session.cancel", cancelled.external_id,
                                       {"status": cancelled.status.value})
     return cancelled, owed_message(cancelled, provider.kind) if cancelled is not None else None
+
+
+async def cancel_from_console(ctx: AppContext, connection: str, external_id: str, *, actor: str) -> None:
+    """As the LMS's DELETE, by a console user: the provider meeting goes too (if the connection cancels
+    automatically); audited under the person's name."""
+    async with unit_of_work(ctx) as work:
+        found = await work.db.run_sync(console_views.session, connection, external_id)
+        if found is None:
+            raise NotFound(f"Connection '{connection}' has no session '{external_id}'.")
+        lms_connection = repository.connection_from_row(found[0], ctx.keyring)
+        await cancel_session(work.store, ctx.providers.for_connection(lms_connection), lms_connection, external_id,
+                             ctx.clock)
+        await work.audit(actor, "session.cancel", f"session:{connection}/{external_id}")
 
 
 async def options(ctx: AppContext, connection: Connection,

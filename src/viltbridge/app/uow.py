@@ -3,23 +3,30 @@
 `unit_of_work` is one transaction with the store over it. The audit entries it records commit with the change, and
 the jobs it asks for go to the workers only after the commit, so a worker never looks for a row that is not there
 yet. `reading` is a read-only snapshot for use cases that write nothing, such as launches, options and conflicts.
-A caller outside `app/` (the LMS routes, the console) never opens a transaction itself.
+`run` runs one use case written over the ORM (`app.connections`, `app.console_users`, the console's read views;
+the CLI calls the same functions synchronously) in one transaction. A caller outside `app/` (the LMS routes, the
+console) never opens a transaction itself.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
-from viltbridge.core.models import Connection
+from sqlalchemy.orm import Session as OrmSession
+
+from viltbridge.core.models import Connection, JobRequest
 from viltbridge.observability import correlation_id
-from viltbridge.store import audit
+from viltbridge.store import audit, job_ledger
 from viltbridge.store.db import SyncRunner
 from viltbridge.store.repository import AsyncSqlStore
 
 if TYPE_CHECKING:
     from viltbridge.app.context import AppContext
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
 class Reading:
@@ -48,6 +55,16 @@ class UnitOfWork(Reading):
         await self.audit(f"lms:{connection.name}", action, f"session:{connection.name}/{external_id}",
                          after={"correlationId": correlation_id.get(), **details})
 
+    async def enqueue(self, request: JobRequest) -> int:
+        """Ask for a job, stamped by the context's clock; the workers get it once this unit of work commits."""
+        job_id = await self.db.run_sync(job_ledger.enqueue, request, self.ctx.clock.now())
+        self.hand_over(job_id)
+        return job_id
+
+    def hand_over(self, job_id: int) -> None:
+        """The workers get this job (asked for, or made runnable again, in this unit of work) once it commits."""
+        self.store.enqueued.append(job_id)
+
 
 @asynccontextmanager
 async def unit_of_work(ctx: AppContext) -> AsyncIterator[UnitOfWork]:
@@ -61,3 +78,12 @@ async def unit_of_work(ctx: AppContext) -> AsyncIterator[UnitOfWork]:
 async def reading(ctx: AppContext) -> AsyncIterator[Reading]:
     async with ctx.db.reader() as db:
         yield Reading(ctx, db)
+
+
+async def run(ctx: AppContext, use_case: Callable[Concatenate[OrmSession, P], T], *args: P.args,
+              **kwargs: P.kwargs) -> T:
+    """`use_case(session, *args, **kwargs)` in one transaction, in the database driver's thread: what it changes
+    commits together or not at all. For use cases over the ORM, which is how the console's lighter traffic reads
+    and writes."""
+    async with ctx.db.transaction() as db:
+        return await db.run_sync(lambda session: use_case(session, *args, **kwargs))

@@ -22,6 +22,7 @@ from itsdangerous import BadSignature, URLSafeTimedSerializer
 from viltbridge.app import console_users
 from viltbridge.app.console_users import ConsoleUser
 from viltbridge.app.context import AppContext, context_of
+from viltbridge.app.uow import run
 from viltbridge.core.permissions import Permission
 from viltbridge.security.throttle import AuthThrottle
 
@@ -119,8 +120,7 @@ async def console_session(request: Request) -> ConsoleSession:
         raise NotSignedIn from None
     if not isinstance(data, dict) or not isinstance(data.get("u"), int) or not isinstance(data.get("n"), str):
         raise NotSignedIn
-    async with ctx.db.transaction() as db:  # ORM reads: console traffic is light
-        user = await db.run_sync(console_users.signed_in_user, data["u"], data.get("v"), data["n"])
+    user = await run(ctx, console_users.signed_in_user, data["u"], data.get("v"), data["n"])
     if user is None:
         raise NotSignedIn
     session = ConsoleSession(user=user, nonce=data["n"], csrf_token=_csrf_for(ctx, data["n"]))
@@ -147,8 +147,7 @@ async def sign_out(request: Request, session: ConsoleSession) -> None:
     """Refuse this session's cookie from now on, on the server: deleting it in the browser is not enough, since a
     copy may have been kept."""
     ctx = context_of(request)
-    async with ctx.db.transaction() as db:
-        await db.run_sync(console_users.sign_out, ctx.clock.now(), session.user.id, session.nonce, SESSION_LIFETIME)
+    await run(ctx, console_users.sign_out, ctx.clock.now(), session.user.id, session.nonce, SESSION_LIFETIME)
 
 
 async def signed_in(request: Request) -> ConsoleSession:

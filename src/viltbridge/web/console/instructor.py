@@ -4,25 +4,24 @@ admin's session page too."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import date, datetime, time, timedelta
-from typing import Annotated, Any
+from typing import Annotated
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from viltbridge.app import attendance, console_users, launches
-from viltbridge.app.context import AppContext, context_of
+from viltbridge.app import attendance_admin, console_users, launches
+from viltbridge.app.attendance_admin import PartAttendance
+from viltbridge.app.context import context_of
+from viltbridge.app.uow import run
 from viltbridge.core.emails import normalize_email
 from viltbridge.core.errors import DomainError
 from viltbridge.core.permissions import Permission
 from viltbridge.core.schedule import Booking, find_conflicts, host_account_of
-from viltbridge.store import attendance_ledger, console_views, repository
-from viltbridge.store.attendance_ledger import StoredResult
-from viltbridge.store.repository import AsyncSqlStore
-from viltbridge.store.tables import ConnectionRow, SessionRow
+from viltbridge.store import console_views
+from viltbridge.store.tables import SessionRow
 from viltbridge.web.console import auth, calendar, charts
 from viltbridge.web.console.auth import ConsoleSession
 from viltbridge.web.console.routes import page
@@ -60,8 +59,7 @@ def _mine(session: ConsoleSession, rows: list[tuple[str, SessionRow]]) -> list[t
 async def my_sessions(request: Request, session: Teacher) -> HTMLResponse:
     ctx = context_of(request)
     wanted = console_views.SessionFilter(starts_from=ctx.clock.now() - timedelta(days=30))
-    async with ctx.db.transaction() as db:  # ORM reads: console traffic is light
-        everyone = await db.run_sync(lambda s: console_views.sessions(s, wanted, limit=None))
+    everyone = await run(ctx, console_views.sessions, wanted, limit=None)
     rows = _mine(session, everyone)
     mine = {(name, row.external_id) for name, row in rows}
     # Host accounts are shared between instructors: conflicts are found among everyone's parts, shown for mine.
@@ -96,8 +94,7 @@ async def my_calendar(request: Request, session: Teacher,
     start = datetime.combine(monday, time(0), zone)
     days = [monday + timedelta(days=n) for n in range(7)]
     wanted = console_views.SessionFilter(starts_from=start - timedelta(days=1), starts_until=start + timedelta(days=8))
-    async with ctx.db.transaction() as db:  # ORM reads: console traffic is light
-        everyone = await db.run_sync(lambda s: console_views.sessions(s, wanted, limit=None))
+    everyone = await run(ctx, console_views.sessions, wanted, limit=None)
     rows = _mine(session, everyone)
     conflicts = conflicts_by_session(everyone)
     by_day: dict[date, list[tuple[str, SessionRow]]] = {day: [] for day in days}
@@ -112,13 +109,6 @@ async def my_calendar(request: Request, session: Teacher,
                 following=f"{following.isocalendar().year}-W{following.isocalendar().week:02d}")
 
 
-async def _taught(db: Any, session: ConsoleSession, connection: str,
-                  external_id: str) -> tuple[ConnectionRow, SessionRow] | None:
-    """The session (and its connection) when this instructor teaches it; None for anyone else's, as for none."""
-    found = await db.run_sync(lambda s: console_views.session(s, connection, external_id))
-    return found if found is not None and _teaches(session, found[1]) else None
-
-
 def _not_yours(request: Request, session: ConsoleSession, connection: str, external_id: str) -> HTMLResponse:
     return page(request, "message.html", session, status=404, title="Not your session",
                 message=f"You do not teach a session '{external_id}' in '{connection}'.")
@@ -127,48 +117,33 @@ def _not_yours(request: Request, session: ConsoleSession, connection: str, exter
 @router.get("/my-sessions/{connection}/{external_id}/launch")
 async def launch_as_host(request: Request, connection: str, external_id: str, session: Teacher) -> Response:
     """The same signed launch the LMS hands out, for this instructor: the launch window and role apply as usual."""
-    ctx = context_of(request)
-    async with ctx.db.transaction() as db:
-        found = await _taught(db, session, connection, external_id)
-        if found is None:
-            return _not_yours(request, session, connection, external_id)
-        conn_row, _ = found
-        try:
-            url = await launches.launch_url(AsyncSqlStore(db, ctx.keyring),
-                                            repository.connection_from_row(conn_row, ctx.keyring), external_id,
-                                            session.user.email, ctx.launch, ctx.clock)
-        except DomainError as err:
-            return page(request, "message.html", session, status=err.status, title="No launch", message=err.message)
+    try:
+        url = await launches.launch_url_for_instructor(context_of(request), connection, external_id,
+                                                       session.user.email)
+    except DomainError as err:
+        return page(request, "message.html", session, status=err.status, title="No launch", message=err.message)
+    if url is None:
+        return _not_yours(request, session, connection, external_id)
     return RedirectResponse(url, status_code=303)
 
 
-async def attendance_chart(ctx: AppContext, db: Any, conn_row: ConnectionRow, row: SessionRow,
-                           results: Sequence[StoredResult]) -> str:
-    """The part's attendance timeline as SVG, from the ledger as it stands (no provider call); `results` are the
-    part's decisions, which the page shows too."""
-    store = AsyncSqlStore(db, ctx.keyring)
-    connection = repository.connection_from_row(conn_row, ctx.keyring)
-    part = await store.find_session(connection.id, row.external_id)
-    assert part is not None
-    intervals = await attendance.matched_intervals(store, part)
-    decided = {result.email.lower(): result.attended for result in results}
-    emails = sorted({*intervals, *(result.email for result in results)}, key=str.lower)
-    bars = [charts.LearnerBar(email, decided.get(email.lower()), tuple(intervals.get(email, ())))
+def attendance_chart(facts: PartAttendance) -> str:
+    """The part's attendance timeline as SVG, from the ledger as it stands (no provider call), with the part's
+    decisions, which the page shows too."""
+    decided = {result.email.lower(): result.attended for result in facts.results}
+    emails = sorted({*facts.intervals, *(result.email for result in facts.results)}, key=str.lower)
+    bars = [charts.LearnerBar(email, decided.get(email.lower()), tuple(facts.intervals.get(email, ())))
             for email in emails]
-    return charts.timeline_svg(row.starts_at, row.ends_at, attendance.attendance_policy(connection, part), bars)
+    return charts.timeline_svg(facts.part.starts_at, facts.part.ends_at, facts.policy, bars)
 
 
 @router.get("/my-sessions/{connection}/{external_id}")
 async def my_session(request: Request, connection: str, external_id: str, session: Teacher) -> HTMLResponse:
-    ctx = context_of(request)
-    async with ctx.db.transaction() as db:
-        found = await _taught(db, session, connection, external_id)
-        if found is None:
-            return _not_yours(request, session, connection, external_id)
-        conn_row, row = found
-        results = await db.run_sync(lambda s: attendance_ledger.results(s, row.id))
-        chart = await attendance_chart(ctx, db, conn_row, row, results)
-    return page(request, "my_session.html", session, connection=connection, row=row, chart=chart, results=results,
+    facts = await attendance_admin.part_attendance(context_of(request), connection, external_id)
+    if facts is None or not _teaches(session, facts.part):  # anyone else's part looks like no part
+        return _not_yours(request, session, connection, external_id)
+    return page(request, "my_session.html", session, connection=connection, row=facts.part,
+                chart=attendance_chart(facts), results=facts.results,
                 zone=ZoneInfo(session.user.time_zone),
                 launch=f"/console/my-sessions/{quote(connection)}/{quote(external_id)}/launch")
 
@@ -177,14 +152,12 @@ async def my_session(request: Request, connection: str, external_id: str, sessio
 async def ics_feed(request: Request, user_id: int, token: str) -> Response:
     """Public to whoever holds the URL (calendar apps cannot sign in); the token is the credential."""
     ctx = context_of(request)
-    async with ctx.db.transaction() as db:
-        user = await db.run_sync(console_users.get, user_id)
-        if (user is None or not user.active
-                or not calendar.feed_token_matches(ctx.keyring, user.id, user.session_version, token)):
-            return Response("No such calendar feed.", status_code=404, media_type="text/plain")
-        rows = await db.run_sync(lambda s: console_views.sessions(
-            s, console_views.SessionFilter(instructor=user.email, starts_from=ctx.clock.now() - timedelta(days=90))))
-        name = user.display_name
-    body = calendar.feed(name, rows, ctx.clock.now(), f"{ctx.public_url.rstrip('/')}/console/my-sessions")
+    user = await run(ctx, console_users.get, user_id)
+    if (user is None or not user.active
+            or not calendar.feed_token_matches(ctx.keyring, user.id, user.session_version, token)):
+        return Response("No such calendar feed.", status_code=404, media_type="text/plain")
+    rows = await run(ctx, console_views.sessions, console_views.SessionFilter(
+        instructor=user.email, starts_from=ctx.clock.now() - timedelta(days=90)))
+    body = calendar.feed(user.display_name, rows, ctx.clock.now(), f"{ctx.public_url.rstrip('/')}/console/my-sessions")
     return Response(body, media_type="text/calendar; charset=utf-8",
                     headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"})

@@ -17,10 +17,10 @@ from fastapi.templating import Jinja2Templates
 
 from viltbridge.app import connections, console_users
 from viltbridge.app.context import context_of
+from viltbridge.app.uow import run
 from viltbridge.core.errors import DomainError
 from viltbridge.core.permissions import Permission
-from viltbridge.core.provider import HealthItem
-from viltbridge.store import audit, console_views, repository
+from viltbridge.store import audit, repository
 from viltbridge.web.console import auth
 from viltbridge.web.console.auth import ConsoleSession
 
@@ -86,8 +86,7 @@ async def login(request: Request, email: Annotated[str, Form(max_length=320)],
                        email=email)
         refused.headers["Retry-After"] = str(wait)
         return refused
-    async with ctx.db.transaction() as db:
-        outcome = await db.run_sync(console_users.sign_in, ctx.clock.now(), email, password)
+    outcome = await run(ctx, console_users.sign_in, ctx.clock.now(), email, password)
     if outcome.user is None:
         await auth.sign_in_failed(request, email)
         log.warning("console sign-in refused for %s: %s", email[:320], outcome.why)
@@ -138,8 +137,7 @@ async def connection_list(
         request: Request,
         session: Annotated[ConsoleSession, Depends(auth.requires(Permission.VIEW_CONNECTIONS))]) -> HTMLResponse:
     ctx = context_of(request)
-    async with ctx.db.transaction() as db:  # ORM reads: console traffic is light
-        rows = await db.run_sync(repository.all_connection_rows)
+    rows = await run(ctx, repository.all_connection_rows)
     return page(request, "connections.html", session, connections=rows, lms_base_url=ctx.lms_base_url)
 
 
@@ -160,14 +158,12 @@ async def create_connection(
     ctx = context_of(request)
     lines = [line.strip() for line in settings.splitlines() if line.strip()]
     try:
-        async with ctx.db.transaction() as db:
-            created = await db.run_sync(lambda s: connections.create(
-                s, ctx.keyring, name.strip(), provider, connections.parse_pairs(lines), actor=session.user.email))
-            username = created.row.username
+        created = await run(ctx, connections.create, ctx.keyring, name.strip(), provider,
+                            connections.parse_pairs(lines), actor=session.user.email)
     except DomainError as err:
         return page(request, "new_connection.html", session, status=err.status, providers=connections.provider_kinds(),
                     error=err.message, values={"name": name, "provider": provider})
-    return page(request, "secret.html", session, connection=name.strip(), username=username,
+    return page(request, "secret.html", session, connection=name.strip(), username=created.row.username,
                 password=created.password, lms_base_url=ctx.lms_base_url)
 
 
@@ -175,32 +171,19 @@ async def create_connection(
 async def connection_page(
         request: Request, name: str,
         session: Annotated[ConsoleSession, Depends(auth.requires(Permission.VIEW_CONNECTIONS))]) -> HTMLResponse:
-    ctx = context_of(request)
     try:
-        async with ctx.db.transaction() as db:  # ORM reads: console traffic is light
-            details = await db.run_sync(lambda s: connections.describe(
-                connections.require(s, name), ctx.keyring, ctx.settings.prefix or "/", ctx.lms_base_url))
-            history = await db.run_sync(lambda s: audit.recent(s, limit=50, target=f"connection:{name}"))
-            row = await db.run_sync(lambda s: connections.require(s, name))
-            health = await db.run_sync(lambda s: console_views.health(s, row.id, ctx.clock.now()))
-            hosts = await db.run_sync(lambda s: console_views.host_pool(s, row.id, ctx.clock.now()))
-            try:
-                provider = ctx.providers.for_connection(repository.connection_from_row(row, ctx.keyring))
-                seen = provider.health()
-            except DomainError as err:  # settings this version cannot use: say so instead of failing the page
-                seen = [HealthItem("settings", False, err.message)]
+        seen = await connections.overview(context_of(request), name)
     except DomainError as err:
         return page(request, "message.html", session, status=err.status, title="No such connection",
                     message=err.message)
-    return page(request, "connection.html", session, connection=details, history=history, health=health,
-                hosts=hosts, seen=seen)
+    return page(request, "connection.html", session, connection=seen.details, history=seen.history,
+                health=seen.health, hosts=seen.hosts, seen=seen.seen)
 
 
 async def _set_active(request: Request, name: str, session: ConsoleSession, active: bool) -> Response:
     ctx = context_of(request)
     try:
-        async with ctx.db.transaction() as db:
-            await db.run_sync(lambda s: connections.set_active(s, name, active, actor=session.user.email))
+        await run(ctx, connections.set_active, name, active, actor=session.user.email)
     except DomainError as err:
         return page(request, "message.html", session, status=err.status, title="Not changed", message=err.message)
     log.info("console: %s %s connection %s", session.user.email, "activated" if active else "deactivated", name)
@@ -228,12 +211,11 @@ async def rotate_secret(
     """A new LMS secret, shown once; the old one stops working at once."""
     ctx = context_of(request)
     try:
-        async with ctx.db.transaction() as db:
-            created = await db.run_sync(lambda s: connections.rotate_secret(s, name, actor=session.user.email))
-            username = created.row.username
+        created = await run(ctx, connections.rotate_secret, name, actor=session.user.email)
     except DomainError as err:
         return page(request, "message.html", session, status=err.status, title="Not changed", message=err.message)
-    return page(request, "secret.html", session, connection=name, username=username, password=created.password,
+    return page(request, "secret.html", session, connection=name, username=created.row.username,
+                password=created.password,
                 lms_base_url=ctx.lms_base_url)
 
 
@@ -247,9 +229,8 @@ async def change_settings(
     ctx = context_of(request)
     lines = [line.strip() for line in changes.splitlines() if line.strip()]
     try:
-        async with ctx.db.transaction() as db:
-            await db.run_sync(lambda s: connections.change(s, ctx.keyring, name, connections.parse_pairs(lines),
-                                                           actor=session.user.email))
+        await run(ctx, connections.change, ctx.keyring, name, connections.parse_pairs(lines),
+                  actor=session.user.email)
     except DomainError as err:
         return page(request, "message.html", session, status=err.status, title="Not changed", message=err.message)
     return see_other(request, f"/console/connections/{quote(name)}")
@@ -262,9 +243,7 @@ async def change_settings(
 async def audit_log(
         request: Request,
         session: Annotated[ConsoleSession, Depends(auth.requires(Permission.MANAGE_INTEGRATIONS))]) -> HTMLResponse:
-    ctx = context_of(request)
-    async with ctx.db.transaction() as db:  # ORM reads: console traffic is light
-        rows = await db.run_sync(lambda s: audit.recent(s, limit=500))
+    rows = await run(context_of(request), audit.recent, limit=500)
     return page(request, "audit.html", session, rows=rows)
 
 
