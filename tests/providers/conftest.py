@@ -1,18 +1,29 @@
-"""Harnesses for the provider acceptance suite: each provider supplies its real adapter wired to its environment
-(its simulator, where the provider has an API) and hosts that exist there. Add a provider = add a harness."""
+"""The provider acceptance suite (test_acceptance.py) runs once per kind in the provider registry, against each
+provider's harness: its real adapter wired to its environment (its simulator, where the provider has an API) and
+hosts that exist there. A provider's harness is `tests/providers/<kind>/harness.py`:
+
+- `harness(environment, variant) -> Harness`, called for each test;
+- `environment()` (optional), a context manager started once for the suite's tests of that kind (a simulator), and
+  stopped after them;
+- `VARIANTS` (optional), names for running the suite more than once (ids read `test_x[<kind>-<variant>]`).
+
+A registered kind without that module fails each suite test, saying where to add it."""
 
 from __future__ import annotations
 
+import importlib
 import logging
 from collections.abc import Callable, Iterator
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from types import ModuleType
+from typing import Any
 
 import pytest
 
 from viltbridge.core.provider import InstructorSpec, MeetingSpec, Provider
-from viltbridge.providers.link.adapter import LinkProvider
-from viltbridge.providers.zoom.adapter import ZoomProvider
+from viltbridge.providers.registry import PROVIDERS
 from viltbridge.providers.zoom.simulator import ZoomSimulator, running_simulator
 
 
@@ -49,12 +60,6 @@ def meeting_spec(host: InstructorSpec, cohost: InstructorSpec) -> Callable[..., 
     return build
 
 
-def link_harness() -> Iterator[Harness]:
-    host = InstructorSpec(email="tess@example.com", first_name="Tess", last_name="Teacher")
-    cohost = InstructorSpec(email="cole@example.com", first_name="Cole", last_name="Helper")
-    yield Harness(LinkProvider.from_settings({}), host, cohost, meeting_spec(host, cohost))
-
-
 def zoom_settings(sim: ZoomSimulator, **extra: str) -> dict[str, str]:
     config = sim.config
     return {"account_id": config.account_id, "client_id": config.client_id, "client_secret": config.client_secret,
@@ -68,21 +73,65 @@ def zoom_simulator() -> Iterator[ZoomSimulator]:
         yield simulator
 
 
-def zoom_harness(sim: ZoomSimulator) -> Iterator[Harness]:
-    sim.reset(start=datetime(2026, 3, 2, 9, 0, tzinfo=UTC))
-    host = InstructorSpec(email="tess@example.com", first_name="Tess", last_name="Teacher")
-    cohost = InstructorSpec(email="cole@example.com", first_name="Cole", last_name="Helper")
-    for person in (host, cohost):
-        sim.state.seed_user(person.email, first_name=person.first_name, last_name=person.last_name)
-    yield Harness(ZoomProvider.from_settings(zoom_settings(sim)), host, cohost, meeting_spec(host, cohost))
+class MissingHarness(LookupError):
+    """A registered provider kind without an acceptance harness."""
 
 
-HARNESSES = ("link", "zoom")
+def harness_module(kind: str) -> ModuleType:
+    """`tests/providers/<kind>/harness.py`, or MissingHarness saying where to add it."""
+    name = f"tests.providers.{kind}.harness"
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as missing:
+        if missing.name not in (name, f"tests.providers.{kind}"):
+            raise  # the harness exists but imports something that does not
+    raise MissingHarness(
+        f"provider '{kind}' is registered (providers/registry.py) but has no acceptance harness: add "
+        f"tests/providers/{kind}/harness.py defining `harness(environment, variant) -> Harness` (and `environment()`, "
+        "`VARIANTS` if it needs them), as the other provider folders do; see tests/providers/conftest.py")
 
 
-@pytest.fixture(params=HARNESSES)
-def harness(request: pytest.FixtureRequest) -> Iterator[Harness]:
-    if request.param == "zoom":
-        yield from zoom_harness(request.getfixturevalue("zoom_simulator"))
+def harness_cases(kinds: list[str]) -> list[tuple[str, str]]:
+    """(kind, variant) for each run of the suite. A kind without a harness still gets one case, which fails."""
+    cases: list[tuple[str, str]] = []
+    for kind in kinds:
+        try:
+            variants = tuple(getattr(harness_module(kind), "VARIANTS", ("",)))
+        except MissingHarness:
+            variants = ("",)
+        cases.extend((kind, variant) for variant in variants)
+    return cases
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """The acceptance suite's tests (those asking for `harness`) once per registered kind (and variant). Session
+    scope groups them by kind, so each provider's environment starts once."""
+    if "harness" not in metafunc.fixturenames:
+        return
+    cases = harness_cases(sorted(PROVIDERS))
+    metafunc.parametrize(("provider_environment", "harness_case"), [(kind, (kind, variant)) for kind, variant in cases],
+                         ids=[f"{kind}-{variant}" if variant else kind for kind, variant in cases],
+                         indirect=["provider_environment"], scope="session")
+
+
+@pytest.fixture(scope="session")
+def provider_environment(request: pytest.FixtureRequest) -> Iterator[Any]:
+    """What a kind's harnesses share (its simulator), up for the suite's tests of that kind, stopped after them."""
+    try:
+        module = harness_module(request.param)
+    except MissingHarness as missing:
+        failure = str(missing)
     else:
-        yield from link_harness()
+        failure = ""
+    if failure:
+        pytest.fail(failure, pytrace=False)
+    with getattr(module, "environment", nullcontext)() as environment:
+        yield environment
+
+
+@pytest.fixture
+def harness(harness_case: tuple[str, str], provider_environment: Any) -> Harness:
+    """A fresh harness per test (the case's parameters are session-scoped; the adapter is not)."""
+    kind, variant = harness_case
+    built: Harness = harness_module(kind).harness(provider_environment, variant)
+    return built

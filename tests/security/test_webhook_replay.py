@@ -9,7 +9,6 @@ import hmac
 import json
 from collections.abc import Callable
 from datetime import timedelta
-from pathlib import Path
 
 import jwt
 import pytest
@@ -18,10 +17,10 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi.testclient import TestClient
 
 from tests.conftest import NOW, Db
+from tests.providers.fixtures import fixture_bytes, fixture_json
 from viltbridge.providers.jitsi import webhooks as jaas
 from viltbridge.web.webhooks import NOT_VERIFIED
 
-FIXTURES = Path(__file__).parents[2] / "src" / "viltbridge" / "providers"
 ZOOM_SECRET = "zoom-webhook-secret-token"
 WEBEX_SECRET = "webex-webhook-secret"
 JAAS_SECRET = "jaas-webhook-secret"
@@ -35,7 +34,7 @@ def jaas_private_key() -> str:
 
 
 def zoom_delivery(signed_at: int) -> tuple[bytes, dict[str, str]]:
-    body = json.loads((FIXTURES / "zoom" / "fixtures" / "signed_delivery_participant_joined.json").read_text())["body"]
+    body = fixture_json("zoom", "signed_delivery_participant_joined.json")["body"]
     raw = body.encode()
     digest = hmac.new(ZOOM_SECRET.encode(), b"v0:%d:" % signed_at + raw, hashlib.sha256).hexdigest()
     return raw, {"x-zm-request-timestamp": str(signed_at), "x-zm-signature": f"v0={digest}",
@@ -43,19 +42,19 @@ def zoom_delivery(signed_at: int) -> tuple[bytes, dict[str, str]]:
 
 
 def webex_delivery(_: int) -> tuple[bytes, dict[str, str]]:
-    raw = (FIXTURES / "webex" / "fixtures" / "webhook_participant_joined.json").read_bytes()
+    raw = fixture_bytes("webex", "webhook_participant_joined.json")
     return raw, {"X-Spark-Signature": hmac.new(WEBEX_SECRET.encode(), raw, hashlib.sha1).hexdigest(),
                  "content-type": "application/json"}
 
 
 def jaas_delivery(signed_at: int) -> tuple[bytes, dict[str, str]]:
-    raw = (FIXTURES / "jitsi" / "fixtures" / "participant_joined.json").read_bytes()
+    raw = fixture_bytes("jitsi", "participant_joined.json")
     return raw, {jaas.SIGNATURE_HEADER: jaas.signature_header(raw, JAAS_SECRET, signed_at),
                  "content-type": "application/json"}
 
 
 def bbb_delivery(signed_at: int) -> tuple[bytes, dict[str, str]]:
-    raw = (FIXTURES / "bbb" / "fixtures" / "analytics_callback.json").read_bytes()
+    raw = fixture_bytes("bbb", "analytics_callback.json")
     token = jwt.encode({"exp": signed_at + 24 * 3600}, BBB_SECRET, algorithm="HS512")  # BBB's tokens live a day
     return raw, {"Authorization": f"Bearer {token}", "content-type": "application/json"}
 

@@ -1,5 +1,5 @@
-"""BBB fixtures: one running simulator for the session (a fresh world per test), the adapter wired to it, and the
-`harness` the shared provider acceptance suite runs against."""
+"""BBB fixtures: one running simulator for the session (a fresh world per test) and the adapter wired to it. The
+shared provider acceptance suite's harness is in harness.py."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ from datetime import UTC, datetime
 
 import pytest
 
-from tests.providers.conftest import Harness, meeting_spec
 from viltbridge.core.provider import InstructorSpec
 from viltbridge.providers.bbb.adapter import BbbProvider
 from viltbridge.providers.bbb.simulator import BbbSimulator, running_simulator
@@ -36,8 +35,3 @@ async def provider(sim: BbbSimulator) -> AsyncIterator[BbbProvider]:
     adapter = BbbProvider.from_settings(sim.settings())
     yield adapter
     await adapter.aclose()
-
-
-@pytest.fixture
-def harness(sim: BbbSimulator) -> Iterator[Harness]:
-    yield Harness(BbbProvider.from_settings(sim.settings()), HOST, COHOST, meeting_spec(HOST, COHOST))

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from tests.providers.fixtures import fixture_bytes
 from viltbridge.core.errors import Forbidden
 from viltbridge.providers.bbb import webhooks
 
@@ -79,11 +80,7 @@ def test_rejoins_become_segments_and_a_missing_leave_ends_at_finish() -> None:
 def test_a_realistic_callback_fixture_becomes_segments_per_join() -> None:
     """The fixture carries what BBB really sends beyond what viltbridge reads (internal ids, engagement, files):
     only joins, leaves and the join's userID matter, and a guest's internal id ties them to no one."""
-    from pathlib import Path
-
-    import viltbridge.providers.bbb as bbb_package
-
-    raw = (Path(bbb_package.__file__).parent / "fixtures" / "analytics_callback.json").read_bytes()
+    raw = fixture_bytes("bbb", "analytics_callback.json")
     event = webhooks.callback_event(raw, NOW)
     assert event.occurred_at == datetime(2026, 3, 2, 10, 0, 41, tzinfo=UTC)
     segments = webhooks.segments_from_events([event])

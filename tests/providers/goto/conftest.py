@@ -1,5 +1,5 @@
 """GoTo Training fixtures: one running simulator for the session (a fresh world per test), an authenticated API
-client, the adapter wired to it, and the `harness` the shared provider acceptance suite runs against."""
+client and the adapter wired to it. The shared provider acceptance suite's harness is in harness.py."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ from typing import Any
 import httpx2
 import pytest
 
-from tests.providers.conftest import Harness, meeting_spec
 from viltbridge.core.provider import InstructorSpec
 from viltbridge.providers.goto.adapter import GotoProvider
 from viltbridge.providers.goto.simulator import GotoSimulator, running_simulator
@@ -62,8 +61,3 @@ async def provider(sim: GotoSimulator) -> AsyncIterator[GotoProvider]:
     adapter = GotoProvider.from_settings(sim.settings())
     yield adapter
     await adapter.aclose()
-
-
-@pytest.fixture
-def harness(sim: GotoSimulator) -> Iterator[Harness]:
-    yield Harness(GotoProvider.from_settings(sim.settings()), HOST, COHOST, meeting_spec(HOST, COHOST))

@@ -5,17 +5,16 @@ no-shows and the completeness rule."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx2
 import pytest
 
 from tests.providers.conftest import meeting_spec
+from tests.providers.fixtures import fixture_bytes, fixture_json
 from tests.providers.goto.conftest import COHOST, COHOST_KEY, HOST, T0
 from viltbridge.core.errors import Forbidden, InvalidInput
 from viltbridge.core.models import Role
@@ -27,7 +26,6 @@ from viltbridge.providers.http import RateLimits, new_breaker
 
 pytestmark = pytest.mark.pure
 
-FIXTURES = Path(__file__).parents[3] / "src" / "viltbridge" / "providers" / "goto" / "fixtures"
 spec = meeting_spec(HOST, COHOST)
 START = spec().starts_at
 LEARNER = Person("jane@example.com", "Jane", "Doe")
@@ -285,10 +283,10 @@ async def test_gotos_documented_report_payloads_are_read(sim: GotoSimulator) -> 
 
     def answer(request: httpx2.Request) -> httpx2.Response:
         if request.url.path.endswith("/oauth/token"):
-            return httpx2.Response(200, json=json.loads((FIXTURES / "token_response.json").read_text()))
+            return httpx2.Response(200, json=fixture_json("goto", "token_response.json"))
         for suffix, name in payloads.items():
             if request.url.path.endswith(suffix):
-                return httpx2.Response(200, content=(FIXTURES / name).read_bytes())
+                return httpx2.Response(200, content=fixture_bytes("goto", name))
         return httpx2.Response(404, json={"int_err_code": "NotFound", "msg": "no"})
 
     settings = GotoSettings.from_settings({"client_id": "c", "client_secret": "s", "refresh_token": "r",

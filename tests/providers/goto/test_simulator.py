@@ -6,25 +6,23 @@ after a delay with one entry per join and no-shows last, the token endpoint's Ba
 from __future__ import annotations
 
 import base64
-import json
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx2
 import pytest
 
+from tests.providers.fixtures import fixture_json
 from tests.providers.goto.conftest import COHOST, COHOST_KEY, T0
 from viltbridge.providers.goto.simulator import GotoSimulator
 
 pytestmark = pytest.mark.pure
 
-FIXTURES = Path(__file__).parents[3] / "src" / "viltbridge" / "providers" / "goto" / "fixtures"
 START = T0 + timedelta(minutes=5)  # the raw API client's token lives 60 minutes of simulator time
 
 
 def fixture(name: str) -> Any:
-    return json.loads((FIXTURES / name).read_text())
+    return fixture_json("goto", name)
 
 
 def _trainings(sim: GotoSimulator) -> str:

@@ -1,6 +1,5 @@
-"""Jitsi fixtures: one running simulator for the session (a fresh world per test, JaaS or self-hosted), the adapter
-wired to it, and the `harness` the shared provider acceptance suite runs against (JaaS; self-hosted with and without
-an event module)."""
+"""Jitsi fixtures: one running simulator for the session (a fresh world per test, JaaS or self-hosted) and the
+adapter wired to it. The shared provider acceptance suite's harness is in harness.py."""
 
 from __future__ import annotations
 
@@ -9,7 +8,6 @@ from datetime import UTC, datetime
 
 import pytest
 
-from tests.providers.conftest import Harness, meeting_spec
 from viltbridge.core.provider import InstructorSpec
 from viltbridge.providers.jitsi.adapter import JitsiProvider
 from viltbridge.providers.jitsi.simulator import JitsiSimulator, running_simulator
@@ -42,12 +40,3 @@ def self_hosted(jitsi_simulator: JitsiSimulator) -> JitsiSimulator:
 @pytest.fixture
 def provider(sim: JitsiSimulator) -> JitsiProvider:
     return JitsiProvider.from_settings(sim.settings())
-
-
-@pytest.fixture(params=["jaas", "self_hosted", "self_hosted_webhooks"])
-def harness(request: pytest.FixtureRequest, jitsi_simulator: JitsiSimulator) -> Iterator[Harness]:
-    deployment = "jaas" if request.param == "jaas" else "self_hosted"
-    jitsi_simulator.reset(start=T0, deployment=deployment)
-    extra = {"webhook_secret": jitsi_simulator.config.webhook_secret} if request.param.endswith("webhooks") else {}
-    yield Harness(JitsiProvider.from_settings(jitsi_simulator.settings(**extra)), HOST, COHOST,
-                  meeting_spec(HOST, COHOST))

@@ -7,13 +7,13 @@ from __future__ import annotations
 import itertools
 import json
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.providers.fixtures import fixture_bytes, fixture_names
 from viltbridge.core.attendance import PERSONAL_ID
 from viltbridge.core.errors import Forbidden, InvalidInput
 from viltbridge.core.provider import ProviderEvent
@@ -24,7 +24,6 @@ from viltbridge.providers.jitsi.tokens import JitsiSettings
 
 pytestmark = pytest.mark.pure
 
-FIXTURES = Path(__file__).parents[3] / "src" / "viltbridge" / "providers" / "jitsi" / "fixtures"
 APP_ID = "vpaas-magic-cookie-c2824d584eac4489a1e32e4e164d5a3c"
 ROOM = "safety-basics-3f9a1c2e7b4d5a6c8e01"
 SESSION = "c3348153-1027-4382-afad-5ae91b433c26"
@@ -44,7 +43,7 @@ PROVIDER = JitsiProvider(JitsiSettings.from_settings({
 
 
 def fixture(name: str) -> bytes:
-    return (FIXTURES / f"{name}.json").read_bytes()
+    return fixture_bytes("jitsi", f"{name}.json")
 
 
 def signed(body: bytes, *, secret: str = SECRET, at: datetime = NOW) -> dict[str, str]:
@@ -71,7 +70,7 @@ EXPECTED: dict[str, tuple[str, datetime] | None] = {
 
 
 def test_every_fixture_has_an_expectation() -> None:
-    assert {path.stem for path in FIXTURES.glob("*.json")} == set(EXPECTED)
+    assert {name.removesuffix(".json") for name in fixture_names("jitsi", "*.json")} == set(EXPECTED)
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))

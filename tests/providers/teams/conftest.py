@@ -1,5 +1,5 @@
-"""Teams fixtures: one running Graph simulator per test session, a fresh tenant per test, and the acceptance
-suite's `harness` wired to the Teams adapter."""
+"""Teams fixtures: one running Graph simulator per test session and a fresh tenant per test. The shared provider
+acceptance suite's harness is in harness.py."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ from datetime import UTC, datetime
 import httpx2
 import pytest
 
-from tests.providers.conftest import Harness, meeting_spec
 from viltbridge.core.provider import InstructorSpec
 from viltbridge.providers.teams.adapter import TeamsProvider
 from viltbridge.providers.teams.simulator import TeamsSimulator, running_simulator
@@ -25,26 +24,23 @@ def teams_simulator() -> Iterator[TeamsSimulator]:
         yield simulator
 
 
+def fresh(simulator: TeamsSimulator) -> TeamsSimulator:
+    """A fresh tenant: clock frozen at T0, Tess and Cole as users with the access policy."""
+    simulator.reset(start=T0)
+    for person in (HOST, COHOST):
+        simulator.state.seed_user(person.email, f"{person.first_name} {person.last_name}")
+    return simulator
+
+
 @pytest.fixture
 def sim(teams_simulator: TeamsSimulator) -> TeamsSimulator:
     """The shared server with a fresh tenant: clock frozen at T0, Tess and Cole as users with the access policy."""
-    teams_simulator.reset(start=T0)
-    for person in (HOST, COHOST):
-        teams_simulator.state.seed_user(person.email, f"{person.first_name} {person.last_name}")
-    return teams_simulator
+    return fresh(teams_simulator)
 
 
 @pytest.fixture
 def provider(sim: TeamsSimulator) -> TeamsProvider:
     return TeamsProvider.from_settings(sim.settings())
-
-
-@pytest.fixture(params=["online_meeting", "calendar_event"])
-def harness(request: pytest.FixtureRequest, sim: TeamsSimulator) -> Harness:
-    """Overrides tests/providers/conftest.py's `harness` in this folder: the acceptance suite against Teams, once
-    per meeting route."""
-    provider = TeamsProvider.from_settings(sim.settings(calendar_events=request.param == "calendar_event"))
-    return Harness(provider, HOST, COHOST, meeting_spec(HOST, COHOST))
 
 
 def get_token(sim: TeamsSimulator) -> str:

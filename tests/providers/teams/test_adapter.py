@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
 from tests.providers.conftest import meeting_spec
+from tests.providers.fixtures import fixture_json
 from viltbridge.core.errors import Forbidden, InvalidInput
 from viltbridge.core.models import Role
 from viltbridge.core.provider import InstructorSpec, MeetingRef, Person
@@ -21,7 +20,6 @@ from .conftest import COHOST, HOST
 pytestmark = pytest.mark.pure
 
 spec = meeting_spec(HOST, COHOST)
-FIXTURES = Path(__file__).parents[3] / "src" / "viltbridge" / "providers" / "teams" / "fixtures"
 
 
 def held(sim: TeamsSimulator, meeting: MeetingRef) -> Meeting:
@@ -220,7 +218,7 @@ async def test_attendance_follows_every_page(sim: TeamsSimulator) -> None:
 
 
 def test_the_documented_record_example_parses() -> None:
-    records = json.loads((FIXTURES / "attendance_records.json").read_text())["value"]
+    records = fixture_json("teams", "attendance_records.json")["value"]
     segments = [segment for record in records for segment in _segments(record, "r1")]
     assert [s.email for s in segments] == ["student@contoso.edu", "student@contoso.edu", None]
     assert segments[0].joined_at == datetime(2026, 3, 2, 9, 1, 10, 100000, tzinfo=UTC)

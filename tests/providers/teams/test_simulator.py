@@ -2,26 +2,24 @@
 
 from __future__ import annotations
 
-import json
 import re
-from pathlib import Path
 from typing import Any
 
 import httpx2
 import pytest
 
+from tests.providers.fixtures import fixture_json
 from viltbridge.providers.teams.simulator import TeamsSimulator
 
 from .conftest import COHOST, HOST, get_token
 
 pytestmark = pytest.mark.pure
 
-FIXTURES = Path(__file__).parents[3] / "src" / "viltbridge" / "providers" / "teams" / "fixtures"
 SEVEN_DIGITS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{7}Z$")
 
 
 def fixture(name: str) -> Any:
-    return json.loads((FIXTURES / name).read_text())
+    return fixture_json("teams", name)
 
 
 def create(api: httpx2.Client, organizer: str = HOST.email, **body: Any) -> dict[str, Any]:

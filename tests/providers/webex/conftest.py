@@ -1,5 +1,5 @@
-"""Webex fixtures: one running simulator for the session (a fresh world per test), an authenticated API client,
-the adapter wired to it, and the `harness` the shared provider acceptance suite runs against."""
+"""Webex fixtures: one running simulator for the session (a fresh world per test), an authenticated API client
+and the adapter wired to it. The shared provider acceptance suite's harness is in harness.py."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ from datetime import UTC, datetime
 import httpx2
 import pytest
 
-from tests.providers.conftest import Harness, meeting_spec
 from viltbridge.core.provider import InstructorSpec
 from viltbridge.providers.webex.adapter import WebexProvider
 from viltbridge.providers.webex.simulator import WebexSimulator, running_simulator
@@ -25,13 +24,18 @@ def webex_simulator() -> Iterator[WebexSimulator]:
         yield simulator
 
 
+def fresh(simulator: WebexSimulator) -> WebexSimulator:
+    """A fresh world: clock frozen at T0, the host and cohost licensed."""
+    simulator.reset(start=T0)
+    for person in (HOST, COHOST):
+        simulator.state.seed_person(person.email, first_name=person.first_name, last_name=person.last_name)
+    return simulator
+
+
 @pytest.fixture
 def sim(webex_simulator: WebexSimulator) -> WebexSimulator:
     """The shared server with a fresh world: clock frozen at T0, the host and cohost licensed."""
-    webex_simulator.reset(start=T0)
-    for person in (HOST, COHOST):
-        webex_simulator.state.seed_person(person.email, first_name=person.first_name, last_name=person.last_name)
-    return webex_simulator
+    return fresh(webex_simulator)
 
 
 def get_token(sim: WebexSimulator) -> str:
@@ -55,8 +59,3 @@ async def provider(sim: WebexSimulator) -> AsyncIterator[WebexProvider]:
     adapter = WebexProvider.from_settings(sim.settings())
     yield adapter
     await adapter.aclose()
-
-
-@pytest.fixture
-def harness(sim: WebexSimulator) -> Iterator[Harness]:
-    yield Harness(WebexProvider.from_settings(sim.settings()), HOST, COHOST, meeting_spec(HOST, COHOST))

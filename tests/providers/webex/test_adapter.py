@@ -3,14 +3,13 @@ facts, cancellation, and attendance from meetingParticipants (one segment per de
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
 from tests.providers.conftest import meeting_spec
+from tests.providers.fixtures import fixture_json
 from tests.providers.webex.conftest import COHOST, HOST, T0
 from viltbridge.core.errors import InvalidInput
 from viltbridge.core.models import Role
@@ -21,7 +20,6 @@ from viltbridge.providers.webex.simulator import WebexSimulator
 
 pytestmark = pytest.mark.pure
 
-FIXTURES = Path(__file__).parents[3] / "src" / "viltbridge" / "providers" / "webex" / "fixtures"
 spec = meeting_spec(HOST, COHOST)
 START = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)  # meeting_spec's start
 LEARNER = Person("learner@example.com", "Lee", "Learner")
@@ -245,7 +243,7 @@ async def test_a_restarted_meeting_reports_each_instance(sim: WebexSimulator, pr
 
 
 def test_device_rows_of_the_documented_example_become_segments() -> None:
-    rows = json.loads((FIXTURES / "meeting_participants.json").read_text())["items"]
+    rows = fixture_json("webex", "meeting_participants.json")["items"]
     instance = rows[0]["meetingId"]
     segments = [s for row in rows for s in _device_segments(row, instance)]
     # Two joins of one student, one phone guest; the row still at 1970-01-01 is not known yet and is skipped.

@@ -7,7 +7,6 @@ import hashlib
 import hmac
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -17,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from tests.providers.fixtures import fixture_bytes
 from tests.providers.webex.conftest import HOST, T0
 from viltbridge.core.errors import Forbidden
 from viltbridge.providers.serving import BackgroundServer
@@ -27,12 +27,11 @@ from viltbridge.providers.webex.simulator import WebexSimulator
 
 pytestmark = pytest.mark.pure
 
-FIXTURES = Path(__file__).parents[3] / "src" / "viltbridge" / "providers" / "webex" / "fixtures"
 SECRET = "hook-secret"
 NOW = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
-JOINED = (FIXTURES / "webhook_participant_joined.json").read_bytes()
-LEFT = (FIXTURES / "webhook_participant_left.json").read_bytes()
-ENDED = (FIXTURES / "webhook_meeting_ended.json").read_bytes()
+JOINED = fixture_bytes("webex", "webhook_participant_joined.json")
+LEFT = fixture_bytes("webex", "webhook_participant_left.json")
+ENDED = fixture_bytes("webex", "webhook_meeting_ended.json")
 
 
 def _provider(secret: str | None = SECRET) -> WebexProvider:

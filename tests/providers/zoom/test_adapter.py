@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import timedelta
 
 import httpx2
 import pytest
 
-from tests.providers.conftest import Harness, meeting_spec, zoom_harness, zoom_settings
+from tests.providers.conftest import Harness, meeting_spec, zoom_settings
+from tests.providers.zoom.harness import zoom_harness
 from viltbridge.core.errors import InvalidInput
 from viltbridge.core.models import Role
 from viltbridge.core.provider import HOST_ACCOUNT, InstructorSpec, Person
@@ -22,8 +22,8 @@ pytestmark = pytest.mark.pure
 
 
 @pytest.fixture
-def zoom(zoom_simulator: ZoomSimulator) -> Iterator[Harness]:
-    yield from zoom_harness(zoom_simulator)
+def zoom(zoom_simulator: ZoomSimulator) -> Harness:
+    return zoom_harness(zoom_simulator)
 
 
 async def test_hosts_must_be_licensed_users_of_the_account(zoom: Harness, zoom_simulator: ZoomSimulator) -> None:

@@ -4,14 +4,14 @@ a second one: every meeting carries its session's key in a tracking field, again
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import httpx2
 import pytest
 
-from tests.providers.conftest import Capture, Harness, meeting_spec, zoom_harness, zoom_settings
+from tests.providers.conftest import Capture, Harness, meeting_spec, zoom_settings
+from tests.providers.zoom.harness import zoom_harness
 from viltbridge.core.errors import ProviderFailed
 from viltbridge.core.provider import InstructorSpec, MeetingSpec
 from viltbridge.providers.zoom.adapter import MAX_MARKER_LOOKUPS, SESSION_MARKER, ZoomProvider
@@ -50,8 +50,8 @@ class Wire(httpx2.AsyncBaseTransport):
 
 
 @pytest.fixture
-def zoom(zoom_simulator: ZoomSimulator) -> Iterator[Harness]:
-    yield from zoom_harness(zoom_simulator)
+def zoom(zoom_simulator: ZoomSimulator) -> Harness:
+    return zoom_harness(zoom_simulator)
 
 
 @pytest.fixture

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from tests.providers.conftest import Harness, zoom_harness, zoom_settings
+from tests.providers.conftest import Harness, zoom_settings
+from tests.providers.zoom.harness import zoom_harness
 from viltbridge.core.provider import Person
 from viltbridge.providers.http import Budget
 from viltbridge.providers.zoom.client import ZoomClient, ZoomSettings
@@ -41,8 +41,8 @@ class CountingClient(ZoomClient):
 
 
 @pytest.fixture
-def zoom(zoom_simulator: ZoomSimulator) -> Iterator[Harness]:
-    yield from zoom_harness(zoom_simulator)
+def zoom(zoom_simulator: ZoomSimulator) -> Harness:
+    return zoom_harness(zoom_simulator)
 
 
 async def test_one_call_at_a_time_per_meeting_and_everyone_registered(zoom: Harness,

@@ -21,13 +21,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.providers.fixtures import fixture_folder, fixture_json, fixture_names
 from tests.providers.zoom.conftest import HTTP, T0, TEACHER, Receiver, api_client, create_meeting, get_token
 from viltbridge.providers.zoom.simulator import ZoomSimulator, running_simulator
 from viltbridge.providers.zoom.simulator_state import PLANS, RateLimiter, SimConfig, ZoomState
 
 pytestmark = pytest.mark.pure
 
-FIXTURES = Path(__file__).parents[3] / "src" / "viltbridge" / "providers" / "zoom" / "fixtures"
 
 
 def _registration_meeting(api: httpx2.Client, approval_type: int = 0, **body: Any) -> dict[str, Any]:
@@ -773,8 +773,8 @@ def test_fixtures_have_the_shapes_the_simulator_produces(sim: ZoomSimulator, api
         payload = json.loads(body)
         produced.setdefault(payload["event"], []).append(_shape(payload))
     report = api.get(f"/report/meetings/{mid}/participants", params={"include_fields": "registrant_id"}).json()
-    fixtures = {path.name: json.loads(path.read_text()) for path in sorted(FIXTURES.glob("*.json"))}
-    assert len(fixtures) >= 9, f"fixtures missing in {FIXTURES}"
+    fixtures = {name: fixture_json("zoom", name) for name in fixture_names("zoom", "*.json")}
+    assert len(fixtures) >= 9, f"fixtures missing in {fixture_folder('zoom')}"
     for name, fixture in fixtures.items():
         if name.startswith("webhook_"):
             assert _shape(fixture) in produced[fixture["event"]], name

@@ -12,7 +12,6 @@ import hmac
 import json
 import random
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx2
@@ -20,6 +19,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.providers.fixtures import fixture_bytes, fixture_json, fixture_names
 from tests.providers.zoom.conftest import T0, Receiver, create_meeting
 from viltbridge.core.errors import Forbidden, InvalidInput
 from viltbridge.core.provider import ParticipantSegment
@@ -37,8 +37,7 @@ from viltbridge.providers.zoom.webhooks import (
 
 pytestmark = pytest.mark.pure
 
-FIXTURES = Path(__file__).parents[3] / "src" / "viltbridge" / "providers" / "zoom" / "fixtures"
-SIGNED = json.loads((FIXTURES / "signed_delivery_participant_joined.json").read_text())
+SIGNED = fixture_json("zoom", "signed_delivery_participant_joined.json")
 SECRET = SIGNED["secret_token"]
 SIGNED_BODY: bytes = SIGNED["body"].encode()
 SIGNED_HEADERS: dict[str, str] = SIGNED["headers"]
@@ -47,7 +46,7 @@ UUID = "jpLK4NFQV7FZmH+UzHQR1w=="
 
 
 def fixture(name: str) -> dict[str, Any]:
-    return dict(json.loads((FIXTURES / f"{name}.json").read_text()))
+    return dict(fixture_json("zoom", f"{name}.json"))
 
 
 def raw(payload: dict[str, Any]) -> bytes:
@@ -68,9 +67,9 @@ def test_fixture_delivery_verifies() -> None:
     assert parse_event(SIGNED_BODY).participant is not None
 
 
-@pytest.mark.parametrize("path", sorted(FIXTURES.glob("webhook_*.json")), ids=lambda p: p.stem)
-def test_bodies_signed_by_the_simulator_verify(path: Path) -> None:
-    body = path.read_bytes()
+@pytest.mark.parametrize("name", fixture_names("zoom", "webhook_*.json"), ids=lambda name: name.removesuffix(".json"))
+def test_bodies_signed_by_the_simulator_verify(name: str) -> None:
+    body = fixture_bytes("zoom", name)
     verify_signature(body, signed(body), SECRET, T0)
     with pytest.raises(WebhookRejected) as refused:
         verify_signature(body, signed(body, secret="another-apps-secret"), SECRET, T0)
@@ -424,7 +423,7 @@ def spans(segments: list[ParticipantSegment]) -> list[tuple[str, str, str | None
 
 
 def test_fixture_events_make_segments_with_identity_evidence() -> None:
-    events = [parse_event((FIXTURES / f"{name}.json").read_bytes()) for name in (
+    events = [parse_event(fixture_bytes("zoom", f"{name}.json")) for name in (
         "webhook_meeting_started", "webhook_participant_joined_registrant_not_signed_in",
         "webhook_participant_joined_signed_in", "webhook_participant_left",
         "webhook_participant_joined_guest_rejoin", "webhook_meeting_ended")]
