@@ -53,8 +53,8 @@ from viltbridge.config import Settings
 from viltbridge.core.models import JobRequest, Meeting, Session
 from viltbridge.jobs.queue import JobQueue, queue_url
 from viltbridge.providers.zoom.simulator import ZoomSimulator, running_simulator
-from viltbridge.providers.zoom.simulator_api import ApiCall, create_meeting
-from viltbridge.providers.zoom.simulator_state import PLANS, ZoomApiError
+from viltbridge.providers.zoom.simulator.api import ApiCall, create_meeting
+from viltbridge.providers.zoom.simulator.state import PLANS, ZoomApiError
 from viltbridge.store import job_ledger as ledger
 from viltbridge.store import migrate, repository
 from viltbridge.store.db import sync_engine

@@ -42,7 +42,7 @@ def test_a_connection_command_loads_only_the_provider_it_names(tmp_path: Path, m
     monkeypatch.setenv("VILTBRIDGE_DATABASE_URL", f"sqlite:///{tmp_path / 'cli.db'}")
     monkeypatch.setenv("VILTBRIDGE_KEY_FILE", str(tmp_path / "cli.key"))
     loaded = loaded_after("connection", "create", "acme", "--provider", "link")
-    assert "viltbridge.providers.link.adapter" in loaded
+    assert "viltbridge.providers.link.settings" in loaded
     others = ("bbb", "goto", "jitsi", "teams", "webex", "zoom")
     assert not [kind for kind in others if f"viltbridge.providers.{kind}" in loaded]
     assert "viltbridge.web" not in loaded and "uvicorn" not in loaded

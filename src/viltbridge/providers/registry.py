@@ -62,13 +62,13 @@ def _spec(kind: str, display_name: str, adapter: str, settings: str) -> Provider
 
 
 PROVIDERS: dict[str, ProviderSpec] = {spec.kind: spec for spec in (
-    _spec("bbb", "BigBlueButton", "adapter:BbbProvider", "client:BbbSettings"),
-    _spec("goto", "GoTo Training", "adapter:GotoProvider", "client:GotoSettings"),
-    _spec("jitsi", "Jitsi (JaaS or self-hosted)", "adapter:JitsiProvider", "tokens:JitsiSettings"),
-    _spec("link", "Meeting link", "adapter:LinkProvider", "adapter:LinkSettings"),
-    _spec("teams", "Microsoft Teams", "adapter:TeamsProvider", "client:TeamsSettings"),
-    _spec("webex", "Webex", "adapter:WebexProvider", "client:WebexSettings"),
-    _spec("zoom", "Zoom", "adapter:ZoomProvider", "client:ZoomSettings"),
+    _spec("bbb", "BigBlueButton", "adapter:BbbProvider", "settings:BbbSettings"),
+    _spec("goto", "GoTo Training", "adapter:GotoProvider", "settings:GotoSettings"),
+    _spec("jitsi", "Jitsi (JaaS or self-hosted)", "adapter:JitsiProvider", "settings:JitsiSettings"),
+    _spec("link", "Meeting link", "adapter:LinkProvider", "settings:LinkSettings"),
+    _spec("teams", "Microsoft Teams", "adapter:TeamsProvider", "settings:TeamsSettings"),
+    _spec("webex", "Webex", "adapter:WebexProvider", "settings:WebexSettings"),
+    _spec("zoom", "Zoom", "adapter:ZoomProvider", "settings:ZoomSettings"),
 )}
 
 

@@ -20,7 +20,7 @@ from viltbridge.core.errors import Forbidden, ProviderFailed
 from viltbridge.core.models import Role
 from viltbridge.core.provider import Person
 from viltbridge.providers.bbb.adapter import BbbProvider, meeting_id_for
-from viltbridge.providers.bbb.client import BbbSettings
+from viltbridge.providers.bbb.settings import BbbSettings
 from viltbridge.providers.bbb.simulator import BbbSimulator
 from viltbridge.providers.naming import personal_id_for
 from viltbridge.providers.serving import BackgroundServer

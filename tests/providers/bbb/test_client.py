@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 from pydantic import SecretStr
 
 from viltbridge.core.errors import InvalidInput, ProviderFailed
-from viltbridge.providers.bbb.client import BbbApiError, BbbSettings, checksum, parse_response, query_string, signed_url
+from viltbridge.providers.bbb.client import BbbApiError, checksum, parse_response, query_string, signed_url
+from viltbridge.providers.bbb.settings import BbbSettings
 
 DOC_QUERY = "name=Test+Meeting&meetingID=abc123&attendeePW=111222&moderatorPW=333444"
 DOC_SECRET = "639259d4-9dd8-4b25-bf01-95f9567eaf4b"

@@ -8,7 +8,8 @@ import httpx2
 import pytest
 from pydantic import SecretStr
 
-from viltbridge.providers.bbb.client import BbbSettings, signed_url
+from viltbridge.providers.bbb.client import signed_url
+from viltbridge.providers.bbb.settings import BbbSettings
 from viltbridge.providers.bbb.simulator import BbbSimulator
 
 

@@ -20,7 +20,8 @@ from viltbridge.core.errors import Forbidden, InvalidInput
 from viltbridge.core.models import Role
 from viltbridge.core.provider import InstructorSpec, MeetingRef, Person
 from viltbridge.providers.goto.adapter import REPORT_SETTLE, GotoProvider, session_mark
-from viltbridge.providers.goto.client import GotoClient, GotoSettings
+from viltbridge.providers.goto.client import GotoClient
+from viltbridge.providers.goto.settings import GotoSettings
 from viltbridge.providers.goto.simulator import GotoSimulator
 from viltbridge.providers.http import RateLimits, new_breaker
 

@@ -15,7 +15,8 @@ import pytest
 from tests.providers.conftest import Capture
 from tests.providers.goto.conftest import T0
 from viltbridge.core.errors import InvalidInput, ProviderFailed
-from viltbridge.providers.goto.client import GotoClient, GotoSettings, goto_time
+from viltbridge.providers.goto.client import GotoClient, goto_time
+from viltbridge.providers.goto.settings import GotoSettings
 from viltbridge.providers.goto.simulator import GotoSimulator
 from viltbridge.providers.http import BULK, ProviderApiError, RateLimits, new_breaker
 

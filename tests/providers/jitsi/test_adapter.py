@@ -23,8 +23,8 @@ from viltbridge.core.errors import Forbidden
 from viltbridge.core.models import Role
 from viltbridge.core.provider import AttendanceSource, MeetingFacts, MeetingSpec, Person
 from viltbridge.providers.jitsi.adapter import JitsiProvider, room_name
+from viltbridge.providers.jitsi.settings import JitsiSettings
 from viltbridge.providers.jitsi.simulator import JitsiSimulator
-from viltbridge.providers.jitsi.tokens import JitsiSettings
 from viltbridge.providers.serving import BackgroundServer
 
 pytestmark = pytest.mark.pure

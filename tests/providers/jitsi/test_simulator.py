@@ -20,7 +20,7 @@ from starlette.routing import Route
 from tests.providers.jitsi.conftest import T0
 from viltbridge.providers.jitsi import webhooks
 from viltbridge.providers.jitsi.simulator import JitsiSimulator
-from viltbridge.providers.jitsi.simulator_state import SIM_APP_SECRET
+from viltbridge.providers.jitsi.simulator.state import SIM_APP_SECRET
 
 pytestmark = pytest.mark.pure
 

@@ -16,13 +16,13 @@ from viltbridge.core.errors import InvalidInput
 from viltbridge.core.models import Role
 from viltbridge.core.provider import MeetingSpec, Person
 from viltbridge.providers.jitsi.adapter import JitsiProvider
-from viltbridge.providers.jitsi.simulator_state import (
+from viltbridge.providers.jitsi.settings import JitsiSettings
+from viltbridge.providers.jitsi.simulator.state import (
     SIM_APP_ID,
     SIM_APP_SECRET,
     demo_private_key_pem,
     public_key_pem,
 )
-from viltbridge.providers.jitsi.tokens import JitsiSettings
 from viltbridge.providers.naming import personal_id_for
 
 pytestmark = pytest.mark.pure

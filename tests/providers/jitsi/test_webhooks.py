@@ -19,8 +19,8 @@ from viltbridge.core.errors import Forbidden, InvalidInput
 from viltbridge.core.provider import ProviderEvent
 from viltbridge.providers.jitsi import webhooks
 from viltbridge.providers.jitsi.adapter import JitsiProvider
-from viltbridge.providers.jitsi.simulator_state import demo_private_key_pem
-from viltbridge.providers.jitsi.tokens import JitsiSettings
+from viltbridge.providers.jitsi.settings import JitsiSettings
+from viltbridge.providers.jitsi.simulator.state import demo_private_key_pem
 
 pytestmark = pytest.mark.pure
 

@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 from viltbridge.core.errors import InvalidInput
 from viltbridge.core.models import Role
 from viltbridge.core.provider import AttendanceSource, MeetingRef, MeetingSpec, Person
-from viltbridge.providers.link.adapter import DEFAULT_TEMPLATE, LinkProvider
+from viltbridge.providers.link.adapter import LinkProvider
+from viltbridge.providers.link.settings import DEFAULT_TEMPLATE
 from viltbridge.providers.registry import build_provider
 
 pytestmark = pytest.mark.pure

@@ -13,7 +13,7 @@ from viltbridge.core.models import Role
 from viltbridge.core.provider import InstructorSpec, MeetingRef, Person
 from viltbridge.providers.teams.adapter import TeamsProvider, _segments
 from viltbridge.providers.teams.simulator import TeamsSimulator
-from viltbridge.providers.teams.simulator_state import Meeting
+from viltbridge.providers.teams.simulator.state import Meeting
 
 from .conftest import COHOST, HOST
 

@@ -11,7 +11,8 @@ import pytest
 from tests.providers.conftest import Capture
 from viltbridge.core.errors import InvalidInput
 from viltbridge.providers.http import ProviderApiError
-from viltbridge.providers.teams.client import TeamsClient, TeamsSettings
+from viltbridge.providers.teams.client import TeamsClient
+from viltbridge.providers.teams.settings import TeamsSettings
 from viltbridge.providers.teams.simulator import TeamsSimulator
 
 from .conftest import HOST

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from viltbridge.providers.teams.client import graph_time, parse_graph_time
-from viltbridge.providers.teams.simulator_state import graph_timestamp
+from viltbridge.providers.teams.simulator.state import graph_timestamp
 
 pytestmark = pytest.mark.pure
 

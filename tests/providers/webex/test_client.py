@@ -16,7 +16,8 @@ from tests.providers.webex.conftest import HOST, T0
 from viltbridge.core.errors import InvalidInput, ProviderFailed
 from viltbridge.providers.http import ProviderApiError, new_breaker
 from viltbridge.providers.webex import client as client_module
-from viltbridge.providers.webex.client import WebexClient, WebexSettings, next_link
+from viltbridge.providers.webex.client import WebexClient, next_link
+from viltbridge.providers.webex.settings import WebexSettings
 from viltbridge.providers.webex.simulator import WebexSimulator
 
 pytestmark = pytest.mark.pure

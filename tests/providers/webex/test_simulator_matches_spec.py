@@ -18,7 +18,7 @@ from starlette.routing import Route
 from tests.providers.openapi import load_spec, operation, resolve
 from tests.providers.webex.conftest import COHOST, HOST, T0, get_token
 from viltbridge.providers.webex.simulator import API_ENDPOINTS, WebexSimulator, build_app
-from viltbridge.providers.webex.simulator_state import WebexState
+from viltbridge.providers.webex.simulator.state import WebexState
 
 pytestmark = pytest.mark.pure
 

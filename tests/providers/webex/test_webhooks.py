@@ -22,7 +22,7 @@ from viltbridge.core.errors import Forbidden
 from viltbridge.providers.serving import BackgroundServer
 from viltbridge.providers.webex import webhooks
 from viltbridge.providers.webex.adapter import WebexProvider
-from viltbridge.providers.webex.client import WebexSettings
+from viltbridge.providers.webex.settings import WebexSettings
 from viltbridge.providers.webex.simulator import WebexSimulator
 
 pytestmark = pytest.mark.pure

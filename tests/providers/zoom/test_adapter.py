@@ -16,7 +16,7 @@ from viltbridge.core.models import Role
 from viltbridge.core.provider import HOST_ACCOUNT, InstructorSpec, Person
 from viltbridge.providers.zoom.adapter import ZoomProvider, name_tag
 from viltbridge.providers.zoom.simulator import ZoomSimulator
-from viltbridge.providers.zoom.simulator_state import ZoomState
+from viltbridge.providers.zoom.simulator.state import ZoomState
 
 pytestmark = pytest.mark.pure
 

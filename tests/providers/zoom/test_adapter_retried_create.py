@@ -15,7 +15,8 @@ from tests.providers.zoom.harness import zoom_harness
 from viltbridge.core.errors import ProviderFailed
 from viltbridge.core.provider import InstructorSpec, MeetingSpec
 from viltbridge.providers.zoom.adapter import MAX_MARKER_LOOKUPS, SESSION_MARKER, ZoomProvider
-from viltbridge.providers.zoom.client import ZoomClient, ZoomSettings
+from viltbridge.providers.zoom.client import ZoomClient
+from viltbridge.providers.zoom.settings import ZoomSettings
 from viltbridge.providers.zoom.simulator import ZoomSimulator
 
 pytestmark = pytest.mark.pure

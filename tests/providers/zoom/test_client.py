@@ -27,7 +27,8 @@ from viltbridge.providers.http import (
     RateLimits,
     new_breaker,
 )
-from viltbridge.providers.zoom.client import ZoomClient, ZoomSettings, meeting_path_id
+from viltbridge.providers.zoom.client import ZoomClient, meeting_path_id
+from viltbridge.providers.zoom.settings import ZoomSettings
 from viltbridge.providers.zoom.simulator import ZoomSimulator
 
 pytestmark = pytest.mark.pure

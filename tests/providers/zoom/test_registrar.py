@@ -11,8 +11,9 @@ from tests.providers.conftest import Harness, zoom_settings
 from tests.providers.zoom.harness import zoom_harness
 from viltbridge.core.provider import Person
 from viltbridge.providers.http import Budget
-from viltbridge.providers.zoom.client import ZoomClient, ZoomSettings
+from viltbridge.providers.zoom.client import ZoomClient
 from viltbridge.providers.zoom.registrar import Registrar
+from viltbridge.providers.zoom.settings import ZoomSettings
 from viltbridge.providers.zoom.simulator import ZoomSimulator
 
 pytestmark = pytest.mark.pure

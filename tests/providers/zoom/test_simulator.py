@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from tests.providers.fixtures import fixture_folder, fixture_json, fixture_names
 from tests.providers.zoom.conftest import HTTP, T0, TEACHER, Receiver, api_client, create_meeting, get_token
 from viltbridge.providers.zoom.simulator import ZoomSimulator, running_simulator
-from viltbridge.providers.zoom.simulator_state import PLANS, RateLimiter, SimConfig, ZoomState
+from viltbridge.providers.zoom.simulator.state import PLANS, RateLimiter, SimConfig, ZoomState
 
 pytestmark = pytest.mark.pure
 

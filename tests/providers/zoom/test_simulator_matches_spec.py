@@ -23,7 +23,7 @@ from starlette.routing import Route
 from tests.providers.openapi import load_spec, operation, resolve
 from tests.providers.zoom.conftest import T0, TEACHER, api_client, create_meeting
 from viltbridge.providers.zoom.simulator import API_ENDPOINTS, ZoomSimulator, build_app
-from viltbridge.providers.zoom.simulator_state import ZoomState
+from viltbridge.providers.zoom.simulator.state import ZoomState
 
 pytestmark = pytest.mark.pure
 

@@ -24,7 +24,7 @@ from tests.providers.zoom.conftest import T0, Receiver, create_meeting
 from viltbridge.core.errors import Forbidden, InvalidInput
 from viltbridge.core.provider import ParticipantSegment
 from viltbridge.providers.zoom.simulator import ZoomSimulator
-from viltbridge.providers.zoom.simulator_state import sign_webhook
+from viltbridge.providers.zoom.simulator.state import sign_webhook
 from viltbridge.providers.zoom.webhooks import (
     MalformedWebhook,
     WebhookRejected,

@@ -38,7 +38,8 @@ from viltbridge.core.provider import (
     WebhookDelivery,
 )
 from viltbridge.providers.bbb import webhooks
-from viltbridge.providers.bbb.client import BbbClient, BbbSettings
+from viltbridge.providers.bbb.client import BbbClient
+from viltbridge.providers.bbb.settings import BbbSettings
 from viltbridge.providers.http import BULK, INTERACTIVE, Budget
 from viltbridge.providers.naming import personal_id_for
 

@@ -1,6 +1,6 @@
 """BigBlueButton's HTTP API client (docs/providers.md §4), on top of `providers.http`.
 
-- `BbbSettings`: one BBB server (or Scalelite) and its shared secret, validated with readable messages.
+- `BbbSettings` (in settings.py): one BBB server (or Scalelite) and its shared secret.
 - `checksum` / `signed_url`: every call is authenticated by `hex(HASH(callName + queryString + secret))` over the
   exact, already encoded query string, so the query is encoded once here and sent as it was hashed.
 - `BbbClient`: typed calls. BBB answers HTTP 200 with XML even when it refuses (`returncode` FAILED plus
@@ -13,69 +13,23 @@ import hashlib
 import logging
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping
-from typing import Any, Literal, Self
-from urllib.parse import urlencode, urlsplit
+from typing import Any, Self
+from urllib.parse import urlencode
 
 import httpx2
 import pybreaker
-from pydantic import BaseModel, ConfigDict, SecretStr, field_validator
 
 from viltbridge.core.errors import ProviderFailed
+from viltbridge.providers.bbb.settings import Algorithm, BbbSettings
 from viltbridge.providers.http import INTERACTIVE, Budget, ProviderApiError, ProviderHttp, RateLimits
-from viltbridge.providers.settings import parse_settings
 
-__all__ = ["BbbApiError", "BbbClient", "BbbSettings", "checksum", "query_string", "signed_url"]
+__all__ = ["BbbApiError", "BbbClient", "checksum", "query_string", "signed_url"]
 
 log = logging.getLogger("viltbridge.providers.bbb")
 
 PROVIDER = "bbb"
-Algorithm = Literal["sha1", "sha256", "sha384", "sha512"]
 # Elements whose children are a list of like items (everything else becomes a mapping or a text value).
 LIST_ELEMENTS = frozenset({"attendees", "meetings", "recordings", "breakoutRooms", "playback", "hooks"})
-
-
-class BbbSettings(BaseModel):
-    """One BigBlueButton server: its URL and the shared secret (`bbb-conf --secret`)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    server_url: str  # e.g. https://bbb.example.org/bigbluebutton/
-    shared_secret: SecretStr
-    checksum_algorithm: Algorithm = "sha256"
-    # viltbridge's own `POST /webhooks/<connection>` URL: BBB posts each meeting's learning analytics there when it
-    # ends. Without it there is no attendance from BBB (launches are still recorded).
-    analytics_callback_url: str | None = None
-
-    @field_validator("server_url", "analytics_callback_url")
-    @classmethod
-    def _is_url(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        parts = urlsplit(value.strip())
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ValueError("must be an http(s) URL, e.g. https://bbb.example.org/bigbluebutton/")
-        return value.strip()
-
-    @field_validator("shared_secret")
-    @classmethod
-    def _secret_not_blank(cls, value: SecretStr) -> SecretStr:
-        if len(value.get_secret_value().strip()) < 8:
-            raise ValueError("must be the server's shared secret (run `bbb-conf --secret` on the BBB server)")
-        return SecretStr(value.get_secret_value().strip())
-
-    @property
-    def api_url(self) -> str:
-        """`.../bigbluebutton/api/`, whether the admin pasted the server root, `/bigbluebutton/` or `/api`."""
-        base = self.server_url.rstrip("/")
-        if base.endswith("/api"):
-            return base + "/"
-        if not base.endswith("/bigbluebutton"):
-            base += "/bigbluebutton"
-        return base + "/api/"
-
-    @classmethod
-    def from_settings(cls, raw: Mapping[str, Any]) -> BbbSettings:
-        return parse_settings("bbb", cls, raw)
 
 
 def query_string(params: Mapping[str, str]) -> str:

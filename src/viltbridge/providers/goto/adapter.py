@@ -55,7 +55,8 @@ from viltbridge.core.provider import (
     SettingsSink,
     WebhookDelivery,
 )
-from viltbridge.providers.goto.client import GotoClient, GotoSettings, goto_time
+from viltbridge.providers.goto.client import GotoClient, goto_time
+from viltbridge.providers.goto.settings import GotoSettings
 from viltbridge.providers.http import BULK, INTERACTIVE, Budget, ProviderApiError
 
 log = logging.getLogger("viltbridge.providers.goto")

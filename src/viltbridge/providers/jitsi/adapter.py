@@ -49,7 +49,8 @@ from viltbridge.core.provider import (
     WebhookDelivery,
 )
 from viltbridge.providers.jitsi import webhooks
-from viltbridge.providers.jitsi.tokens import JitsiSettings, Signer, TokenUser
+from viltbridge.providers.jitsi.settings import JitsiSettings
+from viltbridge.providers.jitsi.tokens import Signer, TokenUser
 from viltbridge.providers.naming import personal_id_for, slug
 
 __all__ = ["EXTENDED_OPTIONS", "JitsiProvider", "room_name"]

@@ -9,14 +9,11 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import secrets
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
-from urllib.parse import quote, urlsplit
-
-from pydantic import BaseModel, ConfigDict, field_validator
+from urllib.parse import quote
 
 from viltbridge.core.errors import NotFound
 from viltbridge.core.models import Role
@@ -38,40 +35,11 @@ from viltbridge.core.provider import (
     SettingsSink,
     WebhookDelivery,
 )
+from viltbridge.providers.link.settings import LinkSettings
 from viltbridge.providers.naming import slug
 from viltbridge.providers.settings import parse_settings
 
 log = logging.getLogger("viltbridge.providers.link")
-
-DEFAULT_TEMPLATE = "https://meet.jit.si/{room}"
-
-
-class LinkSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    room_url_template: str = DEFAULT_TEMPLATE
-    room_prefix: str = "vb"
-    # Jitsi Meet reads `#userInfo.displayName=...` from the URL, so people appear under their LMS email.
-    # Other servers ignore the fragment.
-    pass_display_name: bool = True
-
-    @field_validator("room_url_template")
-    @classmethod
-    def _template_is_url_with_room(cls, value: str) -> str:
-        parts = urlsplit(value.replace("{room}", "room"))
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ValueError("must be an http(s) URL, e.g. https://meet.example.org/{room}")
-        if "{room}" not in value:
-            raise ValueError("must contain {room} where the room name goes, e.g. https://meet.example.org/{room}")
-        return value
-
-    @field_validator("room_prefix")
-    @classmethod
-    def _prefix_is_slug(cls, value: str) -> str:
-        if not re.fullmatch(r"[A-Za-z0-9-]{0,20}", value):
-            raise ValueError("may hold only letters, digits and '-', at most 20 characters")
-        return value
-
 
 class LinkProvider:
     kind = "link"

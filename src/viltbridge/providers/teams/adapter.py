@@ -47,7 +47,8 @@ from viltbridge.core.provider import (
     WebhookDelivery,
 )
 from viltbridge.providers.http import BULK, ProviderApiError
-from viltbridge.providers.teams.client import TeamsClient, TeamsSettings, graph_time, parse_graph_time
+from viltbridge.providers.teams.client import TeamsClient, graph_time, parse_graph_time
+from viltbridge.providers.teams.settings import TeamsSettings
 
 log = logging.getLogger("viltbridge.providers.teams")
 

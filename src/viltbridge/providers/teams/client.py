@@ -1,6 +1,6 @@
 """Microsoft Graph's REST client for Teams online meetings, on top of `providers.http`.
 
-- `TeamsSettings`: one Entra (Azure AD) app registration in one tenant, validated with readable messages.
+- `TeamsSettings` (in settings.py): one Entra (Azure AD) app registration in one tenant.
 - `GraphTokenProvider`: client-credentials tokens for that tenant, cached and renewed 5 minutes early; concurrent
   callers share one token request, and a 401 makes the first caller fetch a new token and the others reuse it.
 - `TeamsClient`: typed methods for the Graph endpoints the adapter needs (docs/providers.md §2). Graph's errors
@@ -18,11 +18,10 @@ import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Self
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import quote, unquote
 
 import httpx2
 import pybreaker
-from pydantic import BaseModel, ConfigDict, SecretStr, field_validator
 
 from viltbridge.core.errors import ProviderFailed
 from viltbridge.providers.http import (
@@ -36,75 +35,13 @@ from viltbridge.providers.http import (
     RateLimits,
     token_answer,
 )
-from viltbridge.providers.settings import parse_settings
+from viltbridge.providers.teams.settings import TeamsSettings
 
-__all__ = ["GraphTokenProvider", "TeamsClient", "TeamsSettings", "graph_time", "parse_graph_time"]
+__all__ = ["GraphTokenProvider", "TeamsClient", "graph_time", "parse_graph_time"]
 
 log = logging.getLogger("viltbridge.providers.teams")
 
 PROVIDER = "teams"
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Settings
-
-
-class TeamsSettings(BaseModel):
-    """One app registration in Microsoft Entra ID with the application permissions OnlineMeetings.ReadWrite.All,
-    OnlineMeetingArtifact.Read.All and User.Read.All (admin-consented), plus a Teams application access policy."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    tenant_id: str
-    client_id: str
-    client_secret: SecretStr
-    authority_url: str = "https://login.microsoftonline.com"
-    graph_base_url: str = "https://graph.microsoft.com/v1.0"
-    # The name the admin gives the Teams application access policy; used only in the instructions viltbridge shows
-    # when Graph refuses for lack of one.
-    access_policy_name: str = "viltbridge"
-    # False: standalone online meetings, on no calendar and with no invitations (the LMS sends those).
-    # True: Outlook calendar events with a Teams meeting on the instructor's calendar, which invite co-instructors
-    # (docs/providers.md §2.4; needs the Calendars.ReadWrite application permission too).
-    calendar_events: bool = False
-
-    @field_validator("tenant_id", "client_id", "access_policy_name")
-    @classmethod
-    def _not_blank(cls, value: str) -> str:
-        value = value.strip()
-        if not value:
-            raise ValueError("must not be empty; copy it from the app registration's Overview page in Microsoft "
-                             "Entra admin center")
-        return value
-
-    @field_validator("client_secret")
-    @classmethod
-    def _secret_not_blank(cls, value: SecretStr) -> SecretStr:
-        if not value.get_secret_value().strip():
-            raise ValueError("must not be empty; create one under the app registration's Certificates & secrets")
-        return SecretStr(value.get_secret_value().strip())
-
-    @field_validator("authority_url", "graph_base_url")
-    @classmethod
-    def _is_url(cls, value: str) -> str:
-        parts = urlsplit(value.strip())
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ValueError("must be an http(s) URL, e.g. https://graph.microsoft.com/v1.0")
-        return value.strip().rstrip("/")
-
-    @property
-    def token_url(self) -> str:
-        return f"{self.authority_url}/{quote(self.tenant_id, safe='')}/oauth2/v2.0/token"
-
-    @property
-    def scope(self) -> str:
-        """`https://graph.microsoft.com/.default`: every application permission the admin consented to."""
-        parts = urlsplit(self.graph_base_url)
-        return f"{parts.scheme}://{parts.netloc}/.default"
-
-    @classmethod
-    def from_settings(cls, raw: Mapping[str, Any]) -> TeamsSettings:
-        return parse_settings("teams", cls, raw)
 
 
 # ---------------------------------------------------------------------------------------------------------------

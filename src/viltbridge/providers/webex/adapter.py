@@ -38,7 +38,8 @@ from viltbridge.core.provider import (
 )
 from viltbridge.providers.http import BULK, Budget, ProviderApiError
 from viltbridge.providers.webex import webhooks
-from viltbridge.providers.webex.client import WebexClient, WebexSettings
+from viltbridge.providers.webex.client import WebexClient
+from viltbridge.providers.webex.settings import WebexSettings
 
 log = logging.getLogger("viltbridge.providers.webex")
 

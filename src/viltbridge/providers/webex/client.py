@@ -1,6 +1,6 @@
 """Webex's REST client (Meetings API, docs/providers.md §3), on top of `providers.http`.
 
-- `WebexSettings`: what an admin configures per connection (validated with readable messages).
+- `WebexSettings` (in settings.py): what an admin configures per connection (validated with readable messages).
 - `WebexTokenProvider`: a fixed access token, or one refreshed from a refresh token (an Integration's or a Service
   App's) at the token URL, 10 minutes early; a 401 makes the first caller refresh and the others reuse its token.
 - `WebexClient`: typed methods for the endpoints the adapter needs. Webex publishes no rate-limit numbers (they are
@@ -16,11 +16,11 @@ import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Self
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 import httpx2
 import pybreaker
-from pydantic import BaseModel, ConfigDict, SecretStr, field_validator, model_validator
+from pydantic import SecretStr
 
 from viltbridge.core.errors import ProviderFailed
 from viltbridge.core.provider import SettingsSink
@@ -35,104 +35,14 @@ from viltbridge.providers.http import (
     RateLimits,
     token_answer,
 )
-from viltbridge.providers.settings import parse_settings
+from viltbridge.providers.webex.settings import WebexSettings
 
-__all__ = ["WebexClient", "WebexSettings", "WebexTokenProvider", "next_link"]
+__all__ = ["WebexClient", "WebexTokenProvider", "next_link"]
 
 log = logging.getLogger("viltbridge.providers.webex")
 
 PROVIDER = "webex"
 PAGE_SIZE = 100  # the largest `max` the list endpoints accept
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Settings
-
-
-class WebexSettings(BaseModel):
-    """One Webex organisation, reached through an Integration or a Service App (docs/providers.md §3.1).
-
-    Give either `refresh_token` with `client_id` and `client_secret` (tokens are refreshed as they expire; the
-    recommended setup), or only `access_token` (a token that is never refreshed: fine for a trial, it expires).
-    """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    client_id: str | None = None
-    client_secret: SecretStr | None = None
-    refresh_token: SecretStr | None = None
-    access_token: SecretStr | None = None
-    # The secret set when the webhooks were created (POST /webhooks `secret`): deliveries are signed with it.
-    webhook_secret: SecretStr | None = None
-    api_base_url: str = "https://webexapis.com/v1"
-    token_url: str = "https://webexapis.com/v1/access_token"  # noqa: S105 - a URL, not a secret
-    # Service Apps and admins schedule on behalf of hosts: every meeting call then names the host (`hostEmail`).
-    act_for_hosts: bool = True
-    # Hosts meetings whose session names no instructor.
-    default_host: str | None = None
-    # The Webex site classes are held on (e.g. acme.webex.com). Instructors must have a host role on it: a person
-    # can be a host on one site and only an attendee on another (`siteUrls` entries ending in `#attendee`).
-    site: str | None = None
-    # How long a personal join/start link from POST /meetings/join stays valid (Webex allows 1-60 minutes).
-    link_minutes: int = 60
-
-    @field_validator("client_id", "default_host")
-    @classmethod
-    def _not_blank(cls, value: str | None) -> str | None:
-        if value is not None and not value.strip():
-            raise ValueError("must not be empty; leave it out instead")
-        return value.strip() if value is not None else None
-
-    @field_validator("site")
-    @classmethod
-    def _site_name(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        # People name the site as they see it in the browser; siteUrls entries carry only the host name.
-        site = value.strip().removeprefix("https://").removeprefix("http://").strip("/").lower()
-        if not site or "/" in site or "#" in site or "." not in site:
-            raise ValueError("must be the Webex site's name as in Control Hub (Services > Meeting > Sites), "
-                             "e.g. acme.webex.com")
-        return site
-
-    @field_validator("client_secret", "refresh_token", "access_token", "webhook_secret")
-    @classmethod
-    def _secret_not_blank(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is None:
-            return None
-        if not value.get_secret_value().strip():
-            raise ValueError("must not be empty; copy it from the app's page on developer.webex.com, or leave it out")
-        return SecretStr(value.get_secret_value().strip())
-
-    @field_validator("api_base_url", "token_url")
-    @classmethod
-    def _is_url(cls, value: str) -> str:
-        parts = urlsplit(value.strip())
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ValueError("must be an http(s) URL, e.g. https://webexapis.com/v1")
-        return value.strip().rstrip("/")
-
-    @field_validator("link_minutes")
-    @classmethod
-    def _link_minutes_in_range(cls, value: int) -> int:
-        if not 1 <= value <= 60:
-            raise ValueError("must be between 1 and 60 (Webex's limits for expirationMinutes)")
-        return value
-
-    @model_validator(mode="after")
-    def _some_way_to_authenticate(self) -> WebexSettings:
-        refreshable = self.refresh_token is not None
-        if refreshable and (self.client_id is None or self.client_secret is None):
-            raise ValueError("refresh_token needs client_id and client_secret too (from the Integration's or "
-                             "Service App's page on developer.webex.com)")
-        if not refreshable and self.access_token is None:
-            raise ValueError("give refresh_token with client_id and client_secret (an Integration or a Service "
-                             "App authorised by an admin), or an access_token")
-        return self
-
-    @classmethod
-    def from_settings(cls, raw: Mapping[str, Any]) -> WebexSettings:
-        return parse_settings("webex", cls, raw)
 
 
 # ---------------------------------------------------------------------------------------------------------------

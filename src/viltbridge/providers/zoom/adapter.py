@@ -43,8 +43,9 @@ from viltbridge.core.provider import (
 )
 from viltbridge.providers.http import BULK, Budget, ProviderApiError
 from viltbridge.providers.zoom import webhooks
-from viltbridge.providers.zoom.client import ZoomClient, ZoomSettings
+from viltbridge.providers.zoom.client import ZoomClient
 from viltbridge.providers.zoom.registrar import Registrar
+from viltbridge.providers.zoom.settings import ZoomSettings
 
 log = logging.getLogger("viltbridge.providers.zoom")
 

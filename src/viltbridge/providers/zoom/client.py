@@ -1,6 +1,6 @@
 """Zoom's REST client (Meetings API v2 with Server-to-Server OAuth), on top of `providers.http`.
 
-- `ZoomSettings`: what an admin configures per connection (validated with readable messages).
+- `ZoomSettings` (in settings.py): what an admin configures per connection (validated with readable messages).
 - `ZoomTokenProvider`: `account_credentials` tokens, cached and refreshed 5 minutes early; concurrent callers share
   one token request, and a 401 makes the first caller fetch a new token and the others reuse it.
 - `ZoomClient`: typed methods for the endpoints the adapter needs, each spending a slot of the account's Light,
@@ -20,11 +20,10 @@ import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from enum import StrEnum
 from typing import Any, Literal, Self
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 import httpx2
 import pybreaker
-from pydantic import BaseModel, ConfigDict, SecretStr, field_validator, model_validator
 
 from viltbridge.core.errors import ProviderFailed
 from viltbridge.providers.http import (
@@ -40,82 +39,16 @@ from viltbridge.providers.http import (
     RateLimits,
     token_answer,
 )
-from viltbridge.providers.settings import parse_settings
+from viltbridge.providers.zoom.settings import ZoomSettings
 
 __all__ = [
-    "HOST_DAILY_MEETING_WRITES", "PLAN_LIMITS", "EndpointClass", "ZoomClient", "ZoomSettings", "ZoomTokenProvider",
+    "HOST_DAILY_MEETING_WRITES", "PLAN_LIMITS", "EndpointClass", "ZoomClient", "ZoomTokenProvider",
     "meeting_path_id",
 ]
 
 log = logging.getLogger("viltbridge.providers.zoom")
 
 PROVIDER = "zoom"
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Settings
-
-
-class ZoomSettings(BaseModel):
-    """One Zoom account, reached through a Server-to-Server OAuth app created in Zoom Marketplace."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    account_id: str
-    client_id: str
-    client_secret: SecretStr
-    webhook_secret_token: SecretStr
-    api_base_url: str = "https://api.zoom.us/v2"
-    oauth_token_url: str = "https://zoom.us/oauth/token"  # noqa: S105 - a URL, not a secret
-    plan: Literal["free", "pro", "business"] = "pro"  # sets the client-side rate limits (PLAN_LIMITS)
-    # existing: hosts must already be licensed users on the account; create: missing hosts are created.
-    host_policy: Literal["existing", "create"] = "existing"
-    # Hosts meetings whose session names no instructor (Cornerstone's SessionRequest need not name one).
-    default_host: str | None = None
-    # Registrations of learners who launch at the same moment go to Zoom in batches of up to 30 (one Heavy call)
-    # instead of one Light call each.
-    batch_registration: bool = True
-    # registrant: meetings require registration and each learner gets a personal registrant link (strongest
-    # identity; registration needs a paid plan). name_tag: no registration; learners go in on the meeting link
-    # with a display-name tag, no Zoom call on a click (identity holds only while they keep the tag in their name).
-    learner_links: Literal["registrant", "name_tag"] = "registrant"
-    # When the LMS sets an instructor inactive: keep their Zoom user as it is, or deactivate it at Zoom too
-    # (reactivated when the LMS sets them active again).
-    deactivated_hosts: Literal["keep", "deactivate"] = "keep"
-
-    @field_validator("account_id", "client_id")
-    @classmethod
-    def _not_blank(cls, value: str) -> str:
-        value = value.strip()
-        if not value:
-            raise ValueError("must not be empty; copy it from the app's App Credentials page in Zoom Marketplace")
-        return value
-
-    @field_validator("client_secret", "webhook_secret_token")
-    @classmethod
-    def _secret_not_blank(cls, value: SecretStr) -> SecretStr:
-        if not value.get_secret_value().strip():
-            raise ValueError("must not be empty; copy it from the app's pages in Zoom Marketplace")
-        return SecretStr(value.get_secret_value().strip())
-
-    @field_validator("api_base_url", "oauth_token_url")
-    @classmethod
-    def _is_url(cls, value: str) -> str:
-        parts = urlsplit(value.strip())
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ValueError("must be an http(s) URL, e.g. https://api.zoom.us/v2")
-        return value.strip().rstrip("/")
-
-    @model_validator(mode="after")
-    def _registration_needs_a_paid_plan(self) -> ZoomSettings:
-        if self.plan == "free" and self.learner_links == "registrant":
-            raise ValueError("learner_links=registrant needs meeting registration, which Zoom offers only on paid "
-                             "plans; set learner_links=name_tag, or plan=pro if the account is paid")
-        return self
-
-    @classmethod
-    def from_settings(cls, raw: Mapping[str, Any]) -> ZoomSettings:
-        return parse_settings("zoom", cls, raw)
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
-from viltbridge.providers.webex.simulator_state import (
+from viltbridge.providers.webex.simulator.state import (
     AGENDA_LIMIT,
     MAX_DURATION,
     MIN_DURATION,

@@ -24,7 +24,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
-from viltbridge.providers.jitsi.simulator_state import JitsiState, SimConfig, TokenRefused
+from viltbridge.providers.jitsi.simulator.state import JitsiState, SimConfig, TokenRefused
 from viltbridge.providers.serving import SimulatorServer, scenario_route
 
 __all__ = ["JitsiSimulator", "JitsiState", "SimConfig", "build_app", "main", "running_simulator"]
@@ -107,7 +107,3 @@ def main(argv: list[str] | None = None) -> None:
           flush=True)
     with contextlib.suppress(KeyboardInterrupt):
         simulator.serve_forever()
-
-
-if __name__ == "__main__":
-    main()

@@ -1,5 +1,5 @@
 """The simulated Microsoft 365 tenant: users, application access policies, online meetings, their runs and
-attendance reports, tokens, throttling and a frozen clock. Plain Python, no HTTP (that is `simulator.py`).
+attendance reports, tokens, throttling and a frozen clock. Plain Python, no HTTP (that is `server.py`).
 
 Facts come from docs/providers.md §2; behaviour it does not pin down is marked [L] and kept configurable.
 """

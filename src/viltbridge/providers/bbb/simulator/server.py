@@ -26,7 +26,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from viltbridge.providers.bbb.simulator_state import BbbFailure, BbbState, SimConfig
+from viltbridge.providers.bbb.simulator.state import BbbFailure, BbbState, SimConfig
 from viltbridge.providers.serving import SimulatorServer, scenario_route
 
 __all__ = ["BbbSimulator", "BbbState", "SimConfig", "build_app", "main", "running_simulator"]
@@ -180,7 +180,3 @@ def main(argv: list[str] | None = None) -> None:
           flush=True)
     with contextlib.suppress(KeyboardInterrupt):
         simulator.serve_forever()
-
-
-if __name__ == "__main__":
-    main()

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from viltbridge.providers.goto.simulator_state import (
+from viltbridge.providers.goto.simulator.state import (
     DESCRIPTION_LIMIT,
     NAME_LIMIT,
     GotoApiError,

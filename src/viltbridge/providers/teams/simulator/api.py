@@ -1,6 +1,6 @@
 """What each simulated Graph operation does: validation, the state change, the OData JSON it answers.
 
-Handlers are plain functions `(state, call) -> (status, body)` raising `GraphApiError`; `simulator.py` adds the
+Handlers are plain functions `(state, call) -> (status, body)` raising `GraphApiError`; `server.py` adds the
 token check, throttling and the HTTP around them. Shapes follow docs/providers.md §2.3 and §2.5 (and §2.8's
 examples); what the docs leave open is marked [L].
 """
@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import unquote
 
-from viltbridge.providers.teams.simulator_state import (
+from viltbridge.providers.teams.simulator.state import (
     Event,
     GraphApiError,
     GraphState,

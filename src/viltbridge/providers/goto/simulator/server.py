@@ -34,8 +34,8 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from viltbridge.providers.goto.simulator_api import ADMIN_ENDPOINTS, API_ENDPOINTS, ApiCall, ApiEndpoint
-from viltbridge.providers.goto.simulator_state import GotoApiError, GotoState, SimConfig
+from viltbridge.providers.goto.simulator.api import ADMIN_ENDPOINTS, API_ENDPOINTS, ApiCall, ApiEndpoint
+from viltbridge.providers.goto.simulator.state import GotoApiError, GotoState, SimConfig
 from viltbridge.providers.serving import SimulatorServer, scenario_route
 
 __all__ = ["API_ENDPOINTS", "GotoSimulator", "GotoState", "SimConfig", "build_app", "main", "running_simulator"]
@@ -244,7 +244,3 @@ def main(argv: list[str] | None = None) -> None:
           flush=True)
     with contextlib.suppress(KeyboardInterrupt):
         simulator.serve_forever()
-
-
-if __name__ == "__main__":
-    main()

@@ -37,8 +37,8 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from viltbridge.providers.serving import SimulatorServer, scenario_route
-from viltbridge.providers.zoom.simulator_api import API_ENDPOINTS, ApiCall, ApiEndpoint, register
-from viltbridge.providers.zoom.simulator_state import LIGHT, PLANS, SimConfig, ZoomApiError, ZoomState, iso
+from viltbridge.providers.zoom.simulator.api import API_ENDPOINTS, ApiCall, ApiEndpoint, register
+from viltbridge.providers.zoom.simulator.state import LIGHT, PLANS, SimConfig, ZoomApiError, ZoomState, iso
 
 __all__ = [
     "API_ENDPOINTS", "ApiEndpoint", "SimConfig", "ZoomApiError", "ZoomSimulator", "ZoomState",
@@ -319,7 +319,3 @@ def main(argv: list[str] | None = None) -> None:
           flush=True)
     with contextlib.suppress(KeyboardInterrupt):  # uvicorn re-raises Ctrl-C after shutting down cleanly
         simulator.serve_forever()
-
-
-if __name__ == "__main__":
-    main()

@@ -31,8 +31,8 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from viltbridge.providers.serving import SimulatorServer, scenario_route
-from viltbridge.providers.webex.simulator_api import API_ENDPOINTS, ApiCall, ApiEndpoint
-from viltbridge.providers.webex.simulator_state import SITE, SimConfig, WebexApiError, WebexState
+from viltbridge.providers.webex.simulator.api import API_ENDPOINTS, ApiCall, ApiEndpoint
+from viltbridge.providers.webex.simulator.state import SITE, SimConfig, WebexApiError, WebexState
 
 __all__ = ["API_ENDPOINTS", "SimConfig", "WebexSimulator", "WebexState", "build_app", "main", "running_simulator"]
 
@@ -196,7 +196,3 @@ def main(argv: list[str] | None = None) -> None:
           flush=True)
     with contextlib.suppress(KeyboardInterrupt):
         simulator.serve_forever()
-
-
-if __name__ == "__main__":
-    main()

@@ -1,7 +1,7 @@
 """What each simulated Zoom API operation does: validation, the state change, the JSON it answers.
 
 Handlers are plain functions `(state, call) -> (status, body)` raising `ZoomApiError` for Zoom's error bodies; the
-HTTP layer in `simulator.py` adds auth, scopes, rate limits and faults around them. Field names, types and status
+HTTP layer in `server.py` adds auth, scopes, rate limits and faults around them. Field names, types and status
 codes come from the official Meetings OpenAPI document; where it and docs/providers.md disagree the spec wins, and
 the code says so.
 """
@@ -16,7 +16,7 @@ from typing import Any
 from urllib.parse import unquote
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from viltbridge.providers.zoom.simulator_state import (
+from viltbridge.providers.zoom.simulator.state import (
     HEAVY,
     LIGHT,
     MEDIUM,

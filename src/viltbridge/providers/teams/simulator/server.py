@@ -32,8 +32,8 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from viltbridge.providers.serving import SimulatorServer, scenario_route
-from viltbridge.providers.teams.simulator_api import API_ENDPOINTS, ApiCall, ApiEndpoint
-from viltbridge.providers.teams.simulator_state import GraphApiError, GraphState, SimConfig, fault_error
+from viltbridge.providers.teams.simulator.api import API_ENDPOINTS, ApiCall, ApiEndpoint
+from viltbridge.providers.teams.simulator.state import GraphApiError, GraphState, SimConfig, fault_error
 
 __all__ = ["GraphApiError", "GraphState", "SimConfig", "TeamsSimulator", "build_app", "main", "running_simulator"]
 
@@ -221,7 +221,3 @@ def main(argv: list[str] | None = None) -> None:
           flush=True)
     with contextlib.suppress(KeyboardInterrupt):
         simulator.serve_forever()
-
-
-if __name__ == "__main__":
-    main()
