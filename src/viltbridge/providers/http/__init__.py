@@ -1,11 +1,12 @@
-"""The one way viltbridge talks HTTP to meeting providers (Zoom now; Teams, Webex, GoTo, BigBlueButton later).
+"""The one way viltbridge talks HTTP to meeting providers (every provider with an API: Zoom, Teams, Webex, GoTo, BBB).
 
 Every provider call goes through `ProviderHttp.request`, which
 
 - authenticates through a pluggable `Auth` (cached bearer tokens, ...) and, on a 401, retries once with headers
   refreshed by the `Auth` (concurrent 401s share one refresh);
 - takes a slot from each named client-side rate-limit bucket (`Quota`, kept by pyrate-limiter in `RateLimits`;
-  in-memory now, the bucket backend is injectable for PostgreSQL/Redis later). A call waits at most its budget's
+  in memory per process, or in Redis shared by every process once `share_limits_through` is given a URL at
+  start-up). A call waits at most its budget's
   `max_queue_wait` for a slot, then fails fast with `RateLimitExceeded` instead of blocking;
 - retries transient failures with stamina: 429 (after `Retry-After`, or Zoom's `X-RateLimit-Type`), 5xx,
   timeouts and dropped connections, all within the call's total time `Budget`. A request that may have reached
