@@ -28,7 +28,7 @@ from tests.processes import wait_for
 from viltbridge.app import connections
 from viltbridge.config import Settings
 from viltbridge.core.clock import FixedClock
-from viltbridge.crypto import load_keyring
+from viltbridge.security.crypto import load_keyring
 from viltbridge.store import migrate
 from viltbridge.store.db import sync_engine
 from viltbridge.web.app import create_app

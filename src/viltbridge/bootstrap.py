@@ -14,12 +14,19 @@ from contextlib import asynccontextmanager
 from viltbridge.app.context import AppContext, Queue
 from viltbridge.config import Settings
 from viltbridge.core.clock import Clock, SystemClock
-from viltbridge.crypto import Keyring
-from viltbridge.keys import open_keyring
+from viltbridge.security.crypto import Keyring, load_keyring
+from viltbridge.store import repository
 from viltbridge.store.db import Database, DatabaseTimeouts
 
 # Where launch links point without VILTBRIDGE_PUBLIC_URL: `serve`'s default address.
 DEFAULT_PUBLIC_URL = "http://127.0.0.1:8000"
+
+
+def open_keyring(settings: Settings) -> Keyring:
+    """The server's keyring; a key file is created only while the database holds no encrypted data yet."""
+    if settings.secret_key or settings.key_file.exists():
+        return load_keyring(settings.secret_key, settings.key_file)
+    return load_keyring(None, settings.key_file, may_create=not repository.has_connections(settings.database_url))
 
 
 def app_context(settings: Settings, *, keyring: Keyring | None = None, clock: Clock | None = None,

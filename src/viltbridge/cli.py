@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session as OrmSession
 
     from viltbridge.config import Settings
-    from viltbridge.crypto import Keyring
+    from viltbridge.security.crypto import Keyring
 
 # `viltbridge --help` and the small commands start in a fraction of a second because this module imports only what
 # typer needs to build the command tree; each command imports the modules it uses (the web app, SQLAlchemy, the
@@ -60,10 +60,10 @@ def _database(settings: Settings) -> Iterator[tuple[OrmSession, Keyring]]:
     """A migrated database and the keyring; commits on success, rolls back and reports domain errors."""
     from sqlalchemy.orm import Session as OrmSession
 
+    from viltbridge.bootstrap import open_keyring
     from viltbridge.core.errors import DomainError
-    from viltbridge.crypto import KeyringError
-    from viltbridge.keys import open_keyring
     from viltbridge.providers.url_guard import UrlPolicy, guard_provider_urls
+    from viltbridge.security.crypto import KeyringError
     from viltbridge.store import migrate as migrations
     from viltbridge.store.db import DatabaseTimeouts, sync_engine
 
@@ -126,8 +126,8 @@ def serve(
 
     import uvicorn
 
-    from viltbridge.crypto import KeyringError
     from viltbridge.observability import configure_logging
+    from viltbridge.security.crypto import KeyringError
     from viltbridge.store import migrate as migrations
     from viltbridge.web.app import create_app
     from viltbridge.web.http_protocol import ENVELOPE_HTTP_PROTOCOL
@@ -184,8 +184,8 @@ def worker(
 ) -> None:
     """Run background jobs only (scale-out): as many of these as you like, next to `serve --no-worker`."""
     from viltbridge.bootstrap import run_worker
-    from viltbridge.crypto import KeyringError
     from viltbridge.observability import configure_logging
+    from viltbridge.security.crypto import KeyringError
     from viltbridge.store import migrate as migrations
 
     settings = _settings()

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session as OrmSession
 
 from tests.conftest import fresh_postgres_database
 from viltbridge.app import connections
-from viltbridge.crypto import load_keyring
+from viltbridge.security.crypto import load_keyring
 from viltbridge.store.db import sync_engine
 
 

@@ -27,9 +27,9 @@ from tests.providers.conftest import zoom_simulator as zoom_simulator
 from viltbridge.app import connections
 from viltbridge.config import Settings
 from viltbridge.core.clock import SystemClock
-from viltbridge.crypto import load_keyring
 from viltbridge.jobs.queue import JobQueue
 from viltbridge.providers.zoom.simulator import ZoomSimulator
+from viltbridge.security.crypto import load_keyring
 from viltbridge.store.db import sync_engine
 from viltbridge.web.app import create_app
 

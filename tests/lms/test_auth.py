@@ -85,7 +85,7 @@ def test_oauth_errors_follow_rfc_6749(client: TestClient, connection) -> None:
 
 
 def test_a_forged_or_foreign_bearer_token_is_refused(client: TestClient, connection, settings) -> None:
-    from viltbridge.crypto import sign_access_token
+    from viltbridge.security.crypto import sign_access_token
 
     forged = sign_access_token(1, "0" * 16, 4_000_000_000, [b"k" * 32])
     response = client.get("/session/x/attendees", headers={"Authorization": f"Bearer {forged}"})

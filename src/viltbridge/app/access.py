@@ -14,8 +14,8 @@ from viltbridge.app import connections
 from viltbridge.app.uow import Reading
 from viltbridge.core.errors import Forbidden, NotAuthenticated
 from viltbridge.core.models import Connection
-from viltbridge.crypto import secret_fingerprint, sign_access_token, verify_access_token
 from viltbridge.observability import grant_debug
+from viltbridge.security.crypto import secret_fingerprint, sign_access_token, verify_access_token
 from viltbridge.security.throttle import SignInThrottled
 from viltbridge.store import repository
 from viltbridge.store.repository import ConnectionRecord

@@ -17,7 +17,9 @@ from viltbridge.app.uow import unit_of_work
 from viltbridge.core.errors import DomainError, InvalidInput, NotFound
 from viltbridge.core.provider import HealthItem
 from viltbridge.core.redaction import redact
-from viltbridge.crypto import (
+from viltbridge.providers.registry import PROVIDERS, check_settings, provider_spec
+from viltbridge.providers.url_guard import check_settings_urls
+from viltbridge.security.crypto import (
     MIN_CHOSEN_SECRET_LENGTH,
     Keyring,
     new_salt,
@@ -25,8 +27,6 @@ from viltbridge.crypto import (
     secret_digest,
     secret_matches,
 )
-from viltbridge.providers.registry import PROVIDERS, check_settings, provider_spec
-from viltbridge.providers.url_guard import check_settings_urls
 from viltbridge.store import audit, console_views, repository
 from viltbridge.store.tables import AuditRow, ConnectionRow
 

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session as OrmSession
 from viltbridge.core.emails import checked_email, normalize_email
 from viltbridge.core.errors import InvalidInput, NotFound
 from viltbridge.core.permissions import ConsoleRole, Permission, parse_roles, permissions_of
-from viltbridge.crypto import MIN_PASSWORD_LENGTH, UNKNOWN_USER_HASH, hash_password, password_matches
+from viltbridge.security.crypto import MIN_PASSWORD_LENGTH, UNKNOWN_USER_HASH, hash_password, password_matches
 from viltbridge.store import audit
 from viltbridge.store.tables import ConsoleSignOutRow, ConsoleUserRow
 

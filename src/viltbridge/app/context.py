@@ -14,8 +14,8 @@ from viltbridge.app.launches import LaunchSettings
 from viltbridge.config import Settings
 from viltbridge.core.clock import Clock
 from viltbridge.core.models import Connection
-from viltbridge.crypto import Keyring
 from viltbridge.providers.pool import ProviderPool
+from viltbridge.security.crypto import Keyring
 from viltbridge.store.db import Database
 from viltbridge.store.tables import ConnectionRow
 

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session as OrmSession
 from viltbridge.app.context import AppContext
 from viltbridge.core.errors import DomainError
 from viltbridge.core.provider import AttendanceSource
-from viltbridge.crypto import KeyringError
+from viltbridge.security.crypto import KeyringError
 from viltbridge.store import repository
 
 log = logging.getLogger("viltbridge.jobs")

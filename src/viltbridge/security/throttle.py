@@ -35,7 +35,7 @@ from starlette.types import Scope
 from viltbridge.config import Settings
 from viltbridge.core.clock import Clock
 from viltbridge.core.errors import DomainError
-from viltbridge.crypto import Keyring
+from viltbridge.security.crypto import Keyring
 
 __all__ = ["AuthThrottle", "MemoryFailures", "RedisFailures", "SignInThrottled", "client_address"]
 

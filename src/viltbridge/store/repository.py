@@ -29,7 +29,7 @@ from viltbridge.core.models import (
 )
 from viltbridge.core.provider import ProviderEvent
 from viltbridge.core.schedule import Booking, host_account_of
-from viltbridge.crypto import Keyring
+from viltbridge.security.crypto import Keyring
 from viltbridge.store import attendance_ledger, job_ledger
 from viltbridge.store.db import Readable, SyncRunner
 from viltbridge.store.tables import ConnectionRow, InstructorRow, LaunchRow, ProviderEventRow, SessionRow

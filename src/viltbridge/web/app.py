@@ -22,7 +22,6 @@ from viltbridge.config import Settings, get_settings
 from viltbridge.core import json_text
 from viltbridge.core.clock import Clock
 from viltbridge.core.errors import DomainError, NotReady, ProviderFailed
-from viltbridge.keys import open_keyring
 from viltbridge.lms.cornerstone.routes import router as cornerstone_router
 from viltbridge.lms.cornerstone.wire import describe_validation_error, error_body
 from viltbridge.observability import correlation_id
@@ -188,7 +187,7 @@ def create_app(
     """The application. `run_worker` runs the job workers and the periodic upkeep inside this process (embedded
     mode); without it, jobs are only handed to the queue for `viltbridge worker` processes."""
     settings = settings or get_settings()
-    keyring = open_keyring(settings)
+    keyring = bootstrap.open_keyring(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 
 from icalendar import Calendar, Event
 
-from viltbridge.crypto import Keyring
+from viltbridge.security.crypto import Keyring
 from viltbridge.store.tables import SessionRow
 
 SEQUENCE_EPOCH = datetime(2020, 1, 1, tzinfo=UTC)
