@@ -8,10 +8,17 @@ import string
 from urllib.parse import quote
 
 import pytest
+from email_validator import validate_email
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from viltbridge.core.emails import decode_base64_email, encode_base64_email, normalize_email, parse_email_list
+from viltbridge.core.emails import (
+    decode_base64_email,
+    encode_base64_email,
+    normalize_email,
+    parse_email_list,
+    plainly_valid,
+)
 from viltbridge.core.errors import InvalidInput
 
 pytestmark = pytest.mark.pure
@@ -262,3 +269,47 @@ def test_list_parser_never_fails_with_anything_but_invalid_input(text: str) -> N
         return
     assert all(email == normalize_email(email) and "@" in email for email in result)
     assert len(result) == len(set(result))
+
+
+# --- the cheap check in front of email_validator -----------------------------------------------------------------
+
+# Strings near the edge of what the cheap check accepts: mostly its own language (so it accepts many of them), with
+# labels and local parts around their length limits, dashes and dots where they may not be, special-use and numeric
+# top-level domains, and now and then one character inserted that it does not allow.
+_local_atom = st.text(alphabet="abz09_+-", min_size=1, max_size=12)
+_edge_local = st.one_of(st.lists(_local_atom, min_size=1, max_size=4).map(".".join),
+                        st.sampled_from(["a" * 64, "a" * 65, "a..b", ".a", "a.", "-a", "a-"]))
+_edge_label = st.one_of(st.from_regex(r"[a-z0-9]{1,8}(-[a-z0-9]{1,8})?", fullmatch=True),
+                        st.text(alphabet="az09-", min_size=1, max_size=10),
+                        st.sampled_from(["a" * 63, "a" * 64, "ab--cd", "xn--bcher-kva", "xn--a", "-a", "a-"]))
+_edge_tld = st.one_of(st.sampled_from(["com", "io", "museum"]),
+                      st.sampled_from(["test", "local", "onion", "arpa", "invalid", "localhost", "c", "c0m", "123",
+                                       "x" * 63, "x" * 64]))
+
+
+@st.composite
+def edge_emails(draw: st.DrawFn) -> str:
+    address = f"{draw(_edge_local)}@{'.'.join([*draw(st.lists(_edge_label, min_size=1, max_size=4)), draw(_edge_tld)])}"
+    if draw(st.booleans()) and draw(st.booleans()):  # one character inserted, a quarter of the time
+        where = draw(st.integers(0, len(address)))
+        inserted = draw(st.sampled_from([".", "-", "@", "é", "A", "!", "'", " ", "\\", "_"]))
+        address = address[:where] + inserted + address[where:]
+    return address
+
+
+@settings(max_examples=3000, deadline=None)
+@given(candidate=st.one_of(edge_emails(), emails.map(normalize_email), st.text(max_size=40)))
+@example("ab--cd@example.com")
+@example("a@ab--cd.com")
+@example("a@xn--bcher-kva.example")
+@example(("a" * 64) + "@example.com")
+@example(("a" * 65) + "@example.com")
+@example("a@" + ".".join(["b" * 63] * 3) + "." + "c" * 57)
+def test_the_cheap_email_check_accepts_nothing_email_validator_refuses(candidate: str) -> None:
+    if plainly_valid(candidate):
+        validate_email(candidate, check_deliverability=False, allow_smtputf8=True)
+
+
+@pytest.mark.parametrize("plain", ["jane@example.com", "jane.doe+vilt@mail.example.co.uk", "j_d-1@a-b.io"])
+def test_plain_addresses_take_the_cheap_check(plain: str) -> None:
+    assert plainly_valid(plain)
