@@ -11,6 +11,7 @@ import hmac
 from typing import Protocol
 
 from viltbridge.app import connections
+from viltbridge.app.context import CachedCaller
 from viltbridge.app.uow import Reading
 from viltbridge.core.errors import Forbidden, NotAuthenticated
 from viltbridge.core.models import Connection
@@ -18,7 +19,6 @@ from viltbridge.observability import grant_debug
 from viltbridge.security.crypto import secret_fingerprint, sign_access_token, verify_access_token
 from viltbridge.security.throttle import SignInThrottled
 from viltbridge.store import repository
-from viltbridge.store.repository import ConnectionRecord
 from viltbridge.store.tables import ConnectionRow
 
 WRONG_CREDENTIALS = (
@@ -40,55 +40,68 @@ class FailureCounter(Protocol):
 
 
 async def _check_client(read: Reading, username: str, secret: str,
-                       failures: FailureCounter | None = None) -> ConnectionRecord | None:
+                       failures: FailureCounter | None = None) -> CachedCaller | None:
     """The connection whose username and secret these are, or None (a failure, counted). Raises SignInThrottled,
     having checked nothing, while the caller is over the failure limit."""
     if failures is not None:
         wait = failures.retry_after(username)
         if wait:
             raise SignInThrottled(failures.message(wait), wait)
-    row = await read.db.run_sync(repository.connection_row_by_username, username)
-    matches = connections.check_secret(row or _DUMMY_ROW, secret)
-    if row is not None and matches:
-        return row
+    caller = await read.ctx.callers.get(("username", username), lambda: _caller(read, username=username))
+    row = caller.row if caller is not None else None
+    matches = connections.check_secret(row or _DUMMY_ROW, secret)  # on a cached row too: every secret is checked
+    if caller is not None and matches:
+        return caller
     if failures is not None:
         await failures.failed(username)
     return None
+
+
+async def _caller(read: Reading, *, username: str | None = None,
+                  connection_id: int | None = None) -> CachedCaller | None:
+    if username is not None:
+        row = await read.db.run_sync(repository.connection_row_by_username, username)
+    else:
+        row = await read.db.run_sync(repository.connection_row, connection_id)
+    return CachedCaller(row, read.ctx.keyring) if row is not None else None
 
 
 async def authenticate(read: Reading, basic: tuple[str, str] | None, bearer: str | None,
                        failures: FailureCounter | None = None) -> Connection:
     """The calling connection, from Basic credentials (username, secret) or a bearer token; NotAuthenticated or
     Forbidden (deactivated) with what to do."""
-    row: ConnectionRecord | None = None
+    caller: CachedCaller | None = None
     if basic is not None:
-        row = await _check_client(read, *basic, failures=failures)
+        caller = await _check_client(read, *basic, failures=failures)
     elif bearer is not None:
         ctx = read.ctx
         verified = verify_access_token(bearer, ctx.access_token_keys, int(ctx.clock.now().timestamp()))
         if verified is None:
             raise NotAuthenticated("The access token is invalid or has expired; request a new one from /oauth/token.")
-        row = await read.db.run_sync(repository.connection_row, verified[0])
-        if row is not None and not hmac.compare_digest(secret_fingerprint(row.secret_salt), verified[1]):
+        connection_id = verified[0]
+        caller = await ctx.callers.get(("id", connection_id), lambda: _caller(read, connection_id=connection_id))
+        if caller is not None and not hmac.compare_digest(secret_fingerprint(caller.row.secret_salt), verified[1]):
             raise NotAuthenticated("The access token was issued before the secret was changed; request a new one.")
-    if row is None:
+    if caller is None:
         raise NotAuthenticated(WRONG_CREDENTIALS)
+    row = caller.row
     if not row.active:
         raise Forbidden(
             f"The viltbridge integration '{row.name}' is deactivated, so nothing can be scheduled, launched or "
             "reported through it. Ask the viltbridge administrator to activate it again."
         )
     grant_debug()
-    return repository.connection_from_row(row, read.ctx.keyring)
+    return caller.connection
 
 
 async def access_token(read: Reading, username: str, secret: str,
                        failures: FailureCounter | None = None) -> tuple[str, int]:
     """An access token for the connection whose username and secret these are (OAuth client credentials), and its
     lifetime in seconds. Raises SignInThrottled, NotAuthenticated (wrong credentials) or Forbidden (deactivated)."""
-    row = await _check_client(read, username, secret, failures)
-    if row is None:
+    caller = await _check_client(read, username, secret, failures)
+    if caller is None:
         raise NotAuthenticated(WRONG_CREDENTIALS)
+    row = caller.row
     if not row.active:
         raise Forbidden(f"The viltbridge integration '{row.name}' is deactivated.")
     ctx = read.ctx

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+import weakref
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import cached_property
@@ -11,13 +12,36 @@ from typing import Any, Protocol
 
 from viltbridge.app import connections
 from viltbridge.app.launches import LaunchSettings
+from viltbridge.app.read_cache import ReadCache
 from viltbridge.config import Settings
 from viltbridge.core.clock import Clock
-from viltbridge.core.models import Connection
+from viltbridge.core.models import Connection, Session
 from viltbridge.providers.pool import ProviderPool
 from viltbridge.security.crypto import Keyring
+from viltbridge.store import changes
 from viltbridge.store.db import Database
+from viltbridge.store.repository import ConnectionRecord, connection_from_row
 from viltbridge.store.tables import ConnectionRow
+
+# How long this process trusts what it read for the launch path. A change made in this process (a rotated secret,
+# a deactivated connection, a session saved or cancelled) takes effect here at once; in the other processes of the
+# deployment within these many seconds. A click on the launch link reads the session again, so nobody joins a
+# class cancelled meanwhile.
+CALLER_CACHE_SECONDS = 5.0
+SESSION_CACHE_SECONDS = 2.0
+
+
+class CachedCaller:
+    """A connection's row as the LMS authenticates against it, and the connection it describes (its settings
+    decrypted on first use: only once the caller has proved who it is)."""
+
+    def __init__(self, row: ConnectionRecord, keyring: Keyring) -> None:
+        self.row = row
+        self._keyring = keyring
+
+    @cached_property
+    def connection(self) -> Connection:
+        return connection_from_row(self.row, self._keyring)
 
 
 class Queue(Protocol):
@@ -36,12 +60,26 @@ class AppContext:
     public_url: str
     queue: Queue | None = None  # None in processes that only read (the CLI)
     providers: ProviderPool = field(default_factory=ProviderPool)
+    # The launch path's reads: callers by ("username", name) or ("id", connection id), sessions by
+    # (connection id, external id); None is kept too (no such caller, no such session).
+    callers: ReadCache[tuple[str, object], CachedCaller | None] = field(
+        default_factory=lambda: ReadCache(CALLER_CACHE_SECONDS))
+    sessions: ReadCache[tuple[int, str], Session | None] = field(
+        default_factory=lambda: ReadCache(SESSION_CACHE_SECONDS))
 
     def __post_init__(self) -> None:
         if self.providers.write_settings is None:
             self.providers.write_settings = self.store_provider_settings
         if self.providers.read_settings is None:
             self.providers.read_settings = self.stored_provider_settings
+        self._stop_listening = changes.listen(_forgetting_for(weakref.ref(self)))
+
+    def forget_changed(self, changed: changes.Changed) -> None:
+        """Rows a commit in this process changed are read afresh from now on."""
+        if changed.connections:
+            self.callers.clear()  # keyed by username and by id; connections change rarely
+        if changed.sessions:
+            self.sessions.forget(changed.sessions)
 
     async def store_provider_settings(self, connection: Connection, changes: Mapping[str, str]) -> None:
         """Settings a provider changed (a rotated refresh token), encrypted with the connection and audited."""
@@ -78,8 +116,19 @@ class AppContext:
 
     async def aclose(self) -> None:
         """Close what the context holds: the provider adapters, then the database's connections."""
+        self._stop_listening()
         await self.providers.aclose()
         await self.db.dispose()
+
+
+def _forgetting_for(ref: weakref.ReferenceType[AppContext]) -> Callable[[changes.Changed], None]:
+    """The change listener of one context, which does not keep the context alive."""
+    def forget(changed: changes.Changed) -> None:
+        ctx = ref()
+        if ctx is not None:
+            ctx.forget_changed(changed)
+
+    return forget
 
 
 class _CarriesApp(Protocol):

@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from viltbridge.app.sessions import meeting_ref, require_scheduled, require_session
-from viltbridge.app.uow import reading, unit_of_work
+from viltbridge.app.sessions import known_session, meeting_ref, require_scheduled
+from viltbridge.app.uow import Reading, reading, unit_of_work
 from viltbridge.core.clock import Clock
 from viltbridge.core.emails import normalize_email
 from viltbridge.core.errors import Forbidden, NotFound
@@ -49,16 +49,20 @@ async def _role_of(store: Store, session: Session, email: str) -> Role:
     return Role.HOST if await store.is_active_instructor(session.connection_id, email) else Role.ATTENDEE
 
 
-async def launch_url(
-    store: Store, connection: Connection, external_id: str, email: str, settings: LaunchSettings, clock: Clock
-) -> str:
+async def launch_url(read: Reading, connection: Connection, external_id: str, email: str) -> str:
     """The joinUrl for one person: our signed redirect, resolved to the provider's link (and the person's role)
-    at click time. Reads only, so the endpoint the LMS calls on every click stays cheap."""
-    session = await require_session(store, connection, external_id)
+    at click time. Reads only, so the endpoint the LMS calls on every click stays cheap: the session comes from
+    the context's short-lived cache (a session cancelled in another process may still get a URL for up to
+    `SESSION_CACHE_SECONDS`; the click on it reads the session again and refuses)."""
+    ctx = read.ctx
+    found = await ctx.sessions.get((connection.id, external_id),
+                                   lambda: read.store.find_session(connection.id, external_id))
+    session = known_session(found, external_id)
     require_scheduled(session, "join")
     assert session.id is not None
-    claims = LaunchClaims(connection_id=connection.id, session_id=session.id, email=email, issued_at=clock.now())
-    return f"{settings.public_url.rstrip('/')}/l/{sign_launch(claims, settings.keys[0])}"
+    claims = LaunchClaims(connection_id=connection.id, session_id=session.id, email=email,
+                          issued_at=ctx.clock.now())
+    return f"{ctx.launch.public_url.rstrip('/')}/l/{sign_launch(claims, ctx.launch.keys[0])}"
 
 
 def read_launch_token(token: str, settings: LaunchSettings, clock: Clock) -> LaunchClaims:
@@ -182,5 +186,4 @@ async def launch_url_for_instructor(ctx: AppContext, connection: str, external_i
         found = await work.db.run_sync(console_views.session, connection, external_id)
         if found is None or email not in (normalize_email(teacher) for teacher in found[1].instructor_emails):
             return None
-        return await launch_url(work.store, repository.connection_from_row(found[0], ctx.keyring), external_id,
-                                email, ctx.launch, ctx.clock)
+        return await launch_url(work, repository.connection_from_row(found[0], ctx.keyring), external_id, email)

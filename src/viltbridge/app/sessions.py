@@ -290,7 +290,11 @@ async def cancel_session(
 
 
 async def require_session(store: Store, connection: Connection, external_id: str) -> Session:
-    session = await store.find_session(connection.id, external_id)
+    return known_session(await store.find_session(connection.id, external_id), external_id)
+
+
+def known_session(session: Session | None, external_id: str) -> Session:
+    """`session`, or NotFound saying the LMS must save session `external_id` again."""
     if session is None:
         raise NotFound(
             f"Session {external_id} is not known to this integration. Save the session in the learning system "

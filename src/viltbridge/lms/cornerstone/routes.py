@@ -222,8 +222,7 @@ async def launch_session(request: Request) -> Any:
     async with reading(ctx) as read:
         connection = await auth.authenticate(request.headers.get("authorization"), read, request.scope)
         email = decode_base64_email(request.path_params["base64EncodedEmail"])
-        url = await launches.launch_url(read.store, connection, _session_id(request.path_params["SessionId"]),
-                                        email, ctx.launch, ctx.clock)
+        url = await launches.launch_url(read, connection, _session_id(request.path_params["SessionId"]), email)
     return _success(joinUrl=url)
 
 
