@@ -195,6 +195,10 @@ def bench_launch(wrk: str, kind: str, processes: int) -> tuple[dict[str, Any], i
         result = measure(wrk, lua_script(tmp / "launch.lua", paths, authorization), base_url)
         result["response_bytes"] = len(body)
         result["peak_rss_mib"] = total_peak_rss(server.pid)
+        if any(result["errors"].values()) or server.poll() is not None:
+            # Kept in the results: the temporary directory with the server's log goes when this returns.
+            result["server_log_tail"] = log.read_text(errors="replace")[-4000:]
+            result["server_exit_status"] = server.poll()
         return result, len(body)
 
 

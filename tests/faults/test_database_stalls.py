@@ -10,6 +10,7 @@ import json
 import re
 import sqlite3
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -48,6 +49,9 @@ class Call:
     path: str
     answers_in: str  # "envelope" (the LMS's JSON), "html" (a browser's page) or "health"
     json: dict[str, object] | None = None
+    # The launch endpoint answers from its short-lived caches of the caller and the session (issue 16): asked
+    # again while they hold, it needs no database and succeeds. A session it has not read yet needs the database.
+    may_be_cached: bool = False
 
 
 @dataclass
@@ -94,6 +98,8 @@ def unavailable_problem(answer: Answer) -> str | None:
     call = answer.call
     if answer.status is None:
         return f"no answer after {answer.seconds:.1f} s: {answer.text}"
+    if call.may_be_cached and answer.status == 200 and answer.seconds < WITHIN_SECONDS:
+        return None
     if answer.status != 503 or not answer.retry_after:
         return f"HTTP {answer.status} (Retry-After {answer.retry_after!r}) after {answer.seconds:.1f} s: " \
                f"{answer.text[:300]}"
@@ -132,7 +138,8 @@ def prepared_site(world: World, url: str) -> Site:
         assert signed_in.status_code == 303, signed_in.text
         cookies = browser.cookies
     calls = [Call("save a session", "POST", "/session", "envelope", session_body("now-2", start=now)),
-             Call("ask for a launch URL", "GET", f"/session/now-1/user/{b64('kim@example.com')}/url", "envelope"),
+             Call("ask for a launch URL", "GET", f"/session/now-1/user/{b64('kim@example.com')}/url", "envelope",
+                  may_be_cached=True),
              Call("ask for attendance", "GET", "/session/now-1/attendees", "envelope"),
              Call("health check", "GET", "/healthz", "health"),
              Call("click a launch link", "GET", urlsplit(link).path, "html"),
@@ -163,8 +170,10 @@ def play(site: Site, door: DatabaseDoor, fault: DatabaseFault, explain: Callable
     assert answering_normally(site), explain()
     hit_before = door.connections_hit
     door.set(fault)
+    uncached = Call("ask for a launch URL of a session not read before", "GET",
+                    f"/session/unread-{uuid.uuid4().hex[:8]}/user/{b64('kim@example.com')}/url", "envelope")
     try:
-        answers = site.ask_all()
+        answers = [*site.ask_all(), site.ask(uncached)]
     finally:
         door.set(DatabaseFault.NONE)
     problems = {answer.call.name: problem for answer in answers if (problem := unavailable_problem(answer))}

@@ -3,14 +3,18 @@ server: a job written by an LMS call is handed to the queue, run once, and recor
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
-from tests.conftest import NOW, POSTGRES_URL, Db, Lms, service_unavailable, session_body
+from tests.conftest import NOW, POSTGRES_URL, Db, Lms, fresh_postgres_database, service_unavailable, session_body
 from tests.processes import wait_for
 from viltbridge.config import Settings
 from viltbridge.jobs.queue import JobQueue
@@ -51,3 +55,21 @@ def test_a_job_written_by_an_lms_call_runs_once_on_the_queue(queue_settings: Set
                  what="the attendance job to be done", explain=lambda: f"jobs: {job_states(db)}")
     with db.engine.connect() as conn:
         assert conn.exec_driver_sql("SELECT attendance_state FROM sessions").scalar_one() == "final"
+
+
+def test_processes_starting_together_on_a_fresh_postgresql_database_all_get_the_queue(postgres_template: str) -> None:
+    """`serve --workers 2`, or replicas and workers started at once: Huey's own `CREATE TABLE IF NOT EXISTS`
+    raced, and the loser's server went down at start-up (a unique violation on pg_type)."""
+    starters = 8
+    for _ in range(4):  # a race is a matter of timing: a few rounds, each on a database without the queue's tables
+        with contextmanager(fresh_postgres_database)(postgres_template) as url:
+            together = threading.Barrier(starters)
+
+            def start(_: int, url: str = url, together: threading.Barrier = together) -> None:
+                together.wait()
+                JobQueue(url).close()
+
+            with ThreadPoolExecutor(starters) as pool:
+                list(pool.map(start, range(starters)))  # raises what any of them raised
+            with sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1)).connect() as conn:
+                assert conn.exec_driver_sql("SELECT to_regclass('huey_task')").scalar_one() == "huey_task"

@@ -51,10 +51,28 @@ def make_huey(url: str) -> Huey:
         return SqliteHuey(QUEUE_NAME, filename=parsed.database, results=False, utc=True)
     if backend == "postgresql":
         dsn = parsed.set(drivername="postgresql").render_as_string(hide_password=False)
-        return PostgresHuey(QUEUE_NAME, dsn=dsn, results=False, utc=True)
+        huey = PostgresHuey(QUEUE_NAME, dsn=dsn, results=False, utc=True, create_tables=False)
+        _create_queue_tables(huey)
+        return huey
     if backend in ("redis", "rediss"):
         return RedisExpireHuey(QUEUE_NAME, url=url, results=False, utc=True)
     raise ValueError(f"VILTBRIDGE_QUEUE_URL uses '{backend}'; use sqlite:///file, postgresql://… or redis://…")
+
+
+# Any 64-bit number that no other program locks on the same database.
+_QUEUE_SCHEMA_LOCK = 0x7669_6C74_7175_6575  # "vilt" "queu"
+
+
+def _create_queue_tables(huey: PostgresHuey) -> None:
+    """Huey's tables, created one process at a time. Huey runs `CREATE TABLE IF NOT EXISTS` itself, which is not
+    safe when processes start together on a fresh database (`serve --workers 2`, replicas and workers started at
+    once): two of them both create the table's row type and one fails with a unique violation on `pg_type`,
+    taking its server down. A transaction-level advisory lock makes the others wait, then find the tables there."""
+    storage = huey.storage
+    with storage.db(commit=True, close=True) as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s)", (_QUEUE_SCHEMA_LOCK,))
+        for statement in storage.ddl:
+            cursor.execute(statement)
 
 
 def worker_name() -> str:

@@ -31,6 +31,7 @@ from viltbridge.web import api_docs, launch, webhooks
 from viltbridge.web.console import instructor as console_instructor
 from viltbridge.web.console import routes as console
 from viltbridge.web.console import sessions as console_sessions
+from viltbridge.web.launch_fast_path import LaunchFastPath
 from viltbridge.web.middleware import BodyLimitMiddleware, RequestContextMiddleware
 
 log = logging.getLogger("viltbridge.web")
@@ -155,6 +156,19 @@ async def _database_error(request: Request, exc: Exception) -> Response:
     return _error(503, message, retry)
 
 
+EXCEPTION_HANDLERS: dict[Any, Any] = {
+    DomainError: _domain_error,
+    RequestValidationError: _validation_error,
+    StarletteHTTPException: _http_error,
+    sa.exc.DBAPIError: _database_error,
+    ConnectionError: _database_error,
+    TimeoutError: _database_error,  # asyncpg's, connecting or waiting for an answer; others go on to a 500
+    sa.exc.TimeoutError: _database_error,  # the pool's: no connection came free in time
+    Exception: _unexpected,
+    **console.EXCEPTION_HANDLERS,
+}
+
+
 def _published_schema(app: FastAPI, settings: Settings) -> dict[str, Any]:
     """FastAPI's schema, corrected to what the routes really do: 422 never leaves the server (bad input is a 400
     envelope), and the contract's operations declare their HTTP Basic / bearer security."""
@@ -183,9 +197,11 @@ def create_app(
     clock: Clock | None = None,
     public_url: str | None = None,
     run_worker: bool = False,
+    launch_fast_path: bool = True,
 ) -> FastAPI:
     """The application. `run_worker` runs the job workers and the periodic upkeep inside this process (embedded
-    mode); without it, jobs are only handed to the queue for `viltbridge worker` processes."""
+    mode); without it, jobs are only handed to the queue for `viltbridge worker` processes. `launch_fast_path`
+    False leaves every launch to the FastAPI route (the tests compare both ways)."""
     settings = settings or get_settings()
     keyring = bootstrap.open_keyring(settings)
 
@@ -206,19 +222,11 @@ def create_app(
         description="The Cornerstone vILT connector contract, served for any meeting provider.",
         lifespan=lifespan,
         openapi_url=None, docs_url=None, redoc_url=None,  # served by api_docs, to authenticated callers only
-        exception_handlers={
-            DomainError: _domain_error,
-            RequestValidationError: _validation_error,
-            StarletteHTTPException: _http_error,
-            sa.exc.DBAPIError: _database_error,
-            ConnectionError: _database_error,
-            TimeoutError: _database_error,  # asyncpg's, connecting or waiting for an answer; others go on to a 500
-            sa.exc.TimeoutError: _database_error,  # the pool's: no connection came free in time
-            Exception: _unexpected,
-            **console.EXCEPTION_HANDLERS,
-        },
+        exception_handlers=EXCEPTION_HANDLERS,
     )
     # Added last = outermost: nothing (not even debug logging) reads a body over the limit.
+    if launch_fast_path:
+        app.add_middleware(LaunchFastPath, prefix=settings.prefix, handlers=EXCEPTION_HANDLERS)
     app.add_middleware(RequestContextMiddleware)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes, lms_prefix=settings.prefix)
     app.include_router(cornerstone_router, prefix=settings.prefix)

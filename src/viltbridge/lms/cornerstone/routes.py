@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Header, Path, Query, Request
 from fastapi.responses import JSONResponse
+from starlette.types import Scope
 
 from viltbridge.app import access, attendance, instructors, launches, sessions
 from viltbridge.app.context import AppContext, context_of
@@ -218,11 +219,18 @@ def _documented(*names: str, where: str = "path") -> list[dict[str, Any]]:
                    + _documented("correlationId", "debug", where="header")},
 )
 async def launch_session(request: Request) -> Any:
-    ctx = context_of(request)
+    return await launch_answer(context_of(request), request.scope, request.headers.get("authorization"),
+                              request.path_params["SessionId"], request.path_params["base64EncodedEmail"])
+
+
+async def launch_answer(ctx: AppContext, scope: Scope, authorization: str | None, session_id: str,
+                        encoded_email: str) -> JSONResponse:
+    """LaunchSession's success envelope, or the DomainError its error envelope is made from: for the route above
+    and for the web layer's fast path to it (`web/launch_fast_path.py`), which must answer the same."""
     async with reading(ctx) as read:
-        connection = await auth.authenticate(request.headers.get("authorization"), read, request.scope)
-        email = decode_base64_email(request.path_params["base64EncodedEmail"])
-        url = await launches.launch_url(read, connection, _session_id(request.path_params["SessionId"]), email)
+        connection = await auth.authenticate(authorization, read, scope)
+        email = decode_base64_email(encoded_email)
+        url = await launches.launch_url(read, connection, _session_id(session_id), email)
     return _success(joinUrl=url)
 
 

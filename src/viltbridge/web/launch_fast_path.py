@@ -1,0 +1,70 @@
+"""The launch endpoint without FastAPI's routing: Cornerstone calls `GET {prefix}/session/{SessionId}/user/
+{base64EncodedEmail}/url` on every click, and a class of hundreds clicks in the same minute.
+
+This pure ASGI middleware sits inside the request-context and body-limit middleware (so the correlation id, the
+size checks and the logging are the same) and in front of the router. For that one path it calls the same
+function as the FastAPI route (`lms.cornerstone.routes.launch_answer`) and turns errors into responses with the
+same exception handlers, so the answers are the same byte for byte but for the timestamp. What it leaves to the
+route: any request with a `debug` header (the route logs it in detail), any method but GET, and a path the route
+would not match. The FastAPI route stays, for those and for the OpenAPI document. `tests/lms/test_launch_fast_path.py`
+sends the same requests both ways and compares.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable, Mapping
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from viltbridge.lms.cornerstone.routes import launch_answer
+
+ExceptionHandler = Callable[[Request, Exception], Awaitable[Response]]
+
+
+class LaunchFastPath:
+    def __init__(self, app: ASGIApp, *, prefix: str, handlers: Mapping[type[Exception], ExceptionHandler]) -> None:
+        self.app = app
+        # As Starlette matches the route: `{SessionId}` is one segment, `{base64EncodedEmail:path}` may hold "/".
+        self.path = re.compile(rf"{re.escape(prefix.rstrip('/'))}/session/([^/]+)/user/(.*)/url")
+        # Exceptions without a handler of their own (the catch-all for `Exception`) go on to Starlette's
+        # outermost error middleware, as they do from the route.
+        self.handlers = {kind: handler for kind, handler in handlers.items() if kind is not Exception}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        found = self._launch(scope)
+        if found is None:
+            await self.app(scope, receive, send)
+            return
+        session_id, encoded_email = found
+        authorization = None
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                authorization = value.decode("latin-1")
+                break
+        try:
+            response: Response = await launch_answer(scope["app"].state.ctx, scope, authorization, session_id,
+                                                     encoded_email)
+        except Exception as exc:
+            handler = self._handler(exc)
+            if handler is None:
+                raise
+            response = await handler(Request(scope, receive), exc)
+        await response(scope, receive, send)
+
+    def _launch(self, scope: Scope) -> tuple[str, str] | None:
+        """(SessionId, base64EncodedEmail) when this request is one the fast path answers."""
+        if scope["type"] != "http" or scope["method"] != "GET" or scope.get("root_path"):
+            return None
+        found = self.path.fullmatch(scope["path"])
+        if found is None or any(name == b"debug" for name, _ in scope["headers"]):
+            return None
+        return found.group(1), found.group(2)
+
+    def _handler(self, exc: Exception) -> ExceptionHandler | None:
+        for kind in type(exc).__mro__:
+            if kind in self.handlers:
+                return self.handlers[kind]
+        return None
