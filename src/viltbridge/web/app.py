@@ -222,6 +222,9 @@ def create_app(
         description="The Cornerstone vILT connector contract, served for any meeting provider.",
         lifespan=lifespan,
         openapi_url=None, docs_url=None, redoc_url=None,  # served by api_docs, to authenticated callers only
+        # FastAPI's own OpenTelemetry hooks look for configured providers on every request (about a fifth of the
+        # launch endpoint's time); viltbridge configures none, so they stay off.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
         exception_handlers=EXCEPTION_HANDLERS,
     )
     # Added last = outermost: nothing (not even debug logging) reads a body over the limit.

@@ -8,11 +8,11 @@ the body of that answer; parsing, and its speed, stay uvicorn's.
 from __future__ import annotations
 
 import json
-import uuid
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from viltbridge.lms.cornerstone.wire import error_body
+from viltbridge.web.middleware import new_correlation_id
 
 # Where uvicorn is told to find it (an import string also reaches the processes of `serve --workers N`).
 ENVELOPE_HTTP_PROTOCOL = "viltbridge.web.http_protocol:EnvelopeHttpToolsProtocol"
@@ -26,7 +26,7 @@ UNREADABLE_REQUEST = (
 class EnvelopeHttpToolsProtocol(HttpToolsProtocol):
     def send_400_response(self, msg: str) -> None:
         # The request was never parsed, so there is no correlationId to echo: a fresh one ties the log line to it.
-        reference = uuid.uuid4().hex
+        reference = new_correlation_id()
         self.logger.warning("unreadable HTTP request (%s), answered 400 [%s]", msg, reference)
         payload = json.dumps(error_body(400, UNREADABLE_REQUEST, reference)).encode()
         head = [b"HTTP/1.1 400 Bad Request\r\n"]

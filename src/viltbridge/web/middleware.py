@@ -6,7 +6,7 @@ import html
 import json
 import logging
 import re
-import uuid
+from random import getrandbits
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -34,6 +34,12 @@ def given_correlation_id(headers: list[tuple[bytes, bytes]]) -> str | None:
         if name == b"correlationid":
             return _NOT_IN_CORRELATION_ID.sub("", value.decode("latin-1"))[:MAX_CORRELATION_ID] or None
     return None
+
+
+def new_correlation_id() -> str:
+    """32 hex digits, as a uuid4's: an id to find a request's log lines by, which need not be unguessable, so it
+    costs no system call (os.urandom was a tenth of the launch endpoint's own time)."""
+    return f"{getrandbits(128):032x}"
 
 
 def replaying(body: bytes, receive: Receive) -> Receive:
@@ -67,7 +73,7 @@ class RequestContextMiddleware:
             return
         debug = any(name == b"debug" and value.strip().lower() in (b"true", b"1", b"yes")
                     for name, value in scope["headers"])
-        cid = given_correlation_id(scope["headers"]) or uuid.uuid4().hex
+        cid = given_correlation_id(scope["headers"]) or new_correlation_id()
         # Kept in the scope too: Starlette's last-resort error handler runs outside this middleware.
         scope.setdefault("state", {})["correlation_id"] = cid
         cid_token = correlation_id.set(cid)
@@ -183,7 +189,7 @@ class BodyLimitMiddleware:
         else:
             # This middleware is outermost, so the correlation id is read here rather than from the context.
             payload = json.dumps(error_body(
-                status, message, given_correlation_id(scope["headers"]) or uuid.uuid4().hex,
+                status, message, given_correlation_id(scope["headers"]) or new_correlation_id(),
             )).encode()
         await send({"type": "http.response.start", "status": status,
                     "headers": [(b"content-type", content_type), (b"connection", b"close"),
