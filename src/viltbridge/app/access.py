@@ -8,7 +8,8 @@ client address. Once a caller is over the limit, attempts are refused before any
 from __future__ import annotations
 
 import hmac
-from typing import Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
 from viltbridge.app import connections
 from viltbridge.app.context import CachedCaller
@@ -19,6 +20,7 @@ from viltbridge.observability import grant_debug
 from viltbridge.security.crypto import secret_fingerprint, sign_access_token, verify_access_token
 from viltbridge.security.throttle import SignInThrottled
 from viltbridge.store import repository
+from viltbridge.store.repository import ConnectionRecord
 from viltbridge.store.tables import ConnectionRow
 
 WRONG_CREDENTIALS = (
@@ -47,7 +49,8 @@ async def _check_client(read: Reading, username: str, secret: str,
         wait = failures.retry_after(username)
         if wait:
             raise SignInThrottled(failures.message(wait), wait)
-    caller = await read.ctx.callers.get(("username", username), lambda: _caller(read, username=username))
+    caller = await read.ctx.callers.get(("username", username),
+                                        lambda: _caller(read, repository.connection_row_by_username, username))
     row = caller.row if caller is not None else None
     matches = connections.check_secret(row or _DUMMY_ROW, secret)  # on a cached row too: every secret is checked
     if caller is not None and matches:
@@ -57,12 +60,10 @@ async def _check_client(read: Reading, username: str, secret: str,
     return None
 
 
-async def _caller(read: Reading, *, username: str | None = None,
-                  connection_id: int | None = None) -> CachedCaller | None:
-    if username is not None:
-        row = await read.db.run_sync(repository.connection_row_by_username, username)
-    else:
-        row = await read.db.run_sync(repository.connection_row, connection_id)
+async def _caller(read: Reading, query: Callable[[Any, Any], ConnectionRecord | None],
+                  key: object) -> CachedCaller | None:
+    """What the callers' cache keeps for a connection looked up by `query(db, key)` (by username, or by id)."""
+    row = await read.db.run_sync(query, key)
     return CachedCaller(row, read.ctx.keyring) if row is not None else None
 
 
@@ -79,7 +80,8 @@ async def authenticate(read: Reading, basic: tuple[str, str] | None, bearer: str
         if verified is None:
             raise NotAuthenticated("The access token is invalid or has expired; request a new one from /oauth/token.")
         connection_id = verified[0]
-        caller = await ctx.callers.get(("id", connection_id), lambda: _caller(read, connection_id=connection_id))
+        caller = await ctx.callers.get(("id", connection_id),
+                                       lambda: _caller(read, repository.connection_row, connection_id))
         if caller is not None and not hmac.compare_digest(secret_fingerprint(caller.row.secret_salt), verified[1]):
             raise NotAuthenticated("The access token was issued before the secret was changed; request a new one.")
     if caller is None:

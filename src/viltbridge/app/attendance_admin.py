@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session as OrmSession
 
 from viltbridge.app import connections
 from viltbridge.app.attendance import attendance_policy, matched_intervals
+from viltbridge.app.sessions import named_part
 from viltbridge.app.uow import UnitOfWork, unit_of_work
 from viltbridge.core import jobs
 from viltbridge.core.attendance import AttendanceOverride, AttendancePolicy, Interval, Review
@@ -251,13 +252,6 @@ async def _part_attendance(work: UnitOfWork, connection: str, external_id: str) 
     return PartAttendance(conn_row, row, results, intervals, attendance_policy(lms_connection, part))
 
 
-async def _part(work: UnitOfWork, connection: str, external_id: str) -> tuple[ConnectionRow, SessionRow]:
-    found = await work.db.run_sync(console_views.session, connection, external_id)
-    if found is None:
-        raise NotFound(f"Connection '{connection}' has no session '{external_id}'.")
-    return found
-
-
 async def _learner(work: UnitOfWork, part: SessionRow, email: str, hint: str = "") -> str:
     """`email` as the LMS spells it, when it is a learner of the part (launched as an attendee, or decided)."""
     learners = await work.db.run_sync(console_views.learners, part.id)
@@ -269,13 +263,13 @@ async def _learner(work: UnitOfWork, part: SessionRow, email: str, hint: str = "
 
 async def _recompute(work: UnitOfWork, conn_row: ConnectionRow, part: SessionRow) -> int:
     """Attendance computed again in the background, final parts too (from the ledger alone once final)."""
-    return await work.enqueue(jobs.recompute_attendance(part.id, conn_row.id, work.ctx.clock.now()))
+    return await work.store.enqueue_job(jobs.recompute_attendance(part.id, conn_row.id, work.ctx.clock.now()))
 
 
 async def resync(ctx: AppContext, connection: str, external_id: str, *, actor: str) -> int:
     """Ask for attendance again now (from the ledger and, unless final, the provider); the job's id."""
     async with unit_of_work(ctx) as work:
-        conn_row, part = await _part(work, connection, external_id)
+        conn_row, part = await named_part(work, connection, external_id)
         job_id = await _recompute(work, conn_row, part)
         await work.audit(actor, "attendance.resync", f"session:{connection}/{external_id}", after={"job": job_id})
     return job_id
@@ -292,7 +286,7 @@ async def override(ctx: AppContext, connection: str, external_id: str, *, email:
         raise DomainError("Say why (e.g. 'joined by phone, confirmed by the instructor'): an override without a "
                           "reason cannot be explained later.")
     async with unit_of_work(ctx) as work:
-        conn_row, part = await _part(work, connection, external_id)
+        conn_row, part = await named_part(work, connection, external_id)
         lms_email = await _learner(work, part, email)
         if choice == "clear":
             await work.db.run_sync(attendance_ledger.remove_override, part.id, lms_email)
@@ -311,7 +305,7 @@ async def resolve_review(ctx: AppContext, connection: str, external_id: str, *, 
     the connection's alias (the table `viltbridge attendance alias` keeps), audited, and the part's attendance is
     computed again with it."""
     async with unit_of_work(ctx) as work:
-        conn_row, part = await _part(work, connection, external_id)
+        conn_row, part = await named_part(work, connection, external_id)
         await _learner(work, part, lms_email, "; pick one of the listed learners")
         await work.db.run_sync(set_alias, connection, provider_email, lms_email)
         job_id = await _recompute(work, conn_row, part)

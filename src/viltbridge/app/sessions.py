@@ -8,7 +8,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from viltbridge.app.uow import reading, unit_of_work
+from viltbridge.app.uow import Reading, reading, unit_of_work
 from viltbridge.core import jobs
 from viltbridge.core.clock import Clock
 from viltbridge.core.errors import DomainError, InvalidInput, NotFound, ProviderFailed
@@ -18,6 +18,7 @@ from viltbridge.core.provider import ExtendedOption, InstructorSpec, MeetingFact
 from viltbridge.core.schedule import Booking, conflicts_with, host_account_of
 from viltbridge.core.times import guess_zone
 from viltbridge.store import console_views, repository
+from viltbridge.store.tables import ConnectionRow, SessionRow
 
 if TYPE_CHECKING:
     from viltbridge.app.context import AppContext
@@ -379,14 +380,20 @@ async def cancel(ctx: AppContext, connection: Connection, external_id: str) -> t
     return cancelled, owed_message(cancelled, provider.kind) if cancelled is not None else None
 
 
+async def named_part(work: Reading, connection: str, external_id: str) -> tuple[ConnectionRow, SessionRow]:
+    """A part as the console names it (connection name, LMS session id), or NotFound."""
+    found = await work.db.run_sync(console_views.session, connection, external_id)
+    if found is None:
+        raise NotFound(f"Connection '{connection}' has no session '{external_id}'.")
+    return found
+
+
 async def cancel_from_console(ctx: AppContext, connection: str, external_id: str, *, actor: str) -> None:
     """As the LMS's DELETE, by a console user: the provider meeting goes too (if the connection cancels
     automatically); audited under the person's name."""
     async with unit_of_work(ctx) as work:
-        found = await work.db.run_sync(console_views.session, connection, external_id)
-        if found is None:
-            raise NotFound(f"Connection '{connection}' has no session '{external_id}'.")
-        lms_connection = repository.connection_from_row(found[0], ctx.keyring)
+        conn_row, _ = await named_part(work, connection, external_id)
+        lms_connection = repository.connection_from_row(conn_row, ctx.keyring)
         await cancel_session(work.store, ctx.providers.for_connection(lms_connection), lms_connection, external_id,
                              ctx.clock)
         await work.audit(actor, "session.cancel", f"session:{connection}/{external_id}")

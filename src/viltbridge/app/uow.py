@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 from sqlalchemy.orm import Session as OrmSession
 
-from viltbridge.core.models import Connection, JobRequest
+from viltbridge.core.models import Connection
 from viltbridge.observability import correlation_id
-from viltbridge.store import audit, job_ledger
+from viltbridge.store import audit
 from viltbridge.store.db import SyncRunner
 from viltbridge.store.repository import AsyncSqlStore
 
@@ -55,14 +55,9 @@ class UnitOfWork(Reading):
         await self.audit(f"lms:{connection.name}", action, f"session:{connection.name}/{external_id}",
                          after={"correlationId": correlation_id.get(), **details})
 
-    async def enqueue(self, request: JobRequest) -> int:
-        """Ask for a job, stamped by the context's clock; the workers get it once this unit of work commits."""
-        job_id = await self.db.run_sync(job_ledger.enqueue, request, self.ctx.clock.now())
-        self.hand_over(job_id)
-        return job_id
-
     def hand_over(self, job_id: int) -> None:
-        """The workers get this job (asked for, or made runnable again, in this unit of work) once it commits."""
+        """The workers get this job (made runnable again in this unit of work) once it commits, as they get the
+        jobs asked for through `store.enqueue_job`."""
         self.store.enqueued.append(job_id)
 
 

@@ -102,8 +102,9 @@ async def follow(
     ctx = context_of(request)
     try:
         held = held_before(request)
-        link = await launches.follow(ctx, token, user_agent=user_agent, may_hold=held < MAX_HOLDS)
-        if link.retry_after_seconds is not None and held < MAX_HOLDS:
+        may_hold = held < MAX_HOLDS
+        link = await launches.follow(ctx, token, user_agent=user_agent, may_hold=may_hold)
+        if may_hold and link.retry_after_seconds is not None:  # not recorded: the person has gone nowhere yet
             return holding_page(token, held, link)
         url = link.url
     except DomainError as exc:
