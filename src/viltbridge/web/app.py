@@ -23,7 +23,7 @@ from viltbridge.core import json_text
 from viltbridge.core.clock import Clock
 from viltbridge.core.errors import DomainError, NotReady, ProviderFailed
 from viltbridge.lms.cornerstone.routes import router as cornerstone_router
-from viltbridge.lms.cornerstone.wire import describe_validation_error, error_body
+from viltbridge.lms.cornerstone.wire import EnvelopeResponse, describe_validation_error, error_body
 from viltbridge.observability import correlation_id
 from viltbridge.security.throttle import AuthThrottle, SignInThrottled
 from viltbridge.store.db import database_timed_out, database_unreachable
@@ -43,7 +43,7 @@ PROVIDER_RETRY_AFTER_SECONDS = 300
 
 
 def _error(code: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse(error_body(code, message, correlation_id.get()), status_code=code, headers=headers)
+    return EnvelopeResponse(error_body(code, message, correlation_id.get()), status_code=code, headers=headers)
 
 
 async def _domain_error(_: Request, exc: Exception) -> JSONResponse:

@@ -22,6 +22,7 @@ from viltbridge.lms.cornerstone import auth
 from viltbridge.lms.cornerstone.wire import (
     AddInstructorRequest,
     AttendeesEnvelope,
+    EnvelopeResponse,
     ErrorEnvelope,
     ExtendedOptionsEnvelope,
     LaunchEnvelope,
@@ -77,7 +78,7 @@ async def lms_caller(request: Request) -> Connection:
 
 
 
-def _success(message: str | None = None, **data: Any) -> JSONResponse:
+def _success(message: str | None = None, **data: Any) -> EnvelopeResponse:
     """The success envelope. Returned as a response, so FastAPI does not re-validate what is built here (the
     response models document it; the schemathesis suite checks every answer against them)."""
     body: dict[str, Any] = {"status": "Success", "correlationId": correlation_id.get(), "timestamp": timestamp()}
@@ -85,7 +86,7 @@ def _success(message: str | None = None, **data: Any) -> JSONResponse:
         body["message"] = message
     if data:
         body["data"] = data
-    return JSONResponse(body)
+    return EnvelopeResponse(body)
 
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
@@ -224,7 +225,7 @@ async def launch_session(request: Request) -> Any:
 
 
 async def launch_answer(ctx: AppContext, scope: Scope, authorization: str | None, session_id: str,
-                        encoded_email: str) -> JSONResponse:
+                        encoded_email: str) -> EnvelopeResponse:
     """LaunchSession's success envelope, or the DomainError its error envelope is made from: for the route above
     and for the web layer's fast path to it (`web/launch_fast_path.py`), which must answer the same."""
     async with reading(ctx) as read:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -17,6 +18,7 @@ from pydantic import (
     model_validator,
 )
 from pydantic_core import PydanticCustomError
+from starlette.responses import JSONResponse
 
 from viltbridge.core import json_text
 
@@ -98,9 +100,9 @@ class UpdateInstructorRequest(CaseInsensitiveModel):
 
 
 def timestamp(now: datetime | None = None) -> str:
-    """`YYYY-MM-DDTHH:mm:ss.SSS+00:00`, as the spec shows."""
-    moment = (now or datetime.now(UTC)).astimezone(UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}+00:00"
+    """`YYYY-MM-DDTHH:mm:ss.SSS+00:00`, as the spec shows. (`isoformat` writes exactly that for an aware UTC time,
+    at a tenth of `strftime`'s cost: every answer carries one.)"""
+    return (now or datetime.now(UTC)).astimezone(UTC).isoformat(timespec="milliseconds")
 
 
 class SuccessEnvelope(BaseModel):
@@ -163,6 +165,18 @@ class ErrorEnvelope(BaseModel):
     correlationId: str
     timestamp: str
     error: ErrorDetail
+
+
+# Starlette's JSONResponse settings, in an encoder made once: `json.dumps` with options builds a new encoder on
+# every call, and the launch endpoint answers thousands of envelopes a second.
+_ENVELOPE_JSON = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+
+
+class EnvelopeResponse(JSONResponse):
+    """A response envelope: the same bytes as Starlette's JSONResponse (tests/lms/test_wire.py compares them)."""
+
+    def render(self, content: Any) -> bytes:
+        return _ENVELOPE_JSON.encode(content).encode("utf-8")
 
 
 def error_body(code: int, message: str, correlation: str) -> dict[str, Any]:
