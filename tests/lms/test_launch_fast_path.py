@@ -10,10 +10,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import sqlalchemy
 from fastapi.testclient import TestClient
 
 from tests.conftest import Db, Lms, b64, session_body
-from viltbridge.app import connections
+from viltbridge.app import connections, launches
 from viltbridge.config import Settings
 from viltbridge.web.app import create_app
 
@@ -108,3 +109,33 @@ def test_the_fast_path_answers_under_a_prefix(settings: Settings, clock: Any, db
         path = f"/cornerstone/session/sess-1/user/{b64(LEARNER)}/url"
         assert same_answer((fast, routed), "GET", path, auth=auth) == 200
         assert same_answer((fast, routed), "GET", path.removeprefix("/cornerstone"), auth=auth) == 404
+
+
+@pytest.mark.parametrize("failure, status", [
+    (RuntimeError("a bug"), 500),
+    (sqlalchemy.exc.OperationalError("SELECT 1", {}, ConnectionRefusedError("database down")), 503),
+])
+def test_a_failure_inside_the_launch_is_answered_the_same_with_and_without_the_fast_path(
+        settings: Settings, clock: Any, connection: dict[str, str], monkeypatch: pytest.MonkeyPatch,
+        failure: Exception, status: int) -> None:
+    """The fast path sits in front of Starlette's error middleware, so it answers an unexpected exception itself,
+    as that middleware would: the catch-all 500 envelope, and the exception raised on for the server to log."""
+    auth = (connection["username"], connection["password"])
+    path = f"/session/sess-1/user/{b64(LEARNER)}/url"
+    fast_app = create_app(settings, clock=clock, public_url="http://testserver")
+    routed_app = create_app(settings, clock=clock, public_url="http://testserver", launch_fast_path=False)
+    with TestClient(fast_app, raise_server_exceptions=False) as fast, \
+            TestClient(routed_app, raise_server_exceptions=False) as routed:
+        assert Lms(fast, *auth).create_session(session_body("sess-1")).status_code == 200
+
+        async def failing(*_: Any) -> str:
+            raise failure
+
+        monkeypatch.setattr(launches, "launch_url", failing)
+        headers = {"correlationId": "corr-7"}
+        assert same_answer((fast, routed), "GET", path, auth=auth, headers=headers) == status
+        assert fast.get(path, auth=auth, headers=headers).json()["correlationId"] == "corr-7"
+    if status == 500:  # and raised on, as the route's is: the server logs it
+        for app in (fast_app, routed_app):
+            with TestClient(app) as raising, pytest.raises(RuntimeError, match="a bug"):
+                raising.get(path, auth=auth)

@@ -15,6 +15,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp
 
 from viltbridge import __version__, bootstrap
 from viltbridge.app.context import AppContext, context_of
@@ -169,6 +170,20 @@ EXCEPTION_HANDLERS: dict[Any, Any] = {
 }
 
 
+class ViltbridgeApp(FastAPI):
+    """FastAPI with the launch fast path (`web/launch_fast_path.py`) in front of everything, Starlette's error
+    middleware included, where `add_middleware` cannot put it: the most frequent call skips every layer it does not
+    need. `fast_launch_prefix` None leaves launches to the FastAPI route."""
+
+    fast_launch_prefix: str | None = None
+
+    def build_middleware_stack(self) -> ASGIApp:
+        stack = super().build_middleware_stack()
+        if self.fast_launch_prefix is None:
+            return stack
+        return LaunchFastPath(stack, prefix=self.fast_launch_prefix, handlers=self.exception_handlers)
+
+
 def _published_schema(app: FastAPI, settings: Settings) -> dict[str, Any]:
     """FastAPI's schema, corrected to what the routes really do: 422 never leaves the server (bad input is a 400
     envelope), and the contract's operations declare their HTTP Basic / bearer security."""
@@ -216,7 +231,7 @@ def create_app(
             finally:
                 await app.state.auth_throttle.aclose()
 
-    app = FastAPI(
+    app = ViltbridgeApp(
         title="viltbridge",
         version=__version__,
         description="The Cornerstone vILT connector contract, served for any meeting provider.",
@@ -227,10 +242,10 @@ def create_app(
         telemetry={"tracing": False, "metrics": False, "logs": False},
         exception_handlers=EXCEPTION_HANDLERS,
     )
-    # Added last = outermost: nothing (not even debug logging) reads a body over the limit.
     if launch_fast_path:
-        app.add_middleware(LaunchFastPath, prefix=settings.prefix, handlers=EXCEPTION_HANDLERS)
+        app.fast_launch_prefix = settings.prefix
     app.add_middleware(RequestContextMiddleware)
+    # Added last = outermost: nothing (not even debug logging) reads a body over the limit.
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes, lms_prefix=settings.prefix)
     app.include_router(cornerstone_router, prefix=settings.prefix)
     app.include_router(launch.router)

@@ -1,37 +1,39 @@
 """The launch endpoint without FastAPI's routing: Cornerstone calls `GET {prefix}/session/{SessionId}/user/
 {base64EncodedEmail}/url` on every click, and a class of hundreds clicks in the same minute.
 
-This pure ASGI middleware sits inside the request-context and body-limit middleware (so the correlation id, the
-size checks and the logging are the same) and in front of the router. For that one path it calls the same
-function as the FastAPI route (`lms.cornerstone.routes.launch_answer`) and turns errors into responses with the
-same exception handlers, so the answers are the same byte for byte but for the timestamp. What it leaves to the
-route: any request with a `debug` header (the route logs it in detail), any method but GET, and a path the route
-would not match. The FastAPI route stays, for those and for the OpenAPI document. `tests/lms/test_launch_fast_path.py`
-sends the same requests both ways and compares.
+This pure ASGI layer is the application's outermost (`web.app.ViltbridgeApp`), in front of Starlette's error
+middleware and the app's own: for that one path it sets the request's context as `RequestContextMiddleware` does,
+calls the same function as the FastAPI route (`lms.cornerstone.routes.launch_answer`) and turns errors into
+responses with the same exception handlers, an unexpected one as Starlette's error middleware would (the catch-all
+handler's 500 envelope, then raised on for the server to log). So the answers are the same byte for byte but for
+the timestamp. The body-size checks have nothing to do for a GET. What it leaves to the route: any request with a
+`debug` header (the route logs it in detail), any method but GET, and a path the route would not match. The
+FastAPI route stays, for those and for the OpenAPI document. `tests/lms/test_launch_fast_path.py` sends the same
+requests both ways and compares.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from viltbridge.lms.cornerstone.routes import launch_answer
+from viltbridge.web.middleware import RequestContext
 
 ExceptionHandler = Callable[[Request, Exception], Awaitable[Response]]
 
 
 class LaunchFastPath:
-    def __init__(self, app: ASGIApp, *, prefix: str, handlers: Mapping[type[Exception], ExceptionHandler]) -> None:
+    def __init__(self, app: ASGIApp, *, prefix: str, handlers: Mapping[Any, ExceptionHandler]) -> None:
         self.app = app
         # As Starlette matches the route: `{SessionId}` is one segment, `{base64EncodedEmail:path}` may hold "/".
         self.path = re.compile(rf"{re.escape(prefix.rstrip('/'))}/session/([^/]+)/user/(.*)/url")
-        # Exceptions without a handler of their own (the catch-all for `Exception`) go on to Starlette's
-        # outermost error middleware, as they do from the route.
-        self.handlers = {kind: handler for kind, handler in handlers.items() if kind is not Exception}
+        self.handlers = dict(handlers)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         found = self._launch(scope)
@@ -44,15 +46,22 @@ class LaunchFastPath:
             if name == b"authorization":
                 authorization = value.decode("latin-1")
                 break
+        context = RequestContext(scope)
         try:
-            response: Response = await launch_answer(scope["app"].state.ctx, scope, authorization, session_id,
-                                                     encoded_email)
-        except Exception as exc:
-            handler = self._handler(exc)
-            if handler is None:
-                raise
-            response = await handler(Request(scope, receive), exc)
-        await response(scope, receive, send)
+            try:
+                response: Response = await launch_answer(scope["app"].state.ctx, scope, authorization, session_id,
+                                                         encoded_email)
+            except Exception as exc:
+                handler = self._handler(exc)
+                if handler is None:
+                    raise
+                response = await handler(Request(scope, receive), exc)
+                if not self._handled(exc):
+                    await response(scope, receive, send)
+                    raise  # as Starlette's error middleware does: the server logs it
+            await response(scope, receive, send)
+        finally:
+            context.close()
 
     def _launch(self, scope: Scope) -> tuple[str, str] | None:
         """(SessionId, base64EncodedEmail) when this request is one the fast path answers."""
@@ -68,3 +77,8 @@ class LaunchFastPath:
             if kind in self.handlers:
                 return self.handlers[kind]
         return None
+
+    def _handled(self, exc: Exception) -> bool:
+        """Whether a handler of its own answers `exc` (what Starlette's exception middleware does), rather than the
+        catch-all for `Exception` (what its error middleware does, raising the exception on afterwards)."""
+        return any(kind in self.handlers for kind in type(exc).__mro__ if kind is not Exception)

@@ -42,6 +42,26 @@ def new_correlation_id() -> str:
     return f"{getrandbits(128):032x}"
 
 
+class RequestContext:
+    """A request's correlation id (Cornerstone's `correlationId` header, or a new one) in the context variables the
+    logs and envelopes read, with debug detail not granted; `close()` restores what was there. For the middleware
+    below and for the launch fast path, which sits in front of it."""
+
+    __slots__ = ("_tokens",)
+
+    def __init__(self, scope: Scope) -> None:
+        cid = given_correlation_id(scope["headers"]) or new_correlation_id()
+        # Kept in the scope too: Starlette's last-resort error handler runs outside this middleware.
+        scope.setdefault("state", {})["correlation_id"] = cid
+        self._tokens = (correlation_id.set(cid), debug_requested.set(False), pending_debug_request.set(None))
+
+    def close(self) -> None:
+        cid_token, debug_token, pending_token = self._tokens
+        correlation_id.reset(cid_token)
+        debug_requested.reset(debug_token)
+        pending_debug_request.reset(pending_token)
+
+
 def replaying(body: bytes, receive: Receive) -> Receive:
     """A `receive` that hands the app a body already read, then defers to the real one (for disconnects)."""
     delivered = False
@@ -73,21 +93,14 @@ class RequestContextMiddleware:
             return
         debug = any(name == b"debug" and value.strip().lower() in (b"true", b"1", b"yes")
                     for name, value in scope["headers"])
-        cid = given_correlation_id(scope["headers"]) or new_correlation_id()
-        # Kept in the scope too: Starlette's last-resort error handler runs outside this middleware.
-        scope.setdefault("state", {})["correlation_id"] = cid
-        cid_token = correlation_id.set(cid)
-        debug_token = debug_requested.set(False)
-        pending_token = pending_debug_request.set(None)
+        context = RequestContext(scope)
         try:
             if debug:
                 receive = await self._remember_request(scope, receive)
                 send = self._echo(send)
             await self.app(scope, receive, send)
         finally:
-            correlation_id.reset(cid_token)
-            debug_requested.reset(debug_token)
-            pending_debug_request.reset(pending_token)
+            context.close()
 
     @staticmethod
     async def _remember_request(scope: Scope, receive: Receive) -> Receive:
