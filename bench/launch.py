@@ -4,9 +4,9 @@ SQLite and PostgreSQL, with 1 and 2 server processes.
 For each database and process count: a database of the run's own (a SQLite file in a temp dir; a fresh PostgreSQL
 database, dropped afterwards), `viltbridge serve --workers N`, one connection and one session, then wrk loads
 `GET /session/{SessionId}/user/{base64EncodedEmail}/url` (many learner emails, HTTP Basic). The bare Starlette app
-(bench/bare_app.py, identical uvicorn settings) is measured with the same process counts in the same run, and each
-ratio compares the launch endpoint with the bare app on the same number of processes. Writes
-bench/results/launch.json.
+(bench/bare_app.py, identical uvicorn settings) keeps running beside them and is measured right after each launch
+target with the same process count; each launch / bare ratio compares those two measurements, seconds apart.
+Writes bench/results/launch.json.
 
 Environment: BENCH_SECONDS (per target, default 10), BENCH_WARMUP_SECONDS (2), BENCH_CONNECTIONS (64),
 BENCH_THREADS (wrk threads, 2), BENCH_EMAILS (distinct learner emails, 1000), BENCH_LAUNCH_DATABASES
@@ -25,6 +25,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -41,7 +42,6 @@ from bench.processes import (
     request,
     serve,
     start,
-    stop,
     viltbridge_env,
     wait_ready,
     write_results,
@@ -202,26 +202,38 @@ def bench_launch(wrk: str, kind: str, processes: int) -> tuple[dict[str, Any], i
         return result, len(body)
 
 
-def bench_bare(wrk: str, body_bytes: int, processes: int) -> dict[str, Any]:
-    with ExitStack() as stack:
-        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="viltbridge-bench-bare-")))
-        port = free_port()
-        base_url = f"http://127.0.0.1:{port}"
-        log = tmp / "bare.log"
-        env = {**os.environ, "PYTHONPATH": str(ROOT)}
-        command = [sys.executable, "-m", "bench.bare_app", str(port), str(body_bytes), str(processes)]
-        server = start(stack, command, env, log)
-        paths = learner_paths()
-        wait_ready(base_url + paths[0], server, log)
-        status, body = request("GET", base_url + paths[0])
-        if status != 200:
-            raise BenchError(f"the bare app answered {status}: {body[:500]!r}")
-        # The same Authorization header, so both servers parse the same requests.
-        result = measure(wrk, lua_script(tmp / "bare.lua", paths, "Basic YmVuY2g6YmVuY2g="), base_url)
-        result["response_bytes"] = len(body)
-        result["peak_rss_mib"] = total_peak_rss(server.pid)
-        stop(server)
-        return result
+@dataclass
+class BareServer:
+    base_url: str
+    process: subprocess.Popen[bytes]
+    script: Path
+    body_bytes: int
+
+
+def start_bare(stack: ExitStack, body_bytes: int, processes: int) -> BareServer:
+    """The bare app with `processes` processes, kept running for the run: it is measured right after each launch
+    target with the same process count, so every ratio compares two measurements a few seconds apart."""
+    tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="viltbridge-bench-bare-")))
+    port = free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    log = tmp / "bare.log"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    command = [sys.executable, "-m", "bench.bare_app", str(port), str(body_bytes), str(processes)]
+    server = start(stack, command, env, log)
+    paths = learner_paths()
+    wait_ready(base_url + paths[0], server, log)
+    status, body = request("GET", base_url + paths[0])
+    if status != 200:
+        raise BenchError(f"the bare app answered {status}: {body[:500]!r}")
+    # The same Authorization header, so both servers parse the same requests.
+    return BareServer(base_url, server, lua_script(tmp / "bare.lua", paths, "Basic YmVuY2g6YmVuY2g="), len(body))
+
+
+def bench_bare(wrk: str, bare: BareServer) -> dict[str, Any]:
+    result = measure(wrk, bare.script, bare.base_url)
+    result["response_bytes"] = bare.body_bytes
+    result["peak_rss_mib"] = total_peak_rss(bare.process.pid)
+    return result
 
 
 def summary(report: dict[str, Any]) -> str:
@@ -244,22 +256,33 @@ def main() -> int:
     load_before = os.getloadavg()[0]
     date = datetime.now(UTC).isoformat(timespec="seconds")
     results: dict[str, dict[str, Any]] = {}
+    # The bare app measured right after each launch target (same process count): a busy machine changes from one
+    # minute to the next, and a ratio of two measurements seconds apart is steadier than one of a minute apart.
+    bare_after: dict[str, dict[str, Any]] = {}
     try:
         wrk = ensure_wrk()
-        body_bytes = 0
-        for kind in DATABASES:
-            for processes in PROCESSES:
-                results[f"launch_{kind}_{processes}p"], body_bytes = bench_launch(wrk, kind, processes)
-        for processes in PROCESSES:
-            results[f"bare_{processes}p"] = bench_bare(wrk, body_bytes, processes)
+        with ExitStack() as stack:
+            bare_servers: dict[int, BareServer] = {}
+            for kind in DATABASES:
+                for processes in PROCESSES:
+                    name = f"launch_{kind}_{processes}p"
+                    results[name], body_bytes = bench_launch(wrk, kind, processes)
+                    if processes not in bare_servers:
+                        bare_servers[processes] = start_bare(stack, body_bytes, processes)
+                    bare_after[name] = bench_bare(wrk, bare_servers[processes])
     except BenchError as exc:
         print(f"bench failed: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
+    for processes in PROCESSES:  # the bare figure shown per process count: its median measurement
+        runs = sorted((run for name, run in bare_after.items() if name.endswith(f"_{processes}p")),
+                      key=lambda run: run["requests_per_second"])
+        results[f"bare_{processes}p"] = {**runs[len(runs) // 2], "measurements": len(runs)}
     rps = {name: result["requests_per_second"] for name, result in results.items()}
-    ratios = {f"launch_{kind}_{p}p / bare_{p}p": round(rps[f"launch_{kind}_{p}p"] / rps[f"bare_{p}p"], 3)
-              for kind in DATABASES for p in PROCESSES}
+    ratios = {f"launch_{kind}_{p}p / bare_{p}p": round(
+        rps[f"launch_{kind}_{p}p"] / bare_after[f"launch_{kind}_{p}p"]["requests_per_second"], 3)
+        for kind in DATABASES for p in PROCESSES}
     if len(PROCESSES) > 1:
         few, many = min(PROCESSES), max(PROCESSES)
         for name in [*(f"launch_{kind}" for kind in DATABASES), "bare"]:
@@ -280,6 +303,7 @@ def main() -> int:
         "databases": DATABASES,
         "processes": PROCESSES,
         "results": results,
+        "bare_after": bare_after,
         "ratios": ratios,
         "targets": targets,
         "duration_seconds": round(time.monotonic() - began, 1),
