@@ -69,10 +69,21 @@ async def unit_of_work(ctx: AppContext) -> AsyncIterator[UnitOfWork]:
     await ctx.kick(work.store.enqueued)  # only once committed
 
 
-@asynccontextmanager
-async def reading(ctx: AppContext) -> AsyncIterator[Reading]:
-    async with ctx.db.reader() as db:
-        yield Reading(ctx, db)
+class reading:  # lower case: used as `async with reading(ctx) as read`, like the function it replaced
+    """A read-only snapshot for one request (a class, not an `asynccontextmanager`: the launch endpoint enters one
+    per request)."""
+
+    __slots__ = ("_ctx", "_read_only")
+
+    def __init__(self, ctx: AppContext) -> None:
+        self._ctx = ctx
+        self._read_only = ctx.db.reader()
+
+    async def __aenter__(self) -> Reading:
+        return Reading(self._ctx, await self._read_only.__aenter__())
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._read_only.__aexit__(*exc)
 
 
 async def run(ctx: AppContext, use_case: Callable[Concatenate[OrmSession, P], T], *args: P.args,

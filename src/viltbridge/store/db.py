@@ -183,6 +183,31 @@ class LazySession:
             await self._session.close()
 
 
+class ReadOnly:
+    """The async context of a read-only request: SQLite's inline reader, or else a `LazySession`. A class rather
+    than an `asynccontextmanager`: the launch endpoint enters one per request, and an async generator per request
+    costs more than the rest of this."""
+
+    __slots__ = ("_inline", "_lazy", "_sessions")
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], inline: sa.Connection | None) -> None:
+        self._sessions = sessions
+        self._inline = inline
+        self._lazy: LazySession | None = None
+
+    async def __aenter__(self) -> SyncRunner:
+        if self._inline is not None:
+            return InlineReader(self._inline)
+        self._lazy = LazySession(self._sessions)
+        return self._lazy
+
+    async def __aexit__(self, *_: object) -> None:
+        if self._lazy is not None:
+            await self._lazy.close()
+        elif self._inline is not None:
+            self._inline.rollback()  # ends the implicit transaction, so no read snapshot outlives the request
+
+
 class Database:
     """Both tiers' handles on one database: `transaction()` for writes, `reader()` for read-only requests."""
 
@@ -199,19 +224,9 @@ class Database:
         async with self._sessions.begin() as session:
             yield session
 
-    @asynccontextmanager
-    async def reader(self) -> AsyncIterator[SyncRunner]:
-        if self._inline is None:
-            session = LazySession(self._sessions)
-            try:
-                yield session
-            finally:
-                await session.close()
-            return
-        try:
-            yield InlineReader(self._inline)
-        finally:
-            self._inline.rollback()  # ends the implicit transaction, so no read snapshot outlives the request
+    def reader(self) -> ReadOnly:
+        """`async with database.reader() as db:` a read-only request's runner."""
+        return ReadOnly(self._sessions, self._inline)
 
     async def dispose(self) -> None:
         await self.engine.dispose()
