@@ -1,8 +1,8 @@
 """`viltbridge serve | worker | migrate | keygen | connection … | jobs … | sync … | conformance` — the operator's
 entry points."""
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: typer reads every command's annotations to build the command tree on
+# each start, and strings would be compiled and evaluated twice per parameter then, a quarter of typer's own import.
 import getpass
 import json
 import os
@@ -14,7 +14,8 @@ from functools import cache
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from typer.core import TyperCommand, TyperGroup
+
+from viltbridge.lean_typer import LeanTyper
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -24,58 +25,27 @@ if TYPE_CHECKING:
     from viltbridge.config import Settings
     from viltbridge.security.crypto import Keyring
 
-# `viltbridge --help` and the small commands start in a fraction of a second because this module imports only what
-# typer needs to build the command tree; each command imports the modules it uses (the web app, SQLAlchemy, the
-# providers) when it runs. tests/test_cli_startup.py checks that `--help` loads none of them.
+# `viltbridge --help` and the small commands start in about the time typer itself takes to import because this module
+# imports only what typer needs to build the command tree; each command imports the modules it uses (the web app,
+# SQLAlchemy, the providers, rich's console) when it runs, and LeanTyper steps around what typer would load for
+# nothing. tests/test_cli_startup.py checks that `--help` and `keygen` load none of them.
 
-
-
-class _HelpFlagIsFalseUnlessGiven:
-    """typer (0.29) leaves `--help` None when it is not given, and turning that None into a value builds a pydantic
-    TypeAdapter: every command would import pydantic, as long as typer itself, only to learn that no help was asked
-    for. False is what a flag that is not given means, and typer keeps a bool as it is."""
-
-    def get_help_option(self, ctx: Any) -> Any:
-        option = super().get_help_option(ctx)  # type: ignore[misc]
-        if option is not None and option.default is None:
-            option.default = False
-        return option
-
-
-class _Group(_HelpFlagIsFalseUnlessGiven, TyperGroup):
-    pass
-
-
-class _Command(_HelpFlagIsFalseUnlessGiven, TyperCommand):
-    pass
-
-
-class _Typer(typer.Typer):
-    """A typer app whose groups and commands are the classes above."""
-
-    def __init__(self, **options: Any) -> None:
-        super().__init__(cls=_Group, no_args_is_help=True, **options)
-
-    def command(self, *args: Any, **options: Any) -> Any:
-        return super().command(*args, cls=_Command, **options)
-
-
-app = _Typer(add_completion=False, pretty_exceptions_enable=False,
-             help="viltbridge: a vILT connector for any provider.")
-connection_app = _Typer(help="Create and manage connections (one per LMS integration).")
+app = LeanTyper(add_completion=False, pretty_exceptions_enable=False,
+                help="viltbridge: a vILT connector for any provider.")
+connection_app = LeanTyper(help="Create and manage connections (one per LMS integration).")
 app.add_typer(connection_app, name="connection")
-jobs_app = _Typer(help="Background jobs: what is queued, running, done or dead.")
+jobs_app = LeanTyper(help="Background jobs: what is queued, running, done or dead.")
 app.add_typer(jobs_app, name="jobs")
-attendance_app = _Typer(help="Attendance: policy, aliases, decisions, exports.")
+attendance_app = LeanTyper(help="Attendance: policy, aliases, decisions, exports.")
 app.add_typer(attendance_app, name="attendance")
-user_app = _Typer(help="Console users: who may sign in to /console, with which roles.")
+user_app = LeanTyper(help="Console users: who may sign in to /console, with which roles.")
 app.add_typer(user_app, name="user")
-sync_app = _Typer(help="Do background work now instead of waiting for the workers.")
+sync_app = LeanTyper(help="Do background work now instead of waiting for the workers.")
 app.add_typer(sync_app, name="sync")
 
 
 @cache
-def _out() -> Console:
+def _out() -> "Console":
     """Where results are printed. Made at first use: rich's console costs a third of typer's own import, and
     `keygen` or `--help` (drawn by typer's own console) never print through it."""
     from rich.console import Console
@@ -84,20 +54,20 @@ def _out() -> Console:
 
 
 @cache
-def _err() -> Console:
+def _err() -> "Console":
     """Where errors and progress go; an error stays one line, easy to grep and to paste."""
     from rich.console import Console
 
     return Console(stderr=True, soft_wrap=True)
 
 
-def _table(*headers: str) -> Table:
+def _table(*headers: str) -> "Table":
     from rich.table import Table
 
     return Table(*headers)
 
 
-def _settings() -> Settings:
+def _settings() -> "Settings":
     from viltbridge.config import Settings
 
     return Settings()
@@ -109,7 +79,7 @@ def _fail(message: str, code: int = 1) -> None:
 
 
 @contextmanager
-def _database(settings: Settings) -> Iterator[tuple[OrmSession, Keyring]]:
+def _database(settings: "Settings") -> Iterator[tuple["OrmSession", "Keyring"]]:
     """A migrated database and the keyring; commits on success, rolls back and reports domain errors."""
     from sqlalchemy.orm import Session as OrmSession
 
@@ -139,11 +109,11 @@ def _database(settings: Settings) -> Iterator[tuple[OrmSession, Keyring]]:
         engine.dispose()
 
 
-def _public_url(settings: Settings) -> str:
+def _public_url(settings: "Settings") -> str:
     return (settings.public_url or "http://127.0.0.1:8000").rstrip("/")
 
 
-def _describe(row: Any, keyring: Keyring, settings: Settings) -> dict[str, Any]:
+def _describe(row: Any, keyring: "Keyring", settings: "Settings") -> dict[str, Any]:
     """A connection as an admin may see it, with the Base URL to enter in the LMS. Without VILTBRIDGE_PUBLIC_URL
     the CLI cannot know where the server is reached, so that URL is `serve`'s default and flagged as a guess."""
     from viltbridge.app import connections
@@ -631,7 +601,7 @@ def _unreachable_database(exc: BaseException) -> str | None:
 # --- jobs ------------------------------------------------------------------------------------------------------
 
 
-def _jobs_table(rows: list[Any]) -> Table:
+def _jobs_table(rows: list[Any]) -> "Table":
     table = _table("id", "kind", "state", "attempts", "run after (UTC)", "session", "last error / note")
     for job in rows:
         table.add_row(str(job.id), job.kind, job.state, f"{job.attempts}/{job.max_attempts}",
