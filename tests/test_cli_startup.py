@@ -25,7 +25,7 @@ import json, sys
 from typer.testing import CliRunner
 from viltbridge.cli import app
 result = CliRunner().invoke(app, sys.argv[1:])
-assert result.exit_code == 0, result.output
+assert result.exit_code == (2 if sys.argv[1:] in ([], ["nosuch"]) else 0), result.output
 print(json.dumps(sorted(sys.modules)))
 """
 
@@ -46,6 +46,9 @@ helps = {}
 for path in paths(typer.main.get_command(app), []):
     result = CliRunner().invoke(app, [*path, "--help"], color=True)
     helps[" ".join(path)] = [result.exit_code, result.output]
+for usage_error in [[], ["connection"], ["nosuch"], ["keygen", "--bogus"], ["connection", "create"]]:
+    result = CliRunner().invoke(app, usage_error, color=True)
+    helps["error: " + " ".join(usage_error)] = [result.exit_code, result.output]
 print(json.dumps({"helps": helps, "loaded": sorted(sys.modules)}))
 """
 
@@ -101,7 +104,8 @@ def loaded_after(*args: str) -> set[str]:
 
 @pytest.mark.pure
 @pytest.mark.parametrize("args", [["--help"], ["connection", "--help"], ["connection", "create", "--help"],
-                                  ["jobs", "--help"], ["keygen"]], ids=" ".join)
+                                  ["jobs", "--help"], ["keygen"], [], ["nosuch"]], ids=lambda args: " ".join(args)
+                         or "no arguments")
 def test_help_and_keygen_load_none_of_the_application(args: list[str]) -> None:
     loaded = loaded_after(*args)
     heavy = HEAVY + (NOT_FOR_KEYGEN if args == ["keygen"] else [])
@@ -114,7 +118,8 @@ def test_every_help_is_the_same_with_or_without_the_stand_ins() -> None:
     plain = json.loads(run_python(EVERY_HELP, PRELOAD_RICH_MARKDOWN_AND_TRACEBACK="1"))
     assert "markdown_it" not in lean["loaded"] and "markdown_it" in plain["loaded"]
     assert len(lean["helps"]) > 20  # every group and command, not only the top
-    assert all(code == 0 for code, _ in lean["helps"].values())
+    assert all(code == 0 for path, (code, _) in lean["helps"].items() if not path.startswith("error: "))
+    assert lean["helps"]["error: nosuch"][0] == 2 and "No such command" in lean["helps"]["error: nosuch"][1]
     assert "\x1b[" in lean["helps"][""][1]  # styles are compared too
     assert lean["helps"] == plain["helps"]
 

@@ -4,11 +4,11 @@ commands step around two costs typer (0.29) adds to every start, without changin
 - A command run: typer leaves `--help` None when it is not given, and turning that None into a value builds a
   pydantic TypeAdapter, so every command imports pydantic (as long as typer's own import) only to learn that no help
   was asked for. Here `--help` is False unless given, which is what a flag not given means; typer keeps a bool as is.
-- Help: typer draws it with `typer.rich_utils`, which imports `rich.markdown` (markdown-it, pygments) and
-  `rich.traceback` at its top, again as long as typer's own import, for `Markdown` (drawn only when the app's
-  `rich_markup_mode` is "markdown") and `Traceback` (only for typer's pretty exceptions). Both names are imported
-  here at their first use instead. Should a typer release ask those modules for a name this module does not defer,
-  typer.rich_utils is imported as it is: slower, never different.
+- Help and usage errors: typer draws them with `typer.rich_utils`, which imports `rich.markdown` (markdown-it,
+  pygments) and `rich.traceback` at its top, again as long as typer's own import, for `Markdown` (drawn only when
+  the app's `rich_markup_mode` is "markdown") and `Traceback` (only for typer's pretty exceptions). Both names are
+  imported here at their first use instead. Should a typer release ask those modules for a name this module does not
+  defer, typer.rich_utils is imported as it is: slower, never different.
 
 The CLI's tests check the modules a fresh `--help` and `keygen` load, and that help is the same with and without
 this (tests/test_cli_startup.py)."""
@@ -18,6 +18,8 @@ from __future__ import annotations
 import importlib
 import sys
 import types
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import typer
@@ -78,6 +80,17 @@ def import_help_renderer() -> None:
             del sys.modules[module]
 
 
+@contextmanager
+def _help_renderer_for_usage_errors() -> Iterator[None]:
+    """typer reports a usage error (no arguments to a group, a missing argument, an unknown command or option) with
+    typer.rich_utils too, importing it as it is unless it is imported already."""
+    try:
+        yield
+    except typer.TyperException:
+        import_help_renderer()
+        raise
+
+
 class _LeanStart:
     """What LeanGroup and LeanCommand add to typer's classes (see the module's docstring)."""
 
@@ -90,6 +103,14 @@ class _LeanStart:
     def format_help(self, ctx: Any, formatter: Any) -> None:
         import_help_renderer()
         super().format_help(ctx, formatter)  # type: ignore[misc]
+
+    def make_context(self, *args: Any, **kwargs: Any) -> Any:
+        with _help_renderer_for_usage_errors():
+            return super().make_context(*args, **kwargs)  # type: ignore[misc]
+
+    def invoke(self, ctx: Any) -> Any:
+        with _help_renderer_for_usage_errors():
+            return super().invoke(ctx)  # type: ignore[misc]
 
 
 class LeanGroup(_LeanStart, TyperGroup):
