@@ -161,3 +161,19 @@ def test_a_connection_command_loads_only_the_provider_it_names(tmp_path: Path, m
     others = ("bbb", "goto", "jitsi", "teams", "webex", "zoom")
     assert not [kind for kind in others if f"viltbridge.providers.{kind}" in loaded]
     assert "viltbridge.web" not in loaded and "uvicorn" not in loaded
+
+
+@pytest.mark.pure
+def test_a_stand_in_used_while_it_still_stands_in_raises_import_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Were typer.rich_utils to draw a Markdown while it is imported, the stand-in would find itself in sys.modules:
+    an ImportError (which falls back to the real modules), not an endless recursion."""
+    import types
+
+    from viltbridge.lean_typer import stand_in_class
+
+    stand_in = stand_in_class("stand_in_probe", "Thing")
+    module = types.ModuleType("stand_in_probe")
+    module.Thing = stand_in  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "stand_in_probe", module)
+    with pytest.raises(ImportError, match=r"stand_in_probe\.Thing"):
+        stand_in()
