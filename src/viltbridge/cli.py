@@ -1,8 +1,10 @@
 """`viltbridge serve | worker | migrate | keygen | connection … | jobs … | sync … | conformance` — the operator's
 entry points."""
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: typer reads every command's annotations to build the command tree on
+# each start, and as strings it compiles and evaluates them twice per parameter (building the tree took ~45 ms that
+# way, ~5 ms with the annotations evaluated once as the module is imported; typer's own import is ~60 ms).
+import gc
 import getpass
 import json
 import os
@@ -10,53 +12,76 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from functools import cache
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console  # typer's help is drawn with rich: loaded anyway
-from rich.table import Table
+
+from viltbridge.lean_typer import LeanTyper
 
 if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
     from sqlalchemy.orm import Session as OrmSession
 
     from viltbridge.config import Settings
     from viltbridge.security.crypto import Keyring
 
-# `viltbridge --help` and the small commands start in a fraction of a second because this module imports only what
-# typer needs to build the command tree; each command imports the modules it uses (the web app, SQLAlchemy, the
-# providers) when it runs. tests/test_cli_startup.py checks that `--help` loads none of them.
+# `viltbridge --help` and the small commands start in under twice the time typer itself takes to import because this
+# module imports only what typer needs to build the command tree; each command imports the modules it uses (the web app,
+# SQLAlchemy, the providers, rich's console) when it runs, and LeanTyper steps around what typer would load for
+# nothing. tests/test_cli_startup.py checks that `--help` and `keygen` load none of them.
 
-app = typer.Typer(
-    no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
-    help="viltbridge: a vILT connector for any provider.",
-)
-connection_app = typer.Typer(no_args_is_help=True, help="Create and manage connections (one per LMS integration).")
+app = LeanTyper(add_completion=False, pretty_exceptions_enable=False,
+                help="viltbridge: a vILT connector for any provider.")
+connection_app = LeanTyper(help="Create and manage connections (one per LMS integration).")
 app.add_typer(connection_app, name="connection")
-jobs_app = typer.Typer(no_args_is_help=True, help="Background jobs: what is queued, running, done or dead.")
+jobs_app = LeanTyper(help="Background jobs: what is queued, running, done or dead.")
 app.add_typer(jobs_app, name="jobs")
-attendance_app = typer.Typer(no_args_is_help=True, help="Attendance: policy, aliases, decisions, exports.")
+attendance_app = LeanTyper(help="Attendance: policy, aliases, decisions, exports.")
 app.add_typer(attendance_app, name="attendance")
-user_app = typer.Typer(no_args_is_help=True, help="Console users: who may sign in to /console, with which roles.")
+user_app = LeanTyper(help="Console users: who may sign in to /console, with which roles.")
 app.add_typer(user_app, name="user")
-sync_app = typer.Typer(no_args_is_help=True, help="Do background work now instead of waiting for the workers.")
+sync_app = LeanTyper(help="Do background work now instead of waiting for the workers.")
 app.add_typer(sync_app, name="sync")
-out = Console()
-err = Console(stderr=True, soft_wrap=True)  # errors stay one line: easy to grep and to paste
 
 
-def _settings() -> Settings:
+@cache
+def _out() -> "Console":
+    """Where results are printed. Made at first use: rich's console costs a third of typer's own import, and
+    `keygen` or `--help` (drawn by typer's own console) never print through it."""
+    from rich.console import Console
+
+    return Console()
+
+
+@cache
+def _err() -> "Console":
+    """Where errors and progress go; an error stays one line, easy to grep and to paste."""
+    from rich.console import Console
+
+    return Console(stderr=True, soft_wrap=True)
+
+
+def _table(*headers: str) -> "Table":
+    from rich.table import Table
+
+    return Table(*headers)
+
+
+def _settings() -> "Settings":
     from viltbridge.config import Settings
 
     return Settings()
 
 
 def _fail(message: str, code: int = 1) -> None:
-    err.print(f"[red]error:[/red] {message}")
+    _err().print(f"[red]error:[/red] {message}")
     raise typer.Exit(code)
 
 
 @contextmanager
-def _database(settings: Settings) -> Iterator[tuple[OrmSession, Keyring]]:
+def _database(settings: "Settings") -> Iterator[tuple["OrmSession", "Keyring"]]:
     """A migrated database and the keyring; commits on success, rolls back and reports domain errors."""
     from sqlalchemy.orm import Session as OrmSession
 
@@ -86,11 +111,11 @@ def _database(settings: Settings) -> Iterator[tuple[OrmSession, Keyring]]:
         engine.dispose()
 
 
-def _public_url(settings: Settings) -> str:
+def _public_url(settings: "Settings") -> str:
     return (settings.public_url or "http://127.0.0.1:8000").rstrip("/")
 
 
-def _describe(row: Any, keyring: Keyring, settings: Settings) -> dict[str, Any]:
+def _describe(row: Any, keyring: "Keyring", settings: "Settings") -> dict[str, Any]:
     """A connection as an admin may see it, with the Base URL to enter in the LMS. Without VILTBRIDGE_PUBLIC_URL
     the CLI cannot know where the server is reached, so that URL is `serve`'s default and flagged as a guess."""
     from viltbridge.app import connections
@@ -210,7 +235,7 @@ def migrate() -> None:
         migrations.upgrade(settings.database_url)
     except ValueError as exc:
         _fail(str(exc))
-    err.print(f"database at revision {migrations.current_revision(settings.database_url)}")
+    _err().print(f"database at revision {migrations.current_revision(settings.database_url)}")
 
 
 @app.command()
@@ -242,13 +267,13 @@ def connection_create(
     if as_json:
         _print_json(details)
         return
-    out.print(f"[green]Connection '{name}' created[/green] (provider: {provider}). Enter these in Cornerstone Edge:")
+    _out().print(f"[green]Connection '{name}' created[/green] (provider: {provider}). Enter these in Cornerstone Edge:")
     guess = (" (a guess: set VILTBRIDGE_PUBLIC_URL to the address Cornerstone reaches this server at)"
              if details["base_url_is_guess"] else "")
-    out.print(f"  Base URL : {details['base_url']}{guess}", markup=False, soft_wrap=True)
-    out.print(f"  Username : {details['username']}")
-    out.print(f"  Password : {created.password}")
-    out.print("[yellow]The password is shown only now; viltbridge keeps only a digest of it.[/yellow]")
+    _out().print(f"  Base URL : {details['base_url']}{guess}", markup=False, soft_wrap=True)
+    _out().print(f"  Username : {details['username']}")
+    _out().print(f"  Password : {created.password}")
+    _out().print("[yellow]The password is shown only now; viltbridge keeps only a digest of it.[/yellow]")
 
 
 @connection_app.command("list")
@@ -262,11 +287,11 @@ def connection_list(as_json: Annotated[bool, typer.Option("--json")] = False) ->
     if as_json:
         _print_json(rows)
         return
-    table = Table("name", "provider", "active", "username", "launch window", "auto-cancel")
+    table = _table("name", "provider", "active", "username", "launch window", "auto-cancel")
     for row in rows:
         table.add_row(row["name"], row["provider"], "yes" if row["active"] else "no", row["username"],
                       f"{row['launch_window_minutes']} min", "on" if row["automatic_cancellation"] else "off")
-    out.print(table)
+    _out().print(table)
 
 
 @connection_app.command("show")
@@ -281,7 +306,7 @@ def connection_show(name: str, as_json: Annotated[bool, typer.Option("--json")] 
         _print_json(details)
         return
     for key, value in details.items():
-        out.print(f"{key:24} {value}")
+        _out().print(f"{key:24} {value}")
 
 
 @connection_app.command("set")
@@ -300,7 +325,7 @@ def connection_set(
     if as_json:
         _print_json(details)
     else:
-        out.print(f"Connection '{name}' updated.")
+        _out().print(f"Connection '{name}' updated.")
 
 
 def _set_active(name: str, active: bool, as_json: bool) -> None:
@@ -313,9 +338,9 @@ def _set_active(name: str, active: bool, as_json: bool) -> None:
     if as_json:
         _print_json(details)
     elif active:
-        out.print(f"Connection '{name}' is active: the LMS can use it again.")
+        _out().print(f"Connection '{name}' is active: the LMS can use it again.")
     else:
-        out.print(f"Connection '{name}' is deactivated: its data is kept; every LMS call for it now gets a 403.")
+        _out().print(f"Connection '{name}' is deactivated: its data is kept; every LMS call for it now gets a 403.")
 
 
 @connection_app.command("deactivate")
@@ -346,7 +371,7 @@ def connection_rotate_secret(
     if as_json:
         _print_json({"name": name, "username": username, "password": created.password})
     else:
-        out.print(f"New password for '{name}' (username {username}): {created.password}")
+        _out().print(f"New password for '{name}' (username {username}): {created.password}")
 
 
 # --- console users ---------------------------------------------------------------------------------------
@@ -392,9 +417,9 @@ def user_create(
     if as_json:
         _print_json(details)
     else:
-        out.print(f"Console user {details['email']} created with role(s) {', '.join(details['roles'])}.")
+        _out().print(f"Console user {details['email']} created with role(s) {', '.join(details['roles'])}.")
         if chosen is None:
-            out.print(f"Password (shown once): {password}")
+            _out().print(f"Password (shown once): {password}")
 
 
 @user_app.command("list")
@@ -407,11 +432,11 @@ def user_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     if as_json:
         _print_json(rows)
         return
-    table = Table("email", "name", "roles", "time zone", "active", "last sign-in")
+    table = _table("email", "name", "roles", "time zone", "active", "last sign-in")
     for row in rows:
         table.add_row(row["email"], row["display_name"], ", ".join(row["roles"]), row["time_zone"],
                       "yes" if row["active"] else "no", row["last_login_at"] or "never")
-    out.print(table)
+    _out().print(table)
 
 
 @user_app.command("roles")
@@ -421,7 +446,7 @@ def user_roles(email: str, role: RolesOption) -> None:
 
     with _database(_settings()) as (db, _keyring):
         row = console_users.set_roles(db, datetime.now(UTC), _actor(), email, role)
-        out.print(f"{row.email} now has role(s) {', '.join(row.roles)}.")
+        _out().print(f"{row.email} now has role(s) {', '.join(row.roles)}.")
 
 
 @user_app.command("password")
@@ -435,9 +460,9 @@ def user_password(
     chosen = _password_from_stdin(password_stdin)
     with _database(_settings()) as (db, _keyring):
         password = console_users.set_password(db, datetime.now(UTC), _actor(), email, chosen)
-    out.print(f"Password changed for {email}; every browser signed in as them must sign in again.")
+    _out().print(f"Password changed for {email}; every browser signed in as them must sign in again.")
     if chosen is None:
-        out.print(f"New password (shown once): {password}")
+        _out().print(f"New password (shown once): {password}")
 
 
 @user_app.command("deactivate")
@@ -447,7 +472,7 @@ def user_deactivate(email: str) -> None:
 
     with _database(_settings()) as (db, _keyring):
         console_users.set_active(db, datetime.now(UTC), _actor(), email, False)
-    out.print(f"{email} can no longer sign in to the console.")
+    _out().print(f"{email} can no longer sign in to the console.")
 
 
 @user_app.command("activate")
@@ -457,7 +482,7 @@ def user_activate(email: str) -> None:
 
     with _database(_settings()) as (db, _keyring):
         console_users.set_active(db, datetime.now(UTC), _actor(), email, True)
-    out.print(f"{email} can sign in to the console again.")
+    _out().print(f"{email} can sign in to the console again.")
 
 
 @app.command()
@@ -502,7 +527,7 @@ def conformance(
     selected = checks.select(checks.CASES, patterns(only), patterns(skip), extras=extras, available=available)
     if list_cases:
         for item in selected:
-            out.print(f"{item.id:34} {item.title} [{', '.join(sorted(item.tags))}]", soft_wrap=True, markup=False,
+            _out().print(f"{item.id:34} {item.title} [{', '.join(sorted(item.tags))}]", soft_wrap=True, markup=False,
                       highlight=False)
         return
     if not base_url:
@@ -518,10 +543,10 @@ def conformance(
         ctx = checks.Context(driver, instructor or ["instructor@example.com"], learners, scenario=scenario,
                              attendance_timeout=attendance_timeout)
         marks = {"passed": "[green]pass[/green]", "failed": "[red]FAIL[/red]", "skipped": "[yellow]skip[/yellow]"}
-        results = report.run_cases(selected, ctx, lambda r: err.print(f"{marks[r.outcome]} {r.id}"))
+        results = report.run_cases(selected, ctx, lambda r: _err().print(f"{marks[r.outcome]} {r.id}"))
     if scenario is not None:
         scenario.close()
-    report.print_table(results, out)
+    report.print_table(results, _out())
     if junit:
         report.write_junit(results, base_url, junit)
     if json_file:
@@ -539,8 +564,13 @@ def main() -> None:
             raise
         from rich.markup import escape
 
-        err.print(f"[red]error:[/red] {escape(explanation)}")
+        _err().print(f"[red]error:[/red] {escape(explanation)}")
         raise SystemExit(DATABASE_UNREACHABLE_EXIT) from None
+    finally:
+        # The process exits next, and the interpreter's last garbage collections over every object typer and rich
+        # made took a quarter of `--help`'s time: frozen, they are left to the exit. Objects are still freed as
+        # their references go, and what a command opens it closes itself (with-blocks, engine.dispose).
+        gc.freeze()
 
 
 DATABASE_UNREACHABLE_EXIT = 2
@@ -578,8 +608,8 @@ def _unreachable_database(exc: BaseException) -> str | None:
 # --- jobs ------------------------------------------------------------------------------------------------------
 
 
-def _jobs_table(rows: list[Any]) -> Table:
-    table = Table("id", "kind", "state", "attempts", "run after (UTC)", "session", "last error / note")
+def _jobs_table(rows: list[Any]) -> "Table":
+    table = _table("id", "kind", "state", "attempts", "run after (UTC)", "session", "last error / note")
     for job in rows:
         table.add_row(str(job.id), job.kind, job.state, f"{job.attempts}/{job.max_attempts}",
                       f"{job.run_after:%Y-%m-%d %H:%M:%S}", str(job.session_id or "-"), (job.last_error or "")[:80])
@@ -610,7 +640,7 @@ def jobs_list(
     if as_json:
         _print_json([_job_json(job) for job in rows])
         return
-    out.print(_jobs_table(rows))
+    _out().print(_jobs_table(rows))
 
 
 @jobs_app.command("dead")
@@ -645,7 +675,7 @@ def jobs_retry(
     queue.kick(retried)
     queue.close()
     skipped = sorted(set(ids) - set(retried))
-    out.print(f"queued again: {', '.join(map(str, retried)) or 'none'}"
+    _out().print(f"queued again: {', '.join(map(str, retried)) or 'none'}"
               + (f"; left alone (queued or running already): {', '.join(map(str, skipped))}" if skipped else ""))
 
 
@@ -678,7 +708,7 @@ def sync_attendance(
     async def run() -> list[Any]:
         ctx = app_context(settings, keyring=keyring, public_url=_public_url(settings))
         try:
-            with Progress(console=err, transient=True) as progress:
+            with Progress(console=_err(), transient=True) as progress:
                 task = progress.add_task("collecting attendance", total=None)
                 return await run_sync(JobRunner(ctx, "cli"), connection, start,
                                       lambda done, total: progress.update(task, completed=done, total=total))
@@ -692,11 +722,11 @@ def sync_attendance(
     if as_json:
         _print_json([vars(result) for result in results])
         return
-    table = Table("connection", "session", "job", "note")
+    table = _table("connection", "session", "job", "note")
     for result in results:
         table.add_row(result.connection, result.session, result.state, result.note[:100])
-    out.print(table)
-    out.print(f"{len(results)} part(s) ended since {start:%Y-%m-%d %H:%M} UTC")
+    _out().print(table)
+    _out().print(f"{len(results)} part(s) ended since {start:%Y-%m-%d %H:%M} UTC")
 
 
 # --- attendance ------------------------------------------------------------------------------------------------
@@ -720,7 +750,7 @@ def attendance_policy(
         else:
             policy = attendance_admin.policy_of(db, connection, session)
     where = f"session {session} of {connection}" if session else connection
-    out.print(f"{where}: {policy.describe()}")
+    _out().print(f"{where}: {policy.describe()}")
 
 
 @attendance_app.command("alias")
@@ -744,9 +774,9 @@ def attendance_alias(
             attendance_admin.set_alias(db, connection, provider_email, lms_email or "")
         table = attendance_admin.aliases(db, connection)
     for source, target in sorted(table.items()):
-        out.print(f"{source} -> {target}")
+        _out().print(f"{source} -> {target}")
     if not table:
-        out.print("no aliases")
+        _out().print("no aliases")
 
 
 @attendance_app.command("export")
@@ -794,6 +824,6 @@ def attendance_export(
     text = attendance_admin.to_csv(rows, fields) if fmt == "csv" else attendance_admin.to_json(rows)
     if output:
         Path(output).write_text(text, encoding="utf-8", newline="")
-        err.print(f"{len(rows)} row(s) written to {output}")
+        _err().print(f"{len(rows)} row(s) written to {output}")
     else:
         sys.stdout.write(text)
