@@ -321,9 +321,8 @@ def _at_ms(epoch_ms: int) -> float:
 async def test_aligned_window_with_a_guard_gives_no_slot_in_its_last_moments() -> None:
     quota = Quota("acme:acct-1:second", 5, 1.0, aligned=True, guard=0.2)
     limits = RateLimits()
-    with time_machine.travel(_at_ms(A_WHOLE_SECOND_MS + 850), tick=False):
-        with pytest.raises(QuotaExhausted) as caught:
-            await limits.acquire([quota], max_wait=0.1)
+    with time_machine.travel(_at_ms(A_WHOLE_SECOND_MS + 850), tick=False), pytest.raises(QuotaExhausted) as caught:
+        await limits.acquire([quota], max_wait=0.1)
     assert 0.15 <= caught.value.wait <= 0.16  # until the next second
     with time_machine.travel(_at_ms(A_WHOLE_SECOND_MS + 1000), tick=False):
         for _ in range(5):
