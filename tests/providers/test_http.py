@@ -331,6 +331,11 @@ async def test_aligned_window_with_a_guard_gives_no_slot_in_its_last_moments() -
             await limits.acquire([quota], max_wait=0)
 
 
+def test_a_guard_must_leave_the_window_open() -> None:
+    with pytest.raises(ValueError, match="must leave part of the 1 s window open"):
+        Quota("acme:acct-1:second", 5, 1.0, aligned=True, guard=1.0)
+
+
 @settings(max_examples=40, deadline=None)
 @given(limit=st.integers(2, 12), guard_ms=st.integers(0, 500), burst=st.none() | st.integers(1, 11),
        offsets=st.lists(st.integers(0, 3999), max_size=50))

@@ -41,6 +41,11 @@ class Quota:
     # where a sliding window would have to be longer than a second (and so slower) to absorb the same delays.
     guard: float = 0.0
 
+    def __post_init__(self) -> None:
+        if not 0 <= self.guard < self.seconds:
+            raise ValueError(f"{self.key}: the guard ({self.guard:g} s) must leave part of the {self.seconds:g} s "
+                             "window open")
+
     @property
     def rates(self) -> list[Rate]:
         window = max(1, round(self.seconds * 1000))
