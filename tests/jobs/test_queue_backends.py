@@ -73,3 +73,16 @@ def test_processes_starting_together_on_a_fresh_postgresql_database_all_get_the_
                 list(pool.map(start, range(starters)))  # raises what any of them raised
             with sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1)).connect() as conn:
                 assert conn.exec_driver_sql("SELECT to_regclass('huey_task')").scalar_one() == "huey_task"
+
+
+def test_the_sqlite_queue_commits_without_waiting_for_the_disk(tmp_path: Path) -> None:
+    """WAL with synchronous=NORMAL, as the database: Huey's default (FULL) waits for an fsync on every message."""
+    queue = JobQueue(f"sqlite:///{tmp_path / 'queue.db'}")
+    try:
+        queue.kick([1, 2])
+        connection = queue.huey.storage.conn
+        assert connection.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+        assert connection.execute("PRAGMA synchronous").fetchone() == (1,)  # NORMAL
+        assert queue.huey.pending_count() == 2
+    finally:
+        queue.close()

@@ -8,13 +8,16 @@ import asyncio
 import logging
 import socket
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+import time_machine
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -305,6 +308,59 @@ async def test_daily_aligned_quota_says_when_it_resets(http: ProviderHttp, upstr
         await http.request("GET", "/s/day", operation="create a meeting", quotas=[quota], budget=QUICK)
     assert caught.value.message == ("Acme's daily limit of 1 call for x is used up until 00:00 UTC, so viltbridge "
                                     "did not create a meeting. Try again after that.")
+
+
+A_WHOLE_SECOND_MS = 1_800_000_000_000  # epoch milliseconds
+
+
+def _at_ms(epoch_ms: int) -> float:
+    """The epoch seconds of the middle of that millisecond: a float's rounding never moves it to the next one."""
+    return (epoch_ms + 0.5) / 1000
+
+
+async def test_aligned_window_with_a_guard_gives_no_slot_in_its_last_moments() -> None:
+    quota = Quota("acme:acct-1:second", 5, 1.0, aligned=True, guard=0.2)
+    limits = RateLimits()
+    with time_machine.travel(_at_ms(A_WHOLE_SECOND_MS + 850), tick=False), pytest.raises(QuotaExhausted) as caught:
+        await limits.acquire([quota], max_wait=0.1)
+    assert 0.15 <= caught.value.wait <= 0.16  # until the next second
+    with time_machine.travel(_at_ms(A_WHOLE_SECOND_MS + 1000), tick=False):
+        for _ in range(5):
+            await limits.acquire([quota], max_wait=0)  # the whole limit at the second's start
+        with pytest.raises(QuotaExhausted):
+            await limits.acquire([quota], max_wait=0)
+
+
+def test_a_guard_must_leave_the_window_open() -> None:
+    with pytest.raises(ValueError, match="must leave part of the 1 s window open"):
+        Quota("acme:acct-1:second", 5, 1.0, aligned=True, guard=1.0)
+
+
+@settings(max_examples=40, deadline=None)
+@given(limit=st.integers(2, 12), guard_ms=st.integers(0, 500), burst=st.none() | st.integers(1, 11),
+       offsets=st.lists(st.integers(0, 3999), max_size=50))
+def test_aligned_window_grants_its_limit_per_window_never_in_its_guard(limit: int, guard_ms: int, burst: int | None,
+                                                                        offsets: list[int]) -> None:
+    quota = Quota("acme:acct-1:second", limit, 1.0, aligned=True, guard=guard_ms / 1000, burst=burst)
+    slice_ms = quota.rates[0].interval  # burst slices, when there are any
+    limits = RateLimits()
+    granted: Counter[int] = Counter()
+    granted_in_slice: Counter[int] = Counter()
+    for offset in sorted(offsets):
+        in_guard = offset % 1000 >= 1000 - guard_ms
+        with time_machine.travel(_at_ms(A_WHOLE_SECOND_MS + offset), tick=False):
+            try:
+                asyncio.run(limits.acquire([quota], max_wait=0))
+            except QuotaExhausted:
+                limited_by_burst = len(quota.rates) > 1
+                assert in_guard or granted[offset // 1000] == limit or limited_by_burst
+                continue
+        assert not in_guard
+        granted[offset // 1000] += 1
+        granted_in_slice[(A_WHOLE_SECOND_MS + offset) // slice_ms] += 1
+    assert all(count <= limit for count in granted.values())
+    if len(quota.rates) > 1:
+        assert all(count <= quota.rates[0].limit for count in granted_in_slice.values())
 
 
 # -- circuit breaker --------------------------------------------------------------------------------------------

@@ -1,5 +1,9 @@
-"""What each kind of job does. A handler runs inside one write transaction with the job's outcome, so the work and
-the ledger's record of it commit together; it must be idempotent (a job may run again after a lost worker)."""
+"""What each kind of job does. A handler's writes commit in one write transaction with the job's outcome, so the work
+and the ledger's record of it commit together; it must be idempotent (a job may run again after a lost worker).
+
+A handler may read and ask a provider first, outside that transaction, and hand the runner the write to make: on
+SQLite a write transaction holds the database's one write lock, so a provider call inside it would make every other
+job (and every save) wait for the provider's answer and its rate limits."""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ from datetime import datetime, timedelta
 
 from viltbridge.app import attendance, sessions
 from viltbridge.app.context import AppContext
+from viltbridge.app.uow import reading
 from viltbridge.core import jobs
 from viltbridge.core.errors import DomainError, NotReady, ProviderFailed
 from viltbridge.core.models import AttendanceState, SessionStatus
@@ -29,7 +34,29 @@ class Outcome:
     dead: bool = False  # failed for good (the handler's own writes, e.g. the reason on the session, still commit)
 
 
-Handler = Callable[[AppContext, AsyncSqlStore, Job], Awaitable[Outcome]]
+# The write a handler makes, run by the runner in the transaction that records the job's outcome.
+Write = Callable[[AsyncSqlStore], Awaitable[Outcome]]
+# A handler: whatever it reads or asks of providers before the write transaction, then the write to make.
+Handler = Callable[[AppContext, Job], Awaitable[Write]]
+# A handler that does all its work inside the write transaction (see `in_the_transaction`).
+TransactionalWork = Callable[[AppContext, AsyncSqlStore, Job], Awaitable[Outcome]]
+
+
+def in_the_transaction(work: TransactionalWork) -> Handler:
+    """A handler doing everything, provider calls included, inside the write transaction (the meeting jobs keep a
+    provider call and the write of its result in one transaction)."""
+    async def handler(ctx: AppContext, job: Job) -> Write:
+        async def write(store: AsyncSqlStore) -> Outcome:
+            return await work(ctx, store, job)
+        return write
+    return handler
+
+
+def only(outcome: Outcome) -> Write:
+    """A write that records nothing but the job's outcome."""
+    async def write(_store: AsyncSqlStore) -> Outcome:
+        return outcome
+    return write
 
 
 async def sync_meeting(ctx: AppContext, store: AsyncSqlStore, job: Job) -> Outcome:
@@ -49,34 +76,41 @@ async def sync_meeting(ctx: AppContext, store: AsyncSqlStore, job: Job) -> Outco
         return Outcome(err.message, dead=True)
 
 
-async def collect_attendance(ctx: AppContext, store: AsyncSqlStore, job: Job) -> Outcome:
+async def collect_attendance(ctx: AppContext, job: Job) -> Write:
     """After a part ends: ask the provider for attendance and keep asking until it is final, so the answer is
-    ready (and final) when the LMS asks, whether or not it asks at all."""
+    ready (and final) when the LMS asks, whether or not it asks at all. Read and asked outside the write
+    transaction, as `attendance.report` does: only the short write of what was learned holds the write lock."""
     now = ctx.clock.now()
-    session = await store.get_session(int(job.payload["session_id"]))
-    if session is None or session.status is SessionStatus.CANCELLED:
-        return Outcome("session gone or cancelled; nothing to collect")
-    # `recompute`: an admin changed what the ledger is judged by (an alias, a resolved row): final parts too,
-    # from the ledger alone (no provider call once final).
-    if session.attendance_state is AttendanceState.FINAL and not job.payload.get("recompute"):
-        return Outcome("attendance already final")
-    connection = await store.get_connection(session.connection_id)
-    if connection is None:
-        return Outcome("connection gone; nothing to collect")
-    if now < session.ends_at:
-        return Outcome("the part has not ended yet", run_again_at=session.ends_at + sessions.ATTENDANCE_FIRST_LOOK)
-    if now > session.ends_at + ATTENDANCE_GIVE_UP_AFTER:
-        return Outcome(f"gave up: attendance still not final {ATTENDANCE_GIVE_UP_AFTER.days} days after the end")
-    provider = ctx.providers.for_connection(connection)
-    try:
-        result = await attendance.attendance(store, provider, connection, session.external_id, ctx.clock)
-    except NotReady as wait:
-        return Outcome(wait.message, run_again_at=now + timedelta(seconds=wait.retry_after_seconds or 900))
-    await attendance.save_attendance(store, result, now)
-    summary = f"{result.state.value}: {len(result.emails)} attended of {len(result.decisions)} matched"
-    if result.state is AttendanceState.FINAL:
-        return Outcome(summary)
-    return Outcome(summary, run_again_at=now + ATTENDANCE_RECHECK)
+    async with reading(ctx) as read:
+        session = await read.store.get_session(int(job.payload["session_id"]))
+        if session is None or session.status is SessionStatus.CANCELLED:
+            return only(Outcome("session gone or cancelled; nothing to collect"))
+        # `recompute`: an admin changed what the ledger is judged by (an alias, a resolved row): final parts too,
+        # from the ledger alone (no provider call once final).
+        if session.attendance_state is AttendanceState.FINAL and not job.payload.get("recompute"):
+            return only(Outcome("attendance already final"))
+        connection = await read.store.get_connection(session.connection_id)
+        if connection is None:
+            return only(Outcome("connection gone; nothing to collect"))
+        if now < session.ends_at:
+            return only(Outcome("the part has not ended yet",
+                                run_again_at=session.ends_at + sessions.ATTENDANCE_FIRST_LOOK))
+        if now > session.ends_at + ATTENDANCE_GIVE_UP_AFTER:
+            return only(Outcome(f"gave up: attendance still not final {ATTENDANCE_GIVE_UP_AFTER.days} days after "
+                                "the end"))
+        provider = ctx.providers.for_connection(connection)
+        try:
+            result = await attendance.attendance(read.store, provider, connection, session.external_id, ctx.clock)
+        except NotReady as wait:
+            return only(Outcome(wait.message, run_again_at=now + timedelta(seconds=wait.retry_after_seconds or 900)))
+
+    async def keep(store: AsyncSqlStore) -> Outcome:
+        await attendance.save_attendance(store, result, now)
+        summary = f"{result.state.value}: {len(result.emails)} attended of {len(result.decisions)} matched"
+        if result.state is AttendanceState.FINAL:
+            return Outcome(summary)
+        return Outcome(summary, run_again_at=now + ATTENDANCE_RECHECK)
+    return keep
 
 
 async def check_meeting(ctx: AppContext, store: AsyncSqlStore, job: Job) -> Outcome:
@@ -90,7 +124,7 @@ async def check_meeting(ctx: AppContext, store: AsyncSqlStore, job: Job) -> Outc
 
 
 HANDLERS: dict[str, Handler] = {
-    jobs.MEETING_CHECK: check_meeting,
-    jobs.MEETING_SYNC: sync_meeting,
+    jobs.MEETING_CHECK: in_the_transaction(check_meeting),
+    jobs.MEETING_SYNC: in_the_transaction(sync_meeting),
     jobs.ATTENDANCE_COLLECT: collect_attendance,
 }

@@ -13,6 +13,7 @@ import asyncio
 import logging
 import os
 import socket
+import sqlite3
 import threading
 from collections.abc import Coroutine, Sequence
 from datetime import UTC, datetime
@@ -21,6 +22,7 @@ from typing import Any, TypeVar
 
 from huey import Huey, PostgresHuey, RedisExpireHuey, SqliteHuey, crontab  # type: ignore[import-untyped]
 from huey.consumer import Consumer  # type: ignore[import-untyped]
+from huey.storage import SqliteStorage  # type: ignore[import-untyped]
 from sqlalchemy.engine import make_url
 
 from viltbridge.config import Settings
@@ -48,7 +50,8 @@ def make_huey(url: str) -> Huey:
     if backend == "sqlite":
         if not parsed.database:
             raise ValueError("VILTBRIDGE_QUEUE_URL sqlite:/// needs a file path, e.g. sqlite:///viltbridge.queue.db")
-        return SqliteHuey(QUEUE_NAME, filename=parsed.database, results=False, utc=True)
+        return SqliteHuey(QUEUE_NAME, filename=parsed.database, results=False, utc=True,
+                          storage_class=_SqliteQueueStorage)
     if backend == "postgresql":
         dsn = parsed.set(drivername="postgresql").render_as_string(hide_password=False)
         huey = PostgresHuey(QUEUE_NAME, dsn=dsn, results=False, utc=True, create_tables=False)
@@ -57,6 +60,19 @@ def make_huey(url: str) -> Huey:
     if backend in ("redis", "rediss"):
         return RedisExpireHuey(QUEUE_NAME, url=url, results=False, utc=True)
     raise ValueError(f"VILTBRIDGE_QUEUE_URL uses '{backend}'; use sqlite:///file, postgresql://… or redis://…")
+
+
+class _SqliteQueueStorage(SqliteStorage):  # type: ignore[misc]
+    """Huey's SQLite queue without an fsync per message: in WAL mode `synchronous=NORMAL` (as the database runs)
+    commits without waiting for the disk, where Huey's default (FULL) waited 2-3 ms on every enqueue and every
+    dequeue, with the queue's lock held (measured on these machines; 0.07 ms with NORMAL). A power cut may lose the
+    last messages: that costs only time, as the ledger is the truth and the upkeep hands every due job to the
+    queue each minute."""
+
+    def _create_connection(self) -> sqlite3.Connection:
+        connection: sqlite3.Connection = super()._create_connection()
+        connection.execute("PRAGMA synchronous=NORMAL")
+        return connection
 
 
 # Any 64-bit number that no other program locks on the same database.

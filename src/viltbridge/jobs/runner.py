@@ -53,9 +53,10 @@ class JobRunner:
         try:
             if handler is None:
                 raise DomainError(f"no handler for jobs of kind '{job.kind}' in this version of viltbridge")
+            write = await handler(ctx, job)
             async with ctx.db.transaction() as db:
                 store = AsyncSqlStore(db, ctx.keyring)
-                outcome = await handler(ctx, store, job)
+                outcome = await write(store)
                 now = ctx.clock.now()
                 if outcome.dead:
                     state = await db.run_sync(ledger.bury, job.id, self.owner, now, outcome.note)

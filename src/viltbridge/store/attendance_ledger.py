@@ -56,20 +56,21 @@ def save_segments(db: OrmSession, session_id: int, items: Iterable[LedgerSegment
     known = {(row.source, row.dedupe_key): row for row in db.execute(
         sa.select(_SEGMENTS.c.id, _SEGMENTS.c.source, _SEGMENTS.c.dedupe_key, _SEGMENTS.c.left_at,
                   _SEGMENTS.c.evidence).where(_SEGMENTS.c.session_id == session_id))}
-    added = 0
+    new_rows = []
     for item in {(item.source, item.key): item for item in items}.values():
         segment = item.segment
         values = {"left_at": segment.left_at, "email": segment.email, "display_name": segment.display_name,
                   "evidence": dict(segment.evidence), "participant_key": segment.participant_key[:200]}
         existing = known.get((item.source, item.key))
         if existing is None:
-            db.execute(sa.insert(_SEGMENTS).values(
-                session_id=session_id, source=item.source, instance=segment.instance[:200], dedupe_key=item.key,
-                joined_at=segment.joined_at, first_seen_at=now, updated_at=now, **values))
-            added += 1
+            new_rows.append({"session_id": session_id, "source": item.source, "instance": segment.instance[:200],
+                             "dedupe_key": item.key, "joined_at": segment.joined_at, "first_seen_at": now,
+                             "updated_at": now, **values})
         elif existing.left_at != segment.left_at or existing.evidence != values["evidence"]:
             db.execute(sa.update(_SEGMENTS).where(_SEGMENTS.c.id == existing.id).values(updated_at=now, **values))
-    return added
+    if new_rows:  # one statement for all of them: a report's rows arrive together
+        db.execute(sa.insert(_SEGMENTS), new_rows)
+    return len(new_rows)
 
 
 def save_results(db: OrmSession, session_id: int, decisions: Iterable[AttendanceDecision],

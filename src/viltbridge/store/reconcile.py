@@ -18,15 +18,22 @@ LOOK_BACK = timedelta(days=7)  # ended parts whose attendance may still become f
 LOOK_AHEAD = timedelta(days=30)  # upcoming parts whose provider meeting is checked each night
 
 
-def _has_live_job(db: OrmSession, key: str) -> bool:
-    return db.execute(sa.select(JobRow.id).where(
-        JobRow.dedupe_key == key, JobRow.state.in_((ledger.QUEUED, ledger.RUNNING)))).first() is not None
+def _live_keys(db: OrmSession, keys: list[str]) -> set[str]:
+    """Which of `keys` name a job still to run (queued or running): a query per 500 keys, not one per key (a
+    worker's first upkeep reconciles at once, holding the write lock, and 5,000 parts took seconds one by one)."""
+    live: set[str] = set()
+    for start in range(0, len(keys), 500):
+        live.update(db.execute(sa.select(JobRow.dedupe_key).where(
+            JobRow.dedupe_key.in_(keys[start:start + 500]),
+            JobRow.state.in_((ledger.QUEUED, ledger.RUNNING)))).scalars())
+    return live
 
 
 def _ask_where_missing(db: OrmSession, kind: str, sessions: list[Any], now: datetime) -> int:
+    live = _live_keys(db, [jobs.dedupe_key(kind, session_id) for session_id, _ in sessions])
     asked = 0
     for session_id, connection_id in sessions:
-        if not _has_live_job(db, jobs.dedupe_key(kind, session_id)):
+        if jobs.dedupe_key(kind, session_id) not in live:
             ledger.enqueue(db, jobs.session_job(kind, session_id, connection_id, now), now)
             asked += 1
     return asked

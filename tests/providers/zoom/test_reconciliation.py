@@ -11,6 +11,7 @@ from tests.conftest import NOW, Db, Lms, session_body
 from tests.providers.zoom.conftest import api_client
 from viltbridge.jobs.runner import JobRunner
 from viltbridge.providers.zoom.simulator import ZoomSimulator
+from viltbridge.store import reconcile
 
 START = NOW + timedelta(days=2)
 
@@ -53,3 +54,12 @@ def test_the_nightly_check_repairs_what_was_changed_at_zoom(zoom_lms: Lms, zoom_
         assert conn.exec_driver_sql("SELECT count(*) FROM sessions WHERE meeting_pending IS NOT NULL").scalar_one() == 0
         notes = list(conn.exec_driver_sql("SELECT last_error FROM jobs WHERE kind = 'meeting.check'").scalars())
     assert notes == [None, None, None]  # done jobs keep no error; what was found is in the log
+
+
+def test_reconciling_again_asks_only_for_what_has_no_live_job(zoom_lms: Lms, db: Db) -> None:
+    with db.session() as s, s.begin():
+        first = reconcile.owed_work(s, NOW)
+    with db.session() as s, s.begin():
+        again = reconcile.owed_work(s, NOW)
+    assert first == 3  # a check per upcoming meeting
+    assert again == 0  # each has its check queued now

@@ -284,9 +284,11 @@ class ProviderHttp:
     async def _attempt(self, call: _Call) -> httpx2.Response:
         headers = dict(call.headers)
         auth_headers: Mapping[str, str] = {}
-        await self._take_slots(call)
         if call.authenticate and self.auth is not None:
             auth_headers = await self.auth.headers()
+        # The slot last, right before sending: a provider counting per calendar second must count the call in the
+        # second the slot was taken in, not after a token fetch.
+        await self._take_slots(call)
         response = await self._send(call, {**headers, **auth_headers})
         if response.status_code == 401 and call.authenticate and self.auth is not None:
             auth_headers = await self.auth.refreshed(auth_headers)

@@ -32,18 +32,42 @@ class Quota:
     seconds: float
     aligned: bool = False
     label: str = ""  # for people: "Zoom's Light API limit (30 calls a second)"
-    # At most this many at once (sliding windows only): the limit is also enforced over slices of the window,
-    # so a burst reaches the provider spread out instead of in one lump that its own clock may count in one go.
+    # At most this many at once: the limit is also enforced over slices of the window (of its open part, for an
+    # aligned window with a guard), so a burst reaches the provider spread out instead of in one lump.
     burst: int | None = None
+    # Aligned windows only: no slot in the last `guard` seconds of a window, so a call that takes up to that long
+    # to reach the provider (the network, the offset between the two clocks) is still counted by the provider in
+    # the window that let it through. A provider counting per calendar second gets its whole limit every second,
+    # where a sliding window would have to be longer than a second (and so slower) to absorb the same delays.
+    guard: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.guard < self.seconds:
+            raise ValueError(f"{self.key}: the guard ({self.guard:g} s) must leave part of the {self.seconds:g} s "
+                             "window open")
 
     @property
     def rates(self) -> list[Rate]:
         window = max(1, round(self.seconds * 1000))
         rates = [Rate(self.limit, window)]
-        if self.burst is not None and not self.aligned and 0 < self.burst < self.limit:
+        if self.burst is not None and 0 < self.burst < self.limit and (not self.aligned or self.guard > 0):
+            spread_over = window - self._guard_ms
             # floor: the slice's density is never below the window's (pyrate-limiter's rule for rate lists)
-            rates.insert(0, Rate(self.burst, max(1, window * self.burst // self.limit)))
+            rates.insert(0, Rate(self.burst, max(1, spread_over * self.burst // self.limit)))
         return rates
+
+    @property
+    def _guard_ms(self) -> int:
+        return round(self.guard * 1000) if self.aligned else 0
+
+    def closed_for_ms(self, now_ms: int) -> int:
+        """How long until the window reopens when `now_ms` (epoch milliseconds) falls in its guard; else 0."""
+        guard = self._guard_ms
+        if not guard:
+            return 0
+        window = max(1, round(self.seconds * 1000))
+        into = now_ms % window
+        return window - into if into >= window - guard else 0
 
     def window_end(self, now: datetime) -> datetime:
         """When the aligned window containing `now` ends (the next UTC midnight for a daily window)."""
@@ -129,14 +153,18 @@ class RateLimits:
 
     async def _take(self, quota: Quota, bucket: AbstractBucket, deadline: float) -> None:
         while True:
-            item = RateItem(quota.key, int(await _resolve(bucket.now())))  # type: ignore[no-untyped-call]
-            decision = await _resolve(bucket.put_decision(item))
-            if decision.allowed:
-                await self._tidy(quota, bucket, item.timestamp)
-                return
-            wait_ms = decision.retry_after_ms
-            if wait_ms is None:
-                wait_ms = await _resolve(bucket.waiting(item))
+            now = int(await _resolve(bucket.now()))  # type: ignore[no-untyped-call]
+            wait_ms = quota.closed_for_ms(now)
+            if not wait_ms:
+                item = RateItem(quota.key, now)
+                decision = await _resolve(bucket.put_decision(item))
+                if decision.allowed:
+                    await self._tidy(quota, bucket, item.timestamp)
+                    return
+                retry_after_ms = decision.retry_after_ms
+                if retry_after_ms is None:
+                    retry_after_ms = await _resolve(bucket.waiting(item))
+                wait_ms = retry_after_ms
             wait = max(0, wait_ms) / 1000 + 0.002
             if time.monotonic() + wait > deadline:
                 raise QuotaExhausted(quota, wait)
