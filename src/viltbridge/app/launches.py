@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from viltbridge.app import registrations
 from viltbridge.app.sessions import known_session, meeting_ref, require_scheduled
 from viltbridge.app.uow import Reading, reading, unit_of_work
 from viltbridge.core.clock import Clock
@@ -129,6 +130,10 @@ async def plan_launch(store: Store, connection: Connection, claims: LaunchClaims
     role = await _role_of(store, session, email)
     last = await store.last_personal_launch(session.id, email)
     previous = LaunchLink(url=last.provider_url, personal=True, identity=last.identity) if last else None
+    if previous is None and role is Role.ATTENDEE:
+        # Registered ahead of this click (`app.registrations`): the adapter reuses it as it would a previous link.
+        ahead = await store.registration(session.id, email, session.meeting.meeting_id)
+        previous = LaunchLink(url=ahead.provider_url, personal=True, identity=ahead.identity) if ahead else None
     instructor = await store.find_instructor(connection.id, email) if role is not Role.ATTENDEE else None
     return LaunchPlan(session=session, email=email, lms_email=claims.email, role=role, previous=previous,
                       first_name=instructor.first_name if instructor else None,
@@ -167,12 +172,14 @@ async def follow(ctx: AppContext, token: str, *, user_agent: str | None, may_hol
             raise NotFound("This class's online meeting integration no longer exists.")
         plan = await plan_launch(read.store, connection, claims, ctx.clock)
     # No database is held while the provider answers (a registration may take seconds): other clicks go on.
-    link = await resolve_launch(ctx.providers.for_connection(connection), plan)
+    provider = ctx.providers.for_connection(connection)
+    link = await resolve_launch(provider, plan)
     if link.retry_after_seconds is not None and may_hold:
         return link
     try:
         async with unit_of_work(ctx) as work:
             await record_launch(work.store, plan, link, ctx.clock, user_agent)
+            await registrations.ask_after_click(work.store, provider, plan, ctx.clock.now())
     except SQLAlchemyError:
         # The link is good: the person goes in; the ledger misses one click, and the log says so.
         log.exception("launch ledger write failed; %s sent on anyway", plan.email)

@@ -6,8 +6,9 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from viltbridge.app import attendance, sessions
+from viltbridge.app import attendance, registrations, sessions
 from viltbridge.app.context import AppContext
 from viltbridge.core import jobs
 from viltbridge.core.errors import DomainError, NotReady, ProviderFailed
@@ -30,6 +31,17 @@ class Outcome:
 
 
 Handler = Callable[[AppContext, AsyncSqlStore, Job], Awaitable[Outcome]]
+
+
+@dataclass(frozen=True)
+class Staged:
+    """A handler in two steps, for work that makes many provider calls: `prepare` reads through its own snapshot
+    and calls the provider before the job's transaction opens, holding no database lock (SQLite's write lock would
+    stop every launch being recorded meanwhile); `finish` writes what it made with the job's outcome. A run whose
+    `finish` does not commit (a lost lease) leaves its provider work for the next run to find."""
+
+    prepare: Callable[[AppContext, Job], Awaitable[Any]]
+    finish: Callable[[AppContext, AsyncSqlStore, Job, Any], Awaitable[Outcome]]
 
 
 async def sync_meeting(ctx: AppContext, store: AsyncSqlStore, job: Job) -> Outcome:
@@ -89,8 +101,21 @@ async def check_meeting(ctx: AppContext, store: AsyncSqlStore, job: Job) -> Outc
     return Outcome(await sessions.check_meeting(store, provider, session.id or 0, ctx.clock.now()))
 
 
-HANDLERS: dict[str, Handler] = {
+async def register_learners(ctx: AppContext, job: Job) -> registrations.Registered:
+    """Learners known from the session's other parts registered with the provider ahead of their click."""
+    return await registrations.prepare(ctx, int(job.payload["session_id"]))
+
+
+async def keep_registrations(ctx: AppContext, store: AsyncSqlStore, job: Job,
+                             registered: registrations.Registered) -> Outcome:
+    await registrations.finish(store, registered)
+    again = registered.run_again_in
+    return Outcome(registered.note, run_again_at=None if again is None else ctx.clock.now() + again)
+
+
+HANDLERS: dict[str, Handler | Staged] = {
     jobs.MEETING_CHECK: check_meeting,
     jobs.MEETING_SYNC: sync_meeting,
     jobs.ATTENDANCE_COLLECT: collect_attendance,
+    jobs.LEARNERS_REGISTER: Staged(register_learners, keep_registrations),
 }

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from viltbridge.app.context import AppContext
 from viltbridge.core.errors import DomainError, ProviderFailed
 from viltbridge.jobs import periodic
-from viltbridge.jobs.handlers import HANDLERS, Handler
+from viltbridge.jobs.handlers import HANDLERS, Handler, Staged
 from viltbridge.store import job_ledger as ledger
 from viltbridge.store import reconcile
 from viltbridge.store.repository import AsyncSqlStore
@@ -34,7 +34,7 @@ def no_queue(job_ids: Sequence[int], eta: datetime | None) -> None:
 
 class JobRunner:
     def __init__(self, ctx: AppContext, owner: str, *, lease: timedelta = timedelta(minutes=5),
-                 kick: Kick = no_queue, handlers: dict[str, Handler] | None = None) -> None:
+                 kick: Kick = no_queue, handlers: dict[str, Handler | Staged] | None = None) -> None:
         self.ctx = ctx
         self.owner = owner
         self.lease = lease  # longer than any handler's provider budget, so a live worker never loses its job
@@ -53,9 +53,13 @@ class JobRunner:
         try:
             if handler is None:
                 raise DomainError(f"no handler for jobs of kind '{job.kind}' in this version of viltbridge")
+            prepared = await handler.prepare(ctx, job) if isinstance(handler, Staged) else None
             async with ctx.db.transaction() as db:
                 store = AsyncSqlStore(db, ctx.keyring)
-                outcome = await handler(ctx, store, job)
+                if isinstance(handler, Staged):
+                    outcome = await handler.finish(ctx, store, job, prepared)
+                else:
+                    outcome = await handler(ctx, store, job)
                 now = ctx.clock.now()
                 if outcome.dead:
                     state = await db.run_sync(ledger.bury, job.id, self.owner, now, outcome.note)
