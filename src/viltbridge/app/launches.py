@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from viltbridge.app import registrations
 from viltbridge.app.sessions import known_session, meeting_ref, require_scheduled
 from viltbridge.app.uow import Reading, reading, unit_of_work
 from viltbridge.core.clock import Clock
@@ -172,14 +171,12 @@ async def follow(ctx: AppContext, token: str, *, user_agent: str | None, may_hol
             raise NotFound("This class's online meeting integration no longer exists.")
         plan = await plan_launch(read.store, connection, claims, ctx.clock)
     # No database is held while the provider answers (a registration may take seconds): other clicks go on.
-    provider = ctx.providers.for_connection(connection)
-    link = await resolve_launch(provider, plan)
+    link = await resolve_launch(ctx.providers.for_connection(connection), plan)
     if link.retry_after_seconds is not None and may_hold:
         return link
     try:
         async with unit_of_work(ctx) as work:
             await record_launch(work.store, plan, link, ctx.clock, user_agent)
-            await registrations.ask_after_click(work.store, provider, plan, ctx.clock.now())
     except SQLAlchemyError:
         # The link is good: the person goes in; the ledger misses one click, and the log says so.
         log.exception("launch ledger write failed; %s sent on anyway", plan.email)

@@ -4,24 +4,25 @@ the click (`core.provider.RegistersAhead`: GoTo Training).
 Why: GoTo Training allows 10 API calls a second, so a class of 500 clicking within five seconds can get at most
 about 50 registrant links in time; everyone else waits on the holding page or goes to GoTo's registration page.
 The LMS tells us about a learner only when they click (Cornerstone's contract has no roster call), but the
-learners of a multi-part session (parts sharing `lo_id`) are known from the earlier parts' launch ledger. So:
+learners of a multi-part session (parts sharing `lo_id`) are known from the earlier parts' launch ledger. So each
+part of a multi-part session has a `learners.register` job:
 
-- a learner's first click on one part asks for a `learners.register` job for every later part of the session
-  (coalesced: the clicks of a burst make one job, run `REGISTER_AFTER_CLICK` after the first); saving a part of a
-  multi-part session asks for one too (`app.sessions.schedule_session`: a part added, or its meeting made afresh,
-  after learners launched others);
-- the job registers, `BATCH` at a time, the learners who launched another part and have no personal link for this
-  part's meeting yet, within the background share of the provider's limit, and stores their links
-  (`registrations`, encrypted);
-- their click is then answered from the store (`plan_launch` hands the link to the adapter as the `previous` one)
-  without a provider call. Anyone else's click works as before: registered now within the launch budget, else held
-  on the holding page, else the meeting's shared page.
+- asked for when any part of the session is saved (`app.sessions.schedule_session`: for the saved part and the
+  others, whose earlier parts may have moved);
+- each run registers, `BATCH` at a time, the learners who launched another part and have no personal link for
+  this part's meeting yet, within the background share of the provider's limit, and stores their links
+  (`registrations`, encrypted); then it looks again `LOOK_EVERY` while an earlier part's launch window is open
+  (and once after it closes), sleeps until the next earlier part's window opens, and is done after the last;
+- a learner's click is then answered from the store (`plan_launch` hands the link to the adapter as the
+  `previous` one) without a provider call. Anyone else's click works as before: registered now within the launch
+  budget, else held on the holding page, else the meeting's shared page.
 
-The job's provider calls run before its transaction (`prepare`, holding no database lock: SQLite's write lock
-would stop every click being recorded meanwhile), and `finish` stores what they made. Idempotent: a rerun asks only
-for learners without a stored link, and the provider answers a duplicate registration with the existing one. A
-link is stored for the meeting it was made for: a cancelled part is skipped, an edited one keeps its links (the
-meeting is updated in place), a meeting made afresh gets new registrations.
+Nothing is added to a click: the job finds the clicks in the ledger (a write per click would hold SQLite's lock
+longer during the very burst it is meant to relieve). The job's provider calls run before its transaction
+(`prepare`, holding no database lock), and `finish` stores what they made. Idempotent: a rerun asks only for
+learners without a stored link, and the provider answers a duplicate registration with the existing one. A link is
+stored for the meeting it was made for: a cancelled part is skipped, an edited one keeps its links (the meeting is
+updated in place), a meeting made afresh gets new registrations.
 """
 
 from __future__ import annotations
@@ -31,23 +32,22 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
+from viltbridge.app.launches import LAUNCH_GRACE_AFTER_END, launch_window_opens
 from viltbridge.app.sessions import meeting_ref
 from viltbridge.app.uow import reading
-from viltbridge.core import jobs
 from viltbridge.core.errors import ProviderFailed
-from viltbridge.core.models import Registration, Role, Session, SessionStatus
+from viltbridge.core.models import Connection, Registration, Session, SessionStatus
 from viltbridge.core.ports import Store
-from viltbridge.core.provider import Person, Provider, RegistersAhead
+from viltbridge.core.provider import Person, RegistersAhead
 
 if TYPE_CHECKING:
     from viltbridge.app.context import AppContext
-    from viltbridge.app.launches import LaunchPlan
 
 log = logging.getLogger("viltbridge.registrations")
 
-# The clicks of a burst on one part coalesce into one job for each later part, run this long after the first
-# (the job ledger keeps the earliest time asked for); clicks during its run make it run once more.
-REGISTER_AFTER_CLICK = timedelta(seconds=30)
+# While an earlier part's launch window is open, the job looks for its new learners this often: learners who
+# clicked are registered for the later parts within minutes, at no cost to their clicks.
+LOOK_EVERY = timedelta(minutes=2)
 # Learners registered per run: at the background share of GoTo's limit (5 a second) about 20 s, well inside a
 # job's lease; the job runs again at once while more are waiting.
 BATCH = 100
@@ -65,20 +65,16 @@ class Registered:
     run_again_in: timedelta | None = None  # more learners wait: run again this much later
 
 
-def registers_ahead(provider: Provider) -> bool:
-    return isinstance(provider, RegistersAhead)
-
-
-async def ask_after_click(store: Store, provider: Provider, plan: LaunchPlan, now: datetime) -> None:
-    """With a learner's recorded click: registration jobs for the later parts of the session. Only a first click
-    (no personal link yet) can make the learner newly known."""
-    session = plan.session
-    if (plan.role is not Role.ATTENDEE or plan.previous is not None or session.lo_id is None
-            or not registers_ahead(provider)):
-        return
-    for part_id in await store.later_parts(session, now):
-        await store.enqueue_job(jobs.session_job(jobs.LEARNERS_REGISTER, part_id, session.connection_id,
-                                                 now + REGISTER_AFTER_CLICK))
+def next_look(session: Session, others: list[Session], connection: Connection, now: datetime) -> datetime | None:
+    """When to look again for learners of the parts before `session`: `LOOK_EVERY` while one of their launch
+    windows is open (until `LOOK_EVERY` after it closes, for the clicks of its last minutes), else just after the
+    next one opens; None once all have closed."""
+    windows = [(launch_window_opens(part, connection), part.ends_at + LAUNCH_GRACE_AFTER_END)
+               for part in others if part.starts_at < session.starts_at]
+    if any(opens <= now <= closes + LOOK_EVERY for opens, closes in windows):
+        return now + LOOK_EVERY
+    upcoming = [opens for opens, _ in windows if opens > now]
+    return min(upcoming) + LOOK_EVERY if upcoming else None
 
 
 def _still_wanted(session: Session | None, now: datetime) -> str | None:
@@ -100,6 +96,9 @@ async def prepare(ctx: AppContext, session_id: int) -> Registered:
     now = ctx.clock.now()
     async with reading(ctx) as read:
         session = await read.store.get_session(session_id)
+        if session is not None and session.meeting is None and session.meeting_pending == "create":
+            # The provider was down when the part was saved; a meeting.sync job is making its meeting.
+            return Registered("the part's meeting is not made yet; looking again later", run_again_in=LOOK_EVERY)
         if (why := _still_wanted(session, now)) is not None:
             return Registered(f"{why}; nobody registered")
         assert session is not None and session.meeting is not None
@@ -112,8 +111,10 @@ async def prepare(ctx: AppContext, session_id: int) -> Registered:
         teachers = set(session.instructor_emails)
         learners = [(email, lms_email) for email, lms_email in await read.store.learners_to_register(session)
                     if email not in teachers]
+        look = next_look(session, await read.store.other_parts(session), connection, now)
+    later = None if look is None else look - now
     if not learners:
-        return Registered("every known learner has a link for this part")
+        return Registered("every known learner has a link for this part" + _looking(look), run_again_in=later)
     batch = learners[:BATCH]
     emails = {lms_email: email for email, lms_email in batch}
     meeting = session.meeting
@@ -139,7 +140,14 @@ async def prepare(ctx: AppContext, session_id: int) -> Registered:
     if len(made) < len(batch):
         return Registered(f"{note}; the provider stopped the run, the rest later", registrations,
                           meeting.meeting_id, RETRY_REST_AFTER)
-    return Registered(note, registrations, meeting.meeting_id, timedelta(0) if waiting else None)
+    if waiting:
+        return Registered(f"{note}; the next {min(waiting, BATCH)} now", registrations, meeting.meeting_id,
+                          timedelta(0))
+    return Registered(note + _looking(look), registrations, meeting.meeting_id, later)
+
+
+def _looking(look: datetime | None) -> str:
+    return f"; looking again at {look:%Y-%m-%d %H:%M} UTC" if look is not None else ""
 
 
 async def finish(store: Store, registered: Registered) -> None:

@@ -161,9 +161,11 @@ async def schedule_session(
     await store.enqueue_job(jobs.session_job(jobs.ATTENDANCE_COLLECT, saved.id, saved.connection_id,
                                              saved.ends_at + ATTENDANCE_FIRST_LOOK))
     if saved.lo_id is not None and isinstance(provider, RegistersAhead):
-        # Learners who launched other parts get this part's link ahead of their click (`app.registrations`); the
-        # job finds nobody, and calls no provider, while nobody has.
-        await store.enqueue_job(jobs.session_job(jobs.LEARNERS_REGISTER, saved.id, saved.connection_id, now))
+        # Learners who launched other parts get this part's link ahead of their click, and this part's learners
+        # the later parts' (`app.registrations`).
+        for part in [saved, *await store.other_parts(saved)]:
+            assert part.id is not None
+            await store.enqueue_job(jobs.session_job(jobs.LEARNERS_REGISTER, part.id, part.connection_id, now))
     return saved, existing is None
 
 

@@ -62,9 +62,8 @@ class Store(Protocol):
         no personal link for this part's meeting yet (neither from a click nor registered ahead)."""
         ...
 
-    async def later_parts(self, session: Session, now: datetime) -> list[int]:
-        """Ids of the scheduled parts of the same multi-part session that start after `session` and have not
-        ended."""
+    async def other_parts(self, session: Session) -> list[Session]:
+        """The other scheduled parts of the part's multi-part session (same `lo_id`), in the order they start."""
         ...
 
     async def bookings_between(self, start: datetime, end: datetime) -> list[Booking]:

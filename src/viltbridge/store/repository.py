@@ -388,17 +388,16 @@ def learners_to_register(db: Readable, session: Session) -> list[tuple[str, str]
     return list(learners.items())
 
 
-def later_parts(db: Readable, session: Session, now: datetime) -> list[int]:
-    """Ids of the scheduled parts of the same multi-part session (`lo_id`) that start after this one and have not
-    ended by `now`."""
+def other_parts(db: Readable, session: Session) -> list[Session]:
+    """The other scheduled parts of the part's multi-part session (`lo_id`), in the order they start."""
     if session.lo_id is None or session.id is None:
         return []
-    return [int(part_id) for part_id in db.connection().execute(
-        sa.select(_SESSIONS.c.id)
+    rows = db.connection().execute(
+        sa.select(_SESSIONS)
         .where(_SESSIONS.c.connection_id == session.connection_id, _SESSIONS.c.lo_id == session.lo_id,
-               _SESSIONS.c.id != session.id, _SESSIONS.c.status == SessionStatus.SCHEDULED.value,
-               _SESSIONS.c.starts_at > session.starts_at, _SESSIONS.c.ends_at > now)
-        .order_by(_SESSIONS.c.starts_at)).scalars()]
+               _SESSIONS.c.id != session.id, _SESSIONS.c.status == SessionStatus.SCHEDULED.value)
+        .order_by(_SESSIONS.c.starts_at, _SESSIONS.c.id))
+    return [_session(row) for row in rows]
 
 
 # --- provider events (webhooks) -------------------------------------------------------------------------------
@@ -534,8 +533,8 @@ class AsyncSqlStore:
     async def learners_to_register(self, session: Session) -> list[tuple[str, str]]:
         return await self._run(learners_to_register, session)
 
-    async def later_parts(self, session: Session, now: datetime) -> list[int]:
-        return await self._run(later_parts, session, now)
+    async def other_parts(self, session: Session) -> list[Session]:
+        return await self._run(other_parts, session)
 
     async def launches_between(self, session_id: int, start: datetime, end: datetime) -> list[Launch]:
         return await self._run(launches_between, session_id, start, end, self._keyring)

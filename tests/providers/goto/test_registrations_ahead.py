@@ -19,7 +19,7 @@ from fastapi.testclient import TestClient
 from tests.conftest import NOW, Db, Lms, b64, session_body
 from tests.providers.goto.conftest import fresh, get_token
 from tests.providers.goto.test_faults import follow, goto_recovers, job_runner
-from viltbridge.app.registrations import REGISTER_AFTER_CLICK
+from viltbridge.app.registrations import LOOK_EVERY
 from viltbridge.core.clock import FixedClock
 from viltbridge.providers.goto.simulator import GotoSimulator
 
@@ -86,13 +86,20 @@ def test_learners_of_part_1_get_part_2s_link_ahead_and_their_click_calls_no_goto
     two_parts(goto_lms)
     run_due = part_1_launched(goto_lms, clock, LEARNERS)
     second = training_of(db, sim, "p-2")
+    calls = len(sim.state.exchanges)
     run_due()
-    assert second.registrants == {}  # the clicks of a burst coalesce: the job runs a little later
-    clock.set(clock.now() + REGISTER_AFTER_CLICK)
+    assert second.registrants == {}  # the job looks for part 1's learners every LOOK_EVERY, not at each click
+    assert len(sim.state.exchanges) == calls
+    clock.set(clock.now() + LOOK_EVERY)
     run_due()
     ahead = registrant_links(sim, second)
     assert set(ahead) == {email.lower() for email in LEARNERS}  # the instructor is no registrant
     assert {r.email for r in second.registrants.values()} == set(LEARNERS)  # as the LMS spelled them
+    assert jobs_of_part(db, "p-2")[0]["state"] == "queued"  # looking again while part 1's window is open
+    clock.set(PART_1 + timedelta(hours=2, minutes=5))  # part 1 ended an hour ago, and with it its launches
+    run_due()
+    clock.set(clock.now() + LOOK_EVERY)
+    run_due()
     assert jobs_of_part(db, "p-2")[0]["state"] == "done"
 
     clock.set(PART_2 - timedelta(minutes=5))
@@ -122,7 +129,7 @@ def test_nobody_is_registered_twice(goto_lms: Lms, goto_simulator: GotoSimulator
         lost = api.post(f"/organizers/{sim.config.organizer_key}/trainings/{second.key}/registrants",
                         json={"email": "bob@example.com", "givenName": "bob", "surname": "-"})
     assert lost.status_code == 201
-    clock.set(clock.now() + REGISTER_AFTER_CLICK)
+    clock.set(clock.now() + LOOK_EVERY)
     run_due()
     assert len(second.registrants) == 3  # GoTo refused Bob's second registration; his first is kept
     ahead = registrant_links(sim, second)
@@ -132,7 +139,7 @@ def test_nobody_is_registered_twice(goto_lms: Lms, goto_simulator: GotoSimulator
     calls = registering_calls(sim)
     assert goto_lms.update_session("p-2", second_body).status_code == 200
     follow(goto_lms, "p-1", "cat@example.com")
-    clock.set(clock.now() + REGISTER_AFTER_CLICK)
+    clock.set(clock.now() + LOOK_EVERY)
     run_due()
     assert registering_calls(sim) == calls and len(second.registrants) == 3
     clock.set(PART_2 - timedelta(minutes=5))
@@ -146,7 +153,7 @@ def test_an_outage_is_retried_until_goto_is_back(goto_lms: Lms, goto_simulator: 
     run_due = part_1_launched(goto_lms, clock, LEARNERS)
     second = training_of(db, sim, "p-2")
     sim.state.inject_fault(503, count=100_000, path="/registrants")
-    clock.set(clock.now() + REGISTER_AFTER_CLICK)
+    clock.set(clock.now() + LOOK_EVERY)
     run_due()
     [job] = jobs_of_part(db, "p-2")
     assert job["state"] == "queued" and job["attempts"] == 1 and job["last_error"]
@@ -155,8 +162,8 @@ def test_an_outage_is_retried_until_goto_is_back(goto_lms: Lms, goto_simulator: 
     goto_recovers(sim)
     clock.set(clock.now() + timedelta(hours=1))  # past the retry's backoff
     run_due()
-    assert jobs_of_part(db, "p-2")[0]["state"] == "done"
     assert set(registrant_links(sim, second)) == {email.lower() for email in LEARNERS}
+    assert jobs_of_part(db, "p-2")[0]["state"] == "queued"  # looking again while part 1's window is open
 
 
 def click(lms: Lms, session_id: str, email: str) -> int:
@@ -172,7 +179,7 @@ def test_registering_ahead_while_a_class_clicks_never_meets_gotos_limit(
     two_parts(goto_lms)
     known = [f"learner{n}@example.com" for n in range(20)]
     run_due = part_1_launched(goto_lms, clock, known)
-    clock.set(clock.now() + REGISTER_AFTER_CLICK)
+    clock.set(clock.now() + LOOK_EVERY)
     # The job registers the 20 for part 2 while 30 latecomers click part 1 (registered at their click): both
     # draw on GoTo's 10 calls a second, the job on its background share.
     worker = threading.Thread(target=run_due)
@@ -190,7 +197,7 @@ def test_an_edited_part_keeps_its_links_and_a_cancelled_one_lets_nobody_in(
     sim = goto_simulator
     second_body = two_parts(goto_lms)
     run_due = part_1_launched(goto_lms, clock, LEARNERS)
-    clock.set(clock.now() + REGISTER_AFTER_CLICK)
+    clock.set(clock.now() + LOOK_EVERY)
     run_due()
     second = training_of(db, sim, "p-2")
     ahead = registrant_links(sim, second)
@@ -211,7 +218,7 @@ def test_an_edited_part_keeps_its_links_and_a_cancelled_one_lets_nobody_in(
     # A learner of part 1 clicking again asks for no work on the cancelled part.
     clock.set(PART_1)
     follow(goto_lms, "p-1", "eve@example.com")
-    clock.set(clock.now() + REGISTER_AFTER_CLICK)
+    clock.set(clock.now() + LOOK_EVERY)
     calls = registering_calls(sim)
     run_due()
     assert registering_calls(sim) == calls
