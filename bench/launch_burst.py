@@ -10,10 +10,15 @@ launches on a schedule: each asks for its joinUrl as Cornerstone would and follo
 on the holding page when the launch page shows one. Measures the time from the LMS's request to the provider link
 (p50/p99), the share of personal links (a provider link no other learner got), the learners held and the failures.
 Zoom runs twice, batched and naive (batching off: one registration call per click), so its figures stay comparable
-with the earlier bench/results/zoom_launch.json. Writes bench/results/launch_burst.json.
+with the earlier bench/results/zoom_launch.json. GoTo runs a two-part session: part 1's crowd is the `default` row
+(nobody known ahead), then, once viltbridge has registered part 1's learners for part 2 in the background, part 2's
+crowd is the `registered ahead` row: BENCH_KNOWN_SHARE (0.8) of its learners launched part 1, the rest are new.
+Each GoTo row carries the physical limit: registrations GoTo's limit allows within the spread, as a share of the
+crowd, without and with the learners registered ahead. Writes bench/results/launch_burst.json.
 
 Environment: BENCH_LEARNERS (500), BENCH_SPREAD_SECONDS (5), BENCH_SETTLE_SECONDS (2), BENCH_PROVIDERS (all,
-comma-separated).
+comma-separated), BENCH_KNOWN_SHARE (0.8), BENCH_AHEAD_TIMEOUT_SECONDS (600: how long part 1's learners may take to
+be registered for part 2).
 """
 
 from __future__ import annotations
@@ -53,6 +58,10 @@ from bench.processes import (
 LEARNERS = int(os.environ.get("BENCH_LEARNERS", "500"))
 SPREAD = float(os.environ.get("BENCH_SPREAD_SECONDS", "5"))
 SETTLE_SECONDS = float(os.environ.get("BENCH_SETTLE_SECONDS", "2"))
+KNOWN_SHARE = float(os.environ.get("BENCH_KNOWN_SHARE", "0.8"))
+AHEAD_TIMEOUT = float(os.environ.get("BENCH_AHEAD_TIMEOUT_SECONDS", "600"))
+# The registration job runs at the workers' minute upkeep: this long without a new registrant and it is done.
+STALLED_SECONDS = 90.0
 HOST_EMAIL = "tess@example.com"
 HOLDING_REFRESH = re.compile(r'http-equiv="refresh" content="(\d+);')
 
@@ -67,6 +76,9 @@ class Target:
     seed: Callable[[Any], None] = lambda sim: None
     settings: Callable[[Any], dict[str, Any]] = lambda sim: {}
     modes: dict[str, dict[str, str]] = field(default_factory=lambda: {"default": {}})
+    # Calls a second the provider allows for registrations (GoTo: one registration per personal link); set, the
+    # target runs the two-part scenario (`two_parts`) and its rows report the physical limit.
+    registrations_per_second: int | None = None
 
 
 def zoom_settings(sim: Any) -> dict[str, Any]:
@@ -94,7 +106,8 @@ def targets() -> dict[str, Target]:
                lambda sim: sim.settings()),
         Target("teams", "none (Graph publishes no per-second numbers for these calls)", teams,
                lambda sim: sim.state.seed_user(HOST_EMAIL, "Tess Teacher"), lambda sim: sim.settings()),
-        Target("goto", "10 requests/s per API", goto, settings=lambda sim: sim.settings()),
+        Target("goto", "10 requests/s per API", goto, settings=lambda sim: sim.settings(),
+               registrations_per_second=10),
         Target("bbb", "none (BigBlueButton has no API limits)", bbb, settings=lambda sim: sim.settings()),
         Target("jitsi", "none (JaaS tokens are signed locally)", jitsi, settings=lambda sim: sim.settings()),
         Target("link", "none (no provider API)"),
@@ -116,7 +129,12 @@ def link_identity(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}{parts.path}?{parts.query}"
 
 
-async def crowd(base_url: str, authorization: str, session_id: str) -> dict[str, Any]:
+def learner_email(n: int) -> str:
+    return f"learner{n}@example.com"
+
+
+async def crowd(base_url: str, authorization: str, session_id: str,
+                email: Callable[[int], str] = learner_email) -> dict[str, Any]:
     """Every learner: GET the joinUrl (Cornerstone), then GET it (the browser); time both together."""
     latencies: list[float] = []
     links: dict[int, str] = {}
@@ -129,7 +147,7 @@ async def crowd(base_url: str, authorization: str, session_id: str) -> dict[str,
             await asyncio.sleep(n * SPREAD / LEARNERS)
             began = time.perf_counter()
             try:
-                asked = await client.get(f"{base_url}/session/{session_id}/user/{b64(f'learner{n}@example.com')}/url",
+                asked = await client.get(f"{base_url}/session/{session_id}/user/{b64(email(n))}/url",
                                          headers={"Authorization": authorization})
                 launch = asked.json()["data"]["joinUrl"]
                 redirect = await client.get(launch)
@@ -163,33 +181,109 @@ async def crowd(base_url: str, authorization: str, session_id: str) -> dict[str,
     }
 
 
-def prepare(stack: ExitStack, chosen: list[Target], env: dict[str, str]) -> dict[tuple[str, str], str]:
+def prepare(stack: ExitStack, chosen: list[Target],
+            env: dict[str, str]) -> tuple[dict[tuple[str, str], str], dict[str, Any]]:
     """Each target's simulator (stopped with the stack) and connections; the LMS's Authorization header per
-    (provider, mode)."""
+    (provider, mode), and the simulators by provider."""
     wanted = []
+    sims = {}
     for target in chosen:
-        sim = stack.enter_context(target.simulator())
+        sim = sims[target.provider] = stack.enter_context(target.simulator())
         target.seed(sim)
         wanted += [(f"{target.provider}-{mode}", target.provider, {**target.settings(sim), **extra})
                    for mode, extra in target.modes.items()]
     headers = create_connections(env, wanted)
     keys = [(target.provider, mode) for target in chosen for mode in target.modes]
-    return dict(zip(keys, headers, strict=True))
+    return dict(zip(keys, headers, strict=True)), sims
 
 
-def schedule_session(base_url: str, provider: str, authorization: str, session_id: str) -> None:
-    begin = datetime.now(UTC) + timedelta(minutes=5)
+def schedule_session(base_url: str, provider: str, authorization: str, session_id: str, *,
+                     title: str = "Crowd", starts_in: timedelta = timedelta(minutes=5), **extra: str) -> None:
+    begin = datetime.now(UTC) + starts_in
     status, body = request("POST", f"{base_url}/instructor", authorization,
                            {"Email": HOST_EMAIL, "FirstName": "Tess", "LastName": "Teacher"})
     if status != 200:
         raise BenchError(f"{provider}: adding the instructor failed: {status} {body[:300]!r}")
     status, body = request("POST", f"{base_url}/session", authorization, {
-        "SessionId": session_id, "CreatorEmail": "admin@example.com", "Title": "Crowd",
+        "SessionId": session_id, "CreatorEmail": "admin@example.com", "Title": title,
         "DateBegin": begin.strftime("%Y-%m-%dT%H:%M:%S"),
         "DateEnd": (begin + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%S"),
-        "TimeZone": {"UTCOffset": "+00:00"}, "InstructorEmails": HOST_EMAIL})
+        "TimeZone": {"UTCOffset": "+00:00"}, "InstructorEmails": HOST_EMAIL, **extra})
     if status != 200:
         raise BenchError(f"{provider}: creating the session failed: {status} {body[:300]!r}")
+
+
+def known_in_part_2(n: int) -> bool:
+    """Whether part 2's learner n launched part 1: KNOWN_SHARE of them, spread evenly through the crowd."""
+    return int((n + 1) * KNOWN_SHARE) > int(n * KNOWN_SHARE)
+
+
+def part_2_email(n: int) -> str:
+    return learner_email(n) if known_in_part_2(n) else f"newcomer{n}@example.com"
+
+
+def physical_limit(per_second: int, known: int) -> dict[str, Any]:
+    """What the provider's limit allows within the spread: `per_second` registrations a second for the learners
+    not registered ahead, on top of the `known` ones who were. The holding page lets registrations go on for a few
+    seconds after the spread, so a measured share may pass this."""
+    within_spread = round(per_second * SPREAD)
+    return {"registrations_within_spread": within_spread, "known_ahead": known,
+            "personal_share_limit": round(min(LEARNERS, known + within_spread) / LEARNERS, 3)}
+
+
+def registrants(sim: Any, title: str) -> set[str]:
+    """The emails registered for the simulator's training named `title`."""
+    with sim.state.lock:
+        return {r.email.lower() for t in sim.state.trainings.values() if t.name == title and not t.deleted
+                for r in t.registrants.values()}
+
+
+def wait_for_registrants(sim: Any, title: str, wanted: int) -> float:
+    """Seconds until the simulator's training named `title` holds `wanted` registrants (viltbridge's background
+    registrations), or until their number has not grown for STALLED_SECONDS (a learner whose part-1 click the
+    ledger missed is not known); BenchError when none came within AHEAD_TIMEOUT."""
+    began = last_growth = time.monotonic()
+    count = 0
+    while time.monotonic() - began < AHEAD_TIMEOUT:
+        now_count = len(registrants(sim, title))
+        if now_count >= wanted:
+            return round(time.monotonic() - began, 1)
+        if now_count > count:
+            count, last_growth = now_count, time.monotonic()
+        elif count and time.monotonic() - last_growth > STALLED_SECONDS:
+            print(f"  {title}: {count} of {wanted} learners registered ahead, no more for {STALLED_SECONDS:g} s",
+                  file=sys.stderr)
+            return round(last_growth - began, 1)
+        time.sleep(0.5)
+    raise BenchError(f"part 1's learners were not registered for part 2 within {AHEAD_TIMEOUT:g} s "
+                     f"({count} of {wanted}); see serve.log")
+
+
+def two_parts(base_url: str, target: Target, sim: Any, authorization: str, session_id: str) -> dict[str, Any]:
+    """A two-part session (one LoId): part 1's crowd (nobody known: the `default` row), then, once part 1's
+    learners are registered for part 2 in the background, part 2's crowd (`registered ahead`)."""
+    assert target.registrations_per_second is not None
+    per_second = target.registrations_per_second
+    part_2_title = "Crowd, part 2"
+    schedule_session(base_url, target.provider, authorization, f"{session_id}-1", LoId=session_id)
+    # Part 2 would be another day; here it starts a minute after part 1 so that both launch windows are open.
+    schedule_session(base_url, target.provider, authorization, f"{session_id}-2", title=part_2_title,
+                     starts_in=timedelta(minutes=6), LoId=session_id)
+    time.sleep(SETTLE_SECONDS)
+    first = asyncio.run(crowd(base_url, authorization, f"{session_id}-1"))
+    first["physical_limit"] = physical_limit(per_second, 0)
+    first["provider_429s"] = sim.state.rate_limited
+    registered_in = wait_for_registrants(sim, part_2_title, LEARNERS - first["failed"])
+    time.sleep(SETTLE_SECONDS)
+    rate_limited_before = sim.state.rate_limited
+    ahead = registrants(sim, part_2_title)
+    second = asyncio.run(crowd(base_url, authorization, f"{session_id}-2", part_2_email))
+    known = sum(1 for n in range(LEARNERS) if known_in_part_2(n) and part_2_email(n) in ahead)
+    second["physical_limit"] = physical_limit(per_second, known)
+    second["registered_ahead_in_seconds"] = registered_in
+    second["provider_429s_while_registering_ahead"] = rate_limited_before - first["provider_429s"]
+    second["provider_429s"] = sim.state.rate_limited - rate_limited_before
+    return {"default": first, "registered ahead": second}
 
 
 def run(chosen: list[Target]) -> tuple[dict[str, Any], float | None]:
@@ -198,13 +292,16 @@ def run(chosen: list[Target]) -> tuple[dict[str, Any], float | None]:
     with ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="viltbridge-burst-")))
         env = viltbridge_env(tmp)
-        credentials = prepare(stack, chosen, env)
+        credentials, sims = prepare(stack, chosen, env)
         base_url, server = serve(stack, env, tmp / "serve.log")
         for target in chosen:
             results: dict[str, Any] = {"limits": target.limits}
             for mode in target.modes:
                 authorization = credentials[target.provider, mode]
                 session_id = f"crowd-{target.provider}-{mode}"
+                if target.registrations_per_second is not None:
+                    results.update(two_parts(base_url, target, sims[target.provider], authorization, session_id))
+                    continue
                 schedule_session(base_url, target.provider, authorization, session_id)
                 time.sleep(SETTLE_SECONDS)  # a fresh second for per-second limits
                 results[mode] = asyncio.run(crowd(base_url, authorization, session_id))
@@ -220,8 +317,13 @@ def summary(report: dict[str, Any]) -> str:
             if not isinstance(r, dict):
                 continue
             p50, p99 = r["time_to_join_url_ms"]["p50"] or 0, r["time_to_join_url_ms"]["p99"] or 0
-            lines.append(f"  {provider + ' ' + mode:16} p50 {p50:8.1f} ms  p99 {p99:8.1f} ms  personal "
-                         f"{r['personal_share']:5.0%}  held {r['held_then_retried']:4}  failed {r['failed']}")
+            limit = r.get("physical_limit")
+            against = (f"  (limit within {SPREAD:g}s {limit['personal_share_limit']:.0%}: "
+                       f"{limit['registrations_within_spread']} registrations + {limit['known_ahead']} registered "
+                       f"ahead; GoTo 429s {r['provider_429s']})" if limit else "")
+            lines.append(f"  {provider + ' ' + mode:25} p50 {p50:8.1f} ms  p99 {p99:8.1f} ms  personal "
+                         f"{r['personal_share']:5.0%}  held {r['held_then_retried']:4}  failed {r['failed']}"
+                         f"{against}")
     return "\n".join(lines)
 
 

@@ -125,6 +125,22 @@ def burst_section(report: dict[str, Any], targets: list[tuple[str, str, bool | N
                          f"{fmt(latency['p99'])} | {fmt(latency['max'])} | {r['personal_share']:.0%} | "
                          f"{r['held_then_retried']} | {r['failed']} |")
             targets.append((f"launch burst: {provider} {mode}: no failed launch", str(r["failed"]), r["failed"] == 0))
+    limits = [(provider, mode, r) for provider, results in report["providers"].items()
+              for mode, r in results.items() if isinstance(r, dict) and r.get("physical_limit")]
+    if limits:
+        lines += ["", "Against the physical limit (registrations the provider's limit allows within the spread, "
+                      "plus the learners registered ahead of their click):", "",
+                  "| provider | mode | known ahead | limit: personal share | personal | p50 ms | provider 429s |",
+                  "|---|---|---:|---:|---:|---:|---:|"]
+    for provider, mode, r in limits:
+        limit = r["physical_limit"]
+        lines.append(f"| {provider} | {mode} | {limit['known_ahead']} | {limit['personal_share_limit']:.0%} "
+                     f"({limit['registrations_within_spread']} registrations + {limit['known_ahead']}) | "
+                     f"{r['personal_share']:.0%} | {fmt(r['time_to_join_url_ms']['p50'])} | "
+                     f"{r.get('provider_429s', '')} |")
+        targets.append((f"launch burst: {provider} {mode}: personal share against the limit of "
+                        f"{limit['personal_share_limit']:.0%} (no numeric target in the issue)",
+                        f"{r['personal_share']:.0%}", None))
     for name, ratio in (report.get("ratios") or {}).items():
         lines += ["", f"Ratio {name}: {fmt(ratio, 2)}"]
     return lines

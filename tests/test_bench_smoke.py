@@ -89,6 +89,12 @@ def test_launch_bursts_cover_every_provider_and_every_learner(results: Path) -> 
     # Registrant links (Zoom) are personal; Teams hands everyone the meeting's one join URL.
     assert report["providers"]["zoom"]["batched"]["personal_share"] == 1.0
     assert report["providers"]["teams"]["default"]["personal_share"] == 0.0
+    # GoTo: part 1's crowd (nobody known ahead), then part 2's, 4 of its 6 learners registered ahead (0.8 of them,
+    # spread evenly), against the limit; GoTo never answered 429.
+    goto = report["providers"]["goto"]
+    assert set(goto) == {"limits", "default", "registered ahead"}
+    assert goto["registered ahead"]["physical_limit"]["known_ahead"] == 4
+    assert goto["default"]["provider_429s"] == goto["registered ahead"]["provider_429s"] == 0
     assert "zoom naive p99 / batched p99" in report["ratios"]
 
 

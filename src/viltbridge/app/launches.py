@@ -129,6 +129,10 @@ async def plan_launch(store: Store, connection: Connection, claims: LaunchClaims
     role = await _role_of(store, session, email)
     last = await store.last_personal_launch(session.id, email)
     previous = LaunchLink(url=last.provider_url, personal=True, identity=last.identity) if last else None
+    if previous is None and role is Role.ATTENDEE:
+        # Registered ahead of this click (`app.registrations`): the adapter reuses it as it would a previous link.
+        ahead = await store.registration(session.id, email, session.meeting.meeting_id)
+        previous = LaunchLink(url=ahead.provider_url, personal=True, identity=ahead.identity) if ahead else None
     instructor = await store.find_instructor(connection.id, email) if role is not Role.ATTENDEE else None
     return LaunchPlan(session=session, email=email, lms_email=claims.email, role=role, previous=previous,
                       first_name=instructor.first_name if instructor else None,

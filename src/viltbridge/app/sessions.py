@@ -14,7 +14,15 @@ from viltbridge.core.clock import Clock
 from viltbridge.core.errors import DomainError, InvalidInput, NotFound, ProviderFailed
 from viltbridge.core.models import Connection, JobRequest, Meeting, Session, SessionStatus
 from viltbridge.core.ports import Store
-from viltbridge.core.provider import ExtendedOption, InstructorSpec, MeetingFacts, MeetingRef, MeetingSpec, Provider
+from viltbridge.core.provider import (
+    ExtendedOption,
+    InstructorSpec,
+    MeetingFacts,
+    MeetingRef,
+    MeetingSpec,
+    Provider,
+    RegistersAhead,
+)
 from viltbridge.core.schedule import Booking, conflicts_with, host_account_of
 from viltbridge.core.times import guess_zone
 from viltbridge.store import console_views, repository
@@ -152,6 +160,12 @@ async def schedule_session(
         await store.enqueue_job(meeting_sync_job(saved, now, retry_after))
     await store.enqueue_job(jobs.session_job(jobs.ATTENDANCE_COLLECT, saved.id, saved.connection_id,
                                              saved.ends_at + ATTENDANCE_FIRST_LOOK))
+    if saved.lo_id is not None and isinstance(provider, RegistersAhead):
+        # Learners who launched other parts get this part's link ahead of their click, and this part's learners
+        # the later parts' (`app.registrations`).
+        for part in [saved, *await store.other_parts(saved)]:
+            assert part.id is not None
+            await store.enqueue_job(jobs.session_job(jobs.LEARNERS_REGISTER, part.id, part.connection_id, now))
     return saved, existing is None
 
 

@@ -15,8 +15,11 @@ from viltbridge.core.models import JobRequest
 MEETING_SYNC = "meeting.sync"  # provider work a save left owed (`meeting_pending`)
 MEETING_CHECK = "meeting.check"  # an upcoming meeting compared with its provider (the nightly check)
 ATTENDANCE_COLLECT = "attendance.collect"  # attendance collected, or computed again from the ledger
+# Learners known from the part's other parts (their launches) registered ahead of their click, where the provider
+# registers people (`core.provider.RegistersAhead`).
+LEARNERS_REGISTER = "learners.register"
 
-KINDS = (MEETING_SYNC, MEETING_CHECK, ATTENDANCE_COLLECT)
+KINDS = (MEETING_SYNC, MEETING_CHECK, ATTENDANCE_COLLECT, LEARNERS_REGISTER)
 
 
 def dedupe_key(kind: str, session_id: int) -> str:

@@ -125,6 +125,23 @@ class Launch:
 
 
 @dataclass(frozen=True)
+class Registration:
+    """A learner's personal link made ahead of their click (pre-registration): the click is answered from here
+    without a provider call. Not a click: the launch ledger records the click when it comes.
+
+    `identity` is the link's, as an adapter's `LaunchLink.identity` (the adapter checks on the click that it still
+    belongs to the part's meeting)."""
+
+    session_id: int
+    email: str  # normalised: the person's key
+    lms_email: str  # as the LMS spelled it at the launch that made them known
+    meeting_id: str  # the provider meeting the link belongs to: a meeting made afresh needs a new registration
+    provider_url: str
+    identity: dict[str, Any]
+    registered_at: datetime
+
+
+@dataclass(frozen=True)
 class JobRequest:
     """Background work asked for in the same transaction as the data that needs it. One job per `dedupe_key`:
     asking again updates that job rather than adding another."""

@@ -6,7 +6,15 @@ from datetime import datetime
 from typing import Protocol
 
 from viltbridge.core.attendance import AttendanceDecision, AttendanceOverride, LedgerSegment, Review
-from viltbridge.core.models import AttendanceState, Connection, Instructor, JobRequest, Launch, Session
+from viltbridge.core.models import (
+    AttendanceState,
+    Connection,
+    Instructor,
+    JobRequest,
+    Launch,
+    Registration,
+    Session,
+)
 from viltbridge.core.provider import ProviderEvent
 from viltbridge.core.schedule import Booking
 
@@ -40,6 +48,23 @@ class Store(Protocol):
     async def last_personal_launch(self, session_id: int, email: str) -> Launch | None: ...
 
     async def launches_between(self, session_id: int, start: datetime, end: datetime) -> list[Launch]: ...
+
+    async def registration(self, session_id: int, email: str, meeting_id: str) -> Registration | None:
+        """The learner's link registered ahead of their click for the part's meeting `meeting_id`, if any."""
+        ...
+
+    async def save_registrations(self, registrations: list[Registration]) -> None:
+        """Keep links registered ahead, replacing what a learner had for the part."""
+        ...
+
+    async def learners_to_register(self, session: Session) -> list[tuple[str, str]]:
+        """(email, lms_email) of the learners who launched other parts of the part's multi-part session and have
+        no personal link for this part's meeting yet (neither from a click nor registered ahead)."""
+        ...
+
+    async def other_parts(self, session: Session) -> list[Session]:
+        """The other scheduled parts of the part's multi-part session (same `lo_id`), in the order they start."""
+        ...
 
     async def bookings_between(self, start: datetime, end: datetime) -> list[Booking]:
         """Scheduled parts of every connection that overlap [start, end): what a new part may conflict with."""

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from viltbridge.core.models import Role
 
@@ -257,4 +257,20 @@ class Provider(Protocol):
 
     def segments_from_events(self, events: list[ProviderEvent]) -> list[ParticipantSegment]:
         """Join/leave segments from stored webhook events: live attendance before the report exists."""
+        ...
+
+
+@runtime_checkable
+class RegistersAhead(Protocol):
+    """A provider whose personal links are registrations that outlive the click (GoTo Training's registrants), so
+    learners known in advance can be registered by a background job at the pace the provider allows, and their
+    click answered from the store. Providers whose links are signed locally, or cheap enough per click, leave it
+    out."""
+
+    async def register_ahead(self, meeting: MeetingRef, people: list[Person]) -> list[tuple[Person, LaunchLink]]:
+        """Register `people` for the meeting, paced as bulk work (leaving room for learners' clicks); returns the
+        personal link of each one registered, in order. Someone registered already (an earlier run that lost its
+        answers) is given their existing link. When the provider fails after some registrations, returns those
+        (fewer than asked); when it fails before any, raises `ProviderFailed`. Nothing made is lost either way: a
+        rerun finds them registered."""
         ...

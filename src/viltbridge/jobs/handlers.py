@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from viltbridge.app import attendance, sessions
+from viltbridge.app import attendance, registrations, sessions
 from viltbridge.app.context import AppContext
 from viltbridge.app.uow import reading
 from viltbridge.core import jobs
@@ -123,8 +123,22 @@ async def check_meeting(ctx: AppContext, store: AsyncSqlStore, job: Job) -> Outc
     return Outcome(await sessions.check_meeting(store, provider, session.id or 0, ctx.clock.now()))
 
 
+async def register_learners(ctx: AppContext, job: Job) -> Write:
+    """Learners known from the session's other parts registered with the provider ahead of their click: the
+    provider calls run first, the links are kept in the write transaction (a run whose write does not commit, a
+    lost lease, leaves its registrations for the next run to find)."""
+    registered = await registrations.prepare(ctx, int(job.payload["session_id"]))
+
+    async def keep(store: AsyncSqlStore) -> Outcome:
+        await registrations.finish(store, registered)
+        again = registered.run_again_in
+        return Outcome(registered.note, run_again_at=None if again is None else ctx.clock.now() + again)
+    return keep
+
+
 HANDLERS: dict[str, Handler] = {
     jobs.MEETING_CHECK: in_the_transaction(check_meeting),
     jobs.MEETING_SYNC: in_the_transaction(sync_meeting),
     jobs.ATTENDANCE_COLLECT: collect_attendance,
+    jobs.LEARNERS_REGISTER: register_learners,
 }

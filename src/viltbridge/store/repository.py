@@ -22,6 +22,7 @@ from viltbridge.core.models import (
     JobRequest,
     Launch,
     Meeting,
+    Registration,
     Role,
     Session,
     SessionStatus,
@@ -32,7 +33,14 @@ from viltbridge.core.schedule import Booking, host_account_of
 from viltbridge.security.crypto import Keyring
 from viltbridge.store import attendance_ledger, job_ledger
 from viltbridge.store.db import Readable, SyncRunner
-from viltbridge.store.tables import ConnectionRow, InstructorRow, LaunchRow, ProviderEventRow, SessionRow
+from viltbridge.store.tables import (
+    ConnectionRow,
+    InstructorRow,
+    LaunchRow,
+    ProviderEventRow,
+    RegistrationRow,
+    SessionRow,
+)
 
 T = TypeVar("T")
 
@@ -321,6 +329,77 @@ def launches_between(
     return [_launch(row, keyring) for row in rows]
 
 
+# --- registrations made ahead of the click ----------------------------------------------------------------------
+
+_REGISTRATIONS = RegistrationRow.__table__
+
+_REGISTRATION = (
+    sa.select(_REGISTRATIONS)
+    .where(_REGISTRATIONS.c.session_id == sa.bindparam("session_id"), _REGISTRATIONS.c.email == sa.bindparam("email"),
+           _REGISTRATIONS.c.meeting_id == sa.bindparam("meeting_id"))
+)
+
+
+def registration(db: Readable, session_id: int, email: str, meeting_id: str, keyring: Keyring) -> Registration | None:
+    """The learner's link registered ahead for the part's meeting as it is (`meeting_id`), if any."""
+    row = db.connection().execute(_REGISTRATION, {"session_id": session_id, "email": email,
+                                                  "meeting_id": meeting_id}).first()
+    if row is None:
+        return None
+    return Registration(session_id=row.session_id, email=row.email, lms_email=row.lms_email,
+                        meeting_id=row.meeting_id, provider_url=keyring.decrypt_text(row.provider_url),
+                        identity=dict(row.identity or {}), registered_at=row.registered_at)
+
+
+def save_registrations(db: OrmSession, registrations: list[Registration], keyring: Keyring) -> None:
+    """Keep these links, replacing any a learner had for the part (made for a meeting since replaced). The link is
+    encrypted: it lets anyone in as that learner."""
+    for session_id in {r.session_id for r in registrations}:
+        emails = [r.email for r in registrations if r.session_id == session_id]
+        db.execute(sa.delete(_REGISTRATIONS).where(_REGISTRATIONS.c.session_id == session_id,
+                                                   _REGISTRATIONS.c.email.in_(emails)))
+    db.add_all(RegistrationRow(session_id=r.session_id, email=r.email, lms_email=r.lms_email,
+                               meeting_id=r.meeting_id, provider_url=keyring.encrypt_text(r.provider_url),
+                               identity=dict(r.identity), registered_at=r.registered_at) for r in registrations)
+    db.flush()
+
+
+def learners_to_register(db: Readable, session: Session) -> list[tuple[str, str]]:
+    """(email, lms_email) of the learners who launched another part of the part's multi-part session (`lo_id`)
+    and have neither a personal link for this part nor one registered for its meeting as it is: the people to
+    register ahead. In the order they first launched; `lms_email` as they were last spelled."""
+    if session.lo_id is None or session.id is None or session.meeting is None:
+        return []
+    here = _LAUNCHES.alias("here")
+    registered = _REGISTRATIONS
+    rows = db.connection().execute(
+        sa.select(_LAUNCHES.c.email, _LAUNCHES.c.lms_email)
+        .join(_SESSIONS, _SESSIONS.c.id == _LAUNCHES.c.session_id)
+        .where(_SESSIONS.c.connection_id == session.connection_id, _SESSIONS.c.lo_id == session.lo_id,
+               _SESSIONS.c.id != session.id, _LAUNCHES.c.role == Role.ATTENDEE.value,
+               ~sa.exists().where(here.c.session_id == session.id, here.c.email == _LAUNCHES.c.email,
+                                  here.c.personal),
+               ~sa.exists().where(registered.c.session_id == session.id, registered.c.email == _LAUNCHES.c.email,
+                                  registered.c.meeting_id == session.meeting.meeting_id))
+        .order_by(_LAUNCHES.c.clicked_at, _LAUNCHES.c.id))
+    learners: dict[str, str] = {}
+    for email, lms_email in rows:
+        learners[email] = lms_email
+    return list(learners.items())
+
+
+def other_parts(db: Readable, session: Session) -> list[Session]:
+    """The other scheduled parts of the part's multi-part session (`lo_id`), in the order they start."""
+    if session.lo_id is None or session.id is None:
+        return []
+    rows = db.connection().execute(
+        sa.select(_SESSIONS)
+        .where(_SESSIONS.c.connection_id == session.connection_id, _SESSIONS.c.lo_id == session.lo_id,
+               _SESSIONS.c.id != session.id, _SESSIONS.c.status == SessionStatus.SCHEDULED.value)
+        .order_by(_SESSIONS.c.starts_at, _SESSIONS.c.id))
+    return [_session(row) for row in rows]
+
+
 # --- provider events (webhooks) -------------------------------------------------------------------------------
 
 
@@ -444,6 +523,18 @@ class AsyncSqlStore:
 
     async def provider_events(self, connection_id: int, meeting_id: str) -> list[ProviderEvent]:
         return await self._run(provider_events, connection_id, meeting_id)
+
+    async def registration(self, session_id: int, email: str, meeting_id: str) -> Registration | None:
+        return await self._run(registration, session_id, email, meeting_id, self._keyring)
+
+    async def save_registrations(self, registrations: list[Registration]) -> None:
+        await self._run(save_registrations, registrations, self._keyring)
+
+    async def learners_to_register(self, session: Session) -> list[tuple[str, str]]:
+        return await self._run(learners_to_register, session)
+
+    async def other_parts(self, session: Session) -> list[Session]:
+        return await self._run(other_parts, session)
 
     async def launches_between(self, session_id: int, start: datetime, end: datetime) -> list[Launch]:
         return await self._run(launches_between, session_id, start, end, self._keyring)

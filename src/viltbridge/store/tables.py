@@ -133,6 +133,23 @@ class LaunchRow(Base):
     identity: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default=sa.text("'{}'"))
 
 
+class RegistrationRow(Base):
+    """Learners registered with the provider ahead of their click (`core.models.Registration`): their personal
+    link, encrypted, for the part's meeting as it was then."""
+
+    __tablename__ = "registrations"
+    __table_args__ = (sa.UniqueConstraint("session_id", "email"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    session_id: Mapped[int] = mapped_column(sa.ForeignKey("sessions.id", ondelete="CASCADE"))
+    email: Mapped[str] = mapped_column(sa.String(320), doc="normalised: the person's key")
+    lms_email: Mapped[str] = mapped_column(sa.String(320), doc="as the LMS spelled it")
+    meeting_id: Mapped[str] = mapped_column(sa.String(200), doc="the meeting the link belongs to")
+    provider_url: Mapped[str] = mapped_column(sa.Text)
+    identity: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default=sa.text("'{}'"))
+    registered_at: Mapped[datetime]
+
+
 class ProviderEventRow(Base):
     """Webhook events as received (raw), once each: the live side of the attendance ledger."""
 

@@ -25,6 +25,7 @@ Decisions (GoTo documents none of these; change them only with a reason here):
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import time
@@ -67,6 +68,9 @@ MARK_ROOM = 96  # characters of the description kept for the session's mark
 # again shortly).
 LAUNCH_BUDGET = Budget(total=3.0, max_queue_wait=1.0, attempt_timeout=2.5, max_attempts=2, connect_timeout=2.0)
 REGISTRATION_RETRY_SECONDS = 2.0
+# Registrations ahead of the click in flight at once: enough to fill the background share of the limit when GoTo
+# answers in a few hundred milliseconds.
+REGISTER_AHEAD_AT_ONCE = 4
 # GoTo lists a session in its reports only some minutes after it ended: ask again after this long.
 REPORT_DELAY_SECONDS = 15 * 60
 # Attendance is final this long after the part's scheduled end, once a report exists (see the module's docs).
@@ -341,10 +345,7 @@ class GotoProvider:
             return LaunchLink(url=meeting.join_url, personal=False, note=f"registration failed: {reason}",
                               identity={"training_key": meeting.meeting_id, "fallback": "registration_page"},
                               retry_after_seconds=REGISTRATION_RETRY_SECONDS)
-        return LaunchLink(url=str(registrant["joinUrl"]), personal=True, note=note,
-                          identity={PERSONAL_ID: str(registrant["registrantKey"]),
-                                    "registrant_key": str(registrant["registrantKey"]),
-                                    "training_key": meeting.meeting_id, "email": email})
+        return _registrant_link(meeting, email, registrant, note)
 
     async def _start_link(self, meeting: MeetingRef, role: Role) -> LaunchLink:
         try:
@@ -360,22 +361,55 @@ class GotoProvider:
                           identity={"goto_role": "organizer" if role is Role.HOST else "co-organizer",
                                     "training_key": meeting.meeting_id})
 
-    async def _registrant(self, training_key: str, person: Person) -> dict[str, Any]:
-        """Register `person`; when GoTo says the email is registered already (409), reuse that registration."""
+    async def _registrant(self, training_key: str, person: Person, *, budget: Budget = LAUNCH_BUDGET,
+                          background: bool = False,
+                          listed: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+        """Register `person`; when GoTo says the email is registered already (409), reuse that registration, found
+        in GoTo's registrant list (`listed`: the list as read earlier by the caller, filled on first need)."""
         given = (person.first_name or "").strip() or person.email.split("@")[0]
         surname = (person.last_name or "").strip() or "-"
+        email = person.email.strip().lower()
         try:
-            return await self.client.register(training_key, person.email.strip(), given, surname,
-                                              budget=LAUNCH_BUDGET)
+            return await self.client.register(training_key, person.email.strip(), given, surname, budget=budget,
+                                              background=background)
         except ProviderApiError as err:
             if err.http_status != 409:
                 raise
-        for row in await self.client.registrants(training_key, budget=LAUNCH_BUDGET):
-            if str(row.get("email", "")).strip().lower() == person.email.strip().lower() and row.get("joinUrl"):
-                return row
+        listed = {} if listed is None else listed
+        if email not in listed:
+            rows = await self.client.registrants(training_key, budget=budget, background=background)
+            listed.update({str(row.get("email", "")).strip().lower(): row for row in rows if row.get("joinUrl")})
+        if email in listed:
+            return listed[email]
         # GoTo's registrant list may lag up to two hours behind its registrations (§5.3).
         raise ProviderFailed("goto", f"GoTo says {person.email} is registered for training {training_key} but does "
                                      "not list the registration yet.")
+
+    async def register_ahead(self, meeting: MeetingRef, people: list[Person]) -> list[tuple[Person, LaunchLink]]:
+        """Registrants made ahead of the click (`core.provider.RegistersAhead`): a few calls at a time within the
+        background share of GoTo's limit (`GotoClient.background_quota`), so learners clicking meanwhile keep the
+        rest. Someone registered already (a run whose answers were lost) is found in GoTo's registrant list, read
+        once per run. A failure after some registrations returns those; a failure before any is raised."""
+        made: list[tuple[Person, LaunchLink]] = []
+        listed: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(people), REGISTER_AHEAD_AT_ONCE):
+            batch = people[start:start + REGISTER_AHEAD_AT_ONCE]
+            answers = await asyncio.gather(
+                *(self._registrant(meeting.meeting_id, person, budget=BULK, background=True, listed=listed)
+                  for person in batch), return_exceptions=True)
+            failure: BaseException | None = None
+            for person, answer in zip(batch, answers, strict=True):
+                if isinstance(answer, BaseException):
+                    failure = failure or answer
+                else:
+                    made.append((person, _registrant_link(meeting, person.email.strip().lower(), answer, None)))
+            if failure is not None:
+                if not made or not isinstance(failure, ProviderFailed | TimeoutError):
+                    raise failure
+                log.warning("goto: registered %d learner(s) ahead for training %s, then stopped: %s", len(made),
+                            meeting.meeting_id, getattr(failure, "message", None) or failure)
+                break
+        return made
 
     # --- attendance --------------------------------------------------------------------------------------------
 
@@ -438,6 +472,14 @@ class GotoProvider:
 
     async def aclose(self) -> None:
         await self.client.aclose()
+
+
+def _registrant_link(meeting: MeetingRef, email: str, registrant: Mapping[str, Any], note: str | None) -> LaunchLink:
+    """A learner's registrant join link; its identity lets a later click reuse it for the same training only."""
+    return LaunchLink(url=str(registrant["joinUrl"]), personal=True, note=note,
+                      identity={PERSONAL_ID: str(registrant["registrantKey"]),
+                                "registrant_key": str(registrant["registrantKey"]),
+                                "training_key": meeting.meeting_id, "email": email})
 
 
 def _segments(row: Mapping[str, Any], periods: list[Mapping[str, Any]], session_key: str,

@@ -173,6 +173,13 @@ class GotoClient:
         self.quota = Quota(f"goto:{settings.client_id}:g2t:second", per_second, SECOND_WINDOW,
                            burst=max(1, per_second // 3),
                            label=f"GoTo Training's API limit ({per_second} calls a second)")
+        # Background registrations (learners registered ahead of their click) take at most half of the limit on
+        # top of it, so learners clicking meanwhile always find room (interactive work goes first).
+        background = max(1, per_second // 2)
+        self.background_quota = Quota(f"goto:{settings.client_id}:g2t:background", background, SECOND_WINDOW,
+                                      burst=max(1, background // 3),
+                                      label=f"viltbridge's share of GoTo Training's API limit for background "
+                                            f"registrations ({background} calls a second)")
 
     async def aclose(self) -> None:
         await self.http.aclose()
@@ -187,10 +194,11 @@ class GotoClient:
         return f"/organizers/{self.organizer_key}/trainings/{quote(str(training_key), safe='')}{suffix}"
 
     async def _call(self, method: str, path: str, *, operation: str, budget: Budget, json: Any = None,
-                    idempotent: bool | None = None) -> httpx2.Response:
+                    idempotent: bool | None = None, background: bool = False) -> httpx2.Response:
+        quotas = [self.background_quota, self.quota] if background else [self.quota]
         try:
             return await self.http.request(method, path, operation=operation, json=json, budget=budget,
-                                           idempotent=idempotent, quotas=[self.quota])
+                                           idempotent=idempotent, quotas=quotas)
         except ProviderCallFailed as err:
             raise _explain(err, operation=operation) from None
 
@@ -296,19 +304,22 @@ class GotoClient:
     # -- registrants ----------------------------------------------------------------------------------------
 
     async def register(self, training_key: str, email: str, given_name: str, surname: str, *,
-                       budget: Budget = INTERACTIVE) -> dict[str, Any]:
+                       budget: Budget = INTERACTIVE, background: bool = False) -> dict[str, Any]:
         """`POST .../registrants` (201 `{registrantKey, joinUrl, confirmationUrl}`). A second registration of the
-        same email is a 409 `ProviderApiError` (see `registrants`). Safe to repeat: GoTo refuses a duplicate."""
+        same email is a 409 `ProviderApiError` (see `registrants`). Safe to repeat: GoTo refuses a duplicate.
+        `background`: within the background share of the limit (see `background_quota`)."""
         body = {"email": email, "givenName": given_name, "surname": surname}
         result: dict[str, Any] = await self._json(
             "POST", self._training(training_key, "/registrants"), kind=dict, json=body, idempotent=True,
-            budget=budget, operation=f"register {email} for the GoTo training {training_key}")
+            budget=budget, background=background, operation=f"register {email} for the GoTo training {training_key}")
         return result
 
-    async def registrants(self, training_key: str, *, budget: Budget = INTERACTIVE) -> list[dict[str, Any]]:
+    async def registrants(self, training_key: str, *, budget: Budget = INTERACTIVE,
+                          background: bool = False) -> list[dict[str, Any]]:
         """`GET .../registrants`: every registrant with `registrantKey`, `email`, `joinUrl`, `status`. GoTo's cache
         behind it may lag up to two hours (§5.3)."""
         rows = await self._json("GET", self._training(training_key, "/registrants"), kind=list, budget=budget,
+                                background=background,
                                 operation=f"list the registrants of the GoTo training {training_key}")
         return [row for row in rows if isinstance(row, dict)]
 

@@ -161,6 +161,7 @@ class GotoState:
         self.exchanges: list[dict[str, Any]] = []
         self.link_visits: list[dict[str, Any]] = []
         self.token_requests = 0
+        self.rate_limited = 0  # calls answered 429 by the per-second limit (a well-paced client causes none)
         self._calls: list[float] = []
 
     # -- ids and plumbing -------------------------------------------------------------------------------------
@@ -224,6 +225,7 @@ class GotoState:
         recent = [t for t in self._calls if now - t < 1.0]
         if len(recent) >= limit:
             self._calls = recent
+            self.rate_limited += 1
             raise GotoApiError(429, "TooManyRequests", "The rate limit for this API has been exceeded.",
                                described=True)
         self._calls = [*recent, now]
