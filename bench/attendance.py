@@ -60,8 +60,12 @@ LEARNERS_PER_CLASS = 100
 STARTS_AT = datetime(2026, 11, 27, 10, 0, tzinfo=UTC)
 ENDS_AT = STARTS_AT + timedelta(minutes=90)
 POLICY = AttendancePolicy()  # 75%, from 10 min before the start, capped at the end, waiting room not counted
-TARGETS = {"pipeline": 2.0, "presence": 4.0}  # times faster than the naive baseline (issue 16)
+# Times faster than the naive baseline (issue 16), judged at the full size only: a smaller run is all set-up.
+TARGETS = {"pipeline": 2.0, "presence": 4.0}
+TARGETS_AT = 1_000_000
 WINDOW_START = STARTS_AT - timedelta(minutes=POLICY.grace_minutes)
+
+VERDICTS = {True: "met", False: "NOT met", None: f"not judged below {TARGETS_AT:,} segments"}
 
 Result = TypeVar("Result")
 
@@ -159,7 +163,7 @@ def summary(report: dict[str, Any]) -> str:
                  f"({report['ratio_pipeline_with_explanations_to_naive']:.2f}x with every explanation read); "
                  f"pipeline vs reference: {report['ratio_pipeline_to_reference']:.2f}x")
     lines.append("  targets: " + "; ".join(f"{name} >= {target['target']:g}x naive: {target['ratio']:.2f}x, "
-                                           f"{'met' if target['met'] else 'NOT met'}"
+                                           f"{VERDICTS[target['met']]}"
                                            for name, target in report["targets"].items()))
     lines.append(f"  memory: data set {memory['dataset_rss_mib']} MiB RSS; pipeline peak "
                  f"{memory['pipeline_tracemalloc_peak_mib']} MiB traced, RSS grew {memory['pipeline_rss_delta_mib']} "
@@ -236,7 +240,7 @@ def main() -> int:
         "ratio_pipeline_to_reference": round(reference_seconds / pipeline_seconds, 2),
         "runs_seconds": {name: [round(seconds, 3) for seconds in values] for name, values in runs.items()},
         "targets": {name: {"target": target, "ratio": round(naive_seconds / seconds, 2),
-                           "met": naive_seconds / seconds >= target}
+                           "met": naive_seconds / seconds >= target if segments >= TARGETS_AT else None}
                     for (name, target), seconds in zip(TARGETS.items(), (pipeline_seconds, presence_seconds),
                                                        strict=True)},
         "memory": {"dataset_rss_mib": round(dataset_rss, 1),
