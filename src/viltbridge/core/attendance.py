@@ -31,7 +31,7 @@ class AttendanceDecision:
     A value: it cannot be changed, and it compares, hashes, prints and pickles as (email, attended, explanation).
     `decide_from_segments` makes one per learner by the 100,000, so it writes no explanation until someone reads it
     (the text is the same either way), and this is no frozen dataclass, whose constructor sets every field through
-    `object.__setattr__`: the two were a quarter of its time.
+    `object.__setattr__` (building them was 12% of the pipeline's time in issue 16's profile).
     """
 
     __slots__ = ("_attended", "_email", "_explain", "_explanation", "_judgement")
