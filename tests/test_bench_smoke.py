@@ -102,6 +102,7 @@ def test_attendance_merge_agrees_with_the_naive_baseline(results: Path) -> None:
     report = loaded(results, "attendance")
     assert report["data"]["segments"] == 2000 and report["presence_identical"] is True
     assert {"pipeline", "presence", "naive", "memory", "ratio_presence_to_naive"} <= set(report)
+    assert report["decisions_identical"] is True and set(report["targets"]) == {"pipeline", "presence"}
 
 
 def test_attendance_collection_counts_calls_against_the_plans_limits(results: Path) -> None:

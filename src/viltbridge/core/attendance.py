@@ -15,6 +15,7 @@ import difflib
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime, timedelta
+from operator import attrgetter
 from types import MappingProxyType
 from typing import Any, Literal, get_args
 
@@ -24,11 +25,65 @@ from viltbridge.core.models import AttendanceState, Launch, Role
 from viltbridge.core.provider import ParticipantSegment
 
 
-@dataclass(frozen=True)
 class AttendanceDecision:
-    email: str
-    attended: bool
-    explanation: str
+    """One learner's attendance of a part or a session, with the explanation a person reads.
+
+    A value: it cannot be changed, and it compares, hashes, prints and pickles as (email, attended, explanation).
+    `decide_from_segments` makes one per learner by the 100,000, so it writes no explanation until someone reads it
+    (the text is the same either way), and this is no frozen dataclass, whose constructor sets every field through
+    `object.__setattr__` (building them was 12% of the pipeline's time in issue 16's profile).
+    """
+
+    __slots__ = ("_attended", "_email", "_explain", "_explanation", "_judgement")
+    __match_args__ = ("email", "attended", "explanation")
+
+    def __init__(self, email: str, attended: bool, explanation: str) -> None:
+        self._email = email
+        self._attended = attended
+        self._explanation: str | None = explanation
+        self._explain: Callable[[_Judgement], str] | None = None  # writes the explanation from the judgement: set
+        self._judgement: _Judgement | None = None  # once, by `_explained_later`, and never changed
+
+    @property
+    def email(self) -> str:
+        return self._email
+
+    @property
+    def attended(self) -> bool:
+        return self._attended
+
+    @property
+    def explanation(self) -> str:
+        text = self._explanation
+        if text is None:  # written at the first read (two threads reading at once both write the same text)
+            assert self._explain is not None and self._judgement is not None
+            text = self._explanation = self._explain(self._judgement)
+        return text
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, AttendanceDecision) or other.__class__ is not self.__class__:
+            return NotImplemented
+        return (self._email, self._attended, self.explanation) == (other._email, other._attended, other.explanation)
+
+    def __hash__(self) -> int:
+        return hash((self._email, self._attended, self.explanation))
+
+    def __repr__(self) -> str:
+        return (f"{self.__class__.__qualname__}(email={self._email!r}, attended={self._attended!r}, "
+                f"explanation={self.explanation!r})")
+
+    def __reduce__(self) -> tuple[type[AttendanceDecision], tuple[str, bool, str]]:
+        return self.__class__, (self._email, self._attended, self.explanation)
+
+
+def _explained_later(email: str, attended: bool, explain: Callable[[_Judgement], str],
+                     judgement: _Judgement) -> AttendanceDecision:
+    """A decision whose explanation `explain(judgement)` writes when it is first read (no `__init__`: this is the
+    pipeline's one object per learner)."""
+    decision = object.__new__(AttendanceDecision)
+    decision._email, decision._attended = email, attended
+    decision._explanation, decision._explain, decision._judgement = None, explain, judgement
+    return decision
 
 
 @dataclass(frozen=True)
@@ -111,6 +166,10 @@ def as_utc(moment: datetime) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
+_ZERO = timedelta(0)
+_START = attrgetter("start")
+
+
 @dataclass(frozen=True, slots=True)
 class Interval:
     """[start, end) in UTC. Zoned datetimes are converted on the way in: Python subtracts two datetimes of the same
@@ -131,7 +190,7 @@ def merge_intervals(intervals: Iterable[Interval]) -> list[Interval]:
     merged: list[Interval] = []
     run_start: datetime | None = None
     run_end = run_start
-    for interval in sorted(intervals, key=_start_of):
+    for interval in sorted(intervals, key=_START):
         start, end = interval.start, interval.end
         if end <= start:
             continue
@@ -147,29 +206,27 @@ def merge_intervals(intervals: Iterable[Interval]) -> list[Interval]:
 
 
 def presence_within(intervals: Iterable[Interval], start: datetime, end: datetime) -> timedelta:
-    """How long the union of `intervals` covers [start, end]: reconnects and overlapping devices count once."""
+    """How long the union of `intervals` covers [start, end]: reconnects and overlapping devices count once.
+
+    One sweep over the intervals sorted by start, extending a run of covered time while the next interval overlaps or
+    touches it; a run is clipped to the window when it ends. Only the runs are subtracted, never each interval.
+    """
     start, end = as_utc(start), as_utc(end)
-    clipped = sorted((interval.start if interval.start > start else start, interval.end if interval.end < end else end)
-                     for interval in intervals)
-    total = timedelta(0)
-    run_start: datetime | None = None
-    run_end = run_start
-    for piece_start, piece_end in clipped:
-        if piece_end <= piece_start:
-            continue
-        if run_start is None or run_end is None or piece_start > run_end:
-            if run_start is not None and run_end is not None:
-                total += run_end - run_start
-            run_start, run_end = piece_start, piece_end
-        elif piece_end > run_end:
-            run_end = piece_end
-    if run_start is not None and run_end is not None:
-        total += run_end - run_start
+    total = _ZERO
+    run_start = run_end = start  # the run being swept; starting it at the window's start clips what came before
+    for interval in sorted(intervals, key=_START):
+        interval_end = interval.end
+        if interval_end > run_end:
+            interval_start = interval.start
+            if interval_start <= run_end:
+                run_end = interval_end
+            elif interval_end > interval_start:
+                if run_start < end:
+                    total += (run_end if run_end < end else end) - run_start
+                run_start, run_end = interval_start, interval_end
+    if run_start < end:
+        total += (run_end if run_end < end else end) - run_start
     return total
-
-
-def _start_of(interval: Interval) -> datetime:
-    return interval.start
 
 
 # --- identity: which LMS learner a provider segment belongs to ------------------------------------------------
@@ -478,7 +535,6 @@ def _policy_message(problems: list[str]) -> str:
 
 _FAR_FUTURE = datetime.max.replace(tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
-_MINUTE = timedelta(minutes=1)
 _PARTS_WORDS = {"all": "every part", "any": "at least one part",
                 "per_part": "each part on its own; the session needs every part"}
 
@@ -492,20 +548,13 @@ class PartWindow:
     ends_at: datetime
 
 
-@dataclass(frozen=True)
-class _Judgement:
-    email: str
-    segments: int
-    rules: str
-    waiting_room: int
-    present: timedelta
-    percent: int  # rounded down, so an explanation never shows the threshold for a miss
-    by_percent: bool
-    by_minutes: bool
-
-    @property
-    def attended(self) -> bool:
-        return self.by_percent or self.by_minutes
+# A matched segment as the judging sweep reads it: (start, end, rule as the explanation names it, waiting room).
+# Plain tuples: they sort by start first, put repeated deliveries of one segment side by side, and cost no object of
+# their own; their datetimes are compared, never hashed (hashing a zoned datetime costs more than judging it).
+_Span = tuple[datetime, datetime, str, bool]
+# What the policy makes of one person's spans in one part: (attended, attended by the percentage, distinct segments,
+# the rules that matched them, waiting-room segments left out, time present).
+_Judgement = tuple[bool, bool, int, str, int, timedelta]
 
 
 def _span(start: datetime, end: datetime, *, dated: bool = False) -> str:
@@ -514,59 +563,116 @@ def _span(start: datetime, end: datetime, *, dated: bool = False) -> str:
     return f"{start:%Y-%m-%d %H:%M}-{end:%H:%M} UTC" if dated else f"{start:%H:%M}-{end:%H:%M} UTC"
 
 
-def _by_spelling(matched: Iterable[MatchedSegment]) -> dict[str, list[MatchedSegment]]:
-    groups: dict[str, list[MatchedSegment]] = {}
+def _spans_by_spelling(matched: Iterable[MatchedSegment]) -> dict[str, list[_Span]]:
+    """The segments as spans, grouped by email as spelled: one pass, one tuple per segment."""
+    groups: dict[str, list[_Span]] = {}
+    group_of = groups.get
     for item in matched:
-        group = groups.get(item.email)
+        interval = item.interval
+        rule = item.rule
+        if rule == VERIFIED_EMAIL:
+            rule = _rule_words(item)
+        span = (interval.start, interval.end, rule, item.waiting_room)
+        group = group_of(item.email)
         if group is None:
-            group = groups[item.email] = []
-        group.append(item)
+            groups[item.email] = [span]
+        else:
+            group.append(span)
     return groups
 
 
-def _spellings(emails: Iterable[str]) -> dict[str, str]:
-    """One spelling per person (normalised email), the same whatever order the segments came in."""
-    spelling: dict[str, str] = {}
-    for email in emails:
+def _people(by_spelling: Mapping[str, list[_Span]], spelling: dict[str, str]) -> dict[str, list[_Span]]:
+    """Per person (normalised email), the spans of all their spellings. `spelling` learns one spelling per person,
+    the least, so that it is the same whatever order the segments came in (and across the parts it is passed to)."""
+    people: dict[str, list[_Span]] = {}
+    for email, spans in by_spelling.items():
         key = normalize_email(email)
-        known = spelling.get(key)
-        if known is None or email < known:
+        known = people.get(key)
+        people[key] = spans if known is None else known + spans
+        shown = spelling.get(key)
+        if shown is None or email < shown:
             spelling[key] = email
-    return spelling
+    return people
 
 
-def _judge(by_spelling: Mapping[str, list[MatchedSegment]], starts_at: datetime, ends_at: datetime,
-           policy: AttendancePolicy, spelling: Mapping[str, str]) -> dict[str, _Judgement]:
-    """Per person (normalised email): what the policy makes of their segments in one scheduled part."""
-    by_person: dict[str, list[MatchedSegment]] = {}
-    for email, group in by_spelling.items():
-        key = normalize_email(email)
-        by_person[key] = by_person[key] + group if key in by_person else group
+def _judge(people: Mapping[str, list[_Span]], starts_at: datetime, ends_at: datetime,
+           policy: AttendancePolicy) -> dict[str, _Judgement]:
+    """Per person: what the policy makes of their spans in one scheduled part (sorts the span lists in place).
+
+    One sweep per person over their spans sorted by start: the union of the counted ones inside the window (as
+    `presence_within`), the distinct segments (a segment delivered twice, by webhook and report or a retried fetch,
+    is one), the rules, and the waiting-room segments left out, all at once.
+    """
     starts_at, ends_at = as_utc(starts_at), as_utc(ends_at)
     window_start = starts_at - timedelta(minutes=policy.grace_minutes)
     window_end = ends_at if policy.cap_at_end else _FAR_FUTURE
-    scheduled = (ends_at - starts_at) // _MICROSECOND
-    threshold_minutes = None if policy.min_minutes is None else timedelta(minutes=policy.min_minutes)
+    # Whole microseconds, not floats: exactly the threshold is attended (29% of an hour is not 28.999...%). Present
+    # for min_percent of the scheduled time is present * 100 >= min_percent * scheduled, so at least the microseconds
+    # that product needs, rounded up. timedelta.max is never reached: no such rule.
+    scheduled = _scheduled(starts_at, ends_at)
+    if scheduled > 0:
+        needed = timedelta(microseconds=-(-policy.min_percent * scheduled // 100))
+    else:
+        needed = _ZERO if policy.min_percent == 0 else timedelta.max
+    minimum = timedelta.max if policy.min_minutes is None else timedelta(minutes=policy.min_minutes)
+    count_waiting = policy.count_waiting_room
     judged: dict[str, _Judgement] = {}
-    for key, items in by_person.items():
-        counted = [item.interval for item in items if policy.count_waiting_room or not item.waiting_room]
-        present = presence_within(counted, window_start, window_end)
-        present_us = present // _MICROSECOND
-        if scheduled > 0:
-            percent = min(100, present_us * 100 // scheduled)
-            # Integers, not floats: exactly the threshold is attended (29% of an hour is not 28.999...%).
-            by_percent = present_us * 100 >= policy.min_percent * scheduled
-        else:
-            percent, by_percent = 0, policy.min_percent == 0
-        # Counted as a set: a segment delivered twice (webhook and report, a retried fetch) is one segment.
-        distinct = {(item.interval.start, item.interval.end, _rule_words(item), item.waiting_room) for item in items}
-        judged[key] = _Judgement(
-            email=spelling[key], segments=len(distinct), rules=", ".join(sorted({item[2] for item in distinct})),
-            waiting_room=0 if policy.count_waiting_room else sum(1 for item in distinct if item[3]),
-            present=present, percent=percent, by_percent=by_percent,
-            by_minutes=threshold_minutes is not None and present >= threshold_minutes,
-        )
+    for key, spans in people.items():
+        spans.sort()
+        first_rule = spans[0][2]
+        rules: set[str] | None = None
+        previous: _Span | None = None
+        repeated = waiting = 0
+        present = _ZERO
+        run_start = run_end = window_start  # the run of covered time being swept; the window's start clips it
+        # A repeated delivery of a segment sorts right after its twin, which already took the run to its end (or was
+        # empty too): repeats are looked for only among the spans that add nothing, and among the waiting-room spans
+        # that are left out.
+        for span in spans:
+            start, end, rule, waiting_room = span
+            if rule is not first_rule:  # most people are matched by one rule
+                if rules is None:
+                    rules = {first_rule}
+                rules.add(rule)
+            if waiting_room and not count_waiting:
+                if span == previous:
+                    repeated += 1
+                else:
+                    waiting += 1
+                previous = span
+                continue
+            if end > run_end:
+                if start <= run_end:  # overlaps or touches the run: extends it
+                    run_end = end
+                elif end > start:  # after a gap: the run so far is done, and counts as far as the window goes
+                    if run_start < window_end:
+                        present += (run_end if run_end < window_end else window_end) - run_start
+                    run_start, run_end = start, end
+                elif span == previous:  # empty (it ends before it starts), and repeated
+                    repeated += 1
+            elif span == previous:  # inside the run, and repeated
+                repeated += 1
+            previous = span
+        if run_start < window_end:
+            present += (run_end if run_end < window_end else window_end) - run_start
+        by_percent = present >= needed
+        judged[key] = (by_percent or present >= minimum, by_percent, len(spans) - repeated,
+                       first_rule if rules is None else ", ".join(sorted(rules)), waiting, present)
     return judged
+
+
+def _scheduled(starts_at: datetime, ends_at: datetime) -> int:
+    """A part's scheduled length in microseconds (zero or less for a part that ends before it starts)."""
+    return (as_utc(ends_at) - as_utc(starts_at)) // _MICROSECOND
+
+
+def _percent(present: timedelta, scheduled: int) -> int:
+    """`present` as a share of `scheduled` microseconds, at most 100, rounded down so that an explanation never shows
+    the threshold for a miss."""
+    if scheduled <= 0:
+        return 0
+    percent = ((present.days * 86_400 + present.seconds) * 1_000_000 + present.microseconds) * 100 // scheduled
+    return percent if percent < 100 else 100
 
 
 def _rule_words(item: MatchedSegment) -> str:
@@ -581,14 +687,18 @@ def _explainer(starts_at: datetime, ends_at: datetime, policy: AttendancePolicy)
     window = (f"{_span(as_utc(starts_at), as_utc(ends_at))} (from {policy.grace_minutes} min before the start"
               f"{'' if policy.cap_at_end else '; time after the end counts, at most 100%'})")
     threshold = f"{policy.min_percent}%" + ("" if policy.min_minutes is None else f" or {policy.min_minutes} min")
-    by_minutes = f"attended by the {policy.min_minutes}-minute rule"
+    # The end of every explanation, per outcome: "% of <window>; threshold <threshold>: <outcome>".
+    by_percent_end, by_minutes_end, missed_end = (f"% of {window}; threshold {threshold}: {outcome}" for outcome in (
+        "attended", f"attended by the {policy.min_minutes}-minute rule", "not attended"))
+    scheduled = _scheduled(starts_at, ends_at)
 
     def explain(judgement: _Judgement) -> str:
-        excluded = f" ({judgement.waiting_room} in the waiting room, not counted)" if judgement.waiting_room else ""
-        outcome = "attended" if judgement.by_percent else by_minutes if judgement.by_minutes else "not attended"
-        return (f"{judgement.segments} segment(s) matched by {judgement.rules}{excluded}; present "
-                f"{judgement.present // _MINUTE} min = {judgement.percent}% of {window}; threshold {threshold}: "
-                f"{outcome}")
+        attended, by_percent, segments, rules, waiting, present = judgement
+        excluded = f" ({waiting} in the waiting room, not counted)" if waiting else ""
+        outcome = by_percent_end if by_percent else by_minutes_end if attended else missed_end
+        minutes = present.days * 1440 + present.seconds // 60  # whole minutes, rounded down
+        return (f"{segments} segment(s) matched by {rules}{excluded}; present {minutes} min = "
+                f"{_percent(present, scheduled)}{outcome}")
 
     return explain
 
@@ -598,11 +708,11 @@ def decide_from_segments(
 ) -> list[AttendanceDecision]:
     """One decision per matched person (emails compared case-insensitively), sorted by email, with the calculation
     spelled out. The result depends only on the set of segments: not on their order, not on duplicates."""
-    by_spelling = _by_spelling(matched)
-    judged = _judge(by_spelling, starts_at, ends_at, policy, _spellings(by_spelling))
+    spelling: dict[str, str] = {}
+    judged = _judge(_people(_spans_by_spelling(matched), spelling), starts_at, ends_at, policy)
     explain = _explainer(starts_at, ends_at, policy)
-    decisions = [AttendanceDecision(j.email, j.attended, explain(j)) for j in judged.values()]
-    return sorted(decisions, key=lambda decision: decision.email)
+    return [_explained_later(spelling[key], (judgement := judged[key])[0], explain, judgement)
+            for key in sorted(judged, key=spelling.__getitem__)]
 
 
 @dataclass(frozen=True)
@@ -623,9 +733,9 @@ def decide_session(
         raise ValueError(f"parts must be a non-empty list with distinct names, got {names!r}")
     if stray := sorted(set(matched_by_part) - set(names)):
         raise ValueError(f"segments for parts that are not scheduled: {stray!r}")
-    grouped = {part.name: _by_spelling(matched_by_part.get(part.name, ())) for part in parts}
-    spelling = _spellings(email for groups in grouped.values() for email in groups)
-    judged = {part.name: _judge(grouped[part.name], part.starts_at, part.ends_at, policy, spelling) for part in parts}
+    spelling: dict[str, str] = {}
+    people = {part.name: _people(_spans_by_spelling(matched_by_part.get(part.name, ())), spelling) for part in parts}
+    judged = {part.name: _judge(people[part.name], part.starts_at, part.ends_at, policy) for part in parts}
     explainers = {part.name: _explainer(part.starts_at, part.ends_at, policy) for part in parts}
     by_part: dict[str, list[AttendanceDecision]] = {}
     session: list[AttendanceDecision] = []
@@ -639,10 +749,10 @@ def decide_session(
                 attended, explanation = False, f"no segment matched in this part ({span}): not attended"
                 summary.append(f"{part.name} ({span}): not attended, no segment")
             else:
-                attended = judgement.attended
+                attended = judgement[0]
                 explanation = explainers[part.name](judgement)
                 summary.append(f"{part.name} ({span}): {'attended' if attended else 'not attended'}, "
-                               f"{judgement.percent}%")
+                               f"{_percent(judgement[5], _scheduled(part.starts_at, part.ends_at))}%")
             outcomes.append(attended)
             by_part.setdefault(part.name, []).append(AttendanceDecision(spelling[key], attended, explanation))
         attended_session = any(outcomes) if policy.parts == "any" else all(outcomes)
