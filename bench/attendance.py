@@ -220,8 +220,9 @@ def main() -> int:
     assert len(decisions) == learners
 
     report = {
-        "benchmark": "attendance decisions over matched segments: decide_from_segments (pipeline), presence_within "
-                     "(presence) and pairwise subtraction (naive), same data, one process",
+        "benchmark": "attendance decisions over matched segments: decide_from_segments (pipeline; then every "
+                     "explanation read), presence_within (presence), pairwise subtraction (naive) and the naive "
+                     "reference pipeline (reference), same data, one process, best of the runs",
         "date": date,
         "machine": {"nproc": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
                     "load_1min_before": round(load_before, 2), "load_1min_after": round(os.getloadavg()[0], 2)},
