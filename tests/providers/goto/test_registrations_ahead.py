@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx2
 import pytest
+import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from tests.conftest import NOW, Db, Lms, b64, session_body
@@ -49,7 +50,8 @@ def two_parts(lms: Lms, **part_2: Any) -> dict[str, Any]:
 
 def training_of(db: Db, sim: GotoSimulator, external_id: str) -> Any:
     with db.engine.connect() as conn:
-        key = conn.exec_driver_sql("SELECT meeting_id FROM sessions WHERE external_id = ?", (external_id,)).scalar()
+        key = conn.execute(sa.text("SELECT meeting_id FROM sessions WHERE external_id = :id"),
+                           {"id": external_id}).scalar()
     return sim.state.trainings[str(key)]
 
 
@@ -63,9 +65,9 @@ def registering_calls(sim: GotoSimulator) -> int:
 
 def jobs_of_part(db: Db, external_id: str) -> list[dict[str, Any]]:
     with db.engine.connect() as conn:
-        rows = conn.exec_driver_sql(
+        rows = conn.execute(sa.text(
             "SELECT j.state, j.attempts, j.last_error FROM jobs j JOIN sessions s ON s.id = j.session_id "
-            "WHERE j.kind = 'learners.register' AND s.external_id = ?", (external_id,))
+            "WHERE j.kind = 'learners.register' AND s.external_id = :id"), {"id": external_id})
         return [dict(row._mapping) for row in rows]
 
 
