@@ -17,7 +17,7 @@ from viltbridge.core.errors import Forbidden, NotFound
 from viltbridge.core.launch_tokens import LaunchClaims, sign_launch, verify_launch
 from viltbridge.core.models import Connection, Launch, Role, Session
 from viltbridge.core.ports import Store
-from viltbridge.core.provider import LaunchLink, Person, Provider
+from viltbridge.core.provider import LaunchLink, Person, Provider, RegistersAhead
 from viltbridge.core.redaction import redact
 from viltbridge.store import console_views, repository
 
@@ -105,8 +105,10 @@ class LaunchPlan:
     last_name: str | None = None
 
 
-async def plan_launch(store: Store, connection: Connection, claims: LaunchClaims, clock: Clock) -> LaunchPlan:
-    """Check the click may go ahead now, and gather what the provider needs. Reads only."""
+async def plan_launch(store: Store, connection: Connection, claims: LaunchClaims, clock: Clock, *,
+                      registers_ahead: bool = False) -> LaunchPlan:
+    """Check the click may go ahead now, and gather what the provider needs. Reads only. `registers_ahead`: the
+    connection's provider registers learners ahead of their click (`app.registrations`), so a link may be waiting."""
     if not connection.active:
         raise IntegrationSwitchedOff("This class's online meeting integration has been switched off. Contact your "
                                      "administrator.")
@@ -129,7 +131,7 @@ async def plan_launch(store: Store, connection: Connection, claims: LaunchClaims
     role = await _role_of(store, session, email)
     last = await store.last_personal_launch(session.id, email)
     previous = LaunchLink(url=last.provider_url, personal=True, identity=last.identity) if last else None
-    if previous is None and role is Role.ATTENDEE:
+    if previous is None and role is Role.ATTENDEE and registers_ahead:
         # Registered ahead of this click (`app.registrations`): the adapter reuses it as it would a previous link.
         ahead = await store.registration(session.id, email, session.meeting.meeting_id)
         previous = LaunchLink(url=ahead.provider_url, personal=True, identity=ahead.identity) if ahead else None
@@ -169,9 +171,11 @@ async def follow(ctx: AppContext, token: str, *, user_agent: str | None, may_hol
         connection = await read.store.get_connection(claims.connection_id)
         if connection is None:
             raise NotFound("This class's online meeting integration no longer exists.")
-        plan = await plan_launch(read.store, connection, claims, ctx.clock)
+        provider = ctx.providers.for_connection(connection)
+        plan = await plan_launch(read.store, connection, claims, ctx.clock,
+                                 registers_ahead=isinstance(provider, RegistersAhead))
     # No database is held while the provider answers (a registration may take seconds): other clicks go on.
-    link = await resolve_launch(ctx.providers.for_connection(connection), plan)
+    link = await resolve_launch(provider, plan)
     if link.retry_after_seconds is not None and may_hold:
         return link
     try:
