@@ -382,7 +382,7 @@ def learners_to_register(db: Readable, session: Session) -> list[tuple[str, str]
                ~sa.exists().where(registered.c.session_id == session.id, registered.c.email == _LAUNCHES.c.email,
                                   registered.c.meeting_id == session.meeting.meeting_id))
         .order_by(_LAUNCHES.c.clicked_at, _LAUNCHES.c.id))
-    return list(dict(rows.tuples()).items())  # first launch's order, last spelling
+    return list({email: lms_email for email, lms_email in rows}.items())  # first launch's order, last spelling
 
 
 def other_parts(db: Readable, session: Session) -> list[Session]:
