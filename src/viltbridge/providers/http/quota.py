@@ -48,13 +48,17 @@ class Quota:
 
     @property
     def rates(self) -> list[Rate]:
-        window = max(1, round(self.seconds * 1000))
+        window = self._window_ms
         rates = [Rate(self.limit, window)]
         if self.burst is not None and 0 < self.burst < self.limit and (not self.aligned or self.guard > 0):
             spread_over = window - self._guard_ms
             # floor: the slice's density is never below the window's (pyrate-limiter's rule for rate lists)
             rates.insert(0, Rate(self.burst, max(1, spread_over * self.burst // self.limit)))
         return rates
+
+    @property
+    def _window_ms(self) -> int:
+        return max(1, round(self.seconds * 1000))
 
     @property
     def _guard_ms(self) -> int:
@@ -65,7 +69,7 @@ class Quota:
         guard = self._guard_ms
         if not guard:
             return 0
-        window = max(1, round(self.seconds * 1000))
+        window = self._window_ms
         into = now_ms % window
         return window - into if into >= window - guard else 0
 
