@@ -10,7 +10,9 @@ from typing import Any
 
 import httpx2
 import pytest
+from fastapi.testclient import TestClient
 
+from tests.conftest import NOW, Db, Lms
 from viltbridge.core.provider import InstructorSpec
 from viltbridge.providers.goto.adapter import GotoProvider
 from viltbridge.providers.goto.simulator import GotoSimulator, running_simulator
@@ -61,3 +63,16 @@ async def provider(sim: GotoSimulator) -> AsyncIterator[GotoProvider]:
     adapter = GotoProvider.from_settings(sim.settings())
     yield adapter
     await adapter.aclose()
+
+
+TESS = "tess@example.com"
+
+
+@pytest.fixture
+def goto_lms(client: TestClient, db: Db, goto_simulator: GotoSimulator) -> Lms:
+    """The LMS with a `goto` connection pointed at the simulator (on the app's time), Tess added as instructor."""
+    fresh(goto_simulator, start=NOW, record_exchanges=True)
+    created = db.create_connection("acme-goto", "goto", **goto_simulator.settings())
+    lms = Lms(client, created["username"], created["password"])
+    assert lms.add_instructor(TESS, "Tess", "Teacher").status_code == 200
+    return lms

@@ -11,12 +11,11 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from fastapi.testclient import TestClient
 
 from tests.conftest import NOW, Db, Lms, b64, session_body
 from tests.processes import wait_for
 from tests.providers.conftest import meeting_spec
-from tests.providers.goto.conftest import COHOST, HOST, fresh
+from tests.providers.goto.conftest import COHOST, HOST, TESS, fresh
 from viltbridge.core.clock import FixedClock
 from viltbridge.core.errors import ProviderFailed
 from viltbridge.core.models import Role
@@ -28,17 +27,7 @@ from viltbridge.providers.http import ProviderApiError, ProviderUnreachable, acc
 
 START = NOW + timedelta(days=1)
 SOON = NOW + timedelta(minutes=5)
-TESS = "tess@example.com"
 
-
-@pytest.fixture
-def goto_lms(client: TestClient, db: Db, goto_simulator: GotoSimulator) -> Lms:
-    """The LMS with a `goto` connection pointed at the simulator (on the app's time), Tess added as instructor."""
-    fresh(goto_simulator, start=NOW, record_exchanges=True)
-    created = db.create_connection("acme-goto", "goto", **goto_simulator.settings())
-    lms = Lms(client, created["username"], created["password"])
-    assert lms.add_instructor(TESS, "Tess", "Teacher").status_code == 200
-    return lms
 
 
 def session_row(db: Db) -> dict[str, Any]:

@@ -13,30 +13,19 @@ from datetime import timedelta
 from typing import Any
 
 import httpx2
-import pytest
 import sqlalchemy as sa
-from fastapi.testclient import TestClient
 
 from tests.conftest import NOW, Db, Lms, b64, session_body
-from tests.providers.goto.conftest import fresh, get_token
+from tests.providers.goto.conftest import TESS, get_token
 from tests.providers.goto.test_faults import follow, goto_recovers, job_runner
 from viltbridge.app.registrations import LOOK_EVERY
 from viltbridge.core.clock import FixedClock
 from viltbridge.providers.goto.simulator import GotoSimulator
 
-TESS = "tess@example.com"
 PART_1 = NOW + timedelta(minutes=5)
 PART_2 = NOW + timedelta(days=1)
 LEARNERS = ["Ann@Example.com", "bob@example.com", "cat@example.com"]
 
-
-@pytest.fixture
-def goto_lms(client: TestClient, db: Db, goto_simulator: GotoSimulator) -> Lms:
-    fresh(goto_simulator, start=NOW, record_exchanges=True)
-    created = db.create_connection("acme-goto", "goto", **goto_simulator.settings())
-    lms = Lms(client, created["username"], created["password"])
-    assert lms.add_instructor(TESS, "Tess", "Teacher").status_code == 200
-    return lms
 
 
 def two_parts(lms: Lms, **part_2: Any) -> dict[str, Any]:
