@@ -162,7 +162,7 @@ def serve(
     try:
         migrations.upgrade(settings.database_url)
         application = create_app(settings, public_url=settings.public_url or f"http://{host}:{port}",
-                                 run_worker=not no_worker)
+                                 run_worker=not no_worker, freeze_startup_objects=True)
     except (KeyringError, ValueError) as exc:
         _fail(str(exc))
     log = logging.getLogger("viltbridge.serve")  # log lines, not console text: one format (JSON too) on stderr
@@ -200,7 +200,7 @@ def _server_process_app() -> Any:
     settings = _settings()
     configure_logging(settings.log_level, settings.chosen_log_format)
     return create_app(settings, public_url=os.environ[_SERVE_PUBLIC_URL],
-                      run_worker=bool(os.environ[_SERVE_RUN_WORKER]))
+                      run_worker=bool(os.environ[_SERVE_RUN_WORKER]), freeze_startup_objects=True)
 
 
 @app.command()

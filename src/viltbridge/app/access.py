@@ -11,7 +11,6 @@ import hmac
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from viltbridge.app import connections
 from viltbridge.app.context import CachedCaller
 from viltbridge.app.uow import Reading
 from viltbridge.core.errors import Forbidden, NotAuthenticated
@@ -51,8 +50,8 @@ async def _check_client(read: Reading, username: str, secret: str,
             raise SignInThrottled(failures.message(wait), wait)
     caller = await read.ctx.callers.get(("username", username),
                                         lambda: _caller(read, repository.connection_row_by_username, username))
-    row = caller.row if caller is not None else None
-    matches = connections.check_secret(row or _DUMMY_ROW, secret)  # on a cached row too: every secret is checked
+    # Every secret is checked, on a cached row too; an unknown username costs the same check, against a dummy row.
+    matches = (caller or CachedCaller(_DUMMY_ROW, read.ctx.keyring)).secret_matches(secret)
     if caller is not None and matches:
         return caller
     if failures is not None:

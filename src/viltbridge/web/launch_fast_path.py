@@ -40,12 +40,7 @@ class LaunchFastPath:
         if found is None:
             await self.app(scope, receive, send)
             return
-        session_id, encoded_email = found
-        authorization = None
-        for name, value in scope["headers"]:
-            if name == b"authorization":
-                authorization = value.decode("latin-1")
-                break
+        session_id, encoded_email, authorization = found
         context = RequestContext(scope)
         try:
             try:
@@ -63,14 +58,20 @@ class LaunchFastPath:
         finally:
             context.close()
 
-    def _launch(self, scope: Scope) -> tuple[str, str] | None:
-        """(SessionId, base64EncodedEmail) when this request is one the fast path answers."""
+    def _launch(self, scope: Scope) -> tuple[str, str, str | None] | None:
+        """(SessionId, base64EncodedEmail, Authorization) when this request is one the fast path answers."""
         if scope["type"] != "http" or scope["method"] != "GET" or scope.get("root_path"):
             return None
         found = self.path.fullmatch(scope["path"])
-        if found is None or any(name == b"debug" for name, _ in scope["headers"]):
+        if found is None:
             return None
-        return found.group(1), found.group(2)
+        authorization = None
+        for name, value in scope["headers"]:
+            if name == b"debug":
+                return None
+            if name == b"authorization" and authorization is None:
+                authorization = value.decode("latin-1")
+        return found.group(1), found.group(2), authorization
 
     def _handler(self, exc: Exception) -> ExceptionHandler | None:
         for kind in type(exc).__mro__:
