@@ -78,9 +78,11 @@ class CallCounter:
         self.charge_inner = charge
         self.calls: Counter[str] = Counter()
         self.refused: Counter[str] = Counter()
+        self.by_second: Counter[tuple[str, int]] = Counter()  # calls let through, per category and UTC second
 
     def __call__(self, category: str, now: datetime) -> dict[str, str]:
         self.calls[category] += 1
+        self.by_second[category, int(now.timestamp())] += 1
         try:
             return self.charge_inner(category, now)
         except ZoomApiError:
@@ -142,6 +144,19 @@ def hand_to_queue(env: dict[str, str], jobs: list[int]) -> None:
         queue.close()
 
 
+def quota_use(counter: CallCounter, category: str, per_second: int) -> dict[str, Any]:
+    """How the binding category's per-second quota was used, second by second, from the first call to the last:
+    where the time above the minimum went (seconds not filled to the limit, and the start and end)."""
+    seconds = sorted(second for name, second in counter.by_second if name == category)
+    counts = [counter.by_second[category, second] for second in range(seconds[0], seconds[-1] + 1)]
+    return {
+        "seconds_with_calls": len(counts),
+        "seconds_at_the_limit": sum(1 for count in counts if count >= per_second),
+        "calls_short_of_the_limit": sum(max(0, per_second - count) for count in counts[1:-1]),
+        "calls_per_second_histogram": dict(sorted(Counter(counts).items())),
+    }
+
+
 def collected(engine: sa.Engine) -> dict[str, int]:
     with engine.connect() as conn:
         return {state: count for state, count in conn.execute(sa.text(
@@ -190,12 +205,14 @@ def run() -> dict[str, Any]:
     minimum = {category: round(counter.calls[category] / per_second, 2) for category, per_second in limits.items()
                if counter.calls[category]}
     floor = max(minimum.values()) if minimum else 0.0
+    binding = max(minimum, key=lambda category: minimum[category]) if minimum else None
     return {
         "plan": PLAN, "per_second_limits": limits, "meetings": MEETINGS, "participants_per_meeting": PARTICIPANTS,
         "worker_processes": WORKERS, "threads_per_worker": THREADS, "setup_seconds": round(setup_seconds, 1),
         "seconds": round(seconds, 1), "workers_ready_seconds": round(workers_ready, 1),
         "calls": dict(counter.calls), "refused_429": dict(counter.refused),
         "theoretical_minimum_seconds_by_category": minimum, "theoretical_minimum_seconds": floor,
+        "binding_category_use": quota_use(counter, binding, limits[binding]) if binding else None,
         "ratio_to_minimum": round(seconds / floor, 2) if floor else None,
         "meetings_per_second": round(MEETINGS / seconds, 1), "sessions_by_attendance_state": sessions,
     }
