@@ -87,7 +87,8 @@ async def audit_log(
     names = [row.name for row in await run(ctx, repository.all_connection_rows)]
     if errors:
         return page(request, "audit.html", session, status=400, entries=[], errors=errors, values=values,
-                    choices=choices, connections=names, sizes=PAGE_SIZES, zone=zone, newer=None, older=None)
+                    choices=choices, connections=names, sizes=PAGE_SIZES, zone=zone, newer=None, older=None,
+                    filtered=True, paged=False)
     wanted = audit.AuditFilter(
         actor=who.strip(), action=what.strip(), connection=connection.strip(), session=part.strip(),
         since=datetime.combine(first, time(0), zone) if first else None,
