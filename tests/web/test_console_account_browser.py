@@ -59,10 +59,13 @@ def test_an_instructor_copies_the_feed_link_changes_zone_and_signs_out_everywher
     assert (starts + timedelta(hours=9)).strftime("%Y-%m-%d %H:%M") in page.inner_text("#upcoming")
 
     page.goto(f"{live_server}/console/account")
-    page.focus("#sign-out-everywhere-form button")  # reachable by keyboard: Enter submits it
+    dialogs: list[str] = []
+    page.once("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.accept()))
+    page.focus("#sign-out-everywhere-form button")  # reachable by keyboard: Enter submits it, once confirmed
     page.keyboard.press("Enter")
     page.wait_for_url("**/console/login")
     page.goto(f"{live_server}/console/my-sessions")
     assert "/console/login" in page.url  # this browser too must sign in again
+    assert dialogs == ["Sign out every browser signed in as you, this one included?"]
     assert problems == []
     context.close()

@@ -99,6 +99,6 @@ async def sign_out_everywhere(request: Request, session: SignedIn) -> Response:
         await run(ctx, console_users.sign_out_everywhere, ctx.clock.now(), session.user.id)
     except DomainError as err:
         return page(request, "message.html", session, status=err.status, title="Not changed", message=err.message)
-    response = RedirectResponse("/console/login", status_code=303)
+    response = see_other(request, "/console/login")
     response.delete_cookie(auth.COOKIE, path="/console")
     return response
