@@ -53,6 +53,7 @@ def test_an_instructor_copies_the_feed_link_changes_zone_and_signs_out_everywher
     shot(page, "account-saved-1366")
     page.set_viewport_size({"width": 390, "height": 844})
     shot(page, "account-saved-390")
+    assert page.evaluate("document.querySelector('main').scrollWidth <= 390")  # the long feed link wraps on a phone
     page.set_viewport_size({"width": 1366, "height": 768})
     page.goto(f"{live_server}/console/my-sessions")
     assert "Times in Asia/Tokyo" in page.inner_text("main")
