@@ -167,3 +167,13 @@ def test_an_admin_without_classes_has_no_feed_link(client: TestClient, db: Db) -
     page = client.get("/console/account").text
     assert page.count("<h1") == 1 and "Your account" in page
     assert 'id="feed-url"' not in page and "Sign out everywhere" in page and "Change the password" in page
+
+
+def test_sign_out_everywhere_from_htmx_redirects_to_sign_in(client: TestClient, db: Db) -> None:
+    make_user(db, "ada@example.com", ConsoleRole.INTEGRATIONS_MANAGE)
+    sign_in(client, "ada@example.com")
+    token = csrf_of(client.get("/console/account").text)
+    ended = client.post("/console/account/sign-out-everywhere", headers={"HX-Request": "true", auth.CSRF_HEADER: token})
+    assert ended.status_code == 204 and ended.headers["HX-Redirect"] == "/console/login"
+    assert f"{auth.COOKIE}=" in ended.headers["set-cookie"]  # the cookie is cleared in this browser too
+    assert client.get("/console/account").status_code == 303
