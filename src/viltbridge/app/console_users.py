@@ -220,7 +220,6 @@ def set_active(db: OrmSession, now: datetime, actor: str, email: str, active: bo
     return row
 
 
-
 def _own(db: OrmSession, user_id: int) -> ConsoleUserRow:
     row = db.get(ConsoleUserRow, user_id)
     if row is None or not row.active:
@@ -239,6 +238,8 @@ def set_time_zone(db: OrmSession, now: datetime, user_id: int, time_zone: str) -
     except InvalidInput as err:
         raise FieldError("time_zone", err.message) from None
     before = row.time_zone
+    if before == chosen:
+        return as_user(row)  # saved again as it was: nothing to record
     row.time_zone = chosen
     audit.record(db, now, row.email, "user.time-zone", f"user:{row.email}", before={"time_zone": before},
                  after={"time_zone": chosen})
