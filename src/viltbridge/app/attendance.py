@@ -99,14 +99,15 @@ async def attendance(
 
 async def report(ctx: AppContext, connection: Connection, external_id: str) -> AttendanceResult:
     """GetAttendees: read, ask the provider, then a short write, so no write lock is held while the provider
-    answers. What was learned and the answer's size are kept and audited."""
+    answers. What was learned is kept, and the read (with the answer's size) goes on the part's
+    timeline."""
     async with reading(ctx) as read:
         result = await attendance(read.store, ctx.providers.for_connection(connection), connection, external_id,
                                   ctx.clock)
     async with unit_of_work(ctx) as work:
         await save_attendance(work.store, result, ctx.clock.now())
-        await work.audit_lms_call(connection, "lms.attendance", external_id,
-                                  {"attendees": len(result.emails), "state": result.state.value})
+        await work.record_lms_read(connection, "lms.attendance", result.session_id,
+                                   {"attendees": len(result.emails), "state": result.state.value})
     return result
 
 

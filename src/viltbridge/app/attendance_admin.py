@@ -21,7 +21,7 @@ from viltbridge.app.sessions import named_part
 from viltbridge.app.uow import UnitOfWork, unit_of_work
 from viltbridge.core import jobs
 from viltbridge.core.attendance import AttendanceOverride, AttendancePolicy, Interval, Review
-from viltbridge.core.emails import checked_email
+from viltbridge.core.emails import checked_email, normalize_email
 from viltbridge.core.errors import DomainError, InvalidInput, NotFound
 from viltbridge.store import attendance_ledger, console_views, repository
 from viltbridge.store.attendance_ledger import StoredResult
@@ -288,15 +288,32 @@ async def override(ctx: AppContext, connection: str, external_id: str, *, email:
     async with unit_of_work(ctx) as work:
         conn_row, part = await named_part(work, connection, external_id)
         lms_email = await _learner(work, part, email)
+        before = await _decision_replaced(work, part.id, lms_email)
         if choice == "clear":
             await work.db.run_sync(attendance_ledger.remove_override, part.id, lms_email)
-            after: dict[str, object] = {"email": lms_email, "override": "cleared"}
+            after: dict[str, object] = {"email": lms_email, "decided_by": "the evidence (override cleared)"}
         else:
             decision = AttendanceOverride(lms_email, choice == "yes", reason.strip(), actor)
             await work.db.run_sync(attendance_ledger.set_override, part.id, decision, ctx.clock.now())
-            after = {"email": lms_email, "attended": choice == "yes", "reason": reason.strip()}
+            after = {"email": lms_email, "attended": choice == "yes", "decided_by": f"override by {actor}",
+                     "reason": reason.strip()}
         await _recompute(work, conn_row, part)
-        await work.audit(actor, "attendance.override", f"session:{connection}/{external_id}", after=after)
+        await work.audit(actor, "attendance.override", f"session:{connection}/{external_id}", before=before,
+                         after=after)
+
+
+async def _decision_replaced(work: UnitOfWork, part_id: int, lms_email: str) -> dict[str, object]:
+    """What an override replaces, for the audit log: an earlier override, else the decision from the evidence."""
+    key = normalize_email(lms_email)
+    for earlier in await work.db.run_sync(attendance_ledger.overrides, part_id):
+        if normalize_email(earlier.email) == key:
+            return {"email": lms_email, "attended": earlier.attended, "decided_by": f"override by {earlier.actor}",
+                    "reason": earlier.reason}
+    for result in await work.db.run_sync(attendance_ledger.results, part_id):
+        if normalize_email(result.email) == key:
+            return {"email": lms_email, "attended": result.attended, "decided_by": "the evidence",
+                    "reason": result.explanation}
+    return {"email": lms_email, "attended": "not decided yet", "decided_by": "nobody yet"}
 
 
 async def resolve_review(ctx: AppContext, connection: str, external_id: str, *, provider_email: str, lms_email: str,

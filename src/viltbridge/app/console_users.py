@@ -1,4 +1,5 @@
-"""Console users: create, sign in (with lockout), change roles and passwords, deactivate.
+"""Console users: create, sign in (with lockout), change roles and passwords, deactivate; and what each user
+changes on their own account page (time zone, password, signing out every browser).
 
 Used by the CLI (`viltbridge user …`) and the console; sync, over a SQLAlchemy Session. Every change is audited.
 """
@@ -10,6 +11,7 @@ import secrets
 import zoneinfo
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cache
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session as OrmSession
@@ -67,6 +69,20 @@ def checked_password(password: str) -> str:
         raise InvalidInput(f"The password is too short: use at least {MIN_PASSWORD_LENGTH} characters (a phrase of "
                            "a few words is easiest to remember).")
     return password
+
+
+class FieldError(InvalidInput):
+    """Bad input in one field of a form: the page shows the message next to that field."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+@cache
+def time_zone_names() -> tuple[str, ...]:
+    """Every IANA zone this server knows, for the account page's select."""
+    return tuple(sorted(zoneinfo.available_timezones()))
 
 
 def _checked_zone(name: str) -> str:
@@ -202,3 +218,63 @@ def set_active(db: OrmSession, now: datetime, actor: str, email: str, active: bo
     audit.record(db, now, actor, "user.activate" if active else "user.deactivate", f"user:{row.email}",
                  before=before, after=_snapshot(row))
     return row
+
+
+def _own(db: OrmSession, user_id: int) -> ConsoleUserRow:
+    row = db.get(ConsoleUserRow, user_id)
+    if row is None or not row.active:
+        raise NotFound("Your account no longer exists or was deactivated; ask an administrator.")
+    return row
+
+
+def set_time_zone(db: OrmSession, now: datetime, user_id: int, time_zone: str) -> ConsoleUser:
+    """The zone the console shows this user's times in."""
+    row = _own(db, user_id)
+    chosen = time_zone.strip()
+    if not chosen:
+        raise FieldError("time_zone", "Choose a time zone, such as Europe/Berlin or America/New_York.")
+    try:
+        _checked_zone(chosen)
+    except InvalidInput as err:
+        raise FieldError("time_zone", err.message) from None
+    before = row.time_zone
+    if before == chosen:
+        return as_user(row)  # saved again as it was: nothing to record
+    row.time_zone = chosen
+    audit.record(db, now, row.email, "user.time-zone", f"user:{row.email}", before={"time_zone": before},
+                 after={"time_zone": chosen})
+    return as_user(row)
+
+
+def change_own_password(db: OrmSession, now: datetime, user_id: int, current: str, new: str,
+                        new_again: str) -> ConsoleUser:
+    """The user's new password, once they have proved they know the current one (a browser left signed in must
+    not be enough to take the account over). Every other browser is signed out: the returned user carries the new
+    session version, for the browser that made the change."""
+    row = _own(db, user_id)
+    if not password_matches(current, row.password_hash):
+        raise FieldError("current_password", "That is not your current password: nothing was changed. Type it "
+                                             "again, or ask an administrator to set a new one.")
+    try:
+        checked_password(new)
+    except InvalidInput as err:
+        raise FieldError("new_password", err.message) from None
+    if new != new_again:
+        raise FieldError("new_password_again", "The two new passwords differ: type the same one twice.")
+    if new == current:
+        raise FieldError("new_password", "The new password is your current one: choose a different one.")
+    row.password_hash, row.session_version = hash_password(new), row.session_version + 1
+    row.failed_logins, row.locked_until = 0, None
+    audit.record(db, now, row.email, "user.password", f"user:{row.email}",
+                 after={"changed_by": "the user", "browsers": "all others signed out",
+                        "calendar_feed_link": "replaced"})
+    return as_user(row)
+
+
+def sign_out_everywhere(db: OrmSession, now: datetime, user_id: int) -> None:
+    """Every browser signed in as this user, this one included, must sign in again; the calendar feed link,
+    derived from the same session version, is replaced too."""
+    row = _own(db, user_id)
+    row.session_version += 1
+    audit.record(db, now, row.email, "user.sign-out-everywhere", f"user:{row.email}",
+                 after={"browsers": "all signed out", "calendar_feed_link": "replaced"})

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session as OrmSession
 
 from viltbridge.core.models import Connection
 from viltbridge.observability import correlation_id
-from viltbridge.store import audit
+from viltbridge.store import audit, lms_reads
 from viltbridge.store.db import SyncRunner
 from viltbridge.store.repository import AsyncSqlStore
 
@@ -54,6 +54,14 @@ class UnitOfWork(Reading):
         requests are not recorded here: they are many and cheap, and every click is in the launch ledger."""
         await self.audit(f"lms:{connection.name}", action, f"session:{connection.name}/{external_id}",
                          after={"correlationId": correlation_id.get(), **details})
+
+    async def record_lms_read(self, connection: Connection, action: str, session_id: int,
+                              details: dict[str, Any]) -> None:
+        """An LMS read (GetAttendees) on the part's timeline, with the call's correlation id, and not in the audit
+        log: an LMS polls for attendance every few minutes, and the log is for changes."""
+        now, who = self.ctx.clock.now(), f"lms:{connection.name}"
+        kept = {"correlationId": correlation_id.get(), **details}
+        await self.db.run_sync(lambda s: lms_reads.record(s, session_id, now, who, action, kept))
 
     def hand_over(self, job_id: int) -> None:
         """The workers get this job (made runnable again in this unit of work) once it commits, as they get the

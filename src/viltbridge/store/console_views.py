@@ -19,6 +19,7 @@ from viltbridge.store.tables import (
     InstructorRow,
     JobRow,
     LaunchRow,
+    LmsReadRow,
     ProviderEventRow,
     SessionRow,
 )
@@ -161,6 +162,10 @@ def timeline(db: OrmSession, connection: str, row: SessionRow) -> list[TimelineE
         entries.append(TimelineEntry(job.updated_at, "job", "viltbridge",
                                      outcome + (f" — {job.last_error}" if job.last_error else ""),
                                      {"job": job.id}))
+    for read in db.scalars(sa.select(LmsReadRow).where(LmsReadRow.session_id == row.id)):
+        said = f"{read.action} (correlationId {read.details['correlationId']})" if read.details.get("correlationId") \
+            else read.action
+        entries.append(TimelineEntry(read.at, "lms", read.actor, said, {"after": read.details}))
     target = f"session:{connection}/{row.external_id}"
     for change in db.scalars(sa.select(AuditRow).where(AuditRow.target == target)):
         after = change.after if isinstance(change.after, dict) else {}

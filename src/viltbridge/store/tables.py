@@ -310,6 +310,12 @@ class AuditRow(Base):
     """Every change made through the console or the CLI: who, what, when, and the record before and after."""
 
     __tablename__ = "audit_log"
+    # The log page filters by who, what and target (a connection or a part), newest first, paged by id.
+    __table_args__ = (
+        sa.Index("ix_audit_log_actor_id", "actor", "id"),
+        sa.Index("ix_audit_log_action_id", "action", "id"),
+        sa.Index("ix_audit_log_target_id", "target", "id"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     at: Mapped[datetime] = mapped_column(index=True)
@@ -318,6 +324,20 @@ class AuditRow(Base):
     target: Mapped[str] = mapped_column(sa.String(300))
     before: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON)
     after: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON)
+
+
+class LmsReadRow(Base):
+    """One GetAttendees call of the LMS for a part: on the part's timeline with its correlation id. A read, not a
+    change, so not in the audit log (where an LMS polling every few minutes would bury the changes)."""
+
+    __tablename__ = "lms_reads"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    session_id: Mapped[int] = mapped_column(sa.ForeignKey("sessions.id", ondelete="CASCADE"), index=True)
+    at: Mapped[datetime]
+    actor: Mapped[str] = mapped_column(sa.String(320), doc="lms:<connection>")
+    action: Mapped[str] = mapped_column(sa.String(100))
+    details: Mapped[dict[str, Any]] = mapped_column(sa.JSON, doc="correlationId, attendees, state")
 
 
 class AttendanceOverrideRow(Base):

@@ -30,6 +30,8 @@ from viltbridge.observability import correlation_id
 from viltbridge.security.throttle import AuthThrottle, SignInThrottled
 from viltbridge.store.db import database_timed_out, database_unreachable
 from viltbridge.web import api_docs, launch, webhooks
+from viltbridge.web.console import account as console_account
+from viltbridge.web.console import audit as console_audit
 from viltbridge.web.console import instructor as console_instructor
 from viltbridge.web.console import routes as console
 from viltbridge.web.console import sessions as console_sessions
@@ -269,6 +271,8 @@ def create_app(
     app.include_router(console.router)
     app.include_router(console_sessions.router)
     app.include_router(console_instructor.router)
+    app.include_router(console_audit.router)
+    app.include_router(console_account.router)
     app.mount("/console/static", StaticFiles(directory=console.STATIC), name="console-static")
 
     @app.get("/favicon.ico", include_in_schema=False)

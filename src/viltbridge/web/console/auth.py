@@ -1,10 +1,10 @@
 """Console sign-in: a signed session cookie, CSRF tokens, and the permission each page requires.
 
-The cookie holds the user id, the user's session version (bumped by a password change or deactivation, which signs
-every browser out) and a random nonce naming this session (signing out records it as signed out, so a copy of the
-cookie kept from before opens nothing); it is signed with a key derived from the server's keyring, so rotating
-VILTBRIDGE_SECRET_KEY keeps sessions valid until the old key is dropped. A form's CSRF token is an HMAC of the
-session nonce: a page from another site cannot know it, and a signed-out browser has none.
+The cookie holds the user id, the user's session version (bumped by a password change, "sign out everywhere" or
+deactivation, which signs every browser out) and a random nonce naming this session (signing out records it as
+signed out, so a copy of the cookie kept from before opens nothing); it is signed with a key derived from the
+server's keyring, so rotating VILTBRIDGE_SECRET_KEY keeps sessions valid until the old key is dropped. A form's CSRF
+token is an HMAC of the session nonce: a page from another site cannot know it, and a signed-out browser has none.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
-from fastapi import Request
+from fastapi import Request, Response
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
 from viltbridge.app import console_users
@@ -74,6 +74,12 @@ def session_cookie(ctx: AppContext, user: ConsoleUser) -> str:
 
 def cookie_is_secure(ctx: AppContext) -> bool:
     return ctx.public_url.startswith("https://")
+
+
+def set_session_cookie(response: Response, ctx: AppContext, user: ConsoleUser) -> None:
+    """A new session for `user` in this browser (a new nonce, the user's current session version)."""
+    response.set_cookie(COOKIE, session_cookie(ctx, user), max_age=SESSION_HOURS * 3600, httponly=True,
+                        samesite="lax", secure=cookie_is_secure(ctx), path="/console")
 
 
 def new_login_csrf() -> str:

@@ -1,4 +1,5 @@
-"""The console's pages under `/console`: sign-in, connections (view, activate, deactivate), the audit log.
+"""The console's pages under `/console`: sign-in, connections (view, activate, deactivate). The audit log is in
+`audit.py`, each user's own account in `account.py`.
 
 Every page names the permission it needs (`auth.requires`); anonymous browsers are sent to the sign-in page, and a
 signed-in user without the permission gets a 403 page that says which permission is missing.
@@ -20,7 +21,7 @@ from viltbridge.app.context import context_of
 from viltbridge.app.uow import run
 from viltbridge.core.errors import DomainError
 from viltbridge.core.permissions import Permission
-from viltbridge.store import audit, repository
+from viltbridge.store import repository
 from viltbridge.web.console import auth
 from viltbridge.web.console.auth import ConsoleSession
 
@@ -122,11 +123,6 @@ async def home(session: Annotated[ConsoleSession, Depends(auth.signed_in)]) -> R
     if session.user.may(Permission.OWN_SESSIONS):
         return RedirectResponse("/console/my-sessions", status_code=303)
     return RedirectResponse("/console/account", status_code=303)
-
-
-@router.get("/account")
-async def account(request: Request, session: Annotated[ConsoleSession, Depends(auth.signed_in)]) -> HTMLResponse:
-    return page(request, "account.html", session)
 
 
 # --- connections -----------------------------------------------------------------------------------------------
@@ -234,17 +230,6 @@ async def change_settings(
     except DomainError as err:
         return page(request, "message.html", session, status=err.status, title="Not changed", message=err.message)
     return see_other(request, f"/console/connections/{quote(name)}")
-
-
-# --- audit -----------------------------------------------------------------------------------------------------
-
-
-@router.get("/audit")
-async def audit_log(
-        request: Request,
-        session: Annotated[ConsoleSession, Depends(auth.requires(Permission.MANAGE_INTEGRATIONS))]) -> HTMLResponse:
-    rows = await run(context_of(request), audit.recent, limit=500)
-    return page(request, "audit.html", session, rows=rows)
 
 
 # --- how refusals look -----------------------------------------------------------------------------------------
