@@ -7,6 +7,10 @@ PORT ?= 8000
 # PostgreSQL used by the second pass of the suite (skipped when unreachable, unless VILTBRIDGE_REQUIRE_SERVICES=1).
 TEST_POSTGRES_URL ?= postgresql://postgres@127.0.0.1:5432/test
 
+# axe-core, which the browser tests inject to check accessibility: the npm version pinned (with its checksum) in
+# tests/web/axe/package-lock.json, installed with `npm ci` into build/npm.
+AXE_CORE := build/npm/node_modules/axe-core/axe.min.js
+
 .PHONY: run test lint typecheck unit bench clean
 
 $(BIN)/python:
@@ -29,8 +33,14 @@ lint: $(VENV)/.test-installed
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
+$(AXE_CORE): tests/web/axe/package.json tests/web/axe/package-lock.json
+	mkdir -p build/npm
+	cp tests/web/axe/package.json tests/web/axe/package-lock.json build/npm/
+	npm ci --prefix build/npm --ignore-scripts --no-audit --no-fund --loglevel=error
+	touch $@
+
 # The whole suite on SQLite, then again on PostgreSQL.
-test: lint
+test: lint $(AXE_CORE)
 	$(BIN)/pytest -q -p no:cacheprovider
 	VILTBRIDGE_TEST_DATABASE=postgresql VILTBRIDGE_TEST_POSTGRES_URL=$(TEST_POSTGRES_URL) \
 		$(BIN)/pytest -q -p no:cacheprovider -m "not pure and not scale_out"
