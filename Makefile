@@ -11,7 +11,7 @@ TEST_POSTGRES_URL ?= postgresql://postgres@127.0.0.1:5432/test
 # tests/web/axe/package-lock.json, installed with `npm ci` into build/npm.
 AXE_CORE := build/npm/node_modules/axe-core/axe.min.js
 
-.PHONY: run test lint typecheck unit bench clean
+.PHONY: run test lint typecheck unit bench clean screenshots
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,15 @@ test: lint $(AXE_CORE)
 	$(BIN)/pytest -q -p no:cacheprovider
 	VILTBRIDGE_TEST_DATABASE=postgresql VILTBRIDGE_TEST_POSTGRES_URL=$(TEST_POSTGRES_URL) \
 		$(BIN)/pytest -q -p no:cacheprovider -m "not pure and not scale_out"
+
+# The README's console screenshots (docs/screenshots/): the page tour's own, shrunk with pngquant (Debian package).
+README_SCREENSHOTS := connections-1366 sessions-1366 session-part-1366 my-sessions-390 my-calendar-390
+screenshots: $(VENV)/.test-installed $(AXE_CORE)
+	VILTBRIDGE_ARTIFACTS=build/screenshots $(BIN)/pytest -q -p no:cacheprovider tests/web/test_console_pages_browser.py
+	mkdir -p docs/screenshots
+	for shot in $(README_SCREENSHOTS); do \
+		pngquant --force --strip --quality=50-80 --output docs/screenshots/$$shot.png build/screenshots/$$shot.png; \
+	done
 
 # Every benchmark in one run: bench/results/*.json and bench/results/SUMMARY.md (see bench/README.md).
 bench: $(VENV)/.test-installed
