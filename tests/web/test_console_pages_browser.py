@@ -34,11 +34,12 @@ BLOCKING_IMPACTS = ("serious", "critical")
 
 @dataclass(frozen=True)
 class Visit:
-    """One page of the tour: where it is, the status it answers with, and what brings it on screen when a plain
-    visit does not (a form to submit)."""
+    """One page of the tour: where it is, the navigation entry marked as the current page (if any), the status it
+    answers with, and what brings it on screen when a plain visit does not (a form to submit)."""
 
     name: str
     path: str
+    here: str | None = None
     status: int = 200
     then: Callable[[Any], None] | None = None
 
@@ -52,26 +53,26 @@ def rotate_the_secret(page: Any) -> None:
 
 def admin_pages() -> list[Visit]:
     return [
-        Visit("connections", "/console/connections"),
-        Visit("connection", "/console/connections/acme"),
-        Visit("new-connection", "/console/connections/new"),
-        Visit("secret", "/console/connections/acme-spare", then=rotate_the_secret),
-        Visit("sessions", "/console/sessions"),
-        Visit("session-part", "/console/sessions/acme/lo-1-p1"),
-        Visit("session-part-upcoming", "/console/sessions/acme/lo-1-p2"),
-        Visit("jobs", "/console/jobs"),
-        Visit("audit", "/console/audit"),
-        Visit("account", "/console/account"),
-        Visit("message-no-such-connection", "/console/connections/no-such-thing", status=404),
+        Visit("connections", "/console/connections", "Connections"),
+        Visit("connection", "/console/connections/acme", "Connections"),
+        Visit("new-connection", "/console/connections/new", "Connections"),
+        Visit("secret", "/console/connections/acme-spare", "Connections", then=rotate_the_secret),
+        Visit("sessions", "/console/sessions", "Sessions"),
+        Visit("session-part", "/console/sessions/acme/lo-1-p1", "Sessions"),
+        Visit("session-part-upcoming", "/console/sessions/acme/lo-1-p2", "Sessions"),
+        Visit("jobs", "/console/jobs", "Dead jobs"),
+        Visit("audit", "/console/audit", "Audit log"),
+        Visit("account", "/console/account", "Ada Admin"),
+        Visit("message-no-such-connection", "/console/connections/no-such-thing", "Connections", status=404),
     ]
 
 
 def instructor_pages() -> list[Visit]:
     return [
-        Visit("my-sessions", "/console/my-sessions"),
-        Visit("my-session", "/console/my-sessions/acme/lo-1-p1"),
-        Visit("my-calendar", "/console/my-calendar"),
-        Visit("my-account", "/console/account"),
+        Visit("my-sessions", "/console/my-sessions", "My sessions"),
+        Visit("my-session", "/console/my-sessions/acme/lo-1-p1", "My sessions"),
+        Visit("my-calendar", "/console/my-calendar", "My calendar"),
+        Visit("my-account", "/console/account", "Tess Teacher"),
         Visit("message-not-allowed", "/console/sessions", status=403),
     ]
 
@@ -144,6 +145,7 @@ PAGE_FACTS = """() => {
     scrollWidth: document.documentElement.scrollWidth,
     viewportWidth: document.documentElement.clientWidth,
     skipTarget: skip && document.querySelector(skip.getAttribute("href")) !== null,
+    current: [...document.querySelectorAll("nav a[aria-current=page]")].map(a => a.textContent.trim()),
   };
 }"""
 
@@ -186,11 +188,13 @@ class Tour:
             visit.then(self.page)
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         self.page.screenshot(path=str(ARTIFACTS / f"{visit.name}-{width}.png"), full_page=True)
-        self.problems.extend(f"{where}: {problem}" for problem in self.check(width))
+        self.problems.extend(f"{where}: {problem}" for problem in self.check(visit))
         self.problems.extend(f"{where}: {error}" for error in self.errors)
 
-    def check(self, width: int) -> Iterator[str]:
+    def check(self, visit: Visit) -> Iterator[str]:
         facts = self.page.evaluate(PAGE_FACTS)
+        if facts["current"] != ([visit.here] if visit.here else []):
+            yield f"the navigation marks {facts['current']} as the current page, expected {visit.here or 'none'}"
         if facts["h1"] != 1:
             yield f"{facts['h1']} h1 elements, expected exactly one"
         if facts["scrollWidth"] > facts["viewportWidth"]:
