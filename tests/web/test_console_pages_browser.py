@@ -35,12 +35,14 @@ BLOCKING_IMPACTS = ("serious", "critical")
 @dataclass(frozen=True)
 class Visit:
     """One page of the tour: where it is, the navigation entry marked as the current page (if any), the status it
-    answers with, and what brings it on screen when a plain visit does not (a form to submit)."""
+    answers with, what must be within reach without scrolling sideways (a CSS selector, its first match), and what
+    brings the page on screen when a plain visit does not (a form to submit)."""
 
     name: str
     path: str
     here: str | None = None
     status: int = 200
+    in_reach: str | None = None
     then: Callable[[Any], None] | None = None
 
 
@@ -69,9 +71,10 @@ def admin_pages() -> list[Visit]:
 
 def instructor_pages() -> list[Visit]:
     return [
-        Visit("my-sessions", "/console/my-sessions", "My sessions"),
-        Visit("my-session", "/console/my-sessions/acme/lo-1-p1", "My sessions"),
-        Visit("my-calendar", "/console/my-calendar", "My calendar"),
+        Visit("my-sessions", "/console/my-sessions", "My sessions", in_reach="a:text-is('Launch as host')"),
+        Visit("my-session", "/console/my-sessions/acme/lo-1-p2", "My sessions", in_reach="a:text-is('Launch as host')"),
+        Visit("my-session-ended", "/console/my-sessions/acme/lo-1-p1", "My sessions"),
+        Visit("my-calendar", "/console/my-calendar", "My calendar", in_reach="#week a.class"),
         Visit("my-account", "/console/account", "Tess Teacher"),
         Visit("message-not-allowed", "/console/sessions", status=403),
     ]
@@ -201,6 +204,10 @@ class Tour:
             yield f"the page is {facts['scrollWidth']} px wide on a {facts['viewportWidth']} px screen"
         if not facts["skipTarget"]:
             yield "no skip link, or it points nowhere"
+        if visit.in_reach:
+            box = self.page.locator(visit.in_reach).first.bounding_box(timeout=5000)
+            if box is None or box["x"] < 0 or box["x"] + box["width"] > facts["viewportWidth"]:
+                yield f"{visit.in_reach} is not on screen without scrolling sideways: {box}"
         self.page.keyboard.press("Tab")
         focused = self.page.evaluate(FOCUSED)
         if not focused["isSkipLink"]:
