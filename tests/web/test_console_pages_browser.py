@@ -1,7 +1,8 @@
 """Every console page in Debian's Chromium, at a laptop's width (1366 px) and a phone's (390 px): no console error or
 uncaught exception, no serious or critical axe-core violation, exactly one h1, a skip link as the first thing the
-keyboard reaches (with a visible focus ring), and nothing wider than the screen (tables scroll in their own box).
-A screenshot of each page at each width goes to `build/screenshots/<page>-<width>.png` (`VILTBRIDGE_ARTIFACTS`).
+keyboard reaches (with a visible focus ring), the current page marked in the navigation, and nothing wider than
+the screen (an instructor's launch button and calendar within reach without scrolling sideways). A screenshot of
+each page at each width goes to `build/screenshots/<page>-<width>.png` (`VILTBRIDGE_ARTIFACTS`).
 
 axe-core comes from npm, pinned in tests/web/axe/package-lock.json; `make test` installs it into build/npm
 (`VILTBRIDGE_AXE_CORE` points elsewhere). To check another page, add a `Visit` to `admin_pages`, `instructor_pages`
@@ -165,7 +166,7 @@ class Tour:
     """Visits pages in one browser context and collects every problem, so one run lists them all."""
 
     def __init__(self, context: Any, base: str, axe_core: Path) -> None:
-        self.context, self.base, self.axe_core = context, base, axe_core
+        self.base, self.axe_core = base, axe_core
         self.page = context.new_page()
         self.errors: list[str] = []
         self.page.on("console", self._console)
