@@ -45,13 +45,16 @@ test: lint $(AXE_CORE)
 	VILTBRIDGE_TEST_DATABASE=postgresql VILTBRIDGE_TEST_POSTGRES_URL=$(TEST_POSTGRES_URL) \
 		$(BIN)/pytest -q -p no:cacheprovider -m "not pure and not scale_out"
 
-# The README's console screenshots (docs/screenshots/): the page tour's own, shrunk with pngquant (Debian package).
+# The README's console screenshots (docs/screenshots/): the page tour's own, shrunk to a third by pngquant (Debian
+# package; without it they are copied as they are).
 README_SCREENSHOTS := connections-1366 sessions-1366 session-part-1366 my-sessions-390 my-calendar-390
 screenshots: $(VENV)/.test-installed $(AXE_CORE)
 	VILTBRIDGE_ARTIFACTS=build/screenshots $(BIN)/pytest -q -p no:cacheprovider tests/web/test_console_pages_browser.py
 	mkdir -p docs/screenshots
 	for shot in $(README_SCREENSHOTS); do \
-		pngquant --force --strip --quality=50-80 --output docs/screenshots/$$shot.png build/screenshots/$$shot.png; \
+		if command -v pngquant >/dev/null; then \
+			pngquant --force --strip --quality=50-80 --output docs/screenshots/$$shot.png build/screenshots/$$shot.png; \
+		else cp build/screenshots/$$shot.png docs/screenshots/; fi; \
 	done
 
 # Every benchmark in one run: bench/results/*.json and bench/results/SUMMARY.md (see bench/README.md).
