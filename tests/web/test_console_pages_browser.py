@@ -50,7 +50,7 @@ class Visit:
 def rotate_the_secret(page: Any) -> None:
     """As a browser without htmx would (a plain form POST), so the secret arrives as a page of its own."""
     with page.expect_navigation():
-        page.evaluate("document.querySelector(\"form[action$='/rotate-secret']\").submit()")
+        page.evaluate("document.querySelector(\"form[action*='/rotate-secret']\").submit()")
     page.wait_for_selector("#new-secret")
 
 
