@@ -184,7 +184,7 @@ class OwedJob:
     attempts: int
     max_attempts: int
     run_after: datetime  # when a queued job runs next
-    last_error: str | None
+    last_error: str | None  # the job's own, or else what its part's owed meeting work last met
     session_external_id: str | None
     session_title: str | None
 
@@ -197,10 +197,12 @@ def owed_jobs(db: OrmSession, connection_id: int, *, limit: int = 200) -> list[O
     """The connection's dead, running, queued and cancelled jobs (a cancelled one can be run again), each state by
     when it runs next."""
     rows = db.execute(
-        sa.select(JobRow, SessionRow.external_id, SessionRow.title)
+        sa.select(JobRow, SessionRow.external_id, SessionRow.title, SessionRow.meeting_error)
         .outerjoin(SessionRow, SessionRow.id == JobRow.session_id)
         .where(JobRow.connection_id == connection_id, JobRow.state.in_(OWED_STATES))
         .order_by(sa.case({state: rank for rank, state in enumerate(OWED_STATES)}, value=JobRow.state),
                   JobRow.run_after, JobRow.id).limit(limit))
-    return [OwedJob(job.id, job.kind, job.state, job.attempts, job.max_attempts, job.run_after, job.last_error,
-                    external_id, title) for job, external_id, title in rows]
+    # A save that met the outage left its reason on the part, not on the job (which has not run yet).
+    return [OwedJob(job.id, job.kind, job.state, job.attempts, job.max_attempts, job.run_after,
+                    job.last_error or (meeting_error if job.kind == "meeting.sync" else None), external_id, title)
+            for job, external_id, title, meeting_error in rows]
