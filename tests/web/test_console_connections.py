@@ -312,3 +312,25 @@ def test_a_new_connection_form_is_the_providers_and_keeps_what_was_typed(client:
                                                          "s.client_id": settings["client_id"]})
     assert made.status_code == 200 and "Connection acme-zoom created" in made.text
     assert re.search(r'<code id="new-secret">([^<]+)</code>', made.text)
+
+
+def test_rotating_with_a_secret_too_short_says_so_next_to_it_and_changes_nothing(client: TestClient, db: Db,
+                                                                                 lms: Lms) -> None:
+    make_user(db, "ada@example.com", ConsoleRole.INTEGRATIONS_MANAGE)
+    sign_in(client, "ada@example.com")
+    token = csrf_of(client.get("/console/connections/acme").text)
+    short = "short-secret-1"
+    refused = client.post("/console/connections/acme/rotate-secret", data={"csrf_token": token, "new_secret": short})
+    assert refused.status_code == 400 and short not in refused.text
+    assert "must be at least 16 characters" in re.search(
+        r'<p class="field-error" id="new-secret-choice-error">(.*?)</p>', refused.text, flags=re.S).group(1)  # type: ignore[union-attr]
+    assert '<details class="confirm rotate" open' in refused.text
+    assert lms.add_instructor(TESS).status_code == 200  # the old secret still works
+    assert audited(db, "connection.rotate-secret") == []
+
+    chosen = "a-long-enough-chosen-secret-4c1e"
+    rotated = client.post("/console/connections/acme/rotate-secret", data={"csrf_token": token, "new_secret": chosen})
+    assert rotated.status_code == 200 and f'<code id="new-secret">{chosen}</code>' in rotated.text
+    assert lms.add_instructor(TESS).status_code == 401
+    assert Lms(client, lms.auth[0], chosen).add_instructor(TESS).status_code == 200
+    assert audited(db, "connection.rotate-secret") == [("ada@example.com", "connection:acme")]

@@ -225,7 +225,9 @@ def set_active(db: OrmSession, name: str, active: bool, *, actor: str = "cli") -
 def rotate_secret(db: OrmSession, name: str, password: str | None = None, *, actor: str = "cli") -> Created:
     row = require(db, name)
     if password is not None and len(password) < MIN_CHOSEN_SECRET_LENGTH:
-        raise InvalidInput(f"A chosen password must be at least {MIN_CHOSEN_SECRET_LENGTH} characters.")
+        raise InvalidInput(f"A chosen password must be at least {MIN_CHOSEN_SECRET_LENGTH} characters.",
+                           fields={"new_secret": f"must be at least {MIN_CHOSEN_SECRET_LENGTH} characters; or leave "
+                                                 "it empty for a generated one"})
     secret = password or new_secret()
     row.secret_salt = new_salt()
     row.secret_digest = secret_digest(secret, row.secret_salt)

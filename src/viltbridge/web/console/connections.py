@@ -133,7 +133,8 @@ async def create_connection(
 
 async def _connection_page(request: Request, session: ConsoleSession, name: str, *, status: int = 200,
                            notice: str | None = None, did: str | None = None, job: int | None = None,
-                           typed: dict[str, str] | None = None, error: InvalidInput | None = None) -> HTMLResponse:
+                           typed: dict[str, str] | None = None, error: InvalidInput | None = None,
+                           secret_error: str | None = None) -> HTMLResponse:
     try:
         seen = await connections.overview(context_of(request), name)
     except DomainError as err:
@@ -148,7 +149,8 @@ async def _connection_page(request: Request, session: ConsoleSession, name: str,
                 settings_fields=_grouped(connection_settings.form_view(form.fields, {**form.values, **(typed or {})},
                                                                        form.secrets_set, errors)),
                 settings_error=(errors.get("settings") or (error.message if not placed else None)) if error else None,
-                field_prefix=FIELD_PREFIX, cancel_means=dead_jobs.cancel_means)
+                field_prefix=FIELD_PREFIX, cancel_means=dead_jobs.cancel_means, secret_error=secret_error,
+                min_secret_length=connections.MIN_CHOSEN_SECRET_LENGTH)
 
 
 @router.get("/connections/{name}")
@@ -191,11 +193,16 @@ async def deactivate(
 @router.post("/connections/{name}/rotate-secret")
 async def rotate_secret(
         request: Request, name: str,
-        session: Annotated[ConsoleSession, Depends(auth.requires(Permission.MANAGE_INTEGRATIONS))]) -> Response:
-    """A new LMS secret, shown once; the old one stops working at once."""
+        session: Annotated[ConsoleSession, Depends(auth.requires(Permission.MANAGE_INTEGRATIONS))],
+        new_secret: Annotated[str, Form(max_length=1000)] = "") -> Response:
+    """A new LMS secret (generated, or the admin's own if long enough), shown once; the old one stops working at
+    once."""
     ctx = context_of(request)
     try:
-        created = await run(ctx, connections.rotate_secret, name, actor=session.user.email)
+        created = await run(ctx, connections.rotate_secret, name, new_secret or None, actor=session.user.email)
+    except InvalidInput as err:
+        return await _connection_page(request, session, name, status=err.status, secret_error=err.fields.get(
+            "new_secret", err.message))
     except DomainError as err:
         return page(request, "message.html", session, status=err.status, title="Not changed", message=err.message)
     return page(request, "secret.html", session, connection=name, username=created.row.username,
