@@ -91,6 +91,12 @@ def test_a_failing_token_renewal_shows_in_the_list_and_on_the_page_alike(client:
     make_user(db, "vera@example.com", ConsoleRole.VENDORS_VIEW)
     sign_in(client, "vera@example.com")
     assert listed_health(client, "acme-zoom") == page_verdict(client, "acme-zoom") == ("ok", "no problem seen")
+    link = client.get("/console/connections/acme").text  # a link connection's settings, defaults included
+    shown = re.search(r'<dl class="facts" id="provider-settings">(.*?)</dl>', link, flags=re.S)
+    assert shown and "<code>https://meet.jit.si/{room}</code> (default)" in shown.group(1)
+    assert "<code>room_prefix</code>" in shown.group(1) and 'id="settings-form"' not in link  # view only
+    zoom_page = client.get("/console/connections/acme-zoom").text
+    assert '<code>client_secret</code></dt><dd><span class="tag">set</span>' in zoom_page
 
     token_endpoint_fails(zoom_simulator)
     saved = zoom.create_session(session_body("z-1", start=NOW + timedelta(days=1), InstructorEmails=TESS))

@@ -4,7 +4,8 @@ A job is written in the same transaction as the data that needs it, under a uniq
 with a lease (a claim is a conditional UPDATE, so two workers racing for one job cannot both win), renew the lease
 while they work, and finish it, fail it (retried with backoff or the provider's Retry-After, dead after
 `max_attempts`) or postpone it. A worker that dies leaves a lease that runs out; the reaper puts the job back.
-Work is therefore at least once, and handlers are idempotent.
+Work is therefore at least once, and handlers are idempotent. An admin may cancel a queued or dead job: it stays in
+the ledger, cancelled, and nothing runs it.
 """
 
 from __future__ import annotations

@@ -149,6 +149,7 @@ async def _connection_page(request: Request, session: ConsoleSession, name: str,
                 settings_fields=_grouped(connection_settings.form_view(form.fields, {**form.values, **(typed or {})},
                                                                        form.secrets_set, errors)),
                 settings_error=(errors.get("settings") or (error.message if not placed else None)) if error else None,
+                stored=_grouped(connection_settings.form_view(form.fields, form.values, form.secrets_set, {})),
                 field_prefix=FIELD_PREFIX, cancel_means=dead_jobs.cancel_means, secret_error=secret_error,
                 min_secret_length=connections.MIN_CHOSEN_SECRET_LENGTH)
 
