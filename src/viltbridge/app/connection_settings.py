@@ -56,10 +56,21 @@ def _without_none(annotation: Any) -> Any:
     return annotation
 
 
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
 def _as_text(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
+
+
+def _stored_text(field: SettingField, value: Any) -> str:
+    """A stored value as the form writes it: a yes/no setting saved as "True" or "on" by the CLI is "true"."""
+    text = _as_text(value)
+    if field.kind == "bool" and text.strip().lower() in (*_TRUE, *_FALSE):
+        return "true" if text.strip().lower() in _TRUE else "false"
+    return text
 
 
 def _field(key: str, info: FieldInfo) -> SettingField:
@@ -96,7 +107,7 @@ def form_fields(provider: str) -> list[SettingField]:
 def stored_text(fields: Sequence[SettingField], stored: Mapping[str, Any]) -> tuple[dict[str, str], set[str]]:
     """What the form shows of stored settings: the values of the fields that are not secret, and which secrets
     are set."""
-    shown = {field.key: _as_text(stored[field.key]) for field in fields
+    shown = {field.key: _stored_text(field, stored[field.key]) for field in fields
              if not field.secret and stored.get(field.key) is not None}
     secrets_set = {field.key for field in fields if field.secret and stored.get(field.key) not in (None, "")}
     return shown, secrets_set
@@ -117,7 +128,7 @@ def changed_pairs(fields: Sequence[SettingField], stored: Mapping[str, Any], typ
                 pairs[field.key] = value
             continue
         if field.key in stored and stored[field.key] is not None:
-            current = _as_text(stored[field.key])
+            current = _stored_text(field, stored[field.key])
         else:
             current = field.default or ""
         if value != current and (value != "" or field.key in stored):
