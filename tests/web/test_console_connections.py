@@ -190,7 +190,8 @@ def test_an_admin_retries_owed_work_now_and_cancels_it_for_good(client: TestClie
     assert [job[2] for job in jobs(db) if job[0] == job_id] == ["cancelled"]
     assert listed_health(client, "acme-zoom") == ("degraded", "last call failed")  # nothing owed any more
     again = client.post(f"/console/connections/acme-zoom/jobs/{job_id}/cancel", data={"csrf_token": token})
-    assert again.status_code == 400 and "is cancelled now, so it cannot be cancelled" in again.text
+    refusal = re.search(r'<p class="error" role="alert" id="problem">(.*?)</p>', again.text, flags=re.S)
+    assert again.status_code == 400 and refusal and "is cancelled now, so it cannot be cancelled" in refusal.group(1)
 
     # A cancelled job can still be run after all.
     assert client.post(f"/console/connections/acme-zoom/jobs/{job_id}/retry",

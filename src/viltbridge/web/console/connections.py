@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated
 from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Form, Request
@@ -22,6 +22,7 @@ from viltbridge.app.context import context_of
 from viltbridge.app.uow import run
 from viltbridge.core.errors import DomainError, InvalidInput
 from viltbridge.core.permissions import Permission
+from viltbridge.store.console_views import OwedJob
 from viltbridge.web.console import auth
 from viltbridge.web.console.auth import ConsoleSession
 from viltbridge.web.console.routes import page, see_other
@@ -62,7 +63,7 @@ async def _typed_settings(request: Request) -> dict[str, str]:
             if key.startswith(FIELD_PREFIX) and isinstance(value, str)}
 
 
-def _notice(did: str | None, job: int | None, owed: list[Any]) -> str | None:
+def _notice(did: str | None, job: int | None, owed: list[OwedJob]) -> str | None:
     said = NOTICES.get(did or "")
     if said is None or job is None:
         return said
@@ -132,7 +133,7 @@ async def create_connection(
 
 
 async def _connection_page(request: Request, session: ConsoleSession, name: str, *, status: int = 200,
-                           notice: str | None = None, did: str | None = None, job: int | None = None,
+                           problem: str | None = None, did: str | None = None, job: int | None = None,
                            typed: dict[str, str] | None = None, error: InvalidInput | None = None,
                            secret_error: str | None = None) -> HTMLResponse:
     try:
@@ -145,7 +146,7 @@ async def _connection_page(request: Request, session: ConsoleSession, name: str,
     placed = set(errors) & {field.key for field in form.fields}
     return page(request, "connection.html", session, status=status, connection=seen.details, history=seen.history,
                 health=seen.health, hosts=seen.hosts, seen=seen.seen, verdict=seen.verdict, owed=seen.owed,
-                notice=notice or _notice(did, job, seen.owed),
+                notice=_notice(did, job, seen.owed), problem=problem,
                 settings_fields=_grouped(connection_settings.form_view(form.fields, {**form.values, **(typed or {})},
                                                                        form.secrets_set, errors)),
                 settings_error=(errors.get("settings") or (error.message if not placed else None)) if error else None,
@@ -237,7 +238,7 @@ async def retry_job(
     try:
         await dead_jobs.run_now(context_of(request), name, job_id, actor=session.user.email)
     except DomainError as err:
-        return await _connection_page(request, session, name, status=err.status, notice=err.message)
+        return await _connection_page(request, session, name, status=err.status, problem=err.message)
     log.info("console: %s queued job #%d of %s to run now", session.user.email, job_id, name)
     return _back(request, name, "retried", job_id)
 
@@ -249,6 +250,6 @@ async def cancel_job(
     try:
         await dead_jobs.cancel(context_of(request), name, job_id, actor=session.user.email)
     except DomainError as err:
-        return await _connection_page(request, session, name, status=err.status, notice=err.message)
+        return await _connection_page(request, session, name, status=err.status, problem=err.message)
     log.info("console: %s cancelled job #%d of %s", session.user.email, job_id, name)
     return _back(request, name, "cancelled", job_id)
