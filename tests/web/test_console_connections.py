@@ -341,3 +341,31 @@ def test_rotating_with_a_secret_too_short_says_so_next_to_it_and_changes_nothing
     assert lms.add_instructor(TESS).status_code == 401
     assert Lms(client, lms.auth[0], chosen).add_instructor(TESS).status_code == 200
     assert audited(db, "connection.rotate-secret") == [("ada@example.com", "connection:acme")]
+
+
+def test_a_dead_job_degrades_the_connection_until_it_is_retried_and_done(client: TestClient, db: Db, zoom: Lms,
+                                                                        zoom_simulator: ZoomSimulator,  # noqa: F811
+                                                                        clock: Any) -> None:
+    zoom_simulator.state.inject_fault(503, count=100_000, path="/meetings")
+    assert zoom.create_session(session_body("z-3", start=NOW + timedelta(days=1),
+                                            InstructorEmails=TESS)).status_code == 200
+    zoom_simulator.state.seed_user(TESS, type=1)  # meanwhile her licence was taken away: Zoom will refuse
+    zoom_simulator.state.clear_faults()
+    account_breaker("zoom", zoom_simulator.config.account_id).close()
+    clock.set(NOW + timedelta(minutes=5))
+    assert run_due(client) == {"dead": 1}
+    [(job_id, _, _, _)] = [job for job in jobs(db) if job[1] == "meeting.sync"]
+    make_user(db, "ada@example.com", ConsoleRole.INTEGRATIONS_MANAGE)
+    sign_in(client, "ada@example.com")
+    level, said = listed_health(client, "acme-zoom")
+    assert level == "degraded" and "1 job dead (out of attempts)" in said
+    row = owed_row(client, "acme-zoom", job_id)
+    assert 'data-state="dead"' in row and "licen" in row.lower() and "not scheduled" in row and "1 of 12" in row
+
+    zoom_simulator.state.seed_user(TESS, type=2)  # the licence is back
+    token = csrf_of(client.get("/console/connections/acme-zoom").text)
+    assert client.post(f"/console/connections/acme-zoom/jobs/{job_id}/retry",
+                       data={"csrf_token": token}).status_code == 303
+    assert [job[2:] for job in jobs(db) if job[0] == job_id] == [("queued", 0)]  # fresh attempts
+    assert run_due(client).get("done") == 1
+    assert listed_health(client, "acme-zoom") == ("ok", "no problem seen")
