@@ -143,6 +143,6 @@ def test_the_console_refuses_an_internal_url_naming_the_setting(settings: Settin
         csrf = csrf_of(client.get("/console/connections/new").text)
         refused = client.post("/console/connections/new", data={
             "name": "acme-bbb", "provider": "bbb", "csrf_token": csrf,
-            "settings": f"server_url=https://127.0.0.1:8443/bigbluebutton/\nshared_secret={SECRET}"})
+            "s.server_url": "https://127.0.0.1:8443/bigbluebutton/", "s.shared_secret": SECRET})
     assert refused.status_code == 400
     assert "server_url" in refused.text and "loopback, private or link-local" in refused.text

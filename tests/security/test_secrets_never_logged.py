@@ -148,10 +148,10 @@ def test_no_secret_reaches_a_log_line(kind: str, simulators: Callable[[str], Any
         if any("\n" in str(value) for value in provider_settings.values()):  # a PEM key: not a one-line form field
             password = db.create_connection(username, kind, **provider_settings)["password"]
         else:
-            lines = "\n".join(f"{key}={value}" for key, value in provider_settings.items())
+            fields = {f"s.{key}": str(value) for key, value in provider_settings.items()}
             csrf = re.search(r'name="csrf_token" value="([^"]+)"', client.get("/console/connections/new").text)
             created = client.post("/console/connections/new", data={
-                "name": username, "provider": kind, "settings": lines, "csrf_token": csrf.group(1)})  # type: ignore[union-attr]
+                "name": username, "provider": kind, **fields, "csrf_token": csrf.group(1)})  # type: ignore[union-attr]
             assert created.status_code == 200, created.text
             password = re.search(r'id="new-secret">([^<]+)<', created.text).group(1)  # type: ignore[union-attr]
         secrets["LMS secret"] = password

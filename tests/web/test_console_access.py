@@ -18,6 +18,7 @@ from viltbridge.core.permissions import ROLE_PERMISSIONS, ConsoleRole, Permissio
 from viltbridge.web.console import auth
 from viltbridge.web.console.account import router as account_router
 from viltbridge.web.console.audit import router as audit_router
+from viltbridge.web.console.connections import router as connections_router
 from viltbridge.web.console.instructor import router as instructor_router
 from viltbridge.web.console.routes import router as console_router
 from viltbridge.web.console.sessions import router as sessions_router
@@ -165,12 +166,12 @@ def test_deactivating_needs_the_csrf_token_is_audited_and_the_lms_is_refused(cli
     forged = client.post("/console/connections/acme/deactivate", data={})
     assert forged.status_code == 403 and "expired or came from another site" in forged.text
     done = client.post("/console/connections/acme/deactivate", data={"csrf_token": csrf_of(page.text)})
-    assert done.status_code == 303 and done.headers["location"] == "/console/connections/acme"
+    assert done.status_code == 303 and done.headers["location"] == "/console/connections/acme?did=deactivated"
     refused = lms.launch("sess-1", "jane@example.com")
     assert refused.status_code == 403 and "deactivated" in refused.text
     via_htmx = client.post("/console/connections/acme/activate",
                            headers={"HX-Request": "true", "X-CSRF-Token": csrf_of(page.text)})
-    assert via_htmx.status_code == 204 and via_htmx.headers["HX-Redirect"] == "/console/connections/acme"
+    assert via_htmx.status_code == 204 and via_htmx.headers["HX-Redirect"] == "/console/connections/acme?did=activated"
     with db.engine.connect() as conn:
         rows = conn.exec_driver_sql("SELECT actor, action, target FROM audit_log WHERE target = 'connection:acme' "
                                     "ORDER BY id").all()
@@ -207,8 +208,8 @@ def test_the_audit_log_never_holds_a_secret(client: TestClient, db: Db) -> None:
 def _console_routes() -> list[tuple[str, str, Permission | None]]:
     """(method, path, permission) of every console route; None = any signed-in user."""
     found = []
-    for route in [*console_router.routes, *sessions_router.routes, *instructor_router.routes, *audit_router.routes,
-                  *account_router.routes]:
+    for route in [*console_router.routes, *connections_router.routes, *sessions_router.routes,
+                  *instructor_router.routes, *audit_router.routes, *account_router.routes]:
         assert isinstance(route, APIRoute)
         if route.path in ("/console/login", "/console/ics/{user_id}/{token}.ics"):  # the feed's token is its key
             continue
@@ -299,11 +300,11 @@ def test_settings_are_checked_as_a_whole_before_anything_is_saved(client: TestCl
     token = csrf_of(page)
     before = db.snapshot()
     wrong = client.post("/console/connections/acme/settings",
-                        data={"csrf_token": token, "changes": "launch_window_minutes=20\nroom_url_template=ftp://x"})
+                        data={"csrf_token": token, "s.launch_window_minutes": "20", "s.room_url_template": "ftp://x"})
     assert wrong.status_code == 400 and "room_url_template" in wrong.text
     assert db.snapshot() == before
     right = client.post("/console/connections/acme/settings",
-                        data={"csrf_token": token, "changes": "launch_window_minutes=20\n"})
+                        data={"csrf_token": token, "s.launch_window_minutes": "20"})
     assert right.status_code == 303
     with db.engine.connect() as conn:
         assert conn.exec_driver_sql("SELECT launch_window_minutes FROM connections").scalar_one() == 20
@@ -382,12 +383,12 @@ def test_a_connection_is_created_in_the_console_and_its_secret_shown_once(client
     form = client.get("/console/connections/new").text
     token = csrf_of(form)
     wrong = client.post("/console/connections/new", data={"csrf_token": token, "name": "acme-bbb", "provider": "bbb",
-                                                          "settings": "server_url=not a url"})
+                                                          "s.server_url": "not a url"})
     assert wrong.status_code == 400 and "server_url" in wrong.text and 'value="acme-bbb"' in wrong.text
     with db.engine.connect() as conn:
         assert conn.exec_driver_sql("SELECT count(*) FROM connections").scalar_one() == 0
     made = client.post("/console/connections/new", data={"csrf_token": token, "name": "acme-link", "provider": "link",
-                                                         "settings": "room_prefix=acme\n"})
+                                                         "s.room_prefix": "acme"})
     assert made.status_code == 200
     secret = re.search(r'<code id="new-secret">([^<]+)</code>', made.text)
     assert secret
@@ -400,9 +401,9 @@ def test_a_connection_is_created_in_the_console_and_its_secret_shown_once(client
 
 def test_a_form_missing_a_field_gets_a_page_that_says_which(client: TestClient, db: Db,
                                                            connection: dict[str, str]) -> None:
-    make_user(db, "vic@example.com", ConsoleRole.VENDORS_UPDATE)
-    sign_in(client, "vic@example.com")
-    token = csrf_of(client.get("/console/connections/acme").text)
-    answer = client.post("/console/connections/acme/settings", data={"csrf_token": token})
+    make_user(db, "ada@example.com", ConsoleRole.INTEGRATIONS_MANAGE)
+    sign_in(client, "ada@example.com")
+    token = csrf_of(client.get("/console/connections/new").text)
+    answer = client.post("/console/connections/new", data={"csrf_token": token, "provider": "link"})
     assert answer.status_code == 400 and answer.headers["content-type"].startswith("text/html")
-    assert "changes" in answer.text and "Check the form" in answer.text
+    assert "name" in answer.text and "Check the form" in answer.text

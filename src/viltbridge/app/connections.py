@@ -13,6 +13,9 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.orm import Session as OrmSession
 
+from viltbridge.app import connection_settings
+from viltbridge.app.connection_health import Verdict, judge
+from viltbridge.app.connection_settings import SettingField
 from viltbridge.app.uow import unit_of_work
 from viltbridge.core.errors import DomainError, InvalidInput, NotFound
 from viltbridge.core.provider import HealthItem
@@ -56,7 +59,7 @@ def _parse_bool(key: str, value: str) -> bool:
         return True
     if lowered in ("0", "false", "no", "off"):
         return False
-    raise InvalidInput(f"{key} must be true or false, not '{value}'.")
+    raise InvalidInput(f"{key} must be true or false, not '{value}'.", fields={key: "must be true or false"})
 
 
 def _apply_option(row: ConnectionRow, key: str, value: str) -> None:
@@ -64,9 +67,11 @@ def _apply_option(row: ConnectionRow, key: str, value: str) -> None:
         try:
             minutes = int(value)
         except ValueError:
-            raise InvalidInput(f"launch_window_minutes must be a whole number of minutes, not '{value}'.") from None
+            raise InvalidInput(f"launch_window_minutes must be a whole number of minutes, not '{value}'.",
+                               fields={key: "must be a whole number of minutes"}) from None
         if not 0 <= minutes <= 24 * 60:
-            raise InvalidInput("launch_window_minutes must be between 0 and 1440.")
+            raise InvalidInput("launch_window_minutes must be between 0 and 1440.",
+                               fields={key: "must be between 0 and 1440"})
         row.launch_window_minutes = minutes
     else:
         setattr(row, key, _parse_bool(key, value))
@@ -102,11 +107,16 @@ def create(
     if not _NAME.match(name):
         raise InvalidInput(
             f"Connection name '{name}' must start with a letter or digit and hold only a-z, 0-9, '-' and '_' "
-            "(at most 63 characters), e.g. acme-zoom."
-        )
-    provider_spec(provider)  # says which kinds there are when `provider` is none of them
+            "(at most 63 characters), e.g. acme-zoom.",
+            fields={"name": "must start with a letter or digit and hold only a-z, 0-9, '-' and '_' (at most 63 "
+                            "characters), e.g. acme-zoom"})
+    try:
+        provider_spec(provider)  # says which kinds there are when `provider` is none of them
+    except InvalidInput as unknown:
+        raise InvalidInput(unknown.message, fields={"provider": unknown.message}) from None
     if repository.connection_row_by_name(db, name) is not None:
-        raise InvalidInput(f"A connection named '{name}' exists already; pick another name or change it with `set`.")
+        raise InvalidInput(f"A connection named '{name}' exists already; pick another name or change it with `set`.",
+                           fields={"name": "a connection of this name exists already; pick another name"})
     username = username or name
     if not _USERNAME.match(username):
         raise InvalidInput("The username may hold letters, digits and . _ @ - and be at most 200 characters long.")
@@ -176,6 +186,32 @@ def change(db: OrmSession, keyring: Keyring, name: str, pairs: dict[str, str], *
     return row
 
 
+def _options(row: ConnectionRow) -> dict[str, Any]:
+    return {key: getattr(row, key) for key in OPTION_KEYS}
+
+
+def create_from_form(db: OrmSession, keyring: Keyring, name: str, provider: str, typed: dict[str, str], *,
+                     actor: str) -> Created:
+    """`create` from the console's form: fields left at their default are not stored, empty ones are left out."""
+    try:
+        fields = connection_settings.form_fields(provider)
+    except InvalidInput as unknown:
+        raise InvalidInput(unknown.message, fields={"provider": unknown.message}) from None
+    return create(db, keyring, name, provider, connection_settings.changed_pairs(fields, {}, typed), actor=actor)
+
+
+def change_from_form(db: OrmSession, keyring: Keyring, name: str, typed: dict[str, str], *, actor: str) -> bool:
+    """`change` from the console's form: only what differs from what is stored, so an unchanged field keeps its
+    value (or default) and an empty secret keeps the stored secret. False when nothing changed."""
+    row = require(db, name)
+    stored = {**_options(row), **keyring.decrypt_json(row.provider_settings)}
+    pairs = connection_settings.changed_pairs(connection_settings.form_fields(row.provider), stored, typed)
+    if not pairs:
+        return False
+    change(db, keyring, name, pairs, actor=actor)
+    return True
+
+
 def set_active(db: OrmSession, name: str, active: bool, *, actor: str = "cli") -> ConnectionRow:
     row = require(db, name)
     was = row.active
@@ -189,7 +225,9 @@ def set_active(db: OrmSession, name: str, active: bool, *, actor: str = "cli") -
 def rotate_secret(db: OrmSession, name: str, password: str | None = None, *, actor: str = "cli") -> Created:
     row = require(db, name)
     if password is not None and len(password) < MIN_CHOSEN_SECRET_LENGTH:
-        raise InvalidInput(f"A chosen password must be at least {MIN_CHOSEN_SECRET_LENGTH} characters.")
+        raise InvalidInput(f"A chosen password must be at least {MIN_CHOSEN_SECRET_LENGTH} characters.",
+                           fields={"new_secret": f"must be at least {MIN_CHOSEN_SECRET_LENGTH} characters; or leave "
+                                                 "it empty for a generated one"})
     secret = password or new_secret()
     row.secret_salt = new_salt()
     row.secret_digest = secret_digest(secret, row.secret_salt)
@@ -224,15 +262,63 @@ def describe(row: ConnectionRow, keyring: Keyring, base_path: str, base_url: str
 
 
 @dataclass(frozen=True)
+class SettingsForm:
+    """What the settings form shows of a connection: its fields, the stored values that are not secret, and which
+    secrets are set."""
+
+    fields: list[SettingField]
+    values: dict[str, str]
+    secrets_set: set[str]
+
+
+def settings_form(row: ConnectionRow, keyring: Keyring) -> SettingsForm:
+    fields = connection_settings.form_fields(row.provider)
+    values, secrets_set = connection_settings.stored_text(
+        fields, {**_options(row), **keyring.decrypt_json(row.provider_settings)})
+    return SettingsForm(fields, values, secrets_set)
+
+
+@dataclass(frozen=True)
 class Overview:
     """One connection as the console shows it: its settings (secrets redacted), recent changes, the work the
-    server owes or failed at, the host pool, and what the provider adapter itself reports."""
+    server owes or failed at, the host pool, what the provider adapter itself reports, and the verdict on all
+    that."""
 
     details: dict[str, Any]
     history: list[AuditRow]
     health: console_views.Health
     hosts: list[console_views.Host]
     seen: list[HealthItem]
+    verdict: Verdict
+    owed: list[console_views.OwedJob]
+    form: SettingsForm
+
+
+def _seen(ctx: AppContext, row: ConnectionRow) -> list[HealthItem]:
+    """What this server process has seen of the connection's provider."""
+    try:
+        return ctx.providers.for_connection(repository.connection_from_row(row, ctx.keyring)).health()
+    except DomainError as err:  # settings this version cannot use: say so instead of failing the page
+        return [HealthItem("settings", False, err.message)]
+
+
+@dataclass(frozen=True)
+class Listed:
+    """One row of the connections list."""
+
+    row: ConnectionRow
+    verdict: Verdict
+
+
+async def listing(ctx: AppContext) -> list[Listed]:
+    """Every connection with its health verdict, judged as its own page judges it."""
+    now = ctx.clock.now()
+    async with unit_of_work(ctx) as work:
+        def read(db: OrmSession) -> list[tuple[ConnectionRow, console_views.Health]]:
+            return [(row, console_views.health(db, row.id, now)) for row in repository.all_connection_rows(db)]
+
+        rows = await work.db.run_sync(read)
+    return [Listed(row, judge(_seen(ctx, row), health)) for row, health in rows]
 
 
 async def overview(ctx: AppContext, name: str) -> Overview:
@@ -240,15 +326,13 @@ async def overview(ctx: AppContext, name: str) -> Overview:
     now = ctx.clock.now()
     async with unit_of_work(ctx) as work:  # ORM reads: console traffic is light
         def read(db: OrmSession) -> tuple[ConnectionRow, dict[str, Any], list[AuditRow], console_views.Health,
-                                          list[console_views.Host]]:
+                                          list[console_views.Host], list[console_views.OwedJob], SettingsForm]:
             row = require(db, name)
             return (row, describe(row, ctx.keyring, ctx.settings.prefix or "/", ctx.lms_base_url),
                     audit.recent(db, limit=50, target=f"connection:{name}"), console_views.health(db, row.id, now),
-                    console_views.host_pool(db, row.id, now))
+                    console_views.host_pool(db, row.id, now), console_views.owed_jobs(db, row.id),
+                    settings_form(row, ctx.keyring))
 
-        row, details, history, health, hosts = await work.db.run_sync(read)
-    try:
-        seen = ctx.providers.for_connection(repository.connection_from_row(row, ctx.keyring)).health()
-    except DomainError as err:  # settings this version cannot use: say so instead of failing the page
-        seen = [HealthItem("settings", False, err.message)]
-    return Overview(details, history, health, hosts, seen)
+        row, details, history, health, hosts, owed, form = await work.db.run_sync(read)
+    seen = _seen(ctx, row)
+    return Overview(details, history, health, hosts, seen, judge(seen, health), owed, form)

@@ -6,6 +6,8 @@ so messages say what happened and what to do, never how the code failed.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 
 class DomainError(Exception):
     """Base class; `status` is the HTTP-like code the LMS contract maps it to."""
@@ -18,7 +20,14 @@ class DomainError(Exception):
 
 
 class InvalidInput(DomainError):
+    """`fields` names the input each problem belongs to (a setting, a form field), so a form can show the problem
+    next to it; `message` still says everything on its own."""
+
     status = 400
+
+    def __init__(self, message: str, fields: Mapping[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.fields: dict[str, str] = dict(fields or {})
 
 
 class NotAuthenticated(DomainError):

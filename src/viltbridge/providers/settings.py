@@ -25,9 +25,12 @@ def parse_settings(provider: str, model: type[SettingsModel], raw: Mapping[str, 
     try:
         return model.model_validate(dict(raw))
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: {_problem(err['type'], err['msg'])}"
-            for err in exc.errors()
-        )
+        located = [(".".join(str(p) for p in err["loc"]) or "settings", _problem(err["type"], err["msg"]))
+                   for err in exc.errors()]
+        problems = "; ".join(f"{where}: {problem}" for where, problem in located)
         known = ", ".join(model.model_fields)
-        raise InvalidInput(f"{provider} provider settings are wrong ({problems}). Known settings: {known}.") from None
+        by_setting: dict[str, str] = {}
+        for where, problem in located:  # a setting's first problem; "settings" for a rule across several
+            by_setting.setdefault(where.split(".")[0], problem)
+        raise InvalidInput(f"{provider} provider settings are wrong ({problems}). Known settings: {known}.",
+                           fields=by_setting) from None

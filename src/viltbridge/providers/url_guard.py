@@ -197,7 +197,8 @@ def check_settings_urls(provider: str, settings: Mapping[str, Any], policy: UrlP
             continue
         problem = url_problem(value, policy)
         if problem is not None:
-            raise InvalidInput(f"{provider} provider setting {key} ({value.strip()}) is refused: {problem}")
+            raise InvalidInput(f"{provider} provider setting {key} ({value.strip()}) is refused: {problem}",
+                               fields={key: f"refused: {problem}"})
 
 
 class GuardedNetworkBackend(AsyncNetworkBackend):

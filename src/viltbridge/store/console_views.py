@@ -90,6 +90,7 @@ class Health:
     last_owed_error: str | None
     events_last_day: int
     last_event_at: datetime | None
+    jobs_retrying: int = 0  # queued again after a failed attempt
 
 
 def health(db: OrmSession, connection_id: int, now: datetime) -> Health:
@@ -107,7 +108,9 @@ def health(db: OrmSession, connection_id: int, now: datetime) -> Health:
         ProviderEventRow.connection_id == connection_id, ProviderEventRow.received_at >= now - timedelta(days=1)))
     last = db.scalar(sa.select(sa.func.max(ProviderEventRow.received_at)).where(
         ProviderEventRow.connection_id == connection_id))
-    return Health(jobs, dead, int(owed), owed_error, int(recent or 0), last)
+    retrying = db.scalar(sa.select(sa.func.count()).select_from(JobRow).where(
+        JobRow.connection_id == connection_id, JobRow.state == "queued", JobRow.attempts > 0)) or 0
+    return Health(jobs, dead, int(owed), owed_error, int(recent or 0), last, int(retrying))
 
 
 @dataclass(frozen=True)
@@ -174,3 +177,37 @@ def timeline(db: OrmSession, connection: str, row: SessionRow) -> list[TimelineE
         entries.append(TimelineEntry(change.at, "lms" if change.actor.startswith("lms:") else "change", change.actor,
                                      said, {"before": change.before, "after": change.after}))
     return sorted(entries, key=lambda entry: (entry.at, entry.kind))
+
+
+@dataclass(frozen=True)
+class OwedJob:
+    """Background work of a connection still to do, or given up: what the admin may retry now or cancel."""
+
+    id: int
+    kind: str
+    state: str  # dead | running | queued | cancelled
+    attempts: int
+    max_attempts: int
+    run_after: datetime  # when a queued job runs next
+    last_error: str | None  # the job's own, or else what its part's owed meeting work last met
+    session_external_id: str | None
+    session_title: str | None
+
+
+# In the order the page lists them: what needs a decision first, what was given up last.
+OWED_STATES = ("dead", "running", "queued", "cancelled")
+
+
+def owed_jobs(db: OrmSession, connection_id: int, *, limit: int = 200) -> list[OwedJob]:
+    """The connection's dead, running, queued and cancelled jobs (a cancelled one can be run again), each state by
+    when it runs next."""
+    rows = db.execute(
+        sa.select(JobRow, SessionRow.external_id, SessionRow.title, SessionRow.meeting_error)
+        .outerjoin(SessionRow, SessionRow.id == JobRow.session_id)
+        .where(JobRow.connection_id == connection_id, JobRow.state.in_(OWED_STATES))
+        .order_by(sa.case({state: rank for rank, state in enumerate(OWED_STATES)}, value=JobRow.state),
+                  JobRow.run_after, JobRow.id).limit(limit))
+    # A save that met the outage left its reason on the part, not on the job (which has not run yet).
+    return [OwedJob(job.id, job.kind, job.state, job.attempts, job.max_attempts, job.run_after,
+                    job.last_error or (meeting_error if job.kind == "meeting.sync" else None), external_id, title)
+            for job, external_id, title, meeting_error in rows]

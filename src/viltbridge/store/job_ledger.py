@@ -4,7 +4,8 @@ A job is written in the same transaction as the data that needs it, under a uniq
 with a lease (a claim is a conditional UPDATE, so two workers racing for one job cannot both win), renew the lease
 while they work, and finish it, fail it (retried with backoff or the provider's Retry-After, dead after
 `max_attempts`) or postpone it. A worker that dies leaves a lease that runs out; the reaper puts the job back.
-Work is therefore at least once, and handlers are idempotent.
+Work is therefore at least once, and handlers are idempotent. An admin may cancel a queued or dead job: it stays in
+the ledger, cancelled, and nothing runs it.
 """
 
 from __future__ import annotations
@@ -20,10 +21,13 @@ from sqlalchemy.orm import Session as OrmSession
 
 from viltbridge.core.models import JobRequest
 from viltbridge.store.db import Readable
-from viltbridge.store.tables import JobRow, PeriodicRunRow
+from viltbridge.store.tables import JobRow, PeriodicRunRow, SessionRow
 
 QUEUED, RUNNING, DONE, DEAD = "queued", "running", "done", "dead"
-STATES = (QUEUED, RUNNING, DONE, DEAD)
+# Given up on by an admin: never claimed (only queued jobs are), nor asked again by the nightly reconciliation; a
+# new request for the same work (the LMS changes the part) queues it afresh.
+CANCELLED = "cancelled"
+STATES = (QUEUED, RUNNING, DONE, DEAD, CANCELLED)
 FIRST_RETRY = timedelta(seconds=30)
 LONGEST_RETRY = timedelta(hours=1)
 
@@ -85,7 +89,7 @@ def enqueue(db: OrmSession, request: JobRequest, now: datetime) -> int:
         return int(inserted)
     row = db.execute(sa.select(_JOBS).where(_JOBS.c.dedupe_key == request.dedupe_key).with_for_update()).one()
     changes: dict[str, Any] = {"payload": request.payload, "updated_at": now}
-    if row.state == QUEUED:
+    if row.state == QUEUED:  # done, dead or cancelled: queued afresh below
         changes["run_after"] = min(row.run_after, request.run_after)
     elif row.state == RUNNING:
         changes["run_again"] = True
@@ -220,9 +224,26 @@ def listing(db: Readable, *, states: Sequence[str] = (), kind: str | None = None
 
 
 def retry(db: OrmSession, job_id: int, now: datetime) -> bool:
-    """A dead (or done) job queued again now with fresh attempts; False when it is queued or running already."""
-    result = db.execute(sa.update(_JOBS).where(_JOBS.c.id == job_id, _JOBS.c.state.in_((DEAD, DONE))).values(
-        state=QUEUED, attempts=0, run_after=now, finished_at=None, updated_at=now))
+    """A dead, cancelled (or done) job queued again now with fresh attempts; False when it is queued or running
+    already."""
+    result = db.execute(sa.update(_JOBS).where(_JOBS.c.id == job_id, _JOBS.c.state.in_((DEAD, DONE, CANCELLED)))
+                        .values(state=QUEUED, attempts=0, run_after=now, finished_at=None, updated_at=now))
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def run_now(db: OrmSession, job_id: int, now: datetime) -> bool:
+    """A queued job due now instead of after its backoff (its attempts so far still count); False when it is not
+    queued."""
+    result = db.execute(sa.update(_JOBS).where(_JOBS.c.id == job_id, _JOBS.c.state == QUEUED).values(
+        run_after=now, updated_at=now))
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def cancel(db: OrmSession, job_id: int, now: datetime) -> bool:
+    """A queued or dead job given up: it is never run. False when it is running (its worker holds it) or already
+    finished."""
+    result = db.execute(sa.update(_JOBS).where(_JOBS.c.id == job_id, _JOBS.c.state.in_((QUEUED, DEAD))).values(
+        state=CANCELLED, finished_at=now, run_again=False, updated_at=now))
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
@@ -238,3 +259,13 @@ def take_slot(db: OrmSession, name: str, slot: datetime, owner: str, now: dateti
 def forget_slots_before(db: OrmSession, before: datetime) -> int:
     result = db.execute(sa.delete(_PERIODIC_RUNS).where(_PERIODIC_RUNS.c.slot < before))
     return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def forget_owed_meeting(db: OrmSession, session_id: int, now: datetime) -> None:
+    """The part no longer waits for meeting work at its provider (its meeting.sync job was cancelled): it stops
+    being reported as owed, and the nightly reconciliation stops asking for the work. Through the ORM row, so the
+    launch path's caches hear of the change (`store.changes`)."""
+    row = db.get(SessionRow, session_id)
+    if row is not None and row.meeting_pending is not None:
+        row.meeting_pending, row.meeting_error, row.updated_at = None, None, now
+        db.flush()

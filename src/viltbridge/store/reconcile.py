@@ -19,13 +19,14 @@ LOOK_AHEAD = timedelta(days=30)  # upcoming parts whose provider meeting is chec
 
 
 def _live_keys(db: OrmSession, keys: list[str]) -> set[str]:
-    """Which of `keys` name a job still to run (queued or running): a query per 500 keys, not one per key (a
-    worker's first upkeep reconciles at once, holding the write lock, and 5,000 parts took seconds one by one)."""
+    """Which of `keys` name a job still to run (queued or running), or one an admin cancelled (not to be asked for
+    again behind their back): a query per 500 keys, not one per key (a worker's first upkeep reconciles at once,
+    holding the write lock, and 5,000 parts took seconds one by one)."""
     live: set[str] = set()
     for start in range(0, len(keys), 500):
         live.update(db.execute(sa.select(JobRow.dedupe_key).where(
             JobRow.dedupe_key.in_(keys[start:start + 500]),
-            JobRow.state.in_((ledger.QUEUED, ledger.RUNNING)))).scalars())
+            JobRow.state.in_((ledger.QUEUED, ledger.RUNNING, ledger.CANCELLED)))).scalars())
     return live
 
 

@@ -182,7 +182,7 @@ class JobRow(Base):
     kind: Mapped[str] = mapped_column(sa.String(64))
     dedupe_key: Mapped[str] = mapped_column(sa.String(255), unique=True)
     payload: Mapped[dict[str, Any]]
-    state: Mapped[str] = mapped_column(sa.String(16), doc="queued | running | done | dead")
+    state: Mapped[str] = mapped_column(sa.String(16), doc="queued | running | done | dead | cancelled")
     attempts: Mapped[int] = mapped_column(default=0)
     max_attempts: Mapped[int] = mapped_column(default=12)
     run_after: Mapped[datetime]

@@ -32,6 +32,7 @@ from viltbridge.store.db import database_timed_out, database_unreachable
 from viltbridge.web import api_docs, launch, webhooks
 from viltbridge.web.console import account as console_account
 from viltbridge.web.console import audit as console_audit
+from viltbridge.web.console import connections as console_connections
 from viltbridge.web.console import instructor as console_instructor
 from viltbridge.web.console import routes as console
 from viltbridge.web.console import sessions as console_sessions
@@ -269,6 +270,7 @@ def create_app(
     app.include_router(api_docs.router)
     app.include_router(webhooks.router)
     app.include_router(console.router)
+    app.include_router(console_connections.router)
     app.include_router(console_sessions.router)
     app.include_router(console_instructor.router)
     app.include_router(console_audit.router)

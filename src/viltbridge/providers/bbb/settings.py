@@ -20,14 +20,17 @@ Algorithm = Literal["sha1", "sha256", "sha384", "sha512"]
 class BbbSettings(BaseModel):
     """One BigBlueButton server: its URL and the shared secret (`bbb-conf --secret`)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
     server_url: str  # e.g. https://bbb.example.org/bigbluebutton/
+    """The BBB server's (or Scalelite's) URL, e.g. https://bbb.example.org/bigbluebutton/."""
     shared_secret: SecretStr
+    """The server's shared secret: run `bbb-conf --secret` on the BBB server."""
     checksum_algorithm: Algorithm = "sha256"
-    # viltbridge's own `POST /webhooks/<connection>` URL: BBB posts each meeting's learning analytics there when it
-    # ends. Without it there is no attendance from BBB (launches are still recorded).
+    """How API calls are signed; the server's default is sha256 (older servers: sha1)."""
     analytics_callback_url: str | None = None
+    """viltbridge's own POST /webhooks/<connection> URL: BBB posts each meeting's learning analytics there when it
+    ends. Without it there is no attendance from BBB (launches are still recorded)."""
 
     @field_validator("server_url", "analytics_callback_url")
     @classmethod

@@ -24,29 +24,36 @@ class GotoSettings(BaseModel):
     """One GoTo Training organizer, reached through an OAuth client (developer.goto.com) that the organizer
     authorised once with the authorization-code flow; its refresh token is what viltbridge keeps."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
     client_id: str
+    """The OAuth client's id, from its page on developer.goto.com."""
     client_secret: SecretStr
+    """The OAuth client's secret, from its page on developer.goto.com."""
     refresh_token: SecretStr
-    # The organizer whose trainings these are, and their account (whose other organizers can be co-organizers).
-    # Both required: GoTo's current token answer no longer carries them (only access_token, expires_in, scope,
+    """From the token answer of the organizer's one-time authorisation (authorization-code flow)."""
+    # Both keys required: GoTo's current token answer no longer carries them (only access_token, expires_in, scope,
     # principal, refresh_token, token_type), and without the account co-organizers would silently vanish.
     # Empty defaults only so that a missing key gets the message saying where to find it (`_is_key`).
     organizer_key: str = Field(default="", validate_default=True)
+    """The organizer whose trainings these are (GoTo's numeric key)."""
     account_key: str = Field(default="", validate_default=True)
+    """The organizer's account, whose other organizers can be co-organizers (GoTo's numeric key)."""
     api_base_url: str = "https://api.getgo.com/G2T/rest"
-    # GoTo's Admin API: its user listing (GET /accounts/{accountKey}/users) replaces the deprecated G2T organizer
-    # listing where the authorising organizer is an account admin.
+    """GoTo Training's API."""
     admin_api_url: str = "https://api.getgo.com/admin/rest/v1"
+    """GoTo's Admin API: its user listing replaces the deprecated G2T organizer listing where the authorising
+    organizer is an account admin."""
     token_url: str = "https://authentication.logmeininc.com/oauth/token"  # noqa: S105 - a URL, not a secret
-    # A training's registration page (GoTo's API returns no URL for a training) [M: the public form of GoTo's links].
+    """Where OAuth tokens are renewed."""
     registration_url: str = "https://attendee.gototraining.com/r/{trainingKey}"
-    # The zone of a training whose session carries none GoTo accepts (GoTo wants a zone id such as Europe/Paris).
+    """A training's registration page; {trainingKey} is replaced (GoTo's API returns no URL)."""
     time_zone: str = "UTC"
-    # Whether GoTo emails registrants and trainers when a training's times change. Off: the LMS informs people.
+    """The zone of a training whose session carries none GoTo accepts, e.g. Europe/Paris."""
     notify_on_reschedule: bool = False
+    """Whether GoTo emails registrants and trainers when a training's times change. Off: the LMS informs people."""
     rate_limit_per_second: int = 10  # GoTo's documented default per API (§5.4)
+    """Calls per second viltbridge allows itself (GoTo's documented default is 10)."""
 
     @field_validator("client_id")
     @classmethod

@@ -83,20 +83,26 @@ class JitsiSettings(BaseModel):
     """One JaaS app, or one self-hosted Jitsi with token authentication. Every problem is reported at once, each
     under its setting's name; secrets stay `SecretStr` (shown as ********** in reprs and logs)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
     deployment: Deployment
-    # JaaS: the AppID (`vpaas-magic-cookie-<32 hex>`, JWT `sub`). Self-hosted: prosody's `app_id` (JWT `iss`/`aud`).
+    """jaas: 8x8's Jitsi as a Service; self_hosted: your own Jitsi with token authentication."""
     app_id: str | None = Field(default=None, validate_default=True)
-    # JaaS: the API key's id (`<AppID>/<keyId>` or just `<keyId>`, as the console shows it).
+    """JaaS: the AppID (vpaas-magic-cookie-<32 hex>). Self-hosted: prosody's app_id."""
     key_id: str | None = Field(default=None, validate_default=True)
-    private_key: SecretStr | None = Field(default=None, validate_default=True)  # JaaS: PEM RSA, >= 2048 bits
+    """JaaS only: the API key's id, as the JaaS console shows it."""
+    # A PEM block spans lines: the console asks for it in a text area.
+    private_key: SecretStr | None = Field(default=None, validate_default=True, json_schema_extra={"multiline": True})
+    """JaaS only: the API key's PEM RSA private key (at least 2048 bits)."""
     app_secret: SecretStr | None = Field(default=None, validate_default=True)  # self-hosted: prosody's app_secret
-    # The signing secret of the webhook endpoint (X-Jaas-Signature). Required for JaaS; optional self-hosted (only
-    # with an event module posting JaaS-shaped, signed events) — without it attendance is launch-only.
+    """Self-hosted only: prosody's app_secret."""
     webhook_secret: SecretStr | None = Field(default=None, validate_default=True)
+    """The signing secret of the webhook endpoint. Required for JaaS; optional self-hosted (without it attendance
+    is launch-only)."""
     base_url: str | None = Field(default=None, validate_default=True)  # JaaS: https://8x8.vc; self-hosted: required
+    """JaaS: https://8x8.vc (the default); self-hosted: the server's URL (required)."""
     domain: str | None = Field(default=None, validate_default=True)  # self-hosted: JWT `sub`; default base_url host
+    """Self-hosted: the XMPP domain (JWT sub); by default the host of base_url."""
 
     @field_validator("app_id", "key_id", "private_key", "app_secret", "webhook_secret", "base_url", "domain",
                      mode="before")

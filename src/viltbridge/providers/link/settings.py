@@ -13,13 +13,15 @@ DEFAULT_TEMPLATE = "https://meet.jit.si/{room}"
 
 
 class LinkSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
     room_url_template: str = DEFAULT_TEMPLATE
+    """The meeting room's URL; {room} is replaced by the room's name."""
     room_prefix: str = "vb"
-    # Jitsi Meet reads `#userInfo.displayName=...` from the URL, so people appear under their LMS email.
-    # Other servers ignore the fragment.
+    """Put before every room name (letters, digits and '-', at most 20 characters)."""
     pass_display_name: bool = True
+    """Add #userInfo.displayName=<LMS email> to the URL: Jitsi Meet shows people under their LMS email. Other
+    servers ignore it."""
 
     @field_validator("room_url_template")
     @classmethod

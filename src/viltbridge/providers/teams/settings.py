@@ -19,20 +19,24 @@ class TeamsSettings(BaseModel):
     """One app registration in Microsoft Entra ID with the application permissions OnlineMeetings.ReadWrite.All,
     OnlineMeetingArtifact.Read.All and User.Read.All (admin-consented), plus a Teams application access policy."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
     tenant_id: str
+    """The Microsoft Entra tenant, from the app registration's Overview page."""
     client_id: str
+    """The app registration's Application (client) ID."""
     client_secret: SecretStr
+    """A client secret of the app registration (Certificates & secrets)."""
     authority_url: str = "https://login.microsoftonline.com"
+    """Microsoft's sign-in authority."""
     graph_base_url: str = "https://graph.microsoft.com/v1.0"
-    # The name the admin gives the Teams application access policy; used only in the instructions viltbridge shows
-    # when Graph refuses for lack of one.
+    """Microsoft Graph's API."""
     access_policy_name: str = "viltbridge"
-    # False: standalone online meetings, on no calendar and with no invitations (the LMS sends those).
-    # True: Outlook calendar events with a Teams meeting on the instructor's calendar, which invite co-instructors
-    # (docs/providers.md §2.4; needs the Calendars.ReadWrite application permission too).
+    """The name of the Teams application access policy; used only in the instructions shown when Graph refuses for
+    lack of one."""
     calendar_events: bool = False
+    """Off: standalone online meetings with no invitations (the LMS sends those). On: Outlook calendar events on
+    the instructor's calendar, which invite co-instructors (needs Calendars.ReadWrite)."""
 
     @field_validator("tenant_id", "client_id", "access_policy_name")
     @classmethod

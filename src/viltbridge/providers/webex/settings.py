@@ -22,25 +22,30 @@ class WebexSettings(BaseModel):
     recommended setup), or only `access_token` (a token that is never refreshed: fine for a trial, it expires).
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
     client_id: str | None = None
+    """The Integration's or Service App's client id (developer.webex.com); needed with refresh_token."""
     client_secret: SecretStr | None = None
+    """The Integration's or Service App's client secret; needed with refresh_token."""
     refresh_token: SecretStr | None = None
+    """Tokens are refreshed as they expire: the recommended setup."""
     access_token: SecretStr | None = None
-    # The secret set when the webhooks were created (POST /webhooks `secret`): deliveries are signed with it.
+    """Instead of refresh_token: a token that is never refreshed (fine for a trial; it expires)."""
     webhook_secret: SecretStr | None = None
+    """The secret set when the webhooks were created: deliveries are signed with it."""
     api_base_url: str = "https://webexapis.com/v1"
+    """Webex's API."""
     token_url: str = "https://webexapis.com/v1/access_token"  # noqa: S105 - a URL, not a secret
-    # Service Apps and admins schedule on behalf of hosts: every meeting call then names the host (`hostEmail`).
+    """Where OAuth tokens are renewed."""
     act_for_hosts: bool = True
-    # Hosts meetings whose session names no instructor.
+    """Schedule on behalf of hosts (every meeting call names the host): for Service Apps and admins."""
     default_host: str | None = None
-    # The Webex site classes are held on (e.g. acme.webex.com). Instructors must have a host role on it: a person
-    # can be a host on one site and only an attendee on another (`siteUrls` entries ending in `#attendee`).
+    """Hosts meetings whose session names no instructor."""
     site: str | None = None
-    # How long a personal join/start link from POST /meetings/join stays valid (Webex allows 1-60 minutes).
+    """The Webex site classes are held on, e.g. acme.webex.com; instructors need a host role on it."""
     link_minutes: int = 60
+    """How long a personal join or start link stays valid (1 to 60 minutes)."""
 
     @field_validator("client_id", "default_host")
     @classmethod

@@ -18,29 +18,35 @@ __all__ = ["ZoomSettings"]
 class ZoomSettings(BaseModel):
     """One Zoom account, reached through a Server-to-Server OAuth app created in Zoom Marketplace."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
     account_id: str
+    """From the Server-to-Server OAuth app's App Credentials page in Zoom Marketplace."""
     client_id: str
+    """From the app's App Credentials page in Zoom Marketplace."""
     client_secret: SecretStr
+    """From the app's App Credentials page in Zoom Marketplace."""
     webhook_secret_token: SecretStr
+    """The app's webhook Secret Token (Feature page): deliveries are signed with it."""
     api_base_url: str = "https://api.zoom.us/v2"
+    """Zoom's API."""
     oauth_token_url: str = "https://zoom.us/oauth/token"  # noqa: S105 - a URL, not a secret
+    """Where OAuth tokens are fetched."""
     plan: Literal["free", "pro", "business"] = "pro"  # sets the client-side rate limits (PLAN_LIMITS)
-    # existing: hosts must already be licensed users on the account; create: missing hosts are created.
+    """The account's plan: sets the rate limits viltbridge keeps to."""
     host_policy: Literal["existing", "create"] = "existing"
-    # Hosts meetings whose session names no instructor (Cornerstone's SessionRequest need not name one).
+    """existing: hosts must already be licensed users on the account; create: missing hosts are created."""
     default_host: str | None = None
-    # Registrations of learners who launch at the same moment go to Zoom in batches of up to 30 (one Heavy call)
-    # instead of one Light call each.
+    """Hosts meetings whose session names no instructor."""
     batch_registration: bool = True
-    # registrant: meetings require registration and each learner gets a personal registrant link (strongest
-    # identity; registration needs a paid plan). name_tag: no registration; learners go in on the meeting link
-    # with a display-name tag, no Zoom call on a click (identity holds only while they keep the tag in their name).
+    """Register learners who launch at the same moment in batches of up to 30 (one call)."""
     learner_links: Literal["registrant", "name_tag"] = "registrant"
-    # When the LMS sets an instructor inactive: keep their Zoom user as it is, or deactivate it at Zoom too
-    # (reactivated when the LMS sets them active again).
+    """registrant: each learner gets a personal registrant link (needs a paid plan; the strongest identity);
+    name_tag: the meeting link with a display-name tag, no Zoom call on a click (identity holds only while they
+    keep the tag in their name)."""
     deactivated_hosts: Literal["keep", "deactivate"] = "keep"
+    """When the LMS sets an instructor inactive: keep their Zoom user, or deactivate it at Zoom too (reactivated
+    when the LMS sets them active again)."""
 
     @field_validator("account_id", "client_id")
     @classmethod

@@ -1,5 +1,5 @@
-"""The console's pages under `/console`: sign-in, connections (view, activate, deactivate). The audit log is in
-`audit.py`, each user's own account in `account.py`.
+"""The console's pages under `/console`: sign-in and the home page. Connections are in `connections.py`, the
+audit log in `audit.py`, each user's own account in `account.py`.
 
 Every page names the permission it needs (`auth.requires`); anonymous browsers are sent to the sign-in page, and a
 signed-in user without the permission gets a 403 page that says which permission is missing.
@@ -16,12 +16,10 @@ from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
-from viltbridge.app import connections, console_users
+from viltbridge.app import console_users
 from viltbridge.app.context import context_of
 from viltbridge.app.uow import run
-from viltbridge.core.errors import DomainError
 from viltbridge.core.permissions import Permission
-from viltbridge.store import repository
 from viltbridge.web.console import auth
 from viltbridge.web.console.auth import ConsoleSession
 
@@ -125,111 +123,6 @@ async def home(session: Annotated[ConsoleSession, Depends(auth.signed_in)]) -> R
     return RedirectResponse("/console/account", status_code=303)
 
 
-# --- connections -----------------------------------------------------------------------------------------------
-
-
-@router.get("/connections")
-async def connection_list(
-        request: Request,
-        session: Annotated[ConsoleSession, Depends(auth.requires(Permission.VIEW_CONNECTIONS))]) -> HTMLResponse:
-    ctx = context_of(request)
-    rows = await run(ctx, repository.all_connection_rows)
-    return page(request, "connections.html", session, connections=rows, lms_base_url=ctx.lms_base_url)
-
-
-@router.get("/connections/new")
-async def new_connection_form(
-        request: Request,
-        session: Annotated[ConsoleSession, Depends(auth.requires(Permission.MANAGE_INTEGRATIONS))]) -> HTMLResponse:
-    return page(request, "new_connection.html", session, providers=connections.provider_kinds(), error=None, values={})
-
-
-@router.post("/connections/new")
-async def create_connection(
-        request: Request,
-        session: Annotated[ConsoleSession, Depends(auth.requires(Permission.MANAGE_INTEGRATIONS))],
-        name: Annotated[str, Form(max_length=100)], provider: Annotated[str, Form(max_length=40)],
-        settings: Annotated[str, Form(max_length=20_000)] = "") -> Response:
-    """A new integration: prints what the admin enters in Cornerstone, the secret once."""
-    ctx = context_of(request)
-    lines = [line.strip() for line in settings.splitlines() if line.strip()]
-    try:
-        created = await run(ctx, connections.create, ctx.keyring, name.strip(), provider,
-                            connections.parse_pairs(lines), actor=session.user.email)
-    except DomainError as err:
-        return page(request, "new_connection.html", session, status=err.status, providers=connections.provider_kinds(),
-                    error=err.message, values={"name": name, "provider": provider})
-    return page(request, "secret.html", session, connection=name.strip(), username=created.row.username,
-                password=created.password, lms_base_url=ctx.lms_base_url)
-
-
-@router.get("/connections/{name}")
-async def connection_page(
-        request: Request, name: str,
-        session: Annotated[ConsoleSession, Depends(auth.requires(Permission.VIEW_CONNECTIONS))]) -> HTMLResponse:
-    try:
-        seen = await connections.overview(context_of(request), name)
-    except DomainError as err:
-        return page(request, "message.html", session, status=err.status, title="No such connection",
-                    message=err.message)
-    return page(request, "connection.html", session, connection=seen.details, history=seen.history,
-                health=seen.health, hosts=seen.hosts, seen=seen.seen)
-
-
-async def _set_active(request: Request, name: str, session: ConsoleSession, active: bool) -> Response:
-    ctx = context_of(request)
-    try:
-        await run(ctx, connections.set_active, name, active, actor=session.user.email)
-    except DomainError as err:
-        return page(request, "message.html", session, status=err.status, title="Not changed", message=err.message)
-    log.info("console: %s %s connection %s", session.user.email, "activated" if active else "deactivated", name)
-    return see_other(request, f"/console/connections/{quote(name)}")
-
-
-@router.post("/connections/{name}/activate")
-async def activate(
-        request: Request, name: str,
-        session: Annotated[ConsoleSession, Depends(auth.requires(Permission.MANAGE_INTEGRATIONS))]) -> Response:
-    return await _set_active(request, name, session, True)
-
-
-@router.post("/connections/{name}/deactivate")
-async def deactivate(
-        request: Request, name: str,
-        session: Annotated[ConsoleSession, Depends(auth.requires(Permission.MANAGE_INTEGRATIONS))]) -> Response:
-    return await _set_active(request, name, session, False)
-
-
-@router.post("/connections/{name}/rotate-secret")
-async def rotate_secret(
-        request: Request, name: str,
-        session: Annotated[ConsoleSession, Depends(auth.requires(Permission.MANAGE_INTEGRATIONS))]) -> Response:
-    """A new LMS secret, shown once; the old one stops working at once."""
-    ctx = context_of(request)
-    try:
-        created = await run(ctx, connections.rotate_secret, name, actor=session.user.email)
-    except DomainError as err:
-        return page(request, "message.html", session, status=err.status, title="Not changed", message=err.message)
-    return page(request, "secret.html", session, connection=name, username=created.row.username,
-                password=created.password,
-                lms_base_url=ctx.lms_base_url)
-
-
-@router.post("/connections/{name}/settings")
-async def change_settings(
-        request: Request, name: str,
-        session: Annotated[ConsoleSession, Depends(auth.requires(Permission.CONFIGURE_CONNECTIONS))],
-        changes: Annotated[str, Form(max_length=20_000)]) -> Response:
-    """`key=value` per line: vendor options and provider settings; an empty value removes a setting. Checked as
-    a whole before anything is saved."""
-    ctx = context_of(request)
-    lines = [line.strip() for line in changes.splitlines() if line.strip()]
-    try:
-        await run(ctx, connections.change, ctx.keyring, name, connections.parse_pairs(lines),
-                  actor=session.user.email)
-    except DomainError as err:
-        return page(request, "message.html", session, status=err.status, title="Not changed", message=err.message)
-    return see_other(request, f"/console/connections/{quote(name)}")
 
 
 # --- how refusals look -----------------------------------------------------------------------------------------
