@@ -153,15 +153,20 @@ SESSION_EXPORT_FIELDS = ("connection", "lo_id", "title", "parts", "email", "atte
 
 def export_session_rows(db: OrmSession, wanted: ExportFilter) -> list[dict[str, Any]]:
     """One row per learner and multi-part session (parts sharing an LoId; a part without one is its own session),
-    combined by the connection's `parts` rule: `any` part, else every part. A learner with no decision for a part
-    did not attend it; the roll-up is final only when every part is."""
+    combined by the connection's `parts` rule: `any` part, else every part (`core.attendance.rolled_up`). A learner
+    with no decision for a part (cancelled parts aside) did not attend it; the roll-up is final only when every
+    part is."""
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for row in export_rows(db, wanted):
         groups.setdefault((row["connection"], row["lo_id"] or row["session_id"]), []).append(row)
     rules = {name: policy_of(db, name).parts for name in {connection for connection, _ in groups}}
     rolled: list[dict[str, Any]] = []
     for (connection, lo_id), rows in groups.items():
-        parts = sorted({(row["starts_at"], row["session_id"]) for row in rows})
+        decided_parts = {(row["starts_at"], row["session_id"]) for row in rows}
+        # A part nobody has a decision for yet counts too (not attended, not final): else a session of three
+        # parts would roll up over the two already decided.
+        parts = sorted(decided_parts | set(console_views.parts_going_ahead(db, connection, lo_id)
+                                           if rows[0]["lo_id"] else ()))
         finals = {row["session_id"]: row["state"] == "final" for row in rows}
         by_learner: dict[str, dict[str, dict[str, Any]]] = {}
         for row in rows:
@@ -175,7 +180,7 @@ def export_session_rows(db: OrmSession, wanted: ExportFilter) -> list[dict[str, 
             rolled.append({
                 "connection": connection, "lo_id": lo_id, "title": rows[0]["title"], "parts": len(parts),
                 "email": next(iter(decided.values()))["email"], "attended": attended,
-                "state": "final" if all(finals.values()) else "provisional",
+                "state": "final" if all(finals.get(part, False) for _, part in parts) else "provisional",
                 "explanation": f"{sum(outcomes)} of {len(parts)} part(s) attended ({words}); rule: "
                                f"{'any part' if rule == 'any' else 'every part'}",
             })

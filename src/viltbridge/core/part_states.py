@@ -63,7 +63,7 @@ def part_life_named(word: str) -> PartLife:
     try:
         return PartLife(word.strip().lower())
     except ValueError:
-        raise InvalidInput(f"Status '{word}' is not one of {', '.join(PartLife)}.") from None
+        raise InvalidInput(f"Status '{word}' is not one of {', '.join(PartLife)}: pick one of them, or any.") from None
 
 
 def attendance_phase_named(word: str) -> AttendancePhase:
@@ -74,7 +74,8 @@ def attendance_phase_named(word: str) -> AttendancePhase:
     try:
         return AttendancePhase(cleaned)
     except ValueError:
-        raise InvalidInput(f"Attendance '{word}' is not one of {', '.join(AttendancePhase)}.") from None
+        raise InvalidInput(f"Attendance '{word}' is not one of {', '.join(AttendancePhase)}: pick one of them, or "
+                           "any.") from None
 
 
 def vocabulary_text() -> str:

@@ -134,6 +134,15 @@ def sibling_parts(db: OrmSession, row: SessionRow) -> list[SessionRow]:
                            .order_by(SessionRow.starts_at, SessionRow.external_id)))
 
 
+def parts_going_ahead(db: OrmSession, connection: str, lo_id: str) -> list[tuple[datetime, str]]:
+    """(start, LMS session id) of the parts of one multi-part session that are not cancelled."""
+    return [(starts_at, external_id) for starts_at, external_id in db.execute(
+        sa.select(SessionRow.starts_at, SessionRow.external_id)
+        .join(ConnectionRow, ConnectionRow.id == SessionRow.connection_id)
+        .where(ConnectionRow.name == connection, SessionRow.lo_id == lo_id,
+               SessionRow.status != SessionStatus.CANCELLED.value))]
+
+
 def launch_times(db: OrmSession, session_id: int) -> dict[str, list[datetime]]:
     """When each learner clicked their launch link, by the email as the LMS spelled it, oldest first."""
     clicks: dict[str, list[datetime]] = {}
