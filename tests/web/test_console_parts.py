@@ -168,6 +168,11 @@ def test_the_calendar_feed_carries_description_launch_link_console_url_part_and_
     mine = client.get("/console/my-sessions").text
     assert "part 2 of 3" in between(mine, 'data-session="p-2"', "</tr>")
     assert "part" not in between(mine, 'data-session="solo"', "</tr>").split("</a>")[0]
+    own_page = client.get("/console/my-sessions/acme/p-2").text
+    assert '<span class="tag">part 2 of 3</span>' in own_page
+    assert 'href="/console/my-sessions/acme/p-1"' in between(own_page, 'id="parts"', "</nav>")
+    week = client.get("/console/my-calendar?week=2026-W10").text
+    assert "Safety basics (part 1 of 3)" in between(week, 'data-session="p-1"', "</a>")
     feed = re.search(r'<code id="feed-url">http://testserver([^<]+)</code>', mine)
     assert feed
 

@@ -113,16 +113,21 @@ def part_places(db: OrmSession, parts: Iterable[SessionRow]) -> dict[int, PartPl
 
 def places_in_sessions(db: OrmSession, sessions: Iterable[tuple[int, str]]) -> dict[int, PartPlace]:
     """By session row id, every part of the (connection id, LoId) sessions that have more than one part; numbered
-    by start, cancelled parts too (a part keeps its number when another is cancelled)."""
-    places: dict[int, PartPlace] = {}
-    for connection_id, lo_id in sorted(set(sessions)):
-        siblings = db.execute(sa.select(SessionRow.id).where(SessionRow.connection_id == connection_id,
-                                                             SessionRow.lo_id == lo_id)
-                              .order_by(SessionRow.starts_at, SessionRow.external_id)).scalars().all()
-        if len(siblings) > 1:
-            for number, part_id in enumerate(siblings, start=1):
-                places[part_id] = PartPlace(number, len(siblings), lo_id)
-    return places
+    by start, cancelled parts too (a part keeps its number when another is cancelled). One query for them all."""
+    wanted = set(sessions)
+    if not wanted:
+        return {}
+    found = db.execute(sa.select(SessionRow.id, SessionRow.connection_id, SessionRow.lo_id)
+                       .where(SessionRow.connection_id.in_({connection_id for connection_id, _ in wanted}),
+                              SessionRow.lo_id.in_({lo_id for _, lo_id in wanted}))
+                       .order_by(SessionRow.starts_at, SessionRow.external_id))
+    parts: dict[tuple[int, str], list[int]] = {}
+    for part_id, connection_id, lo_id in found:
+        if (connection_id, lo_id) in wanted:
+            parts.setdefault((connection_id, lo_id), []).append(part_id)
+    return {part_id: PartPlace(number, len(ids), lo_id)
+            for (_, lo_id), ids in parts.items() if len(ids) > 1
+            for number, part_id in enumerate(ids, start=1)}
 
 
 def sibling_parts(db: OrmSession, row: SessionRow) -> list[SessionRow]:
