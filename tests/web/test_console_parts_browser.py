@@ -33,11 +33,15 @@ def test_the_sessions_list_and_a_part_page_at_1366_px(browser: Any, live_server:
     with db.session() as s, s.begin():
         console_users.create(s, NOW, "test", "ada@example.com", ["roster-manage"], password=PASSWORD,
                              display_name="Ada Admin", time_zone="Europe/Berlin")
+        console_users.create(s, NOW, "test", "tess@example.com", ["instructor"], password=PASSWORD,
+                             display_name="Tess Teacher", time_zone="America/Chicago")
     with lms_client(live_server, acme) as lms:
+        assert lms.post("/instructor", json={"Email": "tess@example.com", "FirstName": "Tess",
+                                             "LastName": "Teacher"}).status_code == 200
         for number in (1, 2, 3):
             assert lms.post("/session", json=session_body(
                 f"p-{number}", start=NOW + timedelta(minutes=5, days=number - 1), LoId="course-1",
-                Title=LONG_TITLE)).status_code == 200
+                Title=LONG_TITLE, InstructorEmails="tess@example.com")).status_code == 200
         assert lms.post("/session", json=session_body("solo", start=NOW + timedelta(hours=4),
                                                       Title="Fire drill")).status_code == 200
         join = lms.get(f"/session/p-1/user/{b64('jane@example.com')}/url").json()["data"]["joinUrl"]
@@ -98,5 +102,20 @@ def test_the_sessions_list_and_a_part_page_at_1366_px(browser: Any, live_server:
     shot(page, "session-part-1366")
     page.set_viewport_size({"width": 390, "height": 844})
     shot(page, "session-part-390")
-    assert script_errors == []
     context.close()
+
+    phone = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True)
+    mine = phone.new_page()
+    mine.on("pageerror", lambda error: script_errors.append(str(error)))
+    sign_in(mine, live_server, "tess@example.com")
+    mine.wait_for_url("**/console/my-sessions")
+    assert mine.locator("tr[data-session=p-2] .part-of").inner_text() == "part 2 of 3"
+    assert mine.locator("tr[data-session=p-1] a.button:has-text('Launch as host')").is_visible()
+    shot(mine, "my-sessions-390")
+    mine.goto(f"{live_server}/console/my-calendar")
+    days = mine.locator("#week section.day")
+    assert days.nth(1).bounding_box()["y"] > days.nth(0).bounding_box()["y"]  # one day under the other
+    assert "(part 1 of 3)" in mine.inner_text("#week a[data-session=p-1]")
+    shot(mine, "my-calendar-390")
+    assert script_errors == []
+    phone.close()
