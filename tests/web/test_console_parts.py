@@ -89,8 +89,8 @@ def test_each_learner_is_rolled_up_over_every_part_and_the_exports_say_which_par
     assert 'id="rollup"' not in client.get("/console/sessions/acme/solo").text
 
     per_part = list(csv.DictReader(io.StringIO(client.get("/console/exports/attendance.csv?connection=acme").text)))
-    assert {(row["session_id"], row["lo_id"], row["part_number"], row["part_count"]) for row in per_part} == {
-        ("p-1", "course-1", "1", "3"), ("p-2", "course-1", "2", "3")}
+    assert {(row["session_id"], row["lo_id"], row["part_number"], row["part_count"], row["part_status"])
+            for row in per_part} == {("p-1", "course-1", "1", "3", "ended"), ("p-2", "course-1", "2", "3", "ended")}
     per_session = list(csv.DictReader(io.StringIO(
         client.get("/console/exports/attendance.csv?connection=acme&by=session").text)))
     assert {row["email"]: (row["parts"], row["attended"]) for row in per_session} == {
@@ -172,7 +172,7 @@ def test_the_calendar_feed_carries_description_launch_link_console_url_part_and_
     assert '<span class="tag">part 2 of 3</span>' in own_page
     assert 'href="/console/my-sessions/acme/p-1"' in between(own_page, 'id="parts"', "</nav>")
     week = client.get("/console/my-calendar?week=2026-W10").text
-    assert "Safety basics (part 1 of 3)" in between(week, 'data-session="p-1"', "</a>")
+    assert ">Safety basics</span> (part 1 of 3)" in between(week, 'data-session="p-1"', "</a>")
     feed = re.search(r'<code id="feed-url">http://testserver([^<]+)</code>', mine)
     assert feed
 

@@ -23,6 +23,7 @@ from viltbridge.core import jobs
 from viltbridge.core.attendance import AttendanceOverride, AttendancePolicy, Interval, Review, rolled_up
 from viltbridge.core.emails import checked_email
 from viltbridge.core.errors import InvalidInput, NotFound
+from viltbridge.core.part_states import part_life
 from viltbridge.store import attendance_ledger, console_views, repository
 from viltbridge.store.attendance_ledger import StoredResult
 from viltbridge.store.tables import AttendanceResultRow, ConnectionRow, SessionRow
@@ -97,8 +98,9 @@ def aliases(db: OrmSession, name: str) -> dict[str, str]:
 # --- exports -------------------------------------------------------------------------------------------------
 
 EXPORT_FIELDS = ("connection", "session_id", "lo_id", "part_number", "part_count", "title", "starts_at", "ends_at",
-                 "email", "attended", "state", "explanation", "computed_at")
-_QUERIED_FIELDS = tuple(field for field in EXPORT_FIELDS if field not in ("part_number", "part_count"))
+                 "part_status", "email", "attended", "state", "explanation", "computed_at")
+_COMPUTED_FIELDS = ("part_number", "part_count", "part_status")
+_QUERIED_FIELDS = tuple(field for field in EXPORT_FIELDS if field not in _COMPUTED_FIELDS)
 # A cell a spreadsheet would run as a formula (OWASP "CSV injection"): shown as text instead.
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\n")
 
@@ -110,15 +112,17 @@ class ExportFilter:
     ended_from: datetime | None = None
     ended_until: datetime | None = None
     lo_id: str | None = None  # the parts of one multi-part session (with `connection`)
+    now: datetime | None = None  # when the export is made, for each part's status; None: the wall clock
 
 
 def export_rows(db: OrmSession, wanted: ExportFilter) -> list[dict[str, Any]]:
     """One row per learner and part, as last decided, oldest part first; a part of a multi-part session says
-    which (`part_number` of `part_count`, by start; both empty for a session of one part)."""
+    which (`part_number` of `part_count`, by start; both empty for a session of one part); `part_status` is the
+    part's life at `wanted.now` in the console's words (`core.part_states`)."""
     query = (sa.select(ConnectionRow.name, SessionRow.external_id, SessionRow.lo_id, SessionRow.title,
                        SessionRow.starts_at, SessionRow.ends_at, AttendanceResultRow.email,
                        AttendanceResultRow.attended, AttendanceResultRow.state, AttendanceResultRow.explanation,
-                       AttendanceResultRow.computed_at, SessionRow.id, SessionRow.connection_id)
+                       AttendanceResultRow.computed_at, SessionRow.id, SessionRow.connection_id, SessionRow.status)
              .join(SessionRow, SessionRow.id == AttendanceResultRow.session_id)
              .join(ConnectionRow, ConnectionRow.id == SessionRow.connection_id)
              .order_by(SessionRow.ends_at, SessionRow.external_id, AttendanceResultRow.email_key))
@@ -139,11 +143,13 @@ def export_rows(db: OrmSession, wanted: ExportFilter) -> list[dict[str, Any]]:
         query = query.where(SessionRow.ends_at < wanted.ended_until)
     found = db.execute(query).all()
     places = console_views.places_in_sessions(db, {(row.connection_id, row.lo_id) for row in found if row.lo_id})
+    now = wanted.now or datetime.now(UTC)
     rows: list[dict[str, Any]] = []
     for row in found:
         place = places.get(row.id)
         exported = dict(zip(_QUERIED_FIELDS, row[:len(_QUERIED_FIELDS)], strict=True))
-        exported.update(part_number=place.number if place else None, part_count=place.count if place else None)
+        exported.update(part_number=place.number if place else None, part_count=place.count if place else None,
+                        part_status=part_life(row.status, row.starts_at, row.ends_at, now).value)
         rows.append({field: exported[field] for field in EXPORT_FIELDS})
     return rows
 
@@ -278,7 +284,7 @@ async def _part_attendance(work: UnitOfWork, connection: str, external_id: str) 
     intervals = await matched_intervals(work.store, part)
     siblings = await work.db.run_sync(console_views.sibling_parts, row)
     rolled = [] if len(siblings) < 2 else await work.db.run_sync(
-        export_session_rows, ExportFilter(connection=connection, lo_id=row.lo_id))
+        export_session_rows, ExportFilter(connection=connection, lo_id=row.lo_id, now=work.ctx.clock.now()))
     return PartAttendance(conn_row, row, results, intervals, attendance_policy(lms_connection, part),
                           await work.db.run_sync(console_views.launch_times, row.id), siblings, rolled)
 

@@ -180,6 +180,9 @@ async def resolve_review(request: Request, connection: str, external_id: str, se
         await attendance_admin.resolve_review(context_of(request), connection, external_id,
                                               provider_email=provider_email, lms_email=lms_email,
                                               actor=session.user.email)
+    except InvalidField as err:
+        return await _part_page(request, session, connection, external_id, status=err.status, refused=err,
+                                typed={"provider_email": provider_email, "lms_email": lms_email})
     except DomainError as err:
         return page(request, "message.html", session, status=err.status, title="Not resolved", message=err.message)
     return see_other(request, _part_url(connection, external_id, "resolved"))
@@ -193,7 +196,8 @@ async def export_attendance(
         by: Annotated[str, Query(pattern="^(part|session)$")] = "part") -> Response:
     """Every decision as CSV (spreadsheet-safe) or JSON, per part or rolled up per multi-part session."""
     ctx = context_of(request)
-    wanted = attendance_admin.ExportFilter(connection=connection or None, session=external_id or None)
+    wanted = attendance_admin.ExportFilter(connection=connection or None, session=external_id or None,
+                                           now=ctx.clock.now())
     try:
         if by == "session":
             rows = await run(ctx, attendance_admin.export_session_rows, wanted)
