@@ -57,7 +57,7 @@ def _clock(moment: datetime, zone: ZoneInfo) -> str:
 def timeline_svg(starts_at: datetime, ends_at: datetime, policy: AttendancePolicy, bars: list[LearnerBar],
                  zone: ZoneInfo | None = None) -> str:
     zone = zone or ZoneInfo("UTC")
-    here = "UTC" if zone.key == "UTC" else zone.key
+    here = zone.key  # said in every tooltip: the axis is on the viewer's clock
     axis_start = starts_at - timedelta(minutes=policy.grace_minutes)
     latest = max([ends_at, *(i.end for bar in bars for i in bar.intervals), *(t for bar in bars for t in bar.launches)])
     axis_end = max(ends_at + timedelta(minutes=5), min(latest, ends_at + timedelta(hours=2)))
