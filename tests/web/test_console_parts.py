@@ -128,11 +128,20 @@ def test_a_part_s_life_and_attendance_use_one_vocabulary_in_badges_filters_and_t
 
     assert shown("status=live") == {"live"}
     assert shown("status=ended") == {"ended"}
+    # At the boundaries the filter (SQL) and the badge (Python) agree: a part starting now is live, one ending now
+    # has ended, and attendance is collecting from the start.
+    assert lms.create_session(session_body("starts-now", start=NOW)).status_code == 200
+    assert lms.create_session(session_body("ends-now", start=NOW - timedelta(minutes=60))).status_code == 200
+    listed = client.get("/console/sessions").text
+    assert ">live</span>" in between(listed, 'data-session="starts-now"', "</tr>")
+    assert ">ended</span>" in between(listed, 'data-session="ends-now"', "</tr>")
+    assert shown("status=live") == {"live", "starts-now"} and shown("status=ended") == {"ended", "ends-now"}
+    assert "starts-now" in shown("attendance=collecting") and "starts-now" not in shown("attendance=not+yet")
     assert shown("status=scheduled") == {"coming"}
     assert shown("status=cancelled") == {"gone"}
     assert shown("attendance=not+yet") == {"coming", "gone"}
     assert shown("attendance=pending") == {"coming", "gone"}  # an older link's word still works
-    assert shown("attendance=collecting") == {"ended", "live"}
+    assert shown("attendance=collecting") == {"ended", "live", "starts-now", "ends-now"}
     refused = client.get("/console/sessions?status=active")
     assert refused.status_code == 400
     assert ("Status &#39;active&#39; is not one of scheduled, live, ended, cancelled: pick one of them, or any."
