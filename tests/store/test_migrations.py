@@ -58,7 +58,7 @@ def test_the_migrated_schema_is_what_the_models_describe(database_url: str) -> N
 
 
 def test_the_lms_reads_leave_the_audit_log_and_come_back_on_the_way_down(database_url: str) -> None:
-    """0011 moves the LMS's attendance reads out of the audit log into lms_reads; the other rows stay."""
+    """0012 moves the LMS's attendance reads out of the audit log into lms_reads; the other rows stay."""
     from alembic import command
 
     config = migrate.alembic_config(database_url)

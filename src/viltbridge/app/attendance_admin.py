@@ -20,9 +20,10 @@ from viltbridge.app.attendance import attendance_policy, matched_intervals
 from viltbridge.app.sessions import named_part
 from viltbridge.app.uow import UnitOfWork, unit_of_work
 from viltbridge.core import jobs
-from viltbridge.core.attendance import AttendanceOverride, AttendancePolicy, Interval, Review
+from viltbridge.core.attendance import AttendanceOverride, AttendancePolicy, Interval, Review, rolled_up
 from viltbridge.core.emails import checked_email, normalize_email
-from viltbridge.core.errors import DomainError, InvalidInput, NotFound
+from viltbridge.core.errors import InvalidInput, NotFound
+from viltbridge.core.part_states import part_life
 from viltbridge.store import attendance_ledger, console_views, repository
 from viltbridge.store.attendance_ledger import StoredResult
 from viltbridge.store.tables import AttendanceResultRow, ConnectionRow, SessionRow
@@ -96,8 +97,10 @@ def aliases(db: OrmSession, name: str) -> dict[str, str]:
 
 # --- exports -------------------------------------------------------------------------------------------------
 
-EXPORT_FIELDS = ("connection", "session_id", "lo_id", "title", "starts_at", "ends_at", "email", "attended", "state",
-                 "explanation", "computed_at")
+EXPORT_FIELDS = ("connection", "session_id", "lo_id", "part_number", "part_count", "title", "starts_at", "ends_at",
+                 "part_status", "email", "attended", "state", "explanation", "computed_at")
+_COMPUTED_FIELDS = ("part_number", "part_count", "part_status")
+_QUERIED_FIELDS = tuple(field for field in EXPORT_FIELDS if field not in _COMPUTED_FIELDS)
 # A cell a spreadsheet would run as a formula (OWASP "CSV injection"): shown as text instead.
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\n")
 
@@ -108,14 +111,18 @@ class ExportFilter:
     session: str | None = None
     ended_from: datetime | None = None
     ended_until: datetime | None = None
+    lo_id: str | None = None  # the parts of one multi-part session (with `connection`)
+    now: datetime | None = None  # when the export is made, for each part's status; None: the wall clock
 
 
 def export_rows(db: OrmSession, wanted: ExportFilter) -> list[dict[str, Any]]:
-    """One row per learner and part, as last decided, oldest part first."""
+    """One row per learner and part, as last decided, oldest part first; a part of a multi-part session says
+    which (`part_number` of `part_count`, by start; both empty for a session of one part); `part_status` is the
+    part's life at `wanted.now` in the console's words (`core.part_states`)."""
     query = (sa.select(ConnectionRow.name, SessionRow.external_id, SessionRow.lo_id, SessionRow.title,
                        SessionRow.starts_at, SessionRow.ends_at, AttendanceResultRow.email,
                        AttendanceResultRow.attended, AttendanceResultRow.state, AttendanceResultRow.explanation,
-                       AttendanceResultRow.computed_at)
+                       AttendanceResultRow.computed_at, SessionRow.id, SessionRow.connection_id, SessionRow.status)
              .join(SessionRow, SessionRow.id == AttendanceResultRow.session_id)
              .join(ConnectionRow, ConnectionRow.id == SessionRow.connection_id)
              .order_by(SessionRow.ends_at, SessionRow.external_id, AttendanceResultRow.email_key))
@@ -126,11 +133,25 @@ def export_rows(db: OrmSession, wanted: ExportFilter) -> list[dict[str, Any]]:
         if wanted.connection is None:
             raise InvalidInput("A session id is unique only within its connection: name the connection too.")
         query = query.where(SessionRow.external_id == wanted.session)
+    if wanted.lo_id is not None:
+        if wanted.connection is None:
+            raise InvalidInput("An LoId is unique only within its connection: name the connection too.")
+        query = query.where(SessionRow.lo_id == wanted.lo_id)
     if wanted.ended_from is not None:
         query = query.where(SessionRow.ends_at >= wanted.ended_from)
     if wanted.ended_until is not None:
         query = query.where(SessionRow.ends_at < wanted.ended_until)
-    return [dict(zip(EXPORT_FIELDS, row, strict=True)) for row in db.execute(query)]
+    found = db.execute(query).all()
+    places = console_views.places_in_sessions(db, {(row.connection_id, row.lo_id) for row in found if row.lo_id})
+    now = wanted.now or datetime.now(UTC)
+    rows: list[dict[str, Any]] = []
+    for row in found:
+        place = places.get(row.id)
+        exported = dict(zip(_QUERIED_FIELDS, row[:len(_QUERIED_FIELDS)], strict=True))
+        exported.update(part_number=place.number if place else None, part_count=place.count if place else None,
+                        part_status=part_life(row.status, row.starts_at, row.ends_at, now).value)
+        rows.append({field: exported[field] for field in EXPORT_FIELDS})
+    return rows
 
 
 SESSION_EXPORT_FIELDS = ("connection", "lo_id", "title", "parts", "email", "attended", "state", "explanation")
@@ -138,15 +159,20 @@ SESSION_EXPORT_FIELDS = ("connection", "lo_id", "title", "parts", "email", "atte
 
 def export_session_rows(db: OrmSession, wanted: ExportFilter) -> list[dict[str, Any]]:
     """One row per learner and multi-part session (parts sharing an LoId; a part without one is its own session),
-    combined by the connection's `parts` rule: `any` part, else every part. A learner with no decision for a part
-    did not attend it; the roll-up is final only when every part is."""
+    combined by the connection's `parts` rule: `any` part, else every part (`core.attendance.rolled_up`). A learner
+    with no decision for a part (cancelled parts aside) did not attend it; the roll-up is final only when every
+    part is."""
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for row in export_rows(db, wanted):
         groups.setdefault((row["connection"], row["lo_id"] or row["session_id"]), []).append(row)
     rules = {name: policy_of(db, name).parts for name in {connection for connection, _ in groups}}
     rolled: list[dict[str, Any]] = []
     for (connection, lo_id), rows in groups.items():
-        parts = sorted({(row["starts_at"], row["session_id"]) for row in rows})
+        decided_parts = {(row["starts_at"], row["session_id"]) for row in rows}
+        # A part nobody has a decision for yet counts too (not attended, not final): else a session of three
+        # parts would roll up over the two already decided.
+        parts = sorted(decided_parts | set(console_views.parts_going_ahead(db, connection, lo_id)
+                                           if rows[0]["lo_id"] else ()))
         finals = {row["session_id"]: row["state"] == "final" for row in rows}
         by_learner: dict[str, dict[str, dict[str, Any]]] = {}
         for row in rows:
@@ -154,13 +180,13 @@ def export_session_rows(db: OrmSession, wanted: ExportFilter) -> list[dict[str, 
         rule = rules[connection]
         for decided in by_learner.values():
             outcomes = [bool(decided[part]["attended"]) if part in decided else False for _, part in parts]
-            attended = any(outcomes) if rule == "any" else all(outcomes)
+            attended = rolled_up(outcomes, rule)
             words = "; ".join(f"{part}: {'attended' if ok else 'not attended'}"
                               for (_, part), ok in zip(parts, outcomes, strict=True))
             rolled.append({
                 "connection": connection, "lo_id": lo_id, "title": rows[0]["title"], "parts": len(parts),
                 "email": next(iter(decided.values()))["email"], "attended": attended,
-                "state": "final" if all(finals.values()) else "provisional",
+                "state": "final" if all(finals.get(part, False) for _, part in parts) else "provisional",
                 "explanation": f"{sum(outcomes)} of {len(parts)} part(s) attended ({words}); rule: "
                                f"{'any part' if rule == 'any' else 'every part'}",
             })
@@ -206,6 +232,13 @@ class PartAttendance:
     results: list[StoredResult]
     intervals: dict[str, list[Interval]]
     policy: AttendancePolicy
+    launches: dict[str, list[datetime]]  # attendees' clicks: the only evidence some providers leave
+    siblings: list[SessionRow]  # every part of its multi-part session by start, this one included
+    session_results: list[dict[str, Any]]  # per learner, the session rolled up over its parts (multi-part only)
+
+    def place(self) -> int:
+        """This part's number among its siblings, from 1."""
+        return next(number for number, row in enumerate(self.siblings, start=1) if row.id == self.part.id)
 
 
 async def part_attendance(ctx: AppContext, connection: str, external_id: str) -> PartAttendance | None:
@@ -249,15 +282,28 @@ async def _part_attendance(work: UnitOfWork, connection: str, external_id: str) 
     part = await work.store.find_session(lms_connection.id, row.external_id)
     assert part is not None
     intervals = await matched_intervals(work.store, part)
-    return PartAttendance(conn_row, row, results, intervals, attendance_policy(lms_connection, part))
+    siblings = await work.db.run_sync(console_views.sibling_parts, row)
+    rolled = [] if len(siblings) < 2 else await work.db.run_sync(
+        export_session_rows, ExportFilter(connection=connection, lo_id=row.lo_id, now=work.ctx.clock.now()))
+    return PartAttendance(conn_row, row, results, intervals, attendance_policy(lms_connection, part),
+                          await work.db.run_sync(console_views.launch_times, row.id), siblings, rolled)
 
 
-async def _learner(work: UnitOfWork, part: SessionRow, email: str, hint: str = "") -> str:
+class InvalidField(InvalidInput):
+    """Input refused because of one field of a form, which `field` names (the console shows the message beside it
+    and keeps what was typed)."""
+
+    def __init__(self, message: str, field: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+async def _learner(work: UnitOfWork, part: SessionRow, email: str, field: str, hint: str = "") -> str:
     """`email` as the LMS spells it, when it is a learner of the part (launched as an attendee, or decided)."""
     learners = await work.db.run_sync(console_views.learners, part.id)
     spelled = {learner.lower(): learner for learner in learners}
     if email.strip().lower() not in spelled:
-        raise DomainError(f"{email} is not a learner of this session (launched or decided){hint}.")
+        raise InvalidField(f"{email} is not a learner of this session (launched or decided){hint}.", field)
     return spelled[email.strip().lower()]
 
 
@@ -281,13 +327,13 @@ async def override(ctx: AppContext, connection: str, external_id: str, *, email:
     computed again with it, and the explanation keeps what the evidence said."""
     choice = attended.strip().lower()
     if choice not in ("yes", "no", "clear"):
-        raise DomainError("Choose attended yes, no, or clear (back to what the evidence says).")
+        raise InvalidField("Choose attended yes, no, or clear (back to what the evidence says).", "attended")
     if choice != "clear" and len(reason.strip()) < 3:
-        raise DomainError("Say why (e.g. 'joined by phone, confirmed by the instructor'): an override without a "
-                          "reason cannot be explained later.")
+        raise InvalidField("Say why (e.g. 'joined by phone, confirmed by the instructor'): an override without a "
+                           "reason cannot be explained later.", "reason")
     async with unit_of_work(ctx) as work:
         conn_row, part = await named_part(work, connection, external_id)
-        lms_email = await _learner(work, part, email)
+        lms_email = await _learner(work, part, email, "email")
         before = await _decision_replaced(work, part.id, lms_email)
         if choice == "clear":
             await work.db.run_sync(attendance_ledger.remove_override, part.id, lms_email)
@@ -323,7 +369,7 @@ async def resolve_review(ctx: AppContext, connection: str, external_id: str, *, 
     computed again with it."""
     async with unit_of_work(ctx) as work:
         conn_row, part = await named_part(work, connection, external_id)
-        await _learner(work, part, lms_email, "; pick one of the listed learners")
+        await _learner(work, part, lms_email, "lms_email", "; pick one of the listed learners")
         await work.db.run_sync(set_alias, connection, provider_email, lms_email)
         job_id = await _recompute(work, conn_row, part)
         await work.audit(actor, "attendance.resolve", f"session:{connection}/{external_id}",

@@ -141,6 +141,8 @@ async def schedule_session(
     if extended is not None:
         session.extended_options = extended
     session.updated_at = now
+    if existing is not None:
+        session.edits += 1
     session.status, session.cancelled_at = SessionStatus.SCHEDULED, None
     retry_after: timedelta | None = None
     try:
@@ -298,6 +300,7 @@ async def cancel_session(
         log.info("session %s cancelled in the LMS; meeting left in place because automatic cancellation is off",
                  external_id)
     session.status, session.cancelled_at, session.updated_at = SessionStatus.CANCELLED, clock.now(), clock.now()
+    session.edits += 1
     saved = await store.save_session(session)
     if saved.meeting_pending:
         await store.enqueue_job(meeting_sync_job(saved, clock.now()))

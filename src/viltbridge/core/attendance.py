@@ -715,6 +715,12 @@ def decide_from_segments(
             for key in sorted(judged, key=spelling.__getitem__)]
 
 
+def rolled_up(outcomes: Sequence[bool], rule: PartsRule) -> bool:
+    """A multi-part session attended, from whether each part was: `any` part, else every part ("all", and
+    "per_part" at session level, so a session-only LMS is never over-credited)."""
+    return any(outcomes) if rule == "any" else all(outcomes)
+
+
 @dataclass(frozen=True)
 class SessionDecisions:
     """`session`: one decision per learner for the whole session, combined by the policy's `parts` rule.
@@ -755,7 +761,7 @@ def decide_session(
                                f"{_percent(judgement[5], _scheduled(part.starts_at, part.ends_at))}%")
             outcomes.append(attended)
             by_part.setdefault(part.name, []).append(AttendanceDecision(spelling[key], attended, explanation))
-        attended_session = any(outcomes) if policy.parts == "any" else all(outcomes)
+        attended_session = rolled_up(outcomes, policy.parts)
         session.append(AttendanceDecision(spelling[key], attended_session, (
             f"{sum(outcomes)} of {len(parts)} part(s) attended; rule: {_PARTS_WORDS[policy.parts]}: "
             f"{'attended' if attended_session else 'not attended'} ({'; '.join(summary)})")))

@@ -102,6 +102,7 @@ class Session:
     cancelled_at: datetime | None = None
     created_at: datetime | None = None
     updated_at: datetime | None = None
+    edits: int = 0  # changes since creation (updates and the cancellation): calendar apps' SEQUENCE
     id: int | None = None
 
 

@@ -3,6 +3,7 @@ and leaves, background jobs and admin changes, in time order)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -11,6 +12,8 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session as OrmSession
 
 from viltbridge.core.emails import normalize_email
+from viltbridge.core.models import SessionStatus
+from viltbridge.core.part_states import AttendancePhase, PartLife
 from viltbridge.store.tables import (
     AttendanceResultRow,
     AttendanceSegmentRow,
@@ -28,8 +31,9 @@ from viltbridge.store.tables import (
 @dataclass(frozen=True)
 class SessionFilter:
     connection: str | None = None
-    status: str | None = None  # scheduled | cancelled
-    attendance: str | None = None  # pending | provisional | final ...
+    status: PartLife | None = None  # read from the dates at `now`
+    attendance: AttendancePhase | None = None
+    now: datetime | None = None  # required with `status` or `attendance`
     starts_from: datetime | None = None
     starts_until: datetime | None = None
     instructor: str | None = None  # an email: only sessions this person teaches
@@ -44,10 +48,10 @@ def sessions(db: OrmSession, wanted: SessionFilter, *, limit: int | None = 500) 
         query = query.limit(limit)
     if wanted.connection:
         query = query.where(ConnectionRow.name == wanted.connection)
-    if wanted.status:
-        query = query.where(SessionRow.status == wanted.status)
-    if wanted.attendance:
-        query = query.where(SessionRow.attendance_state == wanted.attendance)
+    if wanted.status is not None:
+        query = query.where(_life_is(wanted.status, _now_of(wanted)))
+    if wanted.attendance is not None:
+        query = query.where(_attendance_is(wanted.attendance, _now_of(wanted)))
     if wanted.starts_from is not None:
         query = query.where(SessionRow.starts_at >= wanted.starts_from)
     if wanted.starts_until is not None:
@@ -60,6 +64,98 @@ def sessions(db: OrmSession, wanted: SessionFilter, *, limit: int | None = 500) 
         email = normalize_email(wanted.instructor)
         rows = [(name, row) for name, row in rows if email in (normalize_email(e) for e in row.instructor_emails)]
     return rows if limit is None else rows[:limit]
+
+
+def _now_of(wanted: SessionFilter) -> datetime:
+    if wanted.now is None:
+        raise ValueError("a filter by status or attendance needs `now`: both are read from the dates")
+    return wanted.now
+
+
+def _life_is(life: PartLife, now: datetime) -> sa.ColumnElement[bool]:
+    """`core.part_states.part_life` as SQL (the same boundaries)."""
+    if life is PartLife.CANCELLED:
+        return SessionRow.status == SessionStatus.CANCELLED.value
+    going_ahead = SessionRow.status != SessionStatus.CANCELLED.value
+    if life is PartLife.SCHEDULED:
+        return sa.and_(going_ahead, SessionRow.starts_at > now)
+    if life is PartLife.LIVE:
+        return sa.and_(going_ahead, SessionRow.starts_at <= now, SessionRow.ends_at > now)
+    return sa.and_(going_ahead, SessionRow.ends_at <= now)
+
+
+def _attendance_is(phase: AttendancePhase, now: datetime) -> sa.ColumnElement[bool]:
+    """`core.part_states.attendance_phase` as SQL (the same boundaries)."""
+    if phase is AttendancePhase.NOT_YET:
+        return SessionRow.starts_at > now
+    return sa.and_(SessionRow.starts_at <= now, SessionRow.attendance_state == phase.value)
+
+
+def connection_names(db: OrmSession) -> list[str]:
+    return list(db.scalars(sa.select(ConnectionRow.name).order_by(ConnectionRow.name)))
+
+
+@dataclass(frozen=True)
+class PartPlace:
+    """Where a part sits in its multi-part session (the parts sharing its LoId, by start)."""
+
+    number: int
+    count: int
+    lo_id: str
+
+    def describe(self) -> str:
+        return f"part {self.number} of {self.count}"
+
+
+def part_places(db: OrmSession, parts: Iterable[SessionRow]) -> dict[int, PartPlace]:
+    """By session row id, for the parts given that share their LoId with at least one other part."""
+    return places_in_sessions(db, {(row.connection_id, row.lo_id) for row in parts if row.lo_id})
+
+
+def places_in_sessions(db: OrmSession, sessions: Iterable[tuple[int, str]]) -> dict[int, PartPlace]:
+    """By session row id, every part of the (connection id, LoId) sessions that have more than one part; numbered
+    by start, cancelled parts too (a part keeps its number when another is cancelled). One query for them all."""
+    wanted = set(sessions)
+    if not wanted:
+        return {}
+    found = db.execute(sa.select(SessionRow.id, SessionRow.connection_id, SessionRow.lo_id)
+                       .where(SessionRow.connection_id.in_({connection_id for connection_id, _ in wanted}),
+                              SessionRow.lo_id.in_({lo_id for _, lo_id in wanted}))
+                       .order_by(SessionRow.starts_at, SessionRow.external_id))
+    parts: dict[tuple[int, str], list[int]] = {}
+    for part_id, connection_id, lo_id in found:
+        if (connection_id, lo_id) in wanted:
+            parts.setdefault((connection_id, lo_id), []).append(part_id)
+    return {part_id: PartPlace(number, len(ids), lo_id)
+            for (_, lo_id), ids in parts.items() if len(ids) > 1
+            for number, part_id in enumerate(ids, start=1)}
+
+
+def sibling_parts(db: OrmSession, row: SessionRow) -> list[SessionRow]:
+    """Every part of the row's multi-part session by start, the row included; just the row without an LoId."""
+    if not row.lo_id:
+        return [row]
+    return list(db.scalars(sa.select(SessionRow).where(SessionRow.connection_id == row.connection_id,
+                                                       SessionRow.lo_id == row.lo_id)
+                           .order_by(SessionRow.starts_at, SessionRow.external_id)))
+
+
+def parts_going_ahead(db: OrmSession, connection: str, lo_id: str) -> list[tuple[datetime, str]]:
+    """(start, LMS session id) of the parts of one multi-part session that are not cancelled."""
+    return [(starts_at, external_id) for starts_at, external_id in db.execute(
+        sa.select(SessionRow.starts_at, SessionRow.external_id)
+        .join(ConnectionRow, ConnectionRow.id == SessionRow.connection_id)
+        .where(ConnectionRow.name == connection, SessionRow.lo_id == lo_id,
+               SessionRow.status != SessionStatus.CANCELLED.value))]
+
+
+def launch_times(db: OrmSession, session_id: int) -> dict[str, list[datetime]]:
+    """When each learner clicked their launch link, by the email as the LMS spelled it, oldest first."""
+    clicks: dict[str, list[datetime]] = {}
+    for email, clicked_at in db.execute(sa.select(LaunchRow.lms_email, LaunchRow.clicked_at).where(
+            LaunchRow.session_id == session_id, LaunchRow.role == "attendee").order_by(LaunchRow.clicked_at)):
+        clicks.setdefault(email, []).append(clicked_at)
+    return clicks
 
 
 def session(db: OrmSession, connection: str, external_id: str) -> tuple[ConnectionRow, SessionRow] | None:

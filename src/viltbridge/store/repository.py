@@ -206,7 +206,7 @@ def _session(row: SessionRow | sa.Row[Any]) -> Session:
         status=SessionStatus(row.status), meeting=meeting, attendance_state=AttendanceState(row.attendance_state),
         meeting_pending=row.meeting_pending, meeting_error=row.meeting_error,
         attendance_policy=dict(row.attendance_policy or {}),
-        cancelled_at=row.cancelled_at, created_at=row.created_at, updated_at=row.updated_at,
+        cancelled_at=row.cancelled_at, created_at=row.created_at, updated_at=row.updated_at, edits=row.edits,
     )
 
 
@@ -245,6 +245,7 @@ def save_session(db: OrmSession, session: Session) -> Session:
     row.meeting_pending, row.meeting_error = session.meeting_pending, session.meeting_error
     row.attendance_policy = dict(session.attendance_policy)
     row.cancelled_at, row.updated_at = session.cancelled_at, session.updated_at or now
+    row.edits = session.edits
     db.flush()
     return _session(row)
 

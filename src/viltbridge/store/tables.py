@@ -115,6 +115,8 @@ class SessionRow(Base):
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
     cancelled_at: Mapped[datetime | None]
+    edits: Mapped[int] = mapped_column(default=0, server_default=sa.text("0"),
+                                       doc="changes since creation: the calendar feed's SEQUENCE")
 
 
 class LaunchRow(Base):

@@ -50,7 +50,8 @@ def test_joins_reach_the_timeline_and_a_review_row_is_resolved(browser: Any, jaa
     row = page.locator("#reviews tr[data-review='jane.personal@gmail.com']")
     row.locator("select[name=lms_email]").select_option("Jane@Example.com")
     row.locator("button:text-is('This is them')").click()
-    page.wait_for_url(f"{jaas.live_server}/console/sessions/acme-jitsi/w-1")
+    page.wait_for_url(f"{jaas.live_server}/console/sessions/acme-jitsi/w-1?done=resolved")
+    assert "Saved who that participant is" in page.inner_text("#done")
     wait_for(lambda: results(db).get("Jane@Example.com") is True, seconds=60,
              what="the server's job workers to compute attendance again")
     page.reload()

@@ -62,6 +62,7 @@ def test_an_admin_resolves_a_row_to_review_and_attendance_follows(jaas: World, d
                                data={"csrf_token": csrf.group(1), "provider_email": "jane.personal@gmail.com",
                                      "lms_email": "stranger@example.com"})
         assert refused.status_code == 400 and "not a learner of this session" in refused.text
+        assert re.search(r'id="resolve-error-1">stranger@example.com is not a learner', refused.text)  # by the field
         resolved = browser.post("/console/sessions/acme-jitsi/w-1/reviews/resolve",
                                 data={"csrf_token": csrf.group(1), "provider_email": "jane.personal@gmail.com",
                                       "lms_email": "Jane@Example.com"})

@@ -17,6 +17,7 @@ from viltbridge.core import json_text
 from viltbridge.core.emails import checked_email, decode_base64_email, parse_email_list
 from viltbridge.core.errors import Forbidden, InvalidInput, NotAuthenticated
 from viltbridge.core.models import Connection
+from viltbridge.core.part_states import vocabulary_text
 from viltbridge.core.times import parse_lms_datetime, parse_utc_offset
 from viltbridge.lms.cornerstone import auth
 from viltbridge.lms.cornerstone.wire import (
@@ -237,7 +238,9 @@ async def launch_answer(ctx: AppContext, scope: Scope, authorization: str | None
 
 @router.get("/session/{SessionId}/attendees", response_model=AttendeesEnvelope, operation_id="GetAttendees",
             responses={**_errors(400, 404, *COMMON), **_next_calls("$request.path.SessionId", "CancelSession")},
-            summary="GetAttendees: emails of people who attended")
+            summary="GetAttendees: emails of people who attended",
+            description="The emails of the people who attended the part, as its attendance stands now. "
+                        + vocabulary_text())
 async def get_attendees(
     request: Request,
     connection: Annotated[Connection, Depends(lms_caller)],

@@ -2,25 +2,27 @@
 
 Calendar apps cannot sign in, so the feed's URL carries a token: an HMAC of the user id and their session
 version, so a password change (or deactivation) retires every feed URL handed out before. Each part is one event
-whose UID never changes; SEQUENCE grows with every edit (minutes since 2020 at the last change, which only grows
-and fits the 32-bit integer calendar apps expect), a cancelled part stays in the feed as STATUS:CANCELLED so
-subscribed calendars remove it, and times are given in the part's zone with its VTIMEZONE.
+whose UID never changes; SEQUENCE counts the part's edits from 0 (RFC 5545: a calendar app takes the event with the
+higher SEQUENCE), a cancelled part stays in the feed as STATUS:CANCELLED so subscribed calendars remove it, and
+times are given in the part's zone with its VTIMEZONE. A part of a multi-part session says which ("part 2 of 3").
+The description carries the host's launch link (the console's launch-as-host, which goes through the signed launch
+redirect after signing in: the feed itself holds no launch credential) and URL points to the part's console page.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
+from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 from icalendar import Calendar, Event
 
 from viltbridge.security.crypto import Keyring
+from viltbridge.store.console_views import PartPlace
 from viltbridge.store.tables import SessionRow
-
-SEQUENCE_EPOCH = datetime(2020, 1, 1, tzinfo=UTC)
 
 
 def feed_token(keyring: Keyring, user_id: int, session_version: int) -> str:
@@ -38,9 +40,22 @@ def event_uid(connection: str, row: SessionRow) -> str:
     return f"{connection}.{row.external_id}@viltbridge"
 
 
-def sequence(row: SessionRow) -> int:
-    changed = row.updated_at or row.created_at or SEQUENCE_EPOCH
-    return max(0, int((changed - SEQUENCE_EPOCH).total_seconds() // 60))
+def part_page(console_url: str, connection: str, row: SessionRow) -> str:
+    return f"{console_url}/my-sessions/{quote(connection, safe='')}/{quote(row.external_id, safe='')}"
+
+
+def summary(row: SessionRow, place: PartPlace | None) -> str:
+    return f"{row.title} ({place.describe()})" if place else row.title
+
+
+def description(row: SessionRow, place: PartPlace | None, page: str) -> str:
+    lines = [row.description.strip()] if row.description.strip() else []
+    if place:
+        lines.append(f"This is {place.describe()} of a session with several parts.")
+    if row.status != "cancelled":
+        lines.append(f"Launch as host: {page}/launch")
+    lines.append(f"In the console: {page}")
+    return "\n\n".join(lines)
 
 
 def _zone(row: SessionRow) -> ZoneInfo:
@@ -50,8 +65,10 @@ def _zone(row: SessionRow) -> ZoneInfo:
         return ZoneInfo("UTC")
 
 
-def feed(name: str, sessions: Iterable[tuple[str, SessionRow]], now: datetime, launch_page: str) -> bytes:
-    """The calendar of one instructor: (connection name, part) pairs; `launch_page` is where the event points."""
+def feed(name: str, sessions: Iterable[tuple[str, SessionRow]], now: datetime, console_url: str,
+         places: Mapping[int, PartPlace]) -> bytes:
+    """The calendar of one instructor: (connection name, part) pairs; `console_url` is the console's root
+    (`https://…/console`), `places` where each part of a multi-part session sits, by row id."""
     calendar = Calendar()
     calendar.add("prodid", "-//viltbridge//console//EN")
     calendar.add("version", "2.0")
@@ -62,13 +79,14 @@ def feed(name: str, sessions: Iterable[tuple[str, SessionRow]], now: datetime, l
         event = Event()
         event.add("uid", event_uid(connection, row))
         event.add("dtstamp", now.astimezone(UTC))
-        event.add("sequence", sequence(row))
-        event.add("summary", row.title)
+        event.add("sequence", row.edits)
+        place = places.get(row.id)
+        page = part_page(console_url, connection, row)
+        event.add("summary", summary(row, place))
         event.add("dtstart", row.starts_at.astimezone(zone))
         event.add("dtend", row.ends_at.astimezone(zone))
-        if row.description:
-            event.add("description", row.description)
-        event.add("url", launch_page)
+        event.add("description", description(row, place, page))
+        event.add("url", page)
         event.add("status", "CANCELLED" if row.status == "cancelled" else "CONFIRMED")
         calendar.add_component(event)
     calendar.add_missing_timezones()

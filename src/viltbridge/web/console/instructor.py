@@ -22,7 +22,7 @@ from viltbridge.core.permissions import Permission
 from viltbridge.core.schedule import Booking, find_conflicts, host_account_of
 from viltbridge.store import console_views
 from viltbridge.store.tables import SessionRow
-from viltbridge.web.console import auth, calendar, charts
+from viltbridge.web.console import auth, calendar, charts, timefmt
 from viltbridge.web.console.auth import ConsoleSession
 from viltbridge.web.console.routes import page
 
@@ -64,15 +64,16 @@ async def my_sessions(request: Request, session: Teacher) -> HTMLResponse:
     mine = {(name, row.external_id) for name, row in rows}
     # Host accounts are shared between instructors: conflicts are found among everyone's parts, shown for mine.
     conflicts = {key: reasons for key, reasons in conflicts_by_session(everyone).items() if key in mine}
-    zone = ZoneInfo(session.user.time_zone)
+    zone = timefmt.zone_named(session.user.time_zone)
     feed = (f"{ctx.public_url.rstrip('/')}/console/ics/{session.user.id}/"
             f"{calendar.feed_token(ctx.keyring, session.user.id, session.user.session_version)}.ics")
     upcoming = sorted(((name, row) for name, row in rows if row.ends_at >= ctx.clock.now()),
                       key=lambda item: item[1].starts_at)
     past = [(name, row) for name, row in rows if row.ends_at < ctx.clock.now()]
     warnings = sorted({reason for reasons in conflicts.values() for reason in reasons})  # each pair once
+    places = await run(ctx, console_views.part_places, [row for _, row in rows])
     return page(request, "my_sessions.html", session, upcoming=upcoming, past=past, conflicts=conflicts,
-                warnings=warnings, zone=zone, feed_url=feed)
+                warnings=warnings, zone=zone, feed_url=feed, places=places, now=ctx.clock.now())
 
 
 @router.get("/my-calendar")
@@ -80,7 +81,7 @@ async def my_calendar(request: Request, session: Teacher,
                       week: Annotated[str | None, Query(pattern=r"^\d{4}-W\d{2}$")] = None) -> HTMLResponse:
     """A week of the instructor's classes as a grid of days in their own zone (ISO week `2026-W10`)."""
     ctx = context_of(request)
-    zone = ZoneInfo(session.user.time_zone)
+    zone = timefmt.zone_named(session.user.time_zone)
     today = ctx.clock.now().astimezone(zone).date()
     if week:
         year, number = int(week[:4]), int(week[6:])
@@ -103,8 +104,10 @@ async def my_calendar(request: Request, session: Teacher,
         if local_day in by_day:
             by_day[local_day].append((name, row))
     previous, following = monday - timedelta(days=7), monday + timedelta(days=7)
+    places = await run(ctx, console_views.part_places, [row for _, row in rows])
     return page(request, "my_calendar.html", session, days=days, by_day=by_day, zone=zone, today=today,
-                conflicts=conflicts, week=f"{monday.isocalendar().year}-W{monday.isocalendar().week:02d}",
+                conflicts=conflicts, places=places, now=ctx.clock.now(),
+                week=f"{monday.isocalendar().year}-W{monday.isocalendar().week:02d}",
                 previous=f"{previous.isocalendar().year}-W{previous.isocalendar().week:02d}",
                 following=f"{following.isocalendar().year}-W{following.isocalendar().week:02d}")
 
@@ -127,14 +130,25 @@ async def launch_as_host(request: Request, connection: str, external_id: str, se
     return RedirectResponse(url, status_code=303)
 
 
-def attendance_chart(facts: PartAttendance) -> str:
-    """The part's attendance timeline as SVG, from the ledger as it stands (no provider call), with the part's
-    decisions, which the page shows too."""
+def _bars(facts: PartAttendance) -> list[charts.LearnerBar]:
     decided = {result.email.lower(): result.attended for result in facts.results}
-    emails = sorted({*facts.intervals, *(result.email for result in facts.results)}, key=str.lower)
-    bars = [charts.LearnerBar(email, decided.get(email.lower()), tuple(facts.intervals.get(email, ())))
-            for email in emails]
-    return charts.timeline_svg(facts.part.starts_at, facts.part.ends_at, facts.policy, bars)
+    clicks: dict[str, list[datetime]] = {}
+    for email, times in facts.launches.items():
+        clicks.setdefault(email.lower(), []).extend(times)
+    spelled: dict[str, str] = {}
+    for email in [*facts.intervals, *(result.email for result in facts.results), *facts.launches]:
+        spelled.setdefault(email.lower(), email)
+    return [charts.LearnerBar(email, decided.get(key), tuple(facts.intervals.get(email, ())),
+                              tuple(sorted(clicks.get(key, ()))))
+            for key, email in sorted(spelled.items())]
+
+
+def attendance_chart(facts: PartAttendance, zone: ZoneInfo) -> tuple[str, str]:
+    """The part's attendance timeline as SVG on the viewer's clock, from the ledger as it stands (no provider
+    call), with the part's decisions, which the page shows too; and the sentence saying what it is drawn from."""
+    bars = _bars(facts)
+    return (charts.timeline_svg(facts.part.starts_at, facts.part.ends_at, facts.policy, bars, zone),
+            charts.evidence_note(bars))
 
 
 @router.get("/my-sessions/{connection}/{external_id}")
@@ -142,9 +156,10 @@ async def my_session(request: Request, connection: str, external_id: str, sessio
     facts = await attendance_admin.part_attendance(context_of(request), connection, external_id)
     if facts is None or not _teaches(session, facts.part):  # anyone else's part looks like no part
         return _not_yours(request, session, connection, external_id)
-    return page(request, "my_session.html", session, connection=connection, row=facts.part,
-                chart=attendance_chart(facts), results=facts.results,
-                zone=ZoneInfo(session.user.time_zone),
+    zone = timefmt.zone_named(session.user.time_zone)
+    chart, evidence = attendance_chart(facts, zone)
+    return page(request, "my_session.html", session, connection=connection, row=facts.part, facts=facts,
+                chart=chart, evidence=evidence, results=facts.results, zone=zone, now=context_of(request).clock.now(),
                 launch=f"/console/my-sessions/{quote(connection)}/{quote(external_id)}/launch")
 
 
@@ -158,6 +173,7 @@ async def ics_feed(request: Request, user_id: int, token: str) -> Response:
         return Response("No such calendar feed.", status_code=404, media_type="text/plain")
     rows = await run(ctx, console_views.sessions, console_views.SessionFilter(
         instructor=user.email, starts_from=ctx.clock.now() - timedelta(days=90)))
-    body = calendar.feed(user.display_name, rows, ctx.clock.now(), f"{ctx.public_url.rstrip('/')}/console/my-sessions")
+    places = await run(ctx, console_views.part_places, [row for _, row in rows])
+    body = calendar.feed(user.display_name, rows, ctx.clock.now(), f"{ctx.public_url.rstrip('/')}/console", places)
     return Response(body, media_type="text/calendar; charset=utf-8",
                     headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"})

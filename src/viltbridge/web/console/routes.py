@@ -20,13 +20,14 @@ from viltbridge.app import console_users
 from viltbridge.app.context import context_of
 from viltbridge.app.uow import run
 from viltbridge.core.permissions import Permission
-from viltbridge.web.console import auth
+from viltbridge.web.console import auth, timefmt
 from viltbridge.web.console.auth import ConsoleSession
 
 log = logging.getLogger("viltbridge.console")
 
 router = APIRouter(prefix="/console", include_in_schema=False)
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
+timefmt.register(templates.env)
 STATIC = Path(__file__).parent / "static"
 
 NO_STORE = {"Cache-Control": "no-store"}

@@ -3,6 +3,7 @@ decision explained, rows to review), re-sync, attendance exports, and dead backg
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated
 from urllib.parse import quote
@@ -11,12 +12,15 @@ from fastapi import APIRouter, Depends, Form, Path, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
 from viltbridge.app import attendance_admin, dead_jobs, sessions
+from viltbridge.app.attendance_admin import InvalidField
 from viltbridge.app.context import context_of
 from viltbridge.app.uow import run
 from viltbridge.core.errors import DomainError
+from viltbridge.core.part_states import AttendancePhase, PartLife, attendance_phase_named, part_life_named
 from viltbridge.core.permissions import Permission
 from viltbridge.store import console_views
-from viltbridge.web.console import auth, instructor
+from viltbridge.store.tables import SessionRow
+from viltbridge.web.console import auth, instructor, timefmt
 from viltbridge.web.console.auth import ConsoleSession
 from viltbridge.web.console.routes import page, see_other
 
@@ -36,6 +40,29 @@ def _day(value: str | None, field: str) -> datetime | None:
         raise DomainError(f"{field} must be a date like 2026-03-02, not '{value}'.") from None
 
 
+@dataclass(frozen=True)
+class ListedClass:
+    """One class in the sessions list: a single part, or the listed parts of a multi-part session (one LoId)."""
+
+    connection: str
+    parts: list[SessionRow]  # by start
+
+    @property
+    def first(self) -> SessionRow:
+        return self.parts[0]
+
+
+def grouped(rows: list[tuple[str, SessionRow]], places: dict[int, console_views.PartPlace]) -> list[ListedClass]:
+    """Parts sharing an LoId become one class, placed where its first listed part was; the others stay alone."""
+    classes: dict[tuple[str, str], ListedClass] = {}
+    for name, row in rows:
+        key = (name, f"lo:{row.lo_id}") if row.id in places else (name, f"part:{row.external_id}")
+        classes.setdefault(key, ListedClass(name, [])).parts.append(row)
+    for listed in classes.values():
+        listed.parts.sort(key=lambda row: (row.starts_at, row.external_id))
+    return list(classes.values())
+
+
 @router.get("/sessions")
 async def session_list(
         request: Request, session: Viewer,
@@ -47,28 +74,58 @@ async def session_list(
         q: Annotated[str | None, Query(max_length=200)] = None) -> HTMLResponse:
     ctx = context_of(request)
     try:
-        wanted = console_views.SessionFilter(connection=connection or None, status=status or None,
-                                             attendance=attendance or None, starts_from=_day(starts_from, "from"),
-                                             starts_until=_day(starts_until, "until"), text=q or None)
+        wanted = console_views.SessionFilter(
+            connection=connection or None, status=part_life_named(status) if status else None,
+            attendance=attendance_phase_named(attendance) if attendance else None, now=ctx.clock.now(),
+            starts_from=_day(starts_from, "from"), starts_until=_day(starts_until, "until"), text=q or None)
     except DomainError as err:
         return page(request, "message.html", session, status=400, title="Check the filter", message=err.message)
     rows = await run(ctx, console_views.sessions, wanted)
-    return page(request, "sessions.html", session, rows=rows, wanted=wanted,
-                filters={"connection": connection or "", "status": status or "", "attendance": attendance or "",
+    places = await run(ctx, console_views.part_places, [row for _, row in rows])
+    names = await run(ctx, console_views.connection_names)
+    if wanted.connection and wanted.connection not in names:
+        names.append(wanted.connection)  # an old link's connection stays shown as chosen (and matches nothing)
+    return page(request, "sessions.html", session, classes=grouped(rows, places), places=places,
+                connections=names, now=ctx.clock.now(), lives=list(PartLife), phases=list(AttendancePhase),
+                filters={"connection": connection or "", "status": wanted.status.value if wanted.status else "",
+                         "attendance": wanted.attendance.value if wanted.attendance else "",
                          "from": starts_from or "", "until": starts_until or "", "q": q or ""})
 
 
-@router.get("/sessions/{connection}/{external_id}")
-async def session_page(request: Request, connection: str, external_id: str, session: Viewer) -> HTMLResponse:
+# What a change done says on the page it returns to; fixed words, so nothing typed is echoed from the URL.
+DONE_MESSAGES = {
+    "override": "Override saved: attendance is being computed again with it.",
+    "cleared": "Override cleared: attendance goes back to what the evidence says.",
+    "resync": "Re-sync asked for: attendance is being collected again in the background.",
+    "resolved": "Saved who that participant is: attendance is being computed again.",
+    "cancelled": "Session cancelled.",
+}
+
+
+def _part_url(connection: str, external_id: str, done: str) -> str:
+    return f"/console/sessions/{quote(connection, safe='')}/{quote(external_id, safe='')}?done={done}"
+
+
+async def _part_page(request: Request, session: ConsoleSession, connection: str, external_id: str, *,
+                     status: int = 200, done: str | None = None, refused: InvalidField | None = None,
+                     typed: dict[str, str] | None = None) -> HTMLResponse:
     ctx = context_of(request)
     review = await attendance_admin.part_review(ctx, connection, external_id)
     if review is None:
         return page(request, "message.html", session, status=404, title="No such session",
                     message=f"Connection '{connection}' has no session '{external_id}'.")
     facts = review.attendance
-    return page(request, "session.html", session, connection=connection, row=facts.part, timeline=review.timeline,
-                results=facts.results, reviews=review.reviews, chart=instructor.attendance_chart(facts),
-                learners=review.learners, overrides=review.overrides)
+    chart, evidence = instructor.attendance_chart(facts, timefmt.zone_named(session.user.time_zone))
+    return page(request, "session.html", session, status=status, connection=connection, row=facts.part,
+                facts=facts, timeline=review.timeline, results=facts.results, reviews=review.reviews, chart=chart,
+                evidence=evidence, learners=review.learners, overrides=review.overrides, now=ctx.clock.now(),
+                done=DONE_MESSAGES.get(done or ""), refused=refused, typed=typed or {})
+
+
+@router.get("/sessions/{connection}/{external_id}")
+async def session_page(request: Request, connection: str, external_id: str, session: Viewer,
+                       done: Annotated[str | None, Query(max_length=20)] = None) -> HTMLResponse:
+    return await _part_page(request, session, connection, external_id, done=done)
 
 
 @router.post("/sessions/{connection}/{external_id}/resync")
@@ -78,7 +135,7 @@ async def resync(request: Request, connection: str, external_id: str, session: R
         await attendance_admin.resync(context_of(request), connection, external_id, actor=session.user.email)
     except DomainError as err:
         return page(request, "message.html", session, status=err.status, title="Not re-synced", message=err.message)
-    return see_other(request, f"/console/sessions/{quote(connection)}/{quote(external_id)}")
+    return see_other(request, _part_url(connection, external_id, "resync"))
 
 
 @router.post("/sessions/{connection}/{external_id}/cancel")
@@ -90,7 +147,7 @@ async def cancel(request: Request, connection: str, external_id: str,
     except DomainError as err:
         return page(request, "message.html", session, status=err.status, title="Not cancelled",
                     message=err.message)
-    return see_other(request, f"/console/sessions/{quote(connection)}/{quote(external_id)}")
+    return see_other(request, _part_url(connection, external_id, "cancelled"))
 
 
 @router.post("/sessions/{connection}/{external_id}/overrides")
@@ -98,13 +155,18 @@ async def override(request: Request, connection: str, external_id: str, session:
                    email: Annotated[str, Form(max_length=320)], attended: Annotated[str, Form(max_length=10)],
                    reason: Annotated[str, Form(max_length=2000)] = "") -> Response:
     """Set (attended yes or no, with the reason) or clear an admin's decision for one learner; attendance is
-    computed again with it and the explanation keeps what the evidence said."""
+    computed again with it and the explanation keeps what the evidence said. Refused: the part's page again, the
+    message beside the field and what was typed kept."""
     try:
         await attendance_admin.override(context_of(request), connection, external_id, email=email, attended=attended,
                                         reason=reason, actor=session.user.email)
+    except InvalidField as err:
+        return await _part_page(request, session, connection, external_id, status=err.status, refused=err,
+                                typed={"email": email, "attended": attended, "reason": reason})
     except DomainError as err:
         return page(request, "message.html", session, status=err.status, title="Not changed", message=err.message)
-    return see_other(request, f"/console/sessions/{quote(connection)}/{quote(external_id)}")
+    return see_other(request, _part_url(connection, external_id,
+                                        "cleared" if attended.strip().lower() == "clear" else "override"))
 
 
 @router.post("/sessions/{connection}/{external_id}/reviews/resolve")
@@ -118,9 +180,12 @@ async def resolve_review(request: Request, connection: str, external_id: str, se
         await attendance_admin.resolve_review(context_of(request), connection, external_id,
                                               provider_email=provider_email, lms_email=lms_email,
                                               actor=session.user.email)
+    except InvalidField as err:
+        return await _part_page(request, session, connection, external_id, status=err.status, refused=err,
+                                typed={"provider_email": provider_email, "lms_email": lms_email})
     except DomainError as err:
         return page(request, "message.html", session, status=err.status, title="Not resolved", message=err.message)
-    return see_other(request, f"/console/sessions/{quote(connection)}/{quote(external_id)}")
+    return see_other(request, _part_url(connection, external_id, "resolved"))
 
 
 @router.get("/exports/attendance.{fmt}")
@@ -131,7 +196,8 @@ async def export_attendance(
         by: Annotated[str, Query(pattern="^(part|session)$")] = "part") -> Response:
     """Every decision as CSV (spreadsheet-safe) or JSON, per part or rolled up per multi-part session."""
     ctx = context_of(request)
-    wanted = attendance_admin.ExportFilter(connection=connection or None, session=external_id or None)
+    wanted = attendance_admin.ExportFilter(connection=connection or None, session=external_id or None,
+                                           now=ctx.clock.now())
     try:
         if by == "session":
             rows = await run(ctx, attendance_admin.export_session_rows, wanted)

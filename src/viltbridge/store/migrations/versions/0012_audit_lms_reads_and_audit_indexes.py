@@ -3,8 +3,8 @@
 The reads already in the audit log move (a read of a part deleted since stays where it was, kept out of the log
 page by its action).
 
-Revision ID: 0011_audit
-Revises: 0010
+Revision ID: 0012
+Revises: 0011
 Create Date: 2026-12-07
 """
 
@@ -15,8 +15,8 @@ from alembic import op
 
 import viltbridge.store.tables
 
-revision = "0011_audit"
-down_revision = "0010"
+revision = "0012"
+down_revision = "0011"
 branch_labels = None
 depends_on = None
 
