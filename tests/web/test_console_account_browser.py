@@ -35,7 +35,7 @@ def test_an_instructor_copies_the_feed_link_changes_zone_and_signs_out_everywher
     page.goto(f"{live_server}/console/my-sessions")
     assert "Times in UTC" in page.inner_text("main")
     assert starts.strftime("%Y-%m-%d %H:%M") in page.inner_text("#upcoming")
-    page.click("text=your account page")
+    page.click("main >> text=your account")
     assert page.url.endswith("/console/account") and page.locator("h1").count() == 1
 
     feed = page.get_attribute("#feed-url", "href")
