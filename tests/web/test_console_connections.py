@@ -163,7 +163,8 @@ def test_an_admin_retries_owed_work_now_and_cancels_it_for_good(client: TestClie
     assert retried.status_code == 303
     assert retried.headers["location"] == f"/console/connections/acme-zoom?did=retried&job={job_id}#owed"
     assert run_after(db, job_id) != waiting_until
-    assert (NOW + timedelta(seconds=5)).strftime("%Y-%m-%d %H:%M:%S UTC") in owed_row(client, "acme-zoom", job_id)
+    next_run = NOW + timedelta(seconds=5)  # on the viewer's clock, the UTC instant in the <time> element
+    assert f'datetime="{next_run:%Y-%m-%dT%H:%M:%SZ}"' in owed_row(client, "acme-zoom", job_id)
     assert audited(db, "job.retry") == [("ada@example.com", f"job:{job_id}")]
     shown = client.get(retried.headers["location"].split("#")[0]).text
     assert f"Job #{job_id} (meeting.sync): queued to run now." in shown
