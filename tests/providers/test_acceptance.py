@@ -52,6 +52,13 @@ async def test_attendance_is_reported_in_the_declared_way(harness: Harness) -> N
         assert report.segments == () and report.complete
 
 
+async def test_check_proves_the_credentials_and_says_what_it_verified(harness: Harness) -> None:
+    verified = await harness.provider.check()
+    assert verified.strip()
+    # A read-only call: nothing was created at the provider by checking.
+    assert not any(item.ok is False for item in harness.provider.health()), harness.provider.health()
+
+
 def test_extended_options_have_unique_ids(harness: Harness) -> None:
     options = harness.provider.extended_options()
     assert len({option.id for option in options}) == len(options)

@@ -246,6 +246,13 @@ class Provider(Protocol):
         today. No provider call (the console shows it)."""
         ...
 
+    async def check(self) -> str:
+        """Prove the connection's credentials now, for `viltbridge doctor`: a token where the provider uses one and
+        the lightest read-only call it has; returns what was verified. Raises `ProviderFailed` (its message says
+        what to fix) when the provider refuses or cannot be reached. A provider without an API checks what it can
+        locally and says so."""
+        ...
+
     async def aclose(self) -> None:
         """Release connections and background work; called when the adapter is replaced or the server stops."""
         ...

@@ -227,6 +227,12 @@ class BbbProvider:
     def health(self) -> list[HealthItem]:
         return self.client.http.health()
 
+    async def check(self) -> str:
+        # BBB has no token: a signed getMeetingInfo for a meeting that does not exist proves the shared secret (a
+        # wrong one is answered `checksumError`, an unknown meeting `notFound`).
+        await self.client.meeting_info("viltbridge-doctor-check")
+        return "shared secret accepted (getMeetingInfo answered)"
+
     def extended_options(self) -> tuple[ExtendedOption, ...]:
         return EXTENDED_OPTIONS
 

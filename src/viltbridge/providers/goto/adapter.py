@@ -459,6 +459,11 @@ class GotoProvider:
         listing = self._organizer_listing
         return [*self.client.http.health(), *([listing] if listing is not None else [])]
 
+    async def check(self) -> str:
+        await self.client.tokens.headers()
+        trainings = await self.client.list_trainings()
+        return f"token valid; GET /trainings answered ({len(trainings)} trainings)"
+
     def extended_options(self) -> tuple[ExtendedOption, ...]:
         return ()
 

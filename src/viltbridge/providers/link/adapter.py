@@ -104,6 +104,9 @@ class LinkProvider:
     def health(self) -> list[HealthItem]:
         return [HealthItem("provider API", None, "plain meeting links: there is no provider API to call")]
 
+    async def check(self) -> str:
+        return "plain meeting links: no provider API and no credentials to check"
+
     def extended_options(self) -> tuple[ExtendedOption, ...]:
         return ()
 

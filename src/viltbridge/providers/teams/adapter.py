@@ -338,6 +338,12 @@ class TeamsProvider:
     def health(self) -> list[HealthItem]:
         return self.client.http.health()
 
+    async def check(self) -> str:
+        # Any directory read proves the app's token and its User.Read.All consent; an address nobody has costs the
+        # same one call and returns an empty list.
+        await self.client.find_users_by_mail("viltbridge-doctor@example.invalid")
+        return "token issued; GET /users answered"
+
     def extended_options(self) -> tuple[ExtendedOption, ...]:
         return EXTENDED_OPTIONS
 

@@ -306,6 +306,10 @@ class WebexProvider:
     def health(self) -> list[HealthItem]:
         return self.client.http.health()
 
+    async def check(self) -> str:
+        await self.client.find_person("viltbridge-doctor@example.invalid")  # renews the token first if needed
+        return "token valid; GET /people answered"
+
     def extended_options(self) -> tuple[ExtendedOption, ...]:
         return EXTENDED_OPTIONS
 

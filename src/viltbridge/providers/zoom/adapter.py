@@ -413,6 +413,10 @@ class ZoomProvider:
     def health(self) -> list[HealthItem]:
         return self.client.http.health()
 
+    async def check(self) -> str:
+        user = await self.client.get_user("me")  # needs the account's token; reads only the authorising user
+        return f"token issued; GET /users/me answered ({user.get('email') or user.get('id')})"
+
     def extended_options(self) -> tuple[ExtendedOption, ...]:
         return EXTENDED_OPTIONS
 
