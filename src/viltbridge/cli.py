@@ -239,6 +239,29 @@ def migrate() -> None:
 
 
 @app.command()
+def backup(
+    path: Annotated[str, typer.Argument(help="The file to write, e.g. /var/backups/viltbridge-2026-03-02.db")],
+    force: Annotated[bool, typer.Option("--force", help="Replace PATH if it exists")] = False,
+) -> None:
+    """Copy the embedded SQLite database while the server runs (consistent; PostgreSQL: use pg_dump)."""
+    from pathlib import Path
+
+    from rich.markup import escape
+
+    from viltbridge.store.backup import BackupRefused, backup_sqlite
+
+    settings = _settings()
+    try:
+        size = backup_sqlite(settings.database_url, Path(path), overwrite=force)
+    except BackupRefused as exc:
+        _fail(str(exc))
+    _out().print(f"database copied to {path} ({size:,} bytes)", markup=False, highlight=False)
+    key = "VILTBRIDGE_SECRET_KEY" if settings.secret_key else f"the key file {escape(str(settings.key_file.resolve()))}"
+    _err().print(f"[yellow]Remember:[/yellow] back up {key} separately (and keep it apart from this copy): without it "
+                 "the connections' encrypted settings in the copy cannot be read.", markup=True, highlight=False)
+
+
+@app.command()
 def keygen() -> None:
     """Print a new secret key; prepend it to VILTBRIDGE_SECRET_KEY (comma-separated) to rotate keys."""
     from cryptography.fernet import Fernet
