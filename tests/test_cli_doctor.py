@@ -77,13 +77,19 @@ def test_a_wrong_provider_secret_fails_naming_the_connection_and_the_fix(run, db
     assert ghost["connection ghost"]["detail"] == "no connection named 'ghost'"
 
 
-def test_a_provider_that_does_not_answer_fails_in_time(run, zoom: ZoomSimulator) -> None:
+def test_a_provider_that_does_not_answer_fails_in_time(run, db: Db, zoom: ZoomSimulator) -> None:
     zoom.state.inject_fault(delay=30.0, count=5, path="/users")
     started = time.monotonic()
     result = run("doctor", "acme-zoom", "--json", "--timeout", "1", ok=False)
     assert time.monotonic() - started < 10
     credentials = _checks(result)["acme-zoom: provider credentials"]
     assert credentials["status"] == "failure" and "did not answer within 1 s" in credentials["detail"]
+    # A server that refuses connections: retried and logged (on stderr, so --json stays one JSON object), then a
+    # failure pointing at the network rather than the credentials.
+    db.create_connection("down-bbb", "bbb", server_url="http://127.0.0.1:1/bigbluebutton/",
+                         shared_secret="a-shared-secret-of-some-length")
+    down = _checks(run("doctor", "down-bbb", "--json", ok=False))["down-bbb: provider credentials"]
+    assert down["status"] == "failure" and "could not connect" in down["detail"] and "network" in down["fix"]
 
 
 def test_a_database_behind_the_migrations_says_run_migrate(run, database_url: str) -> None:

@@ -251,9 +251,11 @@ def doctor(
 
     from viltbridge.app import doctor as checks
     from viltbridge.jobs.queue import queue_url
+    from viltbridge.observability import configure_logging
     from viltbridge.providers.url_guard import UrlPolicy, guard_provider_urls
 
     settings = _settings()
+    configure_logging(settings.log_level, settings.chosen_log_format)  # log lines (retries) on stderr, not in --json
     try:
         where_queued = queue_url(settings)
     except ValueError as exc:

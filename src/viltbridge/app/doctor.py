@@ -28,6 +28,7 @@ from viltbridge.config import Settings
 from viltbridge.core.errors import DomainError
 from viltbridge.core.models import Connection
 from viltbridge.core.provider import AttendanceSource
+from viltbridge.providers.http.errors import ProviderUnreachable
 from viltbridge.providers.registry import build_provider, provider_spec
 from viltbridge.security.crypto import Keyring, KeyringError, load_keyring
 from viltbridge.security.throttle import parse_networks
@@ -339,6 +340,11 @@ async def _provider_findings(name: str, connection: Connection, host_pool: tuple
                                      f"{connection.provider} did not answer within {seconds:g} s",
                                      "check the provider's URL in the settings, this machine's outbound network "
                                      "and proxy, and the provider's status page; --timeout waits longer"))
+        except ProviderUnreachable as exc:
+            findings.append(_failure(f"{name}: provider credentials", f"{connection.provider}: {exc.message}",
+                                     "check the provider's URL in the settings (`viltbridge connection show "
+                                     f"{name}`), this machine's outbound network and proxy, and the provider's "
+                                     "status page"))
         except DomainError as exc:
             findings.append(_failure(f"{name}: provider credentials", f"{connection.provider}: {exc.message}",
                                      fix_settings))
