@@ -53,10 +53,12 @@ def test_a_healthy_setup_is_ok_on_every_line(run, zoom: ZoomSimulator) -> None:
     checks = _checks(run("doctor", "--json"))
     assert {name: line["status"] for name, line in checks.items() if line["status"] != "ok"} == {}
     assert {"secret key", "public URL", "trusted proxies", "database", "job queue", "clock", "acme-zoom: active",
-            "acme-zoom: provider credentials", "acme-zoom: webhook secret", "acme-zoom: host pool"} == set(checks)
+            "acme-zoom: provider credentials", "acme-zoom: webhook secret", "acme-zoom: host pool",
+            "clock (providers)"} == set(checks)
     assert "latest migration" in checks["database"]["detail"]
     assert "GET /users/me answered" in checks["acme-zoom: provider credentials"]["detail"]
     assert "1 active instructor" in checks["acme-zoom: host pool"]["detail"]
+    assert "provider of acme-zoom differ by about" in checks["clock (providers)"]["detail"]  # Zoom's Date header
     table = run("doctor")
     assert "acme-zoom: provider credentials" in table.stdout and "0 failure(s)" in table.stdout
 

@@ -323,18 +323,21 @@ def _connections(settings: Settings, keyring: Keyring, only: str | None) -> list
 
 
 async def _provider_findings(name: str, connection: Connection, host_pool: tuple[int, int],
-                             seconds: float) -> list[Finding]:
+                             seconds: float) -> tuple[list[Finding], float | None]:
+    """The connection's provider lines, and the provider's clock offset where it answered over HTTP."""
     fix_settings = (f"correct them with `viltbridge connection set {name} key=value` (see `viltbridge connection "
                     f"show {name}`) or on the connection's page in the console")
     try:
         adapter = build_provider(connection.provider, connection.provider_settings)
     except (DomainError, ValueError) as exc:
-        return [_failure(f"{name}: provider credentials", f"the settings cannot be used: {exc}", fix_settings)]
+        return [_failure(f"{name}: provider credentials", f"the settings cannot be used: {exc}", fix_settings)], None
     findings: list[Finding] = []
+    clock_offset: float | None = None
     try:
         try:
-            verified = await asyncio.wait_for(adapter.check(), seconds)
-            findings.append(_ok(f"{name}: provider credentials", f"{connection.provider}: {verified}"))
+            checked = await asyncio.wait_for(adapter.check(), seconds)
+            clock_offset = checked.clock_offset_seconds
+            findings.append(_ok(f"{name}: provider credentials", f"{connection.provider}: {checked.verified}"))
         except TimeoutError:
             findings.append(_failure(f"{name}: provider credentials",
                                      f"{connection.provider} did not answer within {seconds:g} s",
@@ -353,7 +356,26 @@ async def _provider_findings(name: str, connection: Connection, host_pool: tuple
         findings.append(_host_pool_finding(name, connection, adapter.capabilities.host_licences, host_pool))
     finally:
         await adapter.aclose()
-    return findings
+    return findings, clock_offset
+
+
+# A provider's Date header has whole seconds and arrives after a network round trip: only a larger gap means a clock
+# is off.
+PROVIDER_CLOCK_WARNING_SECONDS = 5.0
+
+
+def _provider_clock_finding(offsets: dict[str, float]) -> Finding:
+    # Date is truncated to the second: the true offset lies in [offset, offset + 1]; judge its middle.
+    name, offset = max(offsets.items(), key=lambda item: abs(item[1] + 0.5))
+    skew = abs(offset + 0.5)
+    detail = (f"this machine and the provider of {name} differ by about {skew:.0f} s (HTTP Date of "
+              f"{len(offsets)} provider(s))")
+    fix = "run time synchronisation (chrony or systemd-timesyncd) on this machine"
+    if skew > CLOCK_SKEW_FAILURE_SECONDS:
+        return _failure("clock (providers)", detail + ": tokens and webhook signatures will be judged expired", fix)
+    if skew > PROVIDER_CLOCK_WARNING_SECONDS:
+        return _warning("clock (providers)", detail, fix)
+    return _ok("clock (providers)", detail)
 
 
 def _webhook_finding(name: str, connection: Connection, sends_webhooks: bool, attendance: AttendanceSource) -> Finding:
@@ -403,6 +425,7 @@ async def check_connections(settings: Settings, keyring: Keyring, only: str | No
         return [_warning("connections", "none yet", "create one with `viltbridge connection create NAME --provider "
                                                     "KIND`")]
     findings: list[Finding] = []
+    clock_offsets: dict[str, float] = {}
     for name, item in loaded:
         if item.connection is None:
             findings.append(_failure(f"{name}: settings", item.problem,
@@ -413,7 +436,12 @@ async def check_connections(settings: Settings, keyring: Keyring, only: str | No
         else:
             findings.append(_warning(f"{name}: active", "inactive: Cornerstone's calls are refused",
                                      f"`viltbridge connection activate {name}` when it should serve again"))
-        findings.extend(await _provider_findings(name, item.connection, item.host_pool, seconds))
+        provider_findings, clock_offset = await _provider_findings(name, item.connection, item.host_pool, seconds)
+        findings.extend(provider_findings)
+        if clock_offset is not None:
+            clock_offsets[name] = clock_offset
+    if clock_offsets:
+        findings.append(_provider_clock_finding(clock_offsets))
     return findings
 
 

@@ -20,6 +20,7 @@ from viltbridge.core.attendance import PERSONAL_ID
 from viltbridge.core.errors import ProviderFailed
 from viltbridge.core.models import Role
 from viltbridge.core.provider import (
+    AccountCheck,
     AttendanceReport,
     AttendanceSource,
     Capabilities,
@@ -227,11 +228,11 @@ class BbbProvider:
     def health(self) -> list[HealthItem]:
         return self.client.http.health()
 
-    async def check(self) -> str:
+    async def check(self) -> AccountCheck:
         # BBB has no token: a signed getMeetingInfo for a meeting that does not exist proves the shared secret (a
         # wrong one is answered `checksumError`, an unknown meeting `notFound`).
         await self.client.meeting_info("viltbridge-doctor-check")
-        return "shared secret accepted (getMeetingInfo answered)"
+        return AccountCheck("shared secret accepted (getMeetingInfo answered)", self.client.http.clock_offset())
 
     def extended_options(self) -> tuple[ExtendedOption, ...]:
         return EXTENDED_OPTIONS

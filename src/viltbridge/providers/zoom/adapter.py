@@ -24,6 +24,7 @@ from viltbridge.core.models import Role
 from viltbridge.core.provider import (
     EMAIL_VERIFIED_BY,
     HOST_ACCOUNT,
+    AccountCheck,
     AttendanceReport,
     AttendanceSource,
     Capabilities,
@@ -413,9 +414,10 @@ class ZoomProvider:
     def health(self) -> list[HealthItem]:
         return self.client.http.health()
 
-    async def check(self) -> str:
+    async def check(self) -> AccountCheck:
         user = await self.client.get_user("me")  # needs the account's token; reads only the authorising user
-        return f"token issued; GET /users/me answered ({user.get('email') or user.get('id')})"
+        return AccountCheck(f"token issued; GET /users/me answered ({user.get('email') or user.get('id')})",
+                            self.client.http.clock_offset())
 
     def extended_options(self) -> tuple[ExtendedOption, ...]:
         return EXTENDED_OPTIONS
