@@ -368,8 +368,8 @@ def _provider_clock_finding(offsets: dict[str, float]) -> Finding:
     # Date is truncated to the second: the true offset lies in [offset, offset + 1]; judge its middle.
     name, offset = max(offsets.items(), key=lambda item: abs(item[1] + 0.5))
     skew = abs(offset + 0.5)
-    detail = (f"this machine and the provider of {name} differ by about {skew:.0f} s (HTTP Date of "
-              f"{len(offsets)} provider(s))")
+    gap = "agree to the second" if skew <= 1 else f"differ by about {skew:.0f} s"
+    detail = f"this machine and the provider of {name} {gap} (HTTP Date of {len(offsets)} provider(s))"
     fix = "run time synchronisation (chrony or systemd-timesyncd) on this machine"
     if skew > CLOCK_SKEW_FAILURE_SECONDS:
         return _failure("clock (providers)", detail + ": tokens and webhook signatures will be judged expired", fix)
