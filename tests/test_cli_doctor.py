@@ -119,6 +119,10 @@ def test_keys_that_do_not_load_fail_and_a_loose_key_file_warns(run, tmp_path: Pa
     key = _checks(broken)["secret key"]
     assert key["status"] == "failure" and "not a Fernet key" in key["detail"] and "keygen" in key["fix"]
     assert "not-a-fernet-key" not in broken.stdout  # a secret is never printed
+    monkeypatch.setenv("VILTBRIDGE_SECRET_KEY", run("keygen").stdout.strip())  # a key, but not the one used
+    other = _checks(run("doctor", "--json", ok=False))
+    assert other["secret key"]["status"] == "ok"
+    assert other["acme: settings"]["status"] == "failure" and "cannot be decrypted" in other["acme: settings"]["detail"]
 
 
 def test_an_unreachable_redis_fails_and_a_reachable_one_is_ok(run, monkeypatch: pytest.MonkeyPatch) -> None:
