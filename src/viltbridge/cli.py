@@ -239,6 +239,78 @@ def migrate() -> None:
 
 
 @app.command()
+def doctor(
+    connection: Annotated[str | None, typer.Argument(help="Check only this connection")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object")] = False,
+    timeout: Annotated[float, typer.Option(min=0.1, max=300, help="Seconds each check may take")] = 10.0,
+) -> None:
+    """Check the configuration, database, queue, clock and each connection's provider; exit 1 if anything fails."""
+    import asyncio
+
+    from rich.markup import escape
+
+    from viltbridge.app import doctor as checks
+    from viltbridge.jobs.queue import queue_url
+    from viltbridge.observability import configure_logging
+    from viltbridge.providers.url_guard import UrlPolicy, guard_provider_urls
+
+    settings = _settings()
+    configure_logging(settings.log_level, settings.chosen_log_format)  # log lines (retries) on stderr, not in --json
+    try:
+        where_queued = queue_url(settings)
+    except ValueError as exc:
+        _fail(str(exc))
+    previous_url_policy = guard_provider_urls(UrlPolicy.from_settings(settings))  # as the server holds them
+    try:
+        findings = asyncio.run(checks.diagnose(settings, checks.Setup(where_queued, connection, timeout)))
+    finally:
+        guard_provider_urls(previous_url_policy)
+    if as_json:
+        _print_json(checks.as_json(findings))
+    else:
+        marks = {checks.Status.OK: "[green]ok[/green]", checks.Status.WARNING: "[yellow]warning[/yellow]",
+                 checks.Status.FAILURE: "[red]FAILURE[/red]"}
+        from rich.table import Table
+
+        table = Table()
+        table.add_column("check", no_wrap=True)  # names are what people grep for and compare between runs
+        table.add_column("status", no_wrap=True)
+        table.add_column("what was seen")
+        table.add_column("how to fix it")
+        for finding in findings:
+            table.add_row(escape(finding.check), marks[finding.status], escape(finding.detail), escape(finding.fix))
+        _out().print(table)
+        counts = {status: sum(f.status is status for f in findings) for status in checks.Status}
+        _out().print(f"{counts[checks.Status.OK]} ok, {counts[checks.Status.WARNING]} warning(s), "
+                     f"{counts[checks.Status.FAILURE]} failure(s)")
+    if checks.failed(findings):
+        raise typer.Exit(1)
+
+
+@app.command()
+def backup(
+    path: Annotated[str, typer.Argument(help="The file to write, e.g. /var/backups/viltbridge-2026-03-02.db")],
+    force: Annotated[bool, typer.Option("--force", help="Replace PATH if it exists")] = False,
+) -> None:
+    """Copy the embedded SQLite database while the server runs (consistent; PostgreSQL: use pg_dump)."""
+    from pathlib import Path
+
+    from rich.markup import escape
+
+    from viltbridge.store.backup import BackupRefused, backup_sqlite
+
+    settings = _settings()
+    try:
+        size = backup_sqlite(settings.database_url, Path(path), overwrite=force)
+    except BackupRefused as exc:
+        _fail(str(exc))
+    _out().print(f"database copied to {path} ({size:,} bytes)", markup=False, highlight=False)
+    key = "VILTBRIDGE_SECRET_KEY" if settings.secret_key else f"the key file {escape(str(settings.key_file.resolve()))}"
+    _err().print(f"[yellow]Remember:[/yellow] back up {key} separately (and keep it apart from this copy): without it "
+                 "the connections' encrypted settings in the copy cannot be read.", markup=True, highlight=False)
+
+
+@app.command()
 def keygen() -> None:
     """Print a new secret key; prepend it to VILTBRIDGE_SECRET_KEY (comma-separated) to rotate keys."""
     from cryptography.fernet import Fernet

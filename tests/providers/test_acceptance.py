@@ -52,6 +52,15 @@ async def test_attendance_is_reported_in_the_declared_way(harness: Harness) -> N
         assert report.segments == () and report.complete
 
 
+async def test_check_proves_the_credentials_and_says_what_it_verified(harness: Harness) -> None:
+    checked = await harness.provider.check()
+    assert checked.verified.strip()
+    if hasattr(harness.provider, "client"):  # an HTTP API: its Date header says how far its clock is from ours
+        assert checked.clock_offset_seconds is not None and -2 < checked.clock_offset_seconds < 1
+    # A read-only call: nothing was created at the provider by checking.
+    assert not any(item.ok is False for item in harness.provider.health()), harness.provider.health()
+
+
 def test_extended_options_have_unique_ids(harness: Harness) -> None:
     options = harness.provider.extended_options()
     assert len({option.id for option in options}) == len(options)

@@ -201,6 +201,15 @@ class HealthItem:
 
 
 @dataclass(frozen=True)
+class AccountCheck:
+    """What a provider's `check()` proved, in words, and how far the provider's clock (its HTTP `Date` header) was
+    from this machine's, where it answered over HTTP."""
+
+    verified: str
+    clock_offset_seconds: float | None = None  # the provider's clock minus ours; Date has whole seconds
+
+
+@dataclass(frozen=True)
 class ExtendedOption:
     """A provider option the admin may tick per session (Cornerstone's "extended options")."""
 
@@ -244,6 +253,13 @@ class Provider(Protocol):
     def health(self) -> list[HealthItem]:
         """What this process knows of the provider account: token, last call, breaker, calls against each quota
         today. No provider call (the console shows it)."""
+        ...
+
+    async def check(self) -> AccountCheck:
+        """Prove the connection's credentials now, for `viltbridge doctor`: a token where the provider uses one and
+        the lightest read-only call it has; returns what was verified, with the provider's clock offset. Raises
+        `ProviderFailed` (its message says what to fix) when the provider refuses or cannot be reached. A provider
+        without an API checks what it can locally and says so."""
         ...
 
     async def aclose(self) -> None:

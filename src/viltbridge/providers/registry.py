@@ -38,6 +38,9 @@ class ProviderSpec:
     display_name: str
     adapter: str  # "module:Class", imported at the first use
     settings: str  # "module:Model", a pydantic model of the connection's settings
+    # The setting that verifies the provider's webhook deliveries, for a provider that sends them (doctor checks it
+    # is set).
+    webhook_secret: str | None = None
 
     def adapter_class(self) -> type[ProviderAdapter]:
         return cast("type[ProviderAdapter]", _imported(self.adapter))
@@ -56,19 +59,20 @@ class ProviderSpec:
         return self.adapter_class().from_settings(settings, on_settings_change)
 
 
-def _spec(kind: str, display_name: str, adapter: str, settings: str) -> ProviderSpec:
+def _spec(kind: str, display_name: str, adapter: str, settings: str, webhook_secret: str | None = None) -> ProviderSpec:
     return ProviderSpec(kind, display_name, f"viltbridge.providers.{kind}.{adapter}",
-                        f"viltbridge.providers.{kind}.{settings}")
+                        f"viltbridge.providers.{kind}.{settings}", webhook_secret)
 
 
 PROVIDERS: dict[str, ProviderSpec] = {spec.kind: spec for spec in (
-    _spec("bbb", "BigBlueButton", "adapter:BbbProvider", "settings:BbbSettings"),
+    _spec("bbb", "BigBlueButton", "adapter:BbbProvider", "settings:BbbSettings", "shared_secret"),
     _spec("goto", "GoTo Training", "adapter:GotoProvider", "settings:GotoSettings"),
-    _spec("jitsi", "Jitsi (JaaS or self-hosted)", "adapter:JitsiProvider", "settings:JitsiSettings"),
+    _spec("jitsi", "Jitsi (JaaS or self-hosted)", "adapter:JitsiProvider", "settings:JitsiSettings",
+          "webhook_secret"),
     _spec("link", "Meeting link", "adapter:LinkProvider", "settings:LinkSettings"),
     _spec("teams", "Microsoft Teams", "adapter:TeamsProvider", "settings:TeamsSettings"),
-    _spec("webex", "Webex", "adapter:WebexProvider", "settings:WebexSettings"),
-    _spec("zoom", "Zoom", "adapter:ZoomProvider", "settings:ZoomSettings"),
+    _spec("webex", "Webex", "adapter:WebexProvider", "settings:WebexSettings", "webhook_secret"),
+    _spec("zoom", "Zoom", "adapter:ZoomProvider", "settings:ZoomSettings", "webhook_secret_token"),
 )}
 
 

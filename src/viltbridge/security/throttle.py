@@ -110,7 +110,8 @@ class RedisFailures:
         await self._redis.aclose()
 
 
-def _networks(spec: str) -> tuple[Network, ...]:
+def parse_networks(spec: str) -> tuple[Network, ...]:
+    """VILTBRIDGE_TRUSTED_PROXIES as networks; ValueError names an entry that is not an address or CIDR."""
     found: list[Network] = []
     for entry in (item.strip() for item in spec.split(",")):
         if entry:
@@ -179,7 +180,7 @@ class AuthThrottle:
         counts: FailureCounts = RedisFailures(url) if url else MemoryFailures(clock)
         return cls(limit=settings.auth_failure_limit, window_seconds=settings.auth_failure_window_seconds,
                    counts=counts, key=keyring.derived("sign-in-throttle")[0], clock=clock,
-                   trusted_proxies=_networks(settings.trusted_proxies))
+                   trusted_proxies=parse_networks(settings.trusted_proxies))
 
     def _keys(self, scope: Scope, realm: str, account: str | None) -> list[tuple[str, int]]:
         address = _counted_address(client_address(scope, self.trusted_proxies))

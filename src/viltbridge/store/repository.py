@@ -155,6 +155,14 @@ def _instructor(row: InstructorRow | sa.Row[Any]) -> Instructor:
     )
 
 
+def host_pool(db: Readable, connection_id: int) -> tuple[int, int]:
+    """The connection's active instructors, and how many of them have an account at the provider."""
+    row = db.connection().execute(
+        sa.select(sa.func.count(), sa.func.count(InstructorRow.provider_user_id))
+        .where(InstructorRow.connection_id == connection_id, InstructorRow.active)).one()
+    return int(row[0]), int(row[1])
+
+
 def find_instructor(db: Readable, connection_id: int, email: str) -> Instructor | None:
     row = db.connection().execute(_INSTRUCTOR, {"connection_id": connection_id, "email": email}).one_or_none()
     return _instructor(row) if row else None

@@ -20,6 +20,7 @@ from viltbridge.core.attendance import PERSONAL_ID
 from viltbridge.core.errors import ProviderFailed
 from viltbridge.core.models import Role
 from viltbridge.core.provider import (
+    AccountCheck,
     AttendanceReport,
     AttendanceSource,
     Capabilities,
@@ -226,6 +227,12 @@ class BbbProvider:
 
     def health(self) -> list[HealthItem]:
         return self.client.http.health()
+
+    async def check(self) -> AccountCheck:
+        # BBB has no token: a signed getMeetingInfo for a meeting that does not exist proves the shared secret (a
+        # wrong one is answered `checksumError`, an unknown meeting `notFound`).
+        await self.client.meeting_info("viltbridge-doctor-check")
+        return AccountCheck("shared secret accepted (getMeetingInfo answered)", self.client.http.clock_offset())
 
     def extended_options(self) -> tuple[ExtendedOption, ...]:
         return EXTENDED_OPTIONS

@@ -39,6 +39,7 @@ from viltbridge.core.errors import Forbidden, InvalidInput, ProviderFailed
 from viltbridge.core.models import Role
 from viltbridge.core.provider import (
     HOST_ACCOUNT,
+    AccountCheck,
     AttendanceReport,
     AttendanceSource,
     Capabilities,
@@ -458,6 +459,12 @@ class GotoProvider:
     def health(self) -> list[HealthItem]:
         listing = self._organizer_listing
         return [*self.client.http.health(), *([listing] if listing is not None else [])]
+
+    async def check(self) -> AccountCheck:
+        await self.client.tokens.headers()
+        trainings = await self.client.list_trainings()
+        return AccountCheck(f"token valid; GET /trainings answered ({len(trainings)} trainings)",
+                            self.client.http.clock_offset())
 
     def extended_options(self) -> tuple[ExtendedOption, ...]:
         return ()

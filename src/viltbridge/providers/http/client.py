@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any, Protocol, Self
 
 import httpx2
@@ -129,6 +130,7 @@ class ProviderHttp:
         self._last_failure: tuple[datetime, str, str] | None = None  # when, operation, message
         self._calls_today: dict[str, int] = {}  # quota label -> calls today (UTC), this process
         self._today = datetime.now(UTC).date()
+        self._clock_offset: float | None = None  # the provider's Date minus our clock, from its last answer
 
     async def aclose(self) -> None:
         await self._client.aclose()
@@ -349,7 +351,26 @@ class ProviderHttp:
             raise self._transport_failure(call, request, exc) from None
         elapsed = (time.perf_counter() - started) * 1000
         log_exchange(self.provider, request, response, elapsed, None)
+        self._note_clock(response.headers.get("date"), elapsed / 1000)
         return response
+
+    def _note_clock(self, date_header: str | None, round_trip: float) -> None:
+        if not date_header:
+            return
+        try:
+            provider_now = parsedate_to_datetime(date_header)
+        except (TypeError, ValueError):
+            return
+        if provider_now.tzinfo is None:
+            return
+        # The provider stamped its answer somewhere within the round trip: compare with our clock at its middle.
+        midway = datetime.now(UTC).timestamp() - round_trip / 2
+        self._clock_offset = provider_now.timestamp() - midway
+
+    def clock_offset(self) -> float | None:
+        """The provider's clock minus ours in seconds, from the Date header of its last answer (None: none yet).
+        Date has whole seconds, truncated, so an exact clock reads between -1 and 0."""
+        return self._clock_offset
 
     def _transport_failure(self, call: _Call, request: httpx2.Request, exc: httpx2.HTTPError) -> _Transient:
         host = request.url.host

@@ -31,6 +31,7 @@ from typing import Any
 from viltbridge.core.attendance import PERSONAL_ID
 from viltbridge.core.models import Role
 from viltbridge.core.provider import (
+    AccountCheck,
     AttendanceReport,
     AttendanceSource,
     Capabilities,
@@ -200,6 +201,12 @@ class JitsiProvider:
 
     def health(self) -> list[HealthItem]:
         return [HealthItem("provider API", None, "Jitsi has no meeting API: each person's token is signed here")]
+
+    async def check(self) -> AccountCheck:
+        now = self._now()
+        someone = TokenUser(id="doctor", name="doctor", email="doctor@example.invalid", moderator=False)
+        self.signer.mint("viltbridge-doctor-check", someone, not_before=now, expires=now + timedelta(minutes=1))
+        return AccountCheck("no meeting API to call; a join token was signed with the connection's key")
 
     def extended_options(self) -> tuple[ExtendedOption, ...]:
         return EXTENDED_OPTIONS

@@ -18,6 +18,7 @@ from urllib.parse import quote
 from viltbridge.core.errors import NotFound
 from viltbridge.core.models import Role
 from viltbridge.core.provider import (
+    AccountCheck,
     AttendanceReport,
     AttendanceSource,
     Capabilities,
@@ -103,6 +104,9 @@ class LinkProvider:
 
     def health(self) -> list[HealthItem]:
         return [HealthItem("provider API", None, "plain meeting links: there is no provider API to call")]
+
+    async def check(self) -> AccountCheck:
+        return AccountCheck("plain meeting links: no provider API and no credentials to check")
 
     def extended_options(self) -> tuple[ExtendedOption, ...]:
         return ()

@@ -29,6 +29,7 @@ from viltbridge.core.models import Role
 from viltbridge.core.provider import (
     EMAIL_VERIFIED_BY,
     HOST_ACCOUNT,
+    AccountCheck,
     AttendanceReport,
     AttendanceSource,
     Capabilities,
@@ -337,6 +338,12 @@ class TeamsProvider:
 
     def health(self) -> list[HealthItem]:
         return self.client.http.health()
+
+    async def check(self) -> AccountCheck:
+        # Any directory read proves the app's token and its User.Read.All consent; an address nobody has costs the
+        # same one call and returns an empty list.
+        await self.client.find_users_by_mail("viltbridge-doctor@example.invalid")
+        return AccountCheck("token issued; GET /users answered", self.client.http.clock_offset())
 
     def extended_options(self) -> tuple[ExtendedOption, ...]:
         return EXTENDED_OPTIONS

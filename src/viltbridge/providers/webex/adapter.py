@@ -19,6 +19,7 @@ from viltbridge.core.errors import InvalidInput, ProviderFailed
 from viltbridge.core.models import Role
 from viltbridge.core.provider import (
     HOST_ACCOUNT,
+    AccountCheck,
     AttendanceReport,
     AttendanceSource,
     Capabilities,
@@ -305,6 +306,10 @@ class WebexProvider:
 
     def health(self) -> list[HealthItem]:
         return self.client.http.health()
+
+    async def check(self) -> AccountCheck:
+        await self.client.find_person("viltbridge-doctor@example.invalid")  # renews the token first if needed
+        return AccountCheck("token valid; GET /people answered", self.client.http.clock_offset())
 
     def extended_options(self) -> tuple[ExtendedOption, ...]:
         return EXTENDED_OPTIONS

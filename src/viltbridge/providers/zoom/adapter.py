@@ -24,6 +24,7 @@ from viltbridge.core.models import Role
 from viltbridge.core.provider import (
     EMAIL_VERIFIED_BY,
     HOST_ACCOUNT,
+    AccountCheck,
     AttendanceReport,
     AttendanceSource,
     Capabilities,
@@ -412,6 +413,11 @@ class ZoomProvider:
 
     def health(self) -> list[HealthItem]:
         return self.client.http.health()
+
+    async def check(self) -> AccountCheck:
+        user = await self.client.get_user("me")  # needs the account's token; reads only the authorising user
+        return AccountCheck(f"token issued; GET /users/me answered ({user.get('email') or user.get('id')})",
+                            self.client.http.clock_offset())
 
     def extended_options(self) -> tuple[ExtendedOption, ...]:
         return EXTENDED_OPTIONS
