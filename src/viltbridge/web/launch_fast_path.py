@@ -23,6 +23,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from viltbridge.lms.cornerstone.routes import launch_answer
+from viltbridge.web.metrics import ROUTE_TEMPLATE_KEY
 from viltbridge.web.middleware import RequestContext
 
 ExceptionHandler = Callable[[Request, Exception], Awaitable[Response]]
@@ -34,6 +35,8 @@ class LaunchFastPath:
         # As Starlette matches the route: `{SessionId}` is one segment, `{base64EncodedEmail:path}` may hold "/".
         self.path = re.compile(rf"{re.escape(prefix.rstrip('/'))}/session/([^/]+)/user/(.*)/url")
         self.handlers = dict(handlers)
+        # The FastAPI route's own template, for the HTTP metrics around this layer.
+        self.template = f"{prefix.rstrip('/')}/session/{{SessionId}}/user/{{base64EncodedEmail:path}}/url"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         found = self._launch(scope)
@@ -41,6 +44,7 @@ class LaunchFastPath:
             await self.app(scope, receive, send)
             return
         session_id, encoded_email, authorization = found
+        scope[ROUTE_TEMPLATE_KEY] = self.template
         context = RequestContext(scope)
         try:
             try:

@@ -1,0 +1,152 @@
+"""`/metrics`: a real workflow (a Zoom session saved by the LMS, its launch, the learner's click, a webhook, the
+attendance job) moves the counters; Prometheus's own parser reads the answer; only the metrics token gets it."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from cryptography.fernet import Fernet
+from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.conftest import NOW, Db, session_body
+from tests.providers.conftest import zoom_settings
+from viltbridge.config import Settings
+from viltbridge.core.clock import FixedClock
+from viltbridge.jobs.runner import JobRunner
+from viltbridge.providers.zoom.simulator import ZoomSimulator, running_simulator
+from viltbridge.web.app import create_app
+
+TOKEN = "scrape-me-0123456789abcdef"
+LAUNCH_ROUTE = "/session/{SessionId}/user/{base64EncodedEmail:path}/url"
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+@pytest.fixture(scope="module")
+def zoom() -> Iterator[ZoomSimulator]:
+    with running_simulator(start=NOW) as simulator:
+        yield simulator
+
+
+@pytest.fixture
+def settings(database_url: str, tmp_path: Path) -> Settings:
+    return Settings(database_url=database_url, secret_key=Fernet.generate_key().decode(), key_file=tmp_path / "key",
+                    provider_allow_loopback=True, metrics_token=TOKEN, _env_file=None)  # type: ignore[call-arg]
+
+
+def scrape(client: TestClient) -> tuple[Samples, set[str]]:
+    """Every sample by name and labels, and every family's name, as Prometheus's parser reads them."""
+    answer = client.get("/metrics", headers={"Authorization": f"Bearer {TOKEN}"})
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["content-type"].startswith("text/plain")
+    samples: Samples = {}
+    names: set[str] = set()
+    for family in text_string_to_metric_families(answer.text):
+        names.add(family.name)
+        for sample in family.samples:
+            samples[(sample.name, frozenset(sample.labels.items()))] = sample.value
+    return samples, names
+
+
+def value(samples: Samples, name: str, **labels: str) -> float:
+    return samples.get((name, frozenset(labels.items())), 0.0)
+
+
+def total(samples: Samples, name: str, **labels: str) -> float:
+    """The sum over every sample of `name` whose labels include `labels`."""
+    wanted = set(labels.items())
+    return sum(found for (sample, have), found in samples.items() if sample == name and wanted <= have)
+
+
+def test_a_workflow_moves_the_counters(client: TestClient, db: Db, zoom: ZoomSimulator, clock: FixedClock) -> None:
+    zoom.reset(start=NOW)
+    zoom.state.seed_user("tess@example.com", first_name="Tess", last_name="Teacher")
+    created = db.create_connection("acme-zoom", "zoom", **zoom_settings(zoom))
+    auth = (created["username"], created["password"])
+    before, _ = scrape(client)
+
+    assert client.post("/instructor", auth=auth, json={"Email": "tess@example.com", "FirstName": "Tess",
+                                                       "LastName": "Teacher"}).status_code == 200
+    saved = client.post("/session", auth=auth, json=session_body("m-1", start=NOW + timedelta(minutes=5),
+                                                                 InstructorEmails="tess@example.com"))
+    assert saved.status_code == 200, saved.text
+    email = base64.b64encode(b"jane@example.com").decode()
+    launch = client.get(f"/session/m-1/user/{email}/url", auth=auth)  # the fast path
+    assert launch.status_code == 200, launch.text
+    assert client.get(f"/session/m-1/user/{email}/url", auth=auth,  # the FastAPI route: same template
+                      headers={"debug": "true"}).status_code == 200
+    click = client.get(launch.json()["data"]["joinUrl"].removeprefix("http://testserver"))
+    assert click.status_code == 302, click.text
+    assert client.get("/l/not-a-launch-token").status_code in (400, 403)
+    assert client.post("/webhooks/acme-zoom", content=b'{"event":"meeting.started"}',
+                       headers={"x-zm-signature": "v0=" + "0" * 64,
+                                "x-zm-request-timestamp": str(int(NOW.timestamp()))}).status_code == 403
+    clock.set(NOW + timedelta(hours=3))  # past the part's end: its attendance job is due
+    ran = client.portal.call(JobRunner(client.app.state.ctx, "test-worker").run_due)  # type: ignore[attr-defined]
+    assert ran
+
+    after, _ = scrape(client)
+
+    def moved(name: str, **labels: str) -> float:
+        return total(after, name, **labels) - total(before, name, **labels)
+
+    assert moved("viltbridge_http_requests_total", route="/session", method="POST", status="200") == 1
+    assert moved("viltbridge_http_requests_total", route=LAUNCH_ROUTE, method="GET", status="200") == 2
+    assert moved("viltbridge_http_request_seconds_count", route=LAUNCH_ROUTE, method="GET") == 2
+    assert moved("viltbridge_http_requests_total", route="/l/{token}", status="302") == 1
+    assert moved("viltbridge_http_requests_total", route="/webhooks/{connection}", status="403") == 1
+    assert not any(name == "viltbridge_http_requests_total" and "m-1" in dict(labels)["route"]
+                   for name, labels in after)  # templates, never raw paths
+    assert moved("viltbridge_launches_total", provider="zoom", outcome="personal_link") == 1
+    assert moved("viltbridge_launches_total", provider="unknown", outcome="refused") == 1
+    assert moved("viltbridge_provider_calls_total", provider="zoom") >= 2  # the meeting, the registrant
+    assert moved("viltbridge_provider_call_seconds_count", provider="zoom") == moved(
+        "viltbridge_provider_calls_total", provider="zoom")
+    assert moved("viltbridge_token_renewals_total", provider="zoom", result="success") >= 1
+    assert value(after, "viltbridge_circuit_breaker_state", provider="zoom", account=zoom.config.account_id) == 0
+    assert moved("viltbridge_jobs_run_total", kind="attendance.collect") == 1
+    assert moved("viltbridge_job_seconds_count", kind="attendance.collect") == 1
+    assert moved("viltbridge_webhook_deliveries_total", provider="zoom", outcome="refused") == 1
+    # Read from the database at scrape time: the one part, its attendance collected.
+    assert total(after, "viltbridge_parts") == 1
+    assert value(after, "viltbridge_parts_attendance_overdue") == 0
+    assert value(after, "viltbridge_jobs_dead") == 0
+
+
+def test_a_part_not_final_a_day_after_it_ended_is_overdue(client: TestClient, db: Db, clock: FixedClock) -> None:
+    created = db.create_connection()
+    auth = (created["username"], created["password"])
+    assert client.post("/session", auth=auth, json=session_body("old", start=NOW + timedelta(hours=1))).status_code \
+        == 200
+    samples, _ = scrape(client)
+    assert value(samples, "viltbridge_parts", attendance_state="collecting") == 1
+    assert value(samples, "viltbridge_parts_attendance_overdue") == 0
+    assert total(samples, "viltbridge_jobs_in_ledger", kind="attendance.collect", state="queued") == 1
+    assert total(samples, "viltbridge_job_queue_depth") == 0  # queued, not due before the part ends
+    clock.set(NOW + timedelta(days=2))
+    samples, _ = scrape(client)
+    assert value(samples, "viltbridge_parts_attendance_overdue") == 1
+    assert value(samples, "viltbridge_job_queue_depth", kind="attendance.collect") == 1
+
+
+def test_metrics_need_the_token(client: TestClient) -> None:
+    assert client.get("/metrics").status_code == 401
+    assert client.get("/metrics", headers={"Authorization": "Bearer wrong"}).status_code == 401
+    assert client.get("/metrics", headers={"Authorization": f"Basic {TOKEN}"}).status_code == 401
+    answer = client.get("/metrics", headers={"Authorization": f"Bearer {TOKEN}"})
+    assert answer.status_code == 200
+    assert "viltbridge_http_requests_total" in answer.text
+
+
+def test_without_a_token_metrics_do_not_exist(database_url: str, tmp_path: Path, clock: FixedClock) -> None:
+    settings = Settings(database_url=database_url, secret_key=Fernet.generate_key().decode(),  # type: ignore[call-arg]
+                        key_file=tmp_path / "key", _env_file=None)
+    with TestClient(create_app(settings, clock=clock, public_url="http://testserver")) as client:
+        assert client.get("/metrics").status_code == 404
+        assert client.get("/metrics", headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 404
+
