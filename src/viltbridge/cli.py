@@ -151,6 +151,7 @@ def serve(
 
     import uvicorn
 
+    from viltbridge.metrics import prepare_multiprocess_dir
     from viltbridge.observability import configure_logging
     from viltbridge.security.crypto import KeyringError
     from viltbridge.store import migrate as migrations
@@ -159,6 +160,7 @@ def serve(
 
     settings = _settings()
     configure_logging(settings.log_level, settings.chosen_log_format)
+    prepare_multiprocess_dir()  # before any process of this run records a metric
     try:
         migrations.upgrade(settings.database_url)
         application = create_app(settings, public_url=settings.public_url or f"http://{host}:{port}",
@@ -209,12 +211,14 @@ def worker(
 ) -> None:
     """Run background jobs only (scale-out): as many of these as you like, next to `serve --no-worker`."""
     from viltbridge.bootstrap import run_worker
+    from viltbridge.metrics import prepare_multiprocess_dir, process_exiting
     from viltbridge.observability import configure_logging
     from viltbridge.security.crypto import KeyringError
     from viltbridge.store import migrate as migrations
 
     settings = _settings()
     configure_logging(settings.log_level, settings.chosen_log_format)
+    prepare_multiprocess_dir()
     try:
         current = migrations.current_revision(settings.database_url)
         if current != migrations.head_revision():
@@ -223,6 +227,8 @@ def worker(
         run_worker(settings, threads or settings.worker_threads)
     except (KeyringError, ValueError) as exc:
         _fail(str(exc))
+    finally:
+        process_exiting()
 
 
 @app.command()

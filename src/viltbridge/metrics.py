@@ -14,7 +14,6 @@ client chose.
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -77,18 +76,35 @@ def multiprocess_dir() -> Path | None:
     return Path(value) if value else None
 
 
+def _pid_of(sample_file: Path) -> int | None:
+    """The process that wrote a file of the multiprocess directory (prometheus-client names them
+    `<kind>_<pid>.db`)."""
+    pid = sample_file.stem.rpartition("_")[2]
+    return int(pid) if pid.isdigit() else None
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
 def prepare_multiprocess_dir() -> None:
-    """Empty the multiprocess directory before the first process of a deployment writes to it: files left by an
-    earlier run would add their counts to this one's. Called by `serve` before it starts its processes."""
+    """Before `serve` starts its processes: create the multiprocess directory, and remove the files of processes
+    that are gone (an earlier run's), whose counts would otherwise add to this run's. The files of processes still
+    running (`viltbridge worker`s sharing the directory) stay."""
     directory = multiprocess_dir()
     if directory is None:
         return
     directory.mkdir(parents=True, exist_ok=True)
-    for leftover in directory.iterdir():
-        if leftover.is_dir():
-            shutil.rmtree(leftover)
-        else:
-            leftover.unlink()
+    for sample_file in directory.glob("*.db"):
+        pid = _pid_of(sample_file)
+        if pid is None or not _running(pid):
+            sample_file.unlink(missing_ok=True)
 
 
 def process_exiting() -> None:

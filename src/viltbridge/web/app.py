@@ -18,7 +18,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp
 
-from viltbridge import __version__, bootstrap
+from viltbridge import __version__, bootstrap, metrics
 from viltbridge.app.context import AppContext, context_of
 from viltbridge.config import Settings, get_settings
 from viltbridge.core import json_text
@@ -251,6 +251,7 @@ def create_app(
                 yield
             finally:
                 await app.state.auth_throttle.aclose()
+                metrics.process_exiting()
 
     app = ViltbridgeApp(
         title="viltbridge",
