@@ -4,16 +4,21 @@ attendance job) moves the counters; Prometheus's own parser reads the answer; on
 from __future__ import annotations
 
 import base64
+import json
+import re
+import shutil
+import subprocess
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography.fernet import Fernet
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import NOW, Db, session_body
+from tests.conftest import NOW, Db, service_unavailable, session_body
 from tests.providers.conftest import zoom_settings
 from viltbridge.config import Settings
 from viltbridge.core.clock import FixedClock
@@ -150,3 +155,57 @@ def test_without_a_token_metrics_do_not_exist(database_url: str, tmp_path: Path,
         assert client.get("/metrics").status_code == 404
         assert client.get("/metrics", headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 404
 
+
+
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
+ALERTS = DEPLOY / "prometheus" / "alerts.yml"
+DASHBOARD = DEPLOY / "grafana" / "viltbridge.json"
+METRIC_NAME = re.compile(r"\bviltbridge_[a-z0-9_]+")
+SAMPLE_SUFFIXES = ("_total", "_bucket", "_count", "_sum", "_created")
+
+
+@pytest.mark.pure
+def test_the_alert_rules_pass_promtool() -> None:
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        service_unavailable("promtool is not installed (Debian package prometheus)")
+        return
+    checked = subprocess.run([promtool, "check", "rules", str(ALERTS)], capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    # Each alert fires on the series that should raise it, with the text an operator reads, and not before.
+    tested = subprocess.run([promtool, "test", "rules", "alerts.test.yml"], cwd=ALERTS.parent, capture_output=True,
+                            text=True)
+    assert tested.returncode == 0, tested.stdout + tested.stderr
+
+
+def family_of(name: str) -> str:
+    for suffix in SAMPLE_SUFFIXES:
+        if name.endswith(suffix):
+            return name.removesuffix(suffix)
+    return name
+
+
+def dashboard_expressions(node: Any) -> Iterator[str]:
+    if isinstance(node, dict):
+        for key, found in node.items():
+            if key == "expr" and isinstance(found, str):
+                yield found
+            else:
+                yield from dashboard_expressions(found)
+    elif isinstance(node, list):
+        for item in node:
+            yield from dashboard_expressions(item)
+
+
+def test_every_metric_the_rules_and_the_dashboard_use_is_exported(client: TestClient) -> None:
+    """So neither can go stale when a metric is renamed."""
+    _, families = scrape(client)
+    used_in_rules = set(METRIC_NAME.findall(ALERTS.read_text()))
+    used_in_dashboard = {name for expression in dashboard_expressions(json.loads(DASHBOARD.read_text()))
+                         for name in METRIC_NAME.findall(expression)}
+    assert len(used_in_rules) >= 6 and len(used_in_dashboard) >= 14
+    unknown = {name for name in used_in_rules | used_in_dashboard if family_of(name) not in families}
+    assert not unknown, f"not exported: {sorted(unknown)}"
+    alerts = ALERTS.read_text()
+    for alert in ("TokenRenewalFailing", "CircuitBreakerOpen", "DeadJobs", "AttendanceNotFinal", "Http5xxRate"):
+        assert f"alert: Viltbridge{alert}" in alerts
