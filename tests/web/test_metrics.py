@@ -85,6 +85,7 @@ def test_a_workflow_moves_the_counters(client: TestClient, db: Db, zoom: ZoomSim
     assert launch.status_code == 200, launch.text
     assert client.get(f"/session/m-1/user/{email}/url", auth=auth,  # the FastAPI route: same template
                       headers={"debug": "true"}).status_code == 200
+    assert client.get(f"/session/m-1/user/{email}/url").status_code == 401  # the fast path's refusal
     click = client.get(launch.json()["data"]["joinUrl"].removeprefix("http://testserver"))
     assert click.status_code == 302, click.text
     assert client.get("/l/not-a-launch-token").status_code in (400, 403)
@@ -102,7 +103,8 @@ def test_a_workflow_moves_the_counters(client: TestClient, db: Db, zoom: ZoomSim
 
     assert moved("viltbridge_http_requests_total", route="/session", method="POST", status="200") == 1
     assert moved("viltbridge_http_requests_total", route=LAUNCH_ROUTE, method="GET", status="200") == 2
-    assert moved("viltbridge_http_request_seconds_count", route=LAUNCH_ROUTE, method="GET") == 2
+    assert moved("viltbridge_http_requests_total", route=LAUNCH_ROUTE, method="GET", status="401") == 1
+    assert moved("viltbridge_http_request_seconds_count", route=LAUNCH_ROUTE, method="GET") == 3
     assert moved("viltbridge_http_requests_total", route="/l/{token}", status="302") == 1
     assert moved("viltbridge_http_requests_total", route="/webhooks/{connection}", status="403") == 1
     assert not any(name == "viltbridge_http_requests_total" and "m-1" in dict(labels)["route"]

@@ -177,18 +177,19 @@ EXCEPTION_HANDLERS: dict[Any, Any] = {
 
 
 class ViltbridgeApp(FastAPI):
-    """FastAPI with the HTTP metrics (`web/metrics.py`), then the launch fast path (`web/launch_fast_path.py`), in
-    front of everything, Starlette's error middleware included, where `add_middleware` cannot put them: the most
-    frequent call skips every layer it does not need, and is still counted. `fast_launch_prefix` None leaves
+    """FastAPI with the launch fast path (`web/launch_fast_path.py`) in front of everything, the HTTP metrics
+    (`web/metrics.py`) and Starlette's error middleware included, where `add_middleware` cannot put it: the most
+    frequent call skips every layer it does not need, and records its own metrics. `fast_launch_prefix` None leaves
     launches to the FastAPI route."""
 
     fast_launch_prefix: str | None = None
 
     def build_middleware_stack(self) -> ASGIApp:
-        stack = super().build_middleware_stack()
-        if self.fast_launch_prefix is not None:
-            stack = LaunchFastPath(stack, prefix=self.fast_launch_prefix, handlers=self.exception_handlers)
-        return HttpMetrics(stack)
+        counted = HttpMetrics(super().build_middleware_stack())
+        if self.fast_launch_prefix is None:
+            return counted
+        return LaunchFastPath(counted, prefix=self.fast_launch_prefix, handlers=self.exception_handlers,
+                              http_metrics=counted)
 
 
 def _published_schema(app: FastAPI, settings: Settings) -> dict[str, Any]:
