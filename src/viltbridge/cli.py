@@ -208,10 +208,13 @@ def _server_process_app() -> Any:
 @app.command()
 def worker(
     threads: Annotated[int | None, typer.Option(help="Job threads (default VILTBRIDGE_WORKER_THREADS)")] = None,
+    metrics_port: Annotated[int | None, typer.Option(help="Serve this process's metrics (all of them with "
+                                                          "PROMETHEUS_MULTIPROC_DIR) on 127.0.0.1:PORT/metrics, "
+                                                          "for a host without `serve`")] = None,
 ) -> None:
     """Run background jobs only (scale-out): as many of these as you like, next to `serve --no-worker`."""
     from viltbridge.bootstrap import run_worker
-    from viltbridge.metrics import prepare_multiprocess_dir, process_exiting
+    from viltbridge.metrics import prepare_multiprocess_dir, process_exiting, serve_on_localhost
     from viltbridge.observability import configure_logging
     from viltbridge.security.crypto import KeyringError
     from viltbridge.store import migrate as migrations
@@ -219,6 +222,8 @@ def worker(
     settings = _settings()
     configure_logging(settings.log_level, settings.chosen_log_format)
     prepare_multiprocess_dir()
+    if metrics_port is not None:
+        serve_on_localhost(metrics_port)
     try:
         current = migrations.current_revision(settings.database_url)
         if current != migrations.head_revision():

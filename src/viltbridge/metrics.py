@@ -123,16 +123,26 @@ class _Fixed(Collector):
         return self.families
 
 
+def _registry() -> CollectorRegistry:
+    """Every process's metrics with a multiprocess directory, else this process's."""
+    if multiprocess_dir() is None:
+        return REGISTRY
+    from prometheus_client import multiprocess
+
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)
+    return registry
+
+
+def serve_on_localhost(port: int) -> None:
+    """A `viltbridge worker` on a host without `serve`: its metrics on http://127.0.0.1:<port>/metrics, for a
+    Prometheus (or an agent) on the same host. Localhost only, so no token."""
+    from prometheus_client import start_http_server
+
+    start_http_server(port, addr="127.0.0.1", registry=_registry())
+
+
 def exposition(extra: Iterable[Metric] = ()) -> bytes:
     """The text Prometheus scrapes: every process's metrics (all of them with a multiprocess directory, else this
     process's) and `extra`, families read at scrape time."""
-    if multiprocess_dir() is not None:
-        from prometheus_client import multiprocess
-
-        registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)
-    else:
-        registry = CollectorRegistry(auto_describe=False)
-        registry.register(_Fixed(REGISTRY.collect()))
-    registry.register(_Fixed(extra))
-    return generate_latest(registry)
+    return generate_latest(_Fixed([*_registry().collect(), *extra]))

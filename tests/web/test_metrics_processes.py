@@ -14,7 +14,7 @@ from cryptography.fernet import Fernet
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import session_body
-from tests.processes import VILTBRIDGE, process_env, serving, stop, wait_for
+from tests.processes import VILTBRIDGE, free_port, process_env, serving, stop, wait_for
 
 pytestmark = pytest.mark.pure  # its own SQLite database and processes: runs once
 
@@ -67,3 +67,27 @@ def test_every_process_is_counted_and_files_of_gone_ones_are_removed(tmp_path: P
                      explain=lambda: (tmp_path / "worker.log").read_text(errors="replace")[-3000:])
         finally:
             stop(worker)
+
+
+def test_a_worker_on_its_own_serves_its_metrics_on_localhost(tmp_path: Path) -> None:
+    env = process_env(f"sqlite:///{tmp_path / 'vilt.db'}", Fernet.generate_key().decode(),
+                      VILTBRIDGE_KEY_FILE=str(tmp_path / "vilt.key"))
+    subprocess.run([str(VILTBRIDGE), "migrate"], env=env, capture_output=True, check=True, cwd=tmp_path)
+    port = free_port()
+    with (tmp_path / "worker.log").open("ab") as log:
+        worker = subprocess.Popen([str(VILTBRIDGE), "worker", "--metrics-port", str(port)], env=env, cwd=tmp_path,
+                                  stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        def answers() -> bool:
+            try:
+                return httpx2.get(f"http://127.0.0.1:{port}/metrics", timeout=2).status_code == 200
+            except httpx2.HTTPError:
+                return False
+
+        wait_for(answers, seconds=60, what="the worker's metrics port",
+                 explain=lambda: (tmp_path / "worker.log").read_text(errors="replace")[-3000:])
+        families = {family.name for family in text_string_to_metric_families(
+            httpx2.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text)}
+        assert {"viltbridge_jobs_run", "viltbridge_job_seconds", "viltbridge_provider_calls"} <= families
+    finally:
+        stop(worker)
