@@ -125,6 +125,37 @@ def test_a_workflow_moves_the_counters(client: TestClient, db: Db, zoom: ZoomSim
     assert value(after, "viltbridge_jobs_dead") == 0
 
 
+def test_held_fallback_429s_and_retries_are_told_apart(client: TestClient, db: Db, zoom: ZoomSimulator) -> None:
+    zoom.reset(start=NOW)
+    zoom.state.seed_user("tess@example.com", first_name="Tess", last_name="Teacher")
+    created = db.create_connection("acme-zoom", "zoom", **zoom_settings(zoom))
+    auth = (created["username"], created["password"])
+    before, _ = scrape(client)
+    zoom.state.inject_fault(429, count=1, method="POST", path="meetings", retry_after="0")  # one 429, then it goes
+    saved = client.post("/session", auth=auth, json=session_body("m-2", start=NOW + timedelta(minutes=5),
+                                                                 InstructorEmails="tess@example.com"))
+    assert saved.status_code == 200, saved.text
+    zoom.state.inject_fault(400, count=20, path="registrants")  # registration refused: no personal link
+    email = base64.b64encode(b"late@example.com").decode()
+    join = client.get(f"/session/m-2/user/{email}/url", auth=auth).json()["data"]["joinUrl"]
+    path = join.removeprefix("http://testserver")
+    assert client.get(path).status_code == 200  # the holding page
+    assert client.get(f"{path}?attempt=2").status_code == 302  # holds used up: Zoom's registration form
+    zoom.state.clear_faults()
+    after, _ = scrape(client)
+
+    def moved(name: str, **labels: str) -> float:
+        return total(after, name, **labels) - total(before, name, **labels)
+
+    assert moved("viltbridge_launches_total", provider="zoom", outcome="held") == 1
+    assert moved("viltbridge_launches_total", provider="zoom", outcome="fallback") == 1
+    assert moved("viltbridge_launches_total", provider="zoom", outcome="personal_link") == 0
+    assert moved("viltbridge_provider_rate_limited_total", provider="zoom") == 1
+    assert moved("viltbridge_provider_retries_total", provider="zoom") >= 1
+    assert moved("viltbridge_provider_calls_total", provider="zoom", status="429") == 1
+    assert moved("viltbridge_provider_calls_total", provider="zoom", status="400") >= 1
+
+
 def test_a_part_not_final_a_day_after_it_ended_is_overdue(client: TestClient, db: Db, clock: FixedClock) -> None:
     created = db.create_connection()
     auth = (created["username"], created["password"])
