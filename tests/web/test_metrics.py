@@ -173,7 +173,8 @@ def test_a_part_not_final_a_day_after_it_ended_is_overdue(client: TestClient, db
 
 
 def test_metrics_need_the_token(client: TestClient) -> None:
-    assert client.get("/metrics").status_code == 401
+    refused = client.get("/metrics")
+    assert refused.status_code == 401 and refused.headers["WWW-Authenticate"].startswith("Bearer")
     assert client.get("/metrics", headers={"Authorization": "Bearer wrong"}).status_code == 401
     assert client.get("/metrics", headers={"Authorization": f"Basic {TOKEN}"}).status_code == 401
     answer = client.get("/metrics", headers={"Authorization": f"Bearer {TOKEN}"})

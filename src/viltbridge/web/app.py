@@ -273,7 +273,8 @@ def create_app(
     app.include_router(cornerstone_router, prefix=settings.prefix)
     app.include_router(launch.router)
     app.include_router(api_docs.router)
-    app.include_router(metrics_router)
+    if settings.metrics_token:  # without a token, /metrics does not exist
+        app.include_router(metrics_router)
     app.include_router(webhooks.router)
     app.include_router(console.router)
     app.include_router(console_connections.router)

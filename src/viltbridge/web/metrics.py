@@ -1,7 +1,7 @@
 """`/metrics` for Prometheus, behind `VILTBRIDGE_METRICS_TOKEN`, and the HTTP request metrics of every route.
 
-Without a token set, `/metrics` answers 404 as if it did not exist: what the server exports (providers in use, job
-kinds, traffic) is not for anyone who can reach it.
+Without a token set, the app has no `/metrics` route (404): what the server exports (providers in use, job kinds,
+traffic) is not for anyone who can reach it.
 """
 
 from __future__ import annotations
@@ -34,10 +34,7 @@ def _authorized(request: Request, token: str) -> bool:
 async def scrape(request: Request) -> Response:
     ctx = context_of(request)
     token = ctx.settings.metrics_token
-    if not token:
-        return JSONResponse({"error": "There is no endpoint at /metrics: set VILTBRIDGE_METRICS_TOKEN to enable it."},
-                            status_code=404)
-    if not _authorized(request, token):
+    if not token or not _authorized(request, token):
         return JSONResponse({"error": "Send the metrics token (VILTBRIDGE_METRICS_TOKEN) as a bearer token."},
                             status_code=401, headers={"WWW-Authenticate": 'Bearer realm="metrics"'})
     return Response(metrics.exposition(await scrape_time_families(ctx)), media_type=CONTENT_TYPE_LATEST,
