@@ -1,9 +1,11 @@
-"""`/metrics`: a real workflow (a Zoom session saved by the LMS, its launch, the learner's click, a webhook, the
+"""`/metrics`: a real workflow (a Zoom session saved by the LMS, its launch, the learner's click, webhooks, the
 attendance job) moves the counters; Prometheus's own parser reads the answer; only the metrics token gets it."""
 
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import json
 import re
 import shutil
@@ -20,6 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import NOW, Db, service_unavailable, session_body
 from tests.providers.conftest import zoom_settings
+from tests.providers.fixtures import fixture_bytes
 from viltbridge.config import Settings
 from viltbridge.core.clock import FixedClock
 from viltbridge.jobs.runner import JobRunner
@@ -92,6 +95,14 @@ def test_a_workflow_moves_the_counters(client: TestClient, db: Db, zoom: ZoomSim
     assert client.post("/webhooks/acme-zoom", content=b'{"event":"meeting.started"}',
                        headers={"x-zm-signature": "v0=" + "0" * 64,
                                 "x-zm-request-timestamp": str(int(NOW.timestamp()))}).status_code == 403
+    delivery = fixture_bytes("zoom", "webhook_participant_left.json")
+    timestamp = str(int(NOW.timestamp()))
+    digest = hmac.new(zoom.config.webhook_secret_token.encode(), f"v0:{timestamp}:".encode() + delivery,
+                      hashlib.sha256).hexdigest()
+    for _ in range(2):  # Zoom delivers again: the second is a duplicate
+        assert client.post("/webhooks/acme-zoom", content=delivery,
+                           headers={"x-zm-signature": f"v0={digest}", "x-zm-request-timestamp": timestamp,
+                                    "content-type": "application/json"}).status_code == 200
     clock.set(NOW + timedelta(hours=3))  # past the part's end: its attendance job is due
     ran = client.portal.call(JobRunner(client.app.state.ctx, "test-worker").run_due)  # type: ignore[attr-defined]
     assert ran
@@ -119,6 +130,8 @@ def test_a_workflow_moves_the_counters(client: TestClient, db: Db, zoom: ZoomSim
     assert moved("viltbridge_jobs_run_total", kind="attendance.collect") == 1
     assert moved("viltbridge_job_seconds_count", kind="attendance.collect") == 1
     assert moved("viltbridge_webhook_deliveries_total", provider="zoom", outcome="refused") == 1
+    assert moved("viltbridge_webhook_deliveries_total", provider="zoom", outcome="accepted") == 1
+    assert moved("viltbridge_webhook_deliveries_total", provider="zoom", outcome="duplicate") == 1
     # Read from the database at scrape time: the one part, its attendance collected.
     assert total(after, "viltbridge_parts") == 1
     assert value(after, "viltbridge_parts_attendance_overdue") == 0

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from viltbridge import metrics
@@ -33,27 +34,34 @@ async def receive(ctx: AppContext, connection: str, raw_body: bytes, headers: Ma
     """Keep the delivery's events and return the reply the provider expects (its challenge answered, or
     `{"status": "received"}`). Raises NotVerified, Forbidden (a verified delivery for a deactivated connection) or
     another DomainError (signed, but not something this provider sends)."""
-    known = ["unknown"]  # the provider's kind, once the connection is found
+    sender = _Sender()
     try:
-        reply, new_events, events = await _receive(ctx, connection, raw_body, headers, known)
+        reply, new_events, events = await _receive(ctx, connection, raw_body, headers, sender)
     except (NotVerified, DomainError):
-        metrics.webhook_deliveries.labels(known[0], "refused").inc()
+        metrics.webhook_deliveries.labels(sender.provider, "refused").inc()
         raise
     # A delivery whose every event was kept before is the provider sending it again.
     outcome = "duplicate" if events and not new_events else "accepted"
-    metrics.webhook_deliveries.labels(known[0], outcome).inc()
+    metrics.webhook_deliveries.labels(sender.provider, outcome).inc()
     return reply
 
 
+@dataclass
+class _Sender:
+    """Who a delivery claims to come from, for the metrics: known once the connection is found."""
+
+    provider: str = "unknown"
+
+
 async def _receive(ctx: AppContext, connection: str, raw_body: bytes, headers: Mapping[str, str],
-                   known: list[str]) -> tuple[dict[str, Any], int, int]:
+                   sender: _Sender) -> tuple[dict[str, Any], int, int]:
     """The reply, the events new to the ledger and the events in the delivery."""
     async with reading(ctx) as read:
         row = await read.db.run_sync(repository.connection_row_by_name_readonly, connection)
     if row is None:
         raise NotVerified("there is no connection of that name")
     provider = ctx.providers.for_connection(repository.connection_from_row(row, ctx.keyring))
-    known[0] = provider.kind
+    sender.provider = provider.kind
     if not provider.capabilities.webhooks:
         raise NotVerified(f"the {provider.kind} provider sends no webhooks")
     try:
