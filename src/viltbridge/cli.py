@@ -151,6 +151,7 @@ def serve(
 
     import uvicorn
 
+    from viltbridge.metrics import prepare_multiprocess_dir
     from viltbridge.observability import configure_logging
     from viltbridge.security.crypto import KeyringError
     from viltbridge.store import migrate as migrations
@@ -159,6 +160,7 @@ def serve(
 
     settings = _settings()
     configure_logging(settings.log_level, settings.chosen_log_format)
+    prepare_multiprocess_dir()  # before any process of this run records a metric
     try:
         migrations.upgrade(settings.database_url)
         application = create_app(settings, public_url=settings.public_url or f"http://{host}:{port}",
@@ -206,15 +208,22 @@ def _server_process_app() -> Any:
 @app.command()
 def worker(
     threads: Annotated[int | None, typer.Option(help="Job threads (default VILTBRIDGE_WORKER_THREADS)")] = None,
+    metrics_port: Annotated[int | None, typer.Option(help="Serve this process's metrics (all of them with "
+                                                          "PROMETHEUS_MULTIPROC_DIR) on 127.0.0.1:PORT/metrics, "
+                                                          "for a host without `serve`")] = None,
 ) -> None:
     """Run background jobs only (scale-out): as many of these as you like, next to `serve --no-worker`."""
     from viltbridge.bootstrap import run_worker
+    from viltbridge.metrics import prepare_multiprocess_dir, process_exiting, serve_on_localhost
     from viltbridge.observability import configure_logging
     from viltbridge.security.crypto import KeyringError
     from viltbridge.store import migrate as migrations
 
     settings = _settings()
     configure_logging(settings.log_level, settings.chosen_log_format)
+    prepare_multiprocess_dir()
+    if metrics_port is not None:
+        serve_on_localhost(metrics_port)
     try:
         current = migrations.current_revision(settings.database_url)
         if current != migrations.head_revision():
@@ -223,6 +232,8 @@ def worker(
         run_worker(settings, threads or settings.worker_threads)
     except (KeyringError, ValueError) as exc:
         _fail(str(exc))
+    finally:
+        process_exiting()
 
 
 @app.command()

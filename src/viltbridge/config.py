@@ -37,6 +37,8 @@ class Settings(BaseSettings):
     public_url: str | None = Field(default=None, description="External base URL used in launch links")
     lms_path_prefix: str = Field(default="/", description="Where the Cornerstone contract is mounted")
     max_body_bytes: int = 1_000_000
+    metrics_token: str | None = Field(
+        default=None, description="Bearer token Prometheus sends to scrape /metrics; unset, /metrics answers 404")
     oauth_token_ttl_seconds: int = 3600
     # Cornerstone asks for a fresh link on every click, so a link needs to live only from click to page load;
     # a short life limits what a copied link is worth.

@@ -9,11 +9,12 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from viltbridge import metrics
 from viltbridge.app.sessions import known_session, meeting_ref, require_scheduled
 from viltbridge.app.uow import Reading, reading, unit_of_work
 from viltbridge.core.clock import Clock
 from viltbridge.core.emails import normalize_email
-from viltbridge.core.errors import Forbidden, NotFound
+from viltbridge.core.errors import DomainError, Forbidden, NotFound
 from viltbridge.core.launch_tokens import LaunchClaims, sign_launch, verify_launch
 from viltbridge.core.models import Connection, Launch, Role, Session
 from viltbridge.core.ports import Store
@@ -161,22 +162,42 @@ async def record_launch(
                                      personal=link.personal, user_agent=user_agent, identity=identity))
 
 
+def launch_outcome(link: LaunchLink, *, held: bool) -> str:
+    """What a click came to, for the metrics (`metrics.LAUNCH_OUTCOMES`): a fallback is a weaker link handed out
+    because the better one failed (the adapter marks it in its identity, or offered to hold the person for it)."""
+    if held:
+        return "held"
+    if link.personal:
+        return "personal_link"
+    if "fallback" in link.identity or link.retry_after_seconds is not None:
+        return "fallback"
+    return "shared_link"
+
+
 async def follow(ctx: AppContext, token: str, *, user_agent: str | None, may_hold: bool) -> LaunchLink:
     """Where a click on `/l/<token>` goes: the provider's link for this person now, recorded in the launch ledger.
 
     When the provider asks for a moment (`retry_after_seconds`, a registration still being processed) and the
     caller `may_hold` the person on a holding page, nothing is recorded: the person has gone nowhere yet."""
-    claims = read_launch_token(token, ctx.launch, ctx.clock)
-    async with reading(ctx) as read:
-        connection = await read.store.get_connection(claims.connection_id)
-        if connection is None:
-            raise NotFound("This class's online meeting integration no longer exists.")
-        provider = ctx.providers.for_connection(connection)
-        plan = await plan_launch(read.store, connection, claims, ctx.clock,
-                                 registers_ahead=isinstance(provider, RegistersAhead))
-    # No database is held while the provider answers (a registration may take seconds): other clicks go on.
-    link = await resolve_launch(provider, plan)
-    if link.retry_after_seconds is not None and may_hold:
+    provider_kind = "unknown"  # until the token names a connection that exists
+    try:
+        claims = read_launch_token(token, ctx.launch, ctx.clock)
+        async with reading(ctx) as read:
+            connection = await read.store.get_connection(claims.connection_id)
+            if connection is None:
+                raise NotFound("This class's online meeting integration no longer exists.")
+            provider = ctx.providers.for_connection(connection)
+            provider_kind = provider.kind
+            plan = await plan_launch(read.store, connection, claims, ctx.clock,
+                                     registers_ahead=isinstance(provider, RegistersAhead))
+        # No database is held while the provider answers (a registration may take seconds): other clicks go on.
+        link = await resolve_launch(provider, plan)
+    except DomainError:
+        metrics.launches.labels(provider_kind, "refused").inc()
+        raise
+    held = link.retry_after_seconds is not None and may_hold
+    metrics.launches.labels(provider_kind, launch_outcome(link, held=held)).inc()
+    if held:
         return link
     try:
         async with unit_of_work(ctx) as work:

@@ -5,9 +5,11 @@ however many workers there are."""
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
+from viltbridge import metrics
 from viltbridge.app.context import AppContext
 from viltbridge.core.errors import DomainError, ProviderFailed
 from viltbridge.jobs import periodic
@@ -49,6 +51,14 @@ class JobRunner:
             job = await db.run_sync(ledger.claim, job_id, self.owner, ctx.clock.now(), self.lease)
         if job is None:
             return None
+        started = time.perf_counter()
+        state = await self._run(job)
+        metrics.job_seconds.labels(job.kind).observe(time.perf_counter() - started)
+        metrics.jobs_finished.labels(job.kind, state or "lost").inc()
+        return state
+
+    async def _run(self, job: ledger.Job) -> str | None:
+        ctx = self.ctx
         handler = self.handlers.get(job.kind)
         try:
             if handler is None:

@@ -18,7 +18,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp
 
-from viltbridge import __version__, bootstrap
+from viltbridge import __version__, bootstrap, metrics
 from viltbridge.app.context import AppContext, context_of
 from viltbridge.config import Settings, get_settings
 from viltbridge.core import json_text
@@ -37,6 +37,8 @@ from viltbridge.web.console import instructor as console_instructor
 from viltbridge.web.console import routes as console
 from viltbridge.web.console import sessions as console_sessions
 from viltbridge.web.launch_fast_path import LaunchFastPath
+from viltbridge.web.metrics import HttpMetrics
+from viltbridge.web.metrics import router as metrics_router
 from viltbridge.web.middleware import BodyLimitMiddleware, RequestContextMiddleware
 
 log = logging.getLogger("viltbridge.web")
@@ -175,17 +177,19 @@ EXCEPTION_HANDLERS: dict[Any, Any] = {
 
 
 class ViltbridgeApp(FastAPI):
-    """FastAPI with the launch fast path (`web/launch_fast_path.py`) in front of everything, Starlette's error
-    middleware included, where `add_middleware` cannot put it: the most frequent call skips every layer it does not
-    need. `fast_launch_prefix` None leaves launches to the FastAPI route."""
+    """FastAPI with the launch fast path (`web/launch_fast_path.py`) in front of everything, the HTTP metrics
+    (`web/metrics.py`) and Starlette's error middleware included, where `add_middleware` cannot put it: the most
+    frequent call skips every layer it does not need, and records its own metrics. `fast_launch_prefix` None leaves
+    launches to the FastAPI route."""
 
     fast_launch_prefix: str | None = None
 
     def build_middleware_stack(self) -> ASGIApp:
-        stack = super().build_middleware_stack()
+        counted = HttpMetrics(super().build_middleware_stack())
         if self.fast_launch_prefix is None:
-            return stack
-        return LaunchFastPath(stack, prefix=self.fast_launch_prefix, handlers=self.exception_handlers)
+            return counted
+        return LaunchFastPath(counted, prefix=self.fast_launch_prefix, handlers=self.exception_handlers,
+                              http_metrics=counted)
 
 
 def _published_schema(app: FastAPI, settings: Settings) -> dict[str, Any]:
@@ -248,6 +252,7 @@ def create_app(
                 yield
             finally:
                 await app.state.auth_throttle.aclose()
+                metrics.process_exiting()
 
     app = ViltbridgeApp(
         title="viltbridge",
@@ -268,6 +273,8 @@ def create_app(
     app.include_router(cornerstone_router, prefix=settings.prefix)
     app.include_router(launch.router)
     app.include_router(api_docs.router)
+    if settings.metrics_token:  # without a token, /metrics does not exist
+        app.include_router(metrics_router)
     app.include_router(webhooks.router)
     app.include_router(console.router)
     app.include_router(console_connections.router)

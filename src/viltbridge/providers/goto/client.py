@@ -66,6 +66,8 @@ class GotoTokenProvider(CachedBearerToken):
     current one does not: they come from the settings).
     """
 
+    provider_kind = "goto"
+
     def __init__(self, http: ProviderHttp, settings: GotoSettings, *, clock: Callable[[], float] = time.monotonic,
                  refresh_margin: float = 300.0, on_settings_change: SettingsSink | None = None) -> None:
         super().__init__(clock=clock, refresh_margin=refresh_margin, on_settings_change=on_settings_change)

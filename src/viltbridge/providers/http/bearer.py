@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx2
 
+from viltbridge import metrics
 from viltbridge.core.errors import ProviderFailed
 from viltbridge.core.provider import HealthItem, SettingsSink
 from viltbridge.providers.http.errors import ProviderApiError
@@ -21,6 +22,8 @@ class CachedBearerToken:
     """The `Auth` of a provider whose tokens come from a token endpoint: a token is cached until shortly before it
     expires, fetched by one caller at a time (the others wait and reuse it), and fetched again once when the provider
     rejects it. Subclasses say how to fetch one (`fetch`: the token and its lifetime in seconds)."""
+
+    provider_kind = "unknown"  # the provider's kind, for the token renewal metric
 
     def __init__(self, *, clock: Callable[[], float] = time.monotonic, refresh_margin: float = 300.0,
                  token: str | None = None, on_settings_change: SettingsSink | None = None) -> None:
@@ -121,7 +124,9 @@ class CachedBearerToken:
             token, lifetime = await self.fetch()
         except ProviderFailed as failed:
             self._renew_failure = (datetime.now(UTC), failed.message)
+            metrics.token_renewals.labels(self.provider_kind, "failure").inc()
             raise
+        metrics.token_renewals.labels(self.provider_kind, "success").inc()
         self._renewed_at = datetime.now(UTC)
         self._token = token
         self._refresh_at = self._clock() + lifetime - min(self._refresh_margin, lifetime / 10)

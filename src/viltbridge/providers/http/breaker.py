@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 
 import pybreaker
 
+from viltbridge import metrics
 from viltbridge.providers.http.errors import ProviderApiError, ProviderUnreachable
 from viltbridge.providers.http.logs import log
 
@@ -26,6 +27,12 @@ class _BreakerLog(pybreaker.CircuitBreakerListener):
                      new_state: pybreaker.CircuitBreakerState) -> None:
         level = logging.WARNING if new_state.name == pybreaker.STATE_OPEN else logging.INFO
         log.log(level, "circuit breaker %s: %s -> %s", cb.name, old_state.name if old_state else "-", new_state.name)
+        _show_state(cb, new_state.name)
+
+
+def _show_state(breaker: pybreaker.CircuitBreaker, state: str) -> None:
+    provider, _, account = str(breaker.name).partition(":")
+    metrics.circuit_breaker_state.labels(provider, account).set(metrics.BREAKER_STATES.get(state, 0))
 
 
 def new_breaker(name: str, *, fail_max: int = 5, reset_timeout: float = 30.0) -> pybreaker.CircuitBreaker:
@@ -55,4 +62,5 @@ def account_breaker(provider: str, account: str, *, fail_max: int = 5,
         if breaker is None:
             breaker = new_breaker(f"{provider}:{account}", fail_max=fail_max, reset_timeout=reset_timeout)
             _BREAKERS[(provider, account)] = breaker
+            _show_state(breaker, breaker.current_state)
         return breaker

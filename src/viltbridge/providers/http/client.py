@@ -17,6 +17,7 @@ import httpx2
 import pybreaker
 import stamina
 
+from viltbridge import metrics
 from viltbridge.core.provider import HealthItem
 from viltbridge.core.redaction import redact
 from viltbridge.providers.http.bearer import CachedBearerToken
@@ -93,6 +94,16 @@ class _Call:
     authenticate: bool
     deadline: float
     started: float
+
+    @property
+    def endpoint_class(self) -> str:
+        """For the metrics: the class of the first rate-limit bucket ("zoom:<account>:light:second" is "light"),
+        else whether the call reads or writes."""
+        if self.quotas:
+            parts = self.quotas[0].key.split(":")
+            if len(parts) > 2:
+                return parts[2]
+        return "read" if self.method in ("GET", "HEAD") else "write"
 
 
 class ProviderHttp:
@@ -243,6 +254,12 @@ class ProviderHttp:
         attempts = failures = 0
 
         def should_retry(exc: Exception) -> bool | float:
+            wait = _should_retry(exc)
+            if wait is not False:
+                metrics.provider_retries.labels(self.provider, call.endpoint_class).inc()
+            return wait
+
+        def _should_retry(exc: Exception) -> bool | float:
             """stamina's backoff hook: False gives up, a number is the wait before the next attempt.
 
             429s that say when to come back are bounded by the time budget only; other failures also by
@@ -348,9 +365,11 @@ class ProviderHttp:
         except httpx2.HTTPError as exc:
             elapsed = (time.perf_counter() - started) * 1000
             log_exchange(self.provider, request, None, elapsed, type(exc).__name__)
+            self._count(call, "error", elapsed)
             raise self._transport_failure(call, request, exc) from None
         elapsed = (time.perf_counter() - started) * 1000
         log_exchange(self.provider, request, response, elapsed, None)
+        self._count(call, str(response.status_code), elapsed)
         self._note_clock(response.headers.get("date"), elapsed / 1000)
         return response
 
@@ -371,6 +390,13 @@ class ProviderHttp:
         """The provider's clock minus ours in seconds, from the Date header of its last answer (None: none yet).
         Date has whole seconds, truncated, so an exact clock reads between -1 and 0."""
         return self._clock_offset
+
+    def _count(self, call: _Call, status: str, elapsed_ms: float) -> None:
+        endpoint_class = call.endpoint_class
+        metrics.provider_calls.labels(self.provider, endpoint_class, status).inc()
+        metrics.provider_call_seconds.labels(self.provider, endpoint_class).observe(elapsed_ms / 1000)
+        if status == "429":
+            metrics.provider_rate_limited.labels(self.provider, endpoint_class).inc()
 
     def _transport_failure(self, call: _Call, request: httpx2.Request, exc: httpx2.HTTPError) -> _Transient:
         host = request.url.host

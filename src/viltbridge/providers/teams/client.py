@@ -77,6 +77,8 @@ def graph_time(moment: datetime) -> str:
 class GraphTokenProvider(CachedBearerToken):
     """Entra client credentials (`grant_type=client_credentials`): ~1 hour tokens, no refresh token."""
 
+    provider_kind = "teams"
+
     def __init__(self, http: ProviderHttp, settings: TeamsSettings, *, clock: Callable[[], float] = time.monotonic,
                  refresh_margin: float = 300.0) -> None:
         super().__init__(clock=clock, refresh_margin=refresh_margin)

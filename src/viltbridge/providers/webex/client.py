@@ -54,6 +54,8 @@ class WebexTokenProvider(CachedBearerToken):
     Webex may hand back a new refresh token [M]: it is used from then on and handed to `on_settings_change` to be
     stored with the connection."""
 
+    provider_kind = "webex"
+
     def __init__(self, http: ProviderHttp, settings: WebexSettings, *, clock: Callable[[], float] = time.monotonic,
                  refresh_margin: float = 600.0, on_settings_change: SettingsSink | None = None) -> None:
         super().__init__(clock=clock, refresh_margin=refresh_margin, on_settings_change=on_settings_change,

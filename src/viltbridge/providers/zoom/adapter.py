@@ -341,8 +341,8 @@ class ZoomProvider:
         except ProviderFailed as err:
             log.warning("zoom: no start link for meeting %s (%s); host sent to the join link", meeting.meeting_id,
                         err.message)
-            return LaunchLink(url=meeting.join_url, personal=False, identity={"zoom_role": "host"},
-                              note=f"start link unavailable: {err.message}")
+            return LaunchLink(url=meeting.join_url, personal=False, note=f"start link unavailable: {err.message}",
+                              identity={"zoom_role": "host", "fallback": "join_link"})
         # Not `personal`: a start link is never reused from the ledger (it expires and carries the host's token).
         return LaunchLink(url=str(current["start_url"]), personal=False, identity={"zoom_role": "host"})
 

@@ -100,6 +100,8 @@ def meeting_path_id(meeting: int | str) -> str:
 class ZoomTokenProvider(CachedBearerToken):
     """Server-to-Server OAuth (`grant_type=account_credentials`): one-hour tokens without refresh tokens."""
 
+    provider_kind = "zoom"
+
     def __init__(self, http: ProviderHttp, settings: ZoomSettings, *, clock: Callable[[], float] = time.monotonic,
                  refresh_margin: float = 300.0) -> None:
         super().__init__(clock=clock, refresh_margin=refresh_margin)
