@@ -4,23 +4,30 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests.conftest import BACKEND
-
-sqlite_only = pytest.mark.skipif(BACKEND != "sqlite", reason="backup copies the embedded SQLite database")
-
-
-def _database_file(database_url: str) -> Path:
-    return Path(database_url.removeprefix("sqlite:///"))
+from tests.conftest import fresh_postgres_database
+from viltbridge.store import migrate
 
 
-@sqlite_only
-def test_a_backup_taken_while_the_database_is_written_is_whole_and_consistent(run, database_url: str,
+@pytest.fixture
+def embedded_database(run: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The embedded default's database file, whichever database the rest of the suite runs on (backup is for
+    SQLite only), as the database the CLI uses."""
+    path = tmp_path / "embedded.db"
+    url = f"sqlite:///{path}"
+    migrate.upgrade(url)
+    monkeypatch.setenv("VILTBRIDGE_DATABASE_URL", url)
+    return path
+
+
+def test_a_backup_taken_while_the_database_is_written_is_whole_and_consistent(run: Any, embedded_database: Path,
                                                                              tmp_path: Path) -> None:
-    source = _database_file(database_url)
+    source = embedded_database
     with sqlite3.connect(source) as setup:
         setup.execute("CREATE TABLE writes_during_backup (batch INTEGER, n INTEGER)")
     stop = threading.Event()
@@ -63,8 +70,7 @@ def test_a_backup_taken_while_the_database_is_written_is_whole_and_consistent(ru
     assert after.exit_code == 0
 
 
-@sqlite_only
-def test_an_existing_file_is_replaced_only_with_force(run, tmp_path: Path) -> None:
+def test_an_existing_file_is_replaced_only_with_force(run: Any, embedded_database: Path, tmp_path: Path) -> None:
     target = tmp_path / "copy.db"
     target.write_text("an older backup")
     refused = run("backup", str(target), ok=False)
@@ -77,9 +83,11 @@ def test_an_existing_file_is_replaced_only_with_force(run, tmp_path: Path) -> No
     assert oct(target.stat().st_mode & 0o777) == oct(0o600)
 
 
-@pytest.mark.skipif(BACKEND != "postgresql", reason="the refusal to copy PostgreSQL")
-def test_postgresql_is_refused_with_pg_dump_named(run, tmp_path: Path) -> None:
-    refused = run("backup", str(tmp_path / "copy.db"), ok=False)
+def test_postgresql_is_refused_with_pg_dump_named(run: Any, postgres_template: str, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    with contextmanager(fresh_postgres_database)(postgres_template) as url:
+        monkeypatch.setenv("VILTBRIDGE_DATABASE_URL", url)
+        refused = run("backup", str(tmp_path / "copy.db"), ok=False)
     assert refused.exit_code == 1
     assert "pg_dump" in refused.output
     assert not (tmp_path / "copy.db").exists()
