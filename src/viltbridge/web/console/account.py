@@ -9,8 +9,8 @@ from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from viltbridge.app import console_users
-from viltbridge.app.console_users import ConsoleUser, FieldError
-from viltbridge.app.context import AppContext, context_of
+from viltbridge.app.console_users import FieldError
+from viltbridge.app.context import context_of
 from viltbridge.app.uow import run
 from viltbridge.core.errors import DomainError
 from viltbridge.core.permissions import Permission
@@ -28,18 +28,15 @@ SAVED = {"time-zone": "Time zone saved: times are now shown in {zone}.",
                      "link was replaced (the old one stops working)."}
 
 
-def feed_url(ctx: AppContext, user: ConsoleUser) -> str:
-    token = calendar.feed_token(ctx.keyring, user.id, user.session_version)
-    return f"{ctx.public_url.rstrip('/')}/console/ics/{user.id}/{token}.ics"
-
-
 def _account_page(request: Request, session: ConsoleSession, *, status: int = 200, saved: str | None = None,
                   errors: dict[str, str] | None = None, values: dict[str, str] | None = None) -> HTMLResponse:
     ctx = context_of(request)
     user = session.user
+    feed = (calendar.feed_url(ctx.public_url, ctx.keyring, user.id, user.session_version)
+            if user.may(Permission.OWN_SESSIONS) else None)
     return page(request, "account.html", session, status=status, saved=saved, errors=errors or {},
                 values={"time_zone": user.time_zone, **(values or {})}, zones=console_users.time_zone_names(),
-                feed_url=feed_url(ctx, user) if user.may(Permission.OWN_SESSIONS) else None,
+                feed_url=feed,
                 min_password_length=MIN_PASSWORD_LENGTH)
 
 

@@ -30,6 +30,11 @@ def feed_token(keyring: Keyring, user_id: int, session_version: int) -> str:
     return hmac.new(key, f"{user_id}:{session_version}".encode(), hashlib.sha256).hexdigest()[:40]
 
 
+def feed_url(public_url: str, keyring: Keyring, user_id: int, session_version: int) -> str:
+    """A person's calendar feed: the token in the URL is its key (a new session version replaces it)."""
+    return f"{public_url.rstrip('/')}/console/ics/{user_id}/{feed_token(keyring, user_id, session_version)}.ics"
+
+
 def feed_token_matches(keyring: Keyring, user_id: int, session_version: int, token: str) -> bool:
     message = f"{user_id}:{session_version}".encode()
     return any(hmac.compare_digest(hmac.new(key, message, hashlib.sha256).hexdigest()[:40], token)

@@ -65,8 +65,7 @@ async def my_sessions(request: Request, session: Teacher) -> HTMLResponse:
     # Host accounts are shared between instructors: conflicts are found among everyone's parts, shown for mine.
     conflicts = {key: reasons for key, reasons in conflicts_by_session(everyone).items() if key in mine}
     zone = timefmt.zone_named(session.user.time_zone)
-    feed = (f"{ctx.public_url.rstrip('/')}/console/ics/{session.user.id}/"
-            f"{calendar.feed_token(ctx.keyring, session.user.id, session.user.session_version)}.ics")
+    feed = calendar.feed_url(ctx.public_url, ctx.keyring, session.user.id, session.user.session_version)
     upcoming = sorted(((name, row) for name, row in rows if row.ends_at >= ctx.clock.now()),
                       key=lambda item: item[1].starts_at)
     past = [(name, row) for name, row in rows if row.ends_at < ctx.clock.now()]
